@@ -1,0 +1,58 @@
+# keepvip — the two commands a new user needs are `make demo` and `make test`.
+# Everything else they need (apt packages, the virtual environment, the local control
+# plane) is installed by these targets themselves and cached under ~/.cache/keepvip.
+
+SHELL := /bin/bash
+VENV  := .venv
+PY    := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: all test lint unit netns cluster demo system-deps venv clean bench crd
+
+all: test
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+system-deps:
+	bash hack/install-system-deps.sh
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy -p keepvip
+	$(VENV)/bin/lint-imports
+
+unit: $(STAMP)
+	$(PY) -m pytest tests/unit -q
+
+netns: $(STAMP) system-deps
+	$(PY) -m pytest tests/netns -q
+
+cluster: $(STAMP) system-deps
+	bash hack/build-k8s.sh
+	bash hack/get-helm.sh
+	$(PY) -m pytest tests/cluster -q
+
+# One pytest run over every tier, so the closing line counts every test.
+test: $(STAMP) system-deps lint
+	bash hack/build-k8s.sh
+	bash hack/get-helm.sh
+	$(PY) -m pytest tests -q
+
+crd: $(STAMP)
+	$(VENV)/bin/keepvip crd > crds/virtualips.keepvip.io.yaml
+
+demo: $(STAMP) system-deps
+	$(VENV)/bin/keepvip demo
+
+bench: $(STAMP) system-deps
+	$(PY) bench/failover.py
+
+clean:
+	rm -rf $(VENV) build .mypy_cache .pytest_cache .ruff_cache .hypothesis
