@@ -1,0 +1,595 @@
+"""The one typed model of the VirtualIP resource (spec and status).
+
+Raw dictionaries (from the API server, from a standalone YAML file, from an admission
+review) are parsed into these classes exactly once, at the edge, by
+:func:`keepvip.api.parse.parse_virtualip`; nothing downstream reads ``body["spec"]``.
+Field names are snake_case in Python and camelCase on the wire (``alias_generator``).
+Every rule that needs more than one field lives in a ``model_validator`` and names the
+field it rejects, so ``kubectl apply`` and the standalone speaker say the same thing.
+The CRD's OpenAPI schema is generated from these classes (:mod:`keepvip.api.crd`).
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+from collections.abc import Mapping
+from datetime import timedelta
+from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from keepvip.api.constants import STANDARD_MULTICAST_GROUP
+from keepvip.api.durations import DURATION_PATTERN, format_duration, parse_duration
+
+IPAddress = IPv4Address | IPv6Address
+IPInterface = IPv4Interface | IPv6Interface
+
+# RFC 9568 §5.2.6 Count IPvX Addr is 8 bits; an IPv6 advertisement must also fit a
+# 1500-byte link: 40 (IPv6 header) + 8 + 16·N ≤ 1500 → N ≤ 90 (vrrp-facts.md §3.2).
+MAX_ADDRESSES_V4 = 255
+MAX_ADDRESSES_V6 = 90
+
+# RFC 9568 §5.2.7: 12-bit centiseconds (10 ms .. 40.95 s); RFC 3768 §5.3.7: 8-bit seconds.
+V3_INTERVAL_MIN = timedelta(milliseconds=10)
+V3_INTERVAL_MAX = timedelta(milliseconds=40_950)
+V2_INTERVAL_MAX = timedelta(seconds=255)
+CENTISECOND = timedelta(milliseconds=10)
+
+_LINK_LOCAL_V4_MULTICAST = ipaddress.ip_network("224.0.0.0/24")
+
+
+def _to_duration(value: object) -> timedelta:
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, str):
+        return parse_duration(value)
+    raise ValueError("must be a duration string such as '100ms' or '2s'")
+
+
+def _to_interface(value: object) -> IPInterface:
+    if isinstance(value, IPv4Interface | IPv6Interface):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("must be an address string such as '198.18.0.100/24'")
+    try:
+        return ipaddress.ip_interface(value)
+    except ValueError as error:
+        raise ValueError(f"{value!r} is not an IPv4 or IPv6 address (with optional /prefix)") from error
+
+
+def _to_address(value: object) -> IPAddress:
+    if isinstance(value, IPv4Address | IPv6Address):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("must be an address string")
+    try:
+        return ipaddress.ip_address(value)
+    except ValueError as error:
+        raise ValueError(f"{value!r} is not an IPv4 or IPv6 address") from error
+
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(_to_duration),
+    PlainSerializer(format_duration, return_type=str),
+    WithJsonSchema({"type": "string", "pattern": DURATION_PATTERN}),
+]
+Address = Annotated[
+    IPInterface,
+    BeforeValidator(_to_interface),
+    PlainSerializer(str, return_type=str),
+    WithJsonSchema({"type": "string", "minLength": 2}),
+]
+HostAddress = Annotated[
+    IPAddress,
+    BeforeValidator(_to_address),
+    PlainSerializer(str, return_type=str),
+    WithJsonSchema({"type": "string", "minLength": 2}),
+]
+Priority = Annotated[int, Field(ge=1, le=254)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+DnsLabel = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")]
+InterfaceName = Annotated[str, Field(pattern=r"^[^/\s:]{1,15}$")]
+
+
+def invalid(path: str, message: str) -> ValueError:
+    """A cross-field error that names its field: rendered as ``<loc>.<path>: <message>``."""
+    return ValueError(f"@{path}@ {message}")
+
+
+class ApiModel(BaseModel):
+    """Base of every API class: camelCase on the wire, unknown fields refused, immutable."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        use_attribute_docstrings=True,
+    )
+
+
+class SelectorOperator(enum.StrEnum):
+    """Kubernetes LabelSelectorRequirement operators."""
+
+    IN = "In"
+    NOT_IN = "NotIn"
+    EXISTS = "Exists"
+    DOES_NOT_EXIST = "DoesNotExist"
+
+
+class LabelSelectorRequirement(ApiModel):
+    """One label requirement, as in Kubernetes' LabelSelector."""
+
+    key: Annotated[str, Field(min_length=1)]
+    """The label key the requirement applies to."""
+    operator: SelectorOperator
+    """In, NotIn, Exists or DoesNotExist."""
+    values: tuple[str, ...] = ()
+    """For In and NotIn: the values (at least one); empty for Exists and DoesNotExist."""
+
+    @model_validator(mode="after")
+    def _values_fit_operator(self) -> LabelSelectorRequirement:
+        wants_values = self.operator in (SelectorOperator.IN, SelectorOperator.NOT_IN)
+        if wants_values and not self.values:
+            raise invalid("values", f"operator {self.operator.value} needs at least one value")
+        if not wants_values and self.values:
+            raise invalid("values", f"operator {self.operator.value} takes no values")
+        return self
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        """Whether ``labels`` satisfy this requirement."""
+        present = self.key in labels
+        if self.operator is SelectorOperator.EXISTS:
+            return present
+        if self.operator is SelectorOperator.DOES_NOT_EXIST:
+            return not present
+        inside = present and labels[self.key] in self.values
+        return inside if self.operator is SelectorOperator.IN else not inside
+
+
+class LabelSelector(ApiModel):
+    """A Kubernetes LabelSelector; empty selects everything."""
+
+    match_labels: dict[str, str] = Field(default_factory=dict)
+    """Labels that must all be present with these values."""
+    match_expressions: tuple[LabelSelectorRequirement, ...] = ()
+    """Requirements that must all hold."""
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        """Whether a node with ``labels`` is selected (an empty selector selects all)."""
+        return all(labels.get(k) == v for k, v in self.match_labels.items()) and all(
+            requirement.matches(labels) for requirement in self.match_expressions
+        )
+
+
+class NodePriority(ApiModel):
+    """A priority for the nodes named or selected here; the first matching entry wins."""
+
+    node_name: str | None = None
+    """The node this entry applies to (exactly one of nodeName and nodeSelector)."""
+    node_selector: LabelSelector | None = None
+    """The nodes this entry applies to (exactly one of nodeName and nodeSelector)."""
+    priority: Priority
+    """The VRRP priority of these nodes, 1..254 (higher wins the election)."""
+
+    @model_validator(mode="after")
+    def _exactly_one_target(self) -> NodePriority:
+        if (self.node_name is None) == (self.node_selector is None):
+            raise invalid("nodeName", "set exactly one of nodeName and nodeSelector")
+        return self
+
+    def applies_to(self, node_name: str, labels: Mapping[str, str]) -> bool:
+        """Whether this entry names or selects the node."""
+        if self.node_name is not None:
+            return self.node_name == node_name
+        assert self.node_selector is not None
+        return self.node_selector.matches(labels)
+
+
+class SecretKeyRef(ApiModel):
+    """A key of a Secret."""
+
+    namespace: Annotated[str, Field(min_length=1)]
+    """The Secret's namespace."""
+    name: Annotated[str, Field(min_length=1)]
+    """The Secret's name."""
+    key: Annotated[str, Field(min_length=1)]
+    """The key inside the Secret's data."""
+
+
+class Authentication(ApiModel):
+    """VRRPv2 authentication (RFC 2338 simple password, kept by keepalived); v2 only."""
+
+    type: Literal["PASS"]
+    """PASS: keepalived's simple text password (at most 8 bytes are sent)."""
+    secret_ref: SecretKeyRef
+    """The Secret key holding the password. In standalone mode a Secret document in the same file."""
+
+
+class ChecksumForm(enum.StrEnum):
+    """How a VRRPv3-over-IPv4 checksum is sent; receive accepts both (RFC 9568 §5.2.8)."""
+
+    PSEUDO_HEADER = "pseudoHeader"
+    RFC9568 = "rfc9568"
+
+
+class Vrrp(ApiModel):
+    """VRRP protocol settings."""
+
+    version: Literal[2, 3] = 3
+    """VRRP version: 2 (RFC 3768, keepalived's default, allows PASS auth) or 3 (RFC 9568, needed for IPv6)."""
+    advertisement_interval: Duration = timedelta(seconds=1)
+    """How often the master advertises. v3: 10ms..40.95s in 10 ms steps; v2: whole seconds 1s..255s."""
+    vrid: Annotated[int, Field(ge=1, le=255)] | None = None
+    """Virtual router ID 1..255; allocated by the operator when absent."""
+    multicast_group: str | None = None
+    """Multicast destination in 224.0.0.0/24 or ff02::/16, or 'standard' (224.0.0.18 / ff02::12).
+
+    Allocated by the operator when absent."""
+    unicast_peers: tuple[HostAddress, ...] = ()
+    """Send advertisements to these addresses instead of a multicast group."""
+    checksum: ChecksumForm = ChecksumForm.PSEUDO_HEADER
+    """VRRPv3 over IPv4 checksum form sent: pseudoHeader (keepalived) or rfc9568; receive accepts both."""
+    authentication: Authentication | None = None
+    """VRRPv2 only: PASS authentication."""
+
+    @property
+    def interval_centiseconds(self) -> int:
+        """The advertisement interval in the protocol's unit (centiseconds)."""
+        return self.advertisement_interval // CENTISECOND
+
+    def multicast_address(self) -> IPAddress | None:
+        """The explicit group address, None when absent or 'standard'."""
+        if self.multicast_group in (None, STANDARD_MULTICAST_GROUP):
+            return None
+        return ipaddress.ip_address(self.multicast_group)
+
+    @model_validator(mode="after")
+    def _protocol_rules(self) -> Vrrp:
+        interval = self.advertisement_interval
+        if self.version == 2:
+            # RFC 3768 §5.3.7: Adver Int is an 8-bit count of whole seconds.
+            if interval % timedelta(seconds=1) or not timedelta(seconds=1) <= interval <= V2_INTERVAL_MAX:
+                raise invalid(
+                    "advertisementInterval",
+                    f"VRRPv2 needs whole seconds from 1s to 255s (got {format_duration(interval)})",
+                )
+        # RFC 9568 §5.2.7: 12-bit Max Adver Int in centiseconds, non-zero.
+        elif interval % CENTISECOND or not V3_INTERVAL_MIN <= interval <= V3_INTERVAL_MAX:
+            raise invalid(
+                "advertisementInterval",
+                f"VRRPv3 needs 10ms..40.95s in 10 ms steps (got {format_duration(interval)})",
+            )
+        if self.authentication is not None and self.version != 2:
+            raise invalid("authentication", "PASS authentication exists only in VRRPv2 (set version: 2)")
+        if self.multicast_group not in (None, STANDARD_MULTICAST_GROUP):
+            self._check_group(str(self.multicast_group))
+        return self
+
+    @staticmethod
+    def _check_group(text: str) -> None:
+        try:
+            group = ipaddress.ip_address(text)
+        except ValueError as error:
+            raise invalid(
+                "multicastGroup", f"{text!r} is neither 'standard' nor a multicast address"
+            ) from error
+        if isinstance(group, IPv4Address) and group not in _LINK_LOCAL_V4_MULTICAST:
+            # Groups outside 224.0.0.0/24 are pruned by IGMP snooping without a querier
+            # (keepalived PR#1663: both nodes held the VIP with 224.0.10.18).
+            raise invalid("multicastGroup", f"{text} must lie in 224.0.0.0/24 (link-local, always flooded)")
+        if isinstance(group, IPv6Address) and not (group.is_multicast and text.lower().startswith("ff02:")):
+            raise invalid("multicastGroup", f"{text} must be a link-local multicast address in ff02::/16")
+
+
+class TcpCheck(ApiModel):
+    """Passes when a TCP connection to host:port is accepted."""
+
+    port: Port
+    """TCP port."""
+    host: HostAddress = IPv4Address("127.0.0.1")
+    """Address to connect to; default the node's loopback."""
+
+
+class HttpScheme(enum.StrEnum):
+    """HTTP check scheme."""
+
+    HTTP = "HTTP"
+    HTTPS = "HTTPS"
+
+
+class HttpCheck(ApiModel):
+    """Passes when an HTTP(S) GET answers with an expected status.
+
+    HTTPS certificates are not verified, as in Kubernetes probes."""
+
+    port: Port
+    """TCP port."""
+    path: Annotated[str, Field(pattern=r"^/")] = "/"
+    """Request path."""
+    scheme: HttpScheme = HttpScheme.HTTP
+    """HTTP or HTTPS."""
+    host: HostAddress = IPv4Address("127.0.0.1")
+    """Address to connect to; default the node's loopback."""
+    expected_statuses: tuple[Annotated[int, Field(ge=100, le=599)], ...] = (200,)
+    """Status codes that count as passing."""
+
+
+class IcmpCheck(ApiModel):
+    """Passes when host answers an ICMP echo."""
+
+    host: HostAddress
+    """Address to ping."""
+
+
+class ExecCheck(ApiModel):
+    """Passes when the command exits 0 within the timeout (keepalived vrrp_script)."""
+
+    command: Annotated[tuple[str, ...], Field(min_length=1)]
+    """Program and arguments, run without a shell."""
+
+
+class HealthCheck(ApiModel):
+    """A health check with keepalived vrrp_script semantics (rise, fall, weight)."""
+
+    name: DnsLabel
+    """Unique name of the check (a DNS label); used in metrics and status."""
+    tcp: TcpCheck | None = None
+    """TCP connect check."""
+    http: HttpCheck | None = None
+    """HTTP(S) GET check."""
+    icmp: IcmpCheck | None = None
+    """ICMP echo check."""
+    exec: ExecCheck | None = None
+    """Command check."""
+    interval: Duration = timedelta(seconds=1)
+    """Time between two runs."""
+    timeout: Duration = timedelta(seconds=1)
+    """A run that takes longer fails; at most the interval."""
+    rise: Annotated[int, Field(ge=1)] = 1
+    """Consecutive passes needed to count as passing."""
+    fall: Annotated[int, Field(ge=1)] = 1
+    """Consecutive failures needed to count as failing."""
+    weight: Annotated[int, Field(ge=-253, le=253)] = 0
+    """-253..253. Failing adds a negative weight to the priority, passing a positive one.
+
+    0: failing puts the node in FAULT (it gives up the VIP)."""
+
+    @property
+    def kind(self) -> str:
+        """Which of tcp, http, icmp, exec this check is."""
+        return next(k for k in ("tcp", "http", "icmp", "exec") if getattr(self, k) is not None)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> HealthCheck:
+        kinds = [k for k in ("tcp", "http", "icmp", "exec") if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            raise invalid("tcp", f"set exactly one of tcp, http, icmp, exec (got {len(kinds)})")
+        if self.timeout > self.interval:
+            raise invalid("timeout", "must not exceed the interval")
+        if self.timeout <= timedelta(0) or self.interval <= timedelta(0):
+            raise invalid("interval", "interval and timeout must be positive")
+        return self
+
+
+class Arbiter(ApiModel):
+    """Split-brain guard: a node that cannot reach the gateway gives up the VIP (FAULT)."""
+
+    gateway: str = "auto"
+    """'auto' (the default route's gateway of the VRRP interface) or an address to ping."""
+    interval: Duration = timedelta(seconds=1)
+    """Time between two probes."""
+    timeout: Duration = timedelta(milliseconds=500)
+    """A probe without an answer by then fails."""
+    fall: Annotated[int, Field(ge=1)] = 3
+    """Consecutive failed probes that count as lost."""
+    rise: Annotated[int, Field(ge=1)] = 2
+    """Consecutive answered probes that count as reachable again."""
+
+    def gateway_address(self) -> IPAddress | None:
+        """The explicit gateway, or None for 'auto'."""
+        return None if self.gateway == "auto" else ipaddress.ip_address(self.gateway)
+
+    @model_validator(mode="after")
+    def _gateway_is_auto_or_address(self) -> Arbiter:
+        if self.gateway != "auto":
+            try:
+                ipaddress.ip_address(self.gateway)
+            except ValueError as error:
+                raise invalid("gateway", f"{self.gateway!r} is neither 'auto' nor an address") from error
+        return self
+
+
+class ServiceRef(ApiModel):
+    """A Service whose status.loadBalancer.ingress receives the VIP."""
+
+    namespace: Annotated[str, Field(min_length=1)]
+    """The Service's namespace."""
+    name: Annotated[str, Field(min_length=1)]
+    """The Service's name."""
+
+
+class VirtualIPSpec(ApiModel):
+    """The desired virtual IP: its addresses, who may hold them, and how they fail over."""
+
+    addresses: Annotated[tuple[Address, ...], Field(min_length=1)]
+    """Virtual addresses with optional prefix (default /32 or /128); one address family."""
+    interface: InterfaceName | None = None
+    """Interface to hold the VIP; default per node: the interface whose subnet holds the address."""
+    node_selector: LabelSelector = Field(default_factory=LabelSelector)
+    """Nodes that take part; default every node that runs a speaker."""
+    priority: Priority = 100
+    """Base VRRP priority 1..254 (higher wins)."""
+    node_priorities: tuple[NodePriority, ...] = ()
+    """Per-node priorities; the first matching entry wins, else priority."""
+    preempt: bool = True
+    """A higher-priority node takes the VIP back; false = keepalived nopreempt."""
+    preempt_delay: Duration = timedelta(0)
+    """How long a higher-priority node waits before it pre-empts."""
+    vrrp: Vrrp = Field(default_factory=Vrrp)
+    """VRRP protocol settings."""
+    health_checks: tuple[HealthCheck, ...] = ()
+    """Checks whose results change the priority or put the node in FAULT."""
+    arbiter: Arbiter | None = None
+    """Split-brain guard."""
+    service_ref: ServiceRef | None = None
+    """Service whose status receives the VIP."""
+
+    @property
+    def family(self) -> int:
+        """4 or 6: the address family of every address."""
+        return self.addresses[0].version
+
+    def selects(self, labels: Mapping[str, str]) -> bool:
+        """Whether a node with these labels takes part."""
+        return self.node_selector.matches(labels)
+
+    def priority_for(self, node_name: str, labels: Mapping[str, str]) -> int:
+        """This node's base priority: the first matching nodePriorities entry, else priority."""
+        for entry in self.node_priorities:
+            if entry.applies_to(node_name, labels):
+                return entry.priority
+        return self.priority
+
+    @model_validator(mode="after")
+    def _cross_field_rules(self) -> VirtualIPSpec:
+        families = {a.version for a in self.addresses}
+        if len(families) > 1:
+            raise invalid("addresses", "all addresses must be of one family (make one VirtualIP per family)")
+        if len({a.ip for a in self.addresses}) != len(self.addresses):
+            raise invalid("addresses", "an address is listed twice")
+        family = self.family
+        limit = MAX_ADDRESSES_V4 if family == 4 else MAX_ADDRESSES_V6
+        if len(self.addresses) > limit:
+            raise invalid("addresses", f"at most {limit} IPv{family} addresses fit one advertisement")
+        if family == 6 and self.vrrp.version != 3:
+            raise invalid("vrrp.version", "IPv6 addresses need VRRPv3 (RFC 3768 is IPv4 only)")
+        group = self.vrrp.multicast_address()
+        if group is not None and group.version != family:
+            raise invalid("vrrp.multicastGroup", f"must be an IPv{family} group like the addresses")
+        for index, peer in enumerate(self.vrrp.unicast_peers):
+            if peer.version != family:
+                raise invalid(f"vrrp.unicastPeers[{index}]", f"must be IPv{family} like the addresses")
+        names = [check.name for check in self.health_checks]
+        for index, name in enumerate(names):
+            if name in names[:index]:
+                raise invalid(f"healthChecks[{index}].name", f"{name!r} is used twice")
+        if self.arbiter is not None:
+            gateway = self.arbiter.gateway_address()
+            if gateway is not None and gateway.version != family:
+                raise invalid("arbiter.gateway", f"must be IPv{family} like the addresses")
+        return self
+
+
+class VrrpState(enum.StrEnum):
+    """A node's VRRP state as reported in status.nodes."""
+
+    INITIALIZE = "INITIALIZE"
+    BACKUP = "BACKUP"
+    MASTER = "MASTER"
+    FAULT = "FAULT"
+
+
+class NodeStatus(ApiModel):
+    """One node's view, written by that node's speaker (its own server-side-apply field manager)."""
+
+    node: str
+    """The node name (the list's key)."""
+    state: VrrpState
+    """INITIALIZE, BACKUP, MASTER or FAULT."""
+    priority: Annotated[int, Field(ge=0, le=255)] | None = None
+    """The node's base priority."""
+    effective_priority: Annotated[int, Field(ge=0, le=255)] | None = None
+    """The priority after health-check weights."""
+    interface: str | None = None
+    """The interface running VRRP on the node."""
+    since: str | None = None
+    """When the node entered this state (RFC 3339)."""
+    reason: str | None = None
+    """Why it entered this state."""
+
+
+class Condition(ApiModel):
+    """A Kubernetes-style condition (Ready, Allocated, Degraded, SplitBrain, Conflict, InvalidSpec)."""
+
+    type: str
+    """The condition type."""
+    status: Literal["True", "False", "Unknown"]
+    """True, False or Unknown."""
+    reason: str | None = None
+    """A CamelCase reason from a fixed set."""
+    message: str | None = None
+    """A human-readable explanation."""
+    last_transition_time: str | None = None
+    """When the status last changed (RFC 3339)."""
+    observed_generation: int | None = None
+    """The generation this condition was computed from."""
+
+
+class VirtualIPStatus(ApiModel):
+    """What the operator and the speakers observed."""
+
+    vrid: Annotated[int, Field(ge=1, le=255)] | None = None
+    """The VRID in use."""
+    multicast_group: str | None = None
+    """The multicast group in use."""
+    master: str | None = None
+    """The node holding the VIP."""
+    state: str | None = None
+    """Summary: Pending, Ready, Degraded, SplitBrain, Conflict or Invalid."""
+    nodes: tuple[NodeStatus, ...] = Field(
+        default=(),
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["node"]},
+    )
+    """One entry per participating node, written by that node's speaker."""
+    conditions: tuple[Condition, ...] = Field(
+        default=(),
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+    """Ready, Allocated, Degraded, SplitBrain, Conflict, InvalidSpec."""
+    observed_generation: int | None = None
+    """The generation the operator last reconciled."""
+
+
+class ObjectMeta(BaseModel):
+    """The part of Kubernetes ObjectMeta keepvip reads; other fields are kept as they are."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow", frozen=True)
+
+    name: Annotated[str, Field(min_length=1)]
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    generation: int | None = None
+    uid: str | None = None
+    resource_version: str | None = None
+
+
+class VirtualIP(ApiModel):
+    """A VirtualIP resource (cluster-scoped)."""
+
+    api_version: Literal["keepvip.io/v1alpha1"] = "keepvip.io/v1alpha1"
+    kind: Literal["VirtualIP"] = "VirtualIP"
+    metadata: ObjectMeta
+    spec: VirtualIPSpec
+    status: VirtualIPStatus | None = None
+
+    @property
+    def name(self) -> str:
+        """metadata.name."""
+        return self.metadata.name
+
+    def to_body(self) -> dict[str, Any]:
+        """The resource as the API server would hold it (camelCase, durations as strings)."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)

@@ -1,0 +1,81 @@
+"""The one ``keepvip`` entry point: ``speaker``, ``operator``, ``crd``, ``demo``.
+
+Each subcommand's implementation is imported lazily, so ``keepvip crd`` does not pay for
+kopf or pyroute2, and a subcommand that is not built yet says so (exit status 2)
+instead of failing with a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+NOT_AVAILABLE = 2
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="keepvip",
+        description="Kubernetes-native virtual IPs kept alive by VRRP.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    speaker = commands.add_parser("speaker", help="run the VRRP speaker on this node")
+    source = speaker.add_mutually_exclusive_group(required=True)
+    source.add_argument("--config", metavar="FILE", help="standalone: a YAML stream of VirtualIP documents")
+    source.add_argument("--kubernetes", action="store_true", help="watch VirtualIPs in the cluster")
+    speaker.add_argument("--node", required=True, metavar="NAME", help="this node's name")
+    speaker.add_argument(
+        "--node-labels", default="", metavar="K=V,...", help="standalone: this node's labels"
+    )
+    speaker.add_argument("--metrics-address", metavar="HOST:PORT", help="serve Prometheus metrics here")
+    speaker.add_argument(
+        "--notify", metavar="CMD", help="run CMD INSTANCE NAME STATE PRIORITY on transitions"
+    )
+    speaker.add_argument("--log-format", choices=("text", "json"), default="text")
+    speaker.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+
+    operator = commands.add_parser("operator", help="run the kopf operator")
+    operator.add_argument("--metrics-address", metavar="HOST:PORT")
+    operator.add_argument("--log-format", choices=("text", "json"), default="text")
+
+    commands.add_parser("crd", help="print the VirtualIP CustomResourceDefinition")
+
+    demo = commands.add_parser("demo", help="the local demonstration (root)")
+    demo.add_argument("--standalone", action="store_true", help="run without the local Kubernetes cluster")
+    demo.add_argument("--interactive", action="store_true", help="wait for Enter between acts")
+    return parser
+
+
+# subcommand -> module whose `run(args) -> int` implements it
+_COMMANDS = {
+    "speaker": "keepvip.speaker.main",
+    "operator": "keepvip.operator.main",
+    "demo": "keepvip.localcluster.demo",
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse the command line and run the subcommand; return the exit status."""
+    args = _build_parser().parse_args(argv)
+    if args.command == "crd":
+        from keepvip.api.crd import render_crd  # noqa: PLC0415 - keep `keepvip crd` light
+
+        sys.stdout.write(render_crd())
+        return 0
+    module_name = _COMMANDS[args.command]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        if error.name is not None and module_name.startswith(error.name):
+            print(f"keepvip {args.command}: not available yet in this version", file=sys.stderr)
+            return NOT_AVAILABLE
+        raise
+    status: int = module.run(args)
+    return status
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,143 @@
+"""The VirtualIP model: defaults, per-node priority, and refusals that name the field."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from ipaddress import ip_interface
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from keepvip.api.model import VirtualIP, VrrpState
+from keepvip.api.parse import InvalidVirtualIP, parse_virtualip
+
+INVALID_CASES: list[dict[str, Any]] = yaml.safe_load(
+    (Path(__file__).parents[1] / "data" / "invalid_virtualips.yaml").read_text()
+)
+
+
+def document(name: str = "ingress", **spec: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {"addresses": ["198.18.0.100/24"]}
+    base.update(spec)
+    return {
+        "apiVersion": "keepvip.io/v1alpha1",
+        "kind": "VirtualIP",
+        "metadata": {"name": name},
+        "spec": base,
+    }
+
+
+def test_a_minimal_virtualip_gets_the_documented_defaults() -> None:
+    vip = parse_virtualip(document())
+    spec = vip.spec
+    assert spec.addresses == (ip_interface("198.18.0.100/24"),)
+    assert spec.priority == 100
+    assert spec.preempt is True
+    assert spec.preempt_delay == timedelta(0)
+    assert spec.vrrp.version == 3
+    assert spec.vrrp.advertisement_interval == timedelta(seconds=1)
+    assert spec.vrrp.interval_centiseconds == 100
+    assert spec.vrrp.vrid is None
+    assert spec.vrrp.checksum.value == "pseudoHeader"
+    assert spec.interface is None
+    assert spec.family == 4
+
+
+def test_an_address_without_prefix_is_a_host_address() -> None:
+    assert parse_virtualip(document(addresses=["198.18.0.100"])).spec.addresses[0].network.prefixlen == 32
+    v6 = parse_virtualip(document(addresses=["2001:db8::100"]))
+    assert v6.spec.addresses[0].network.prefixlen == 128
+    assert v6.spec.family == 6
+
+
+def test_node_priorities_first_match_wins_else_base_priority() -> None:
+    spec = parse_virtualip(
+        document(
+            priority=90,
+            nodePriorities=[
+                {"nodeName": "node-a", "priority": 150},
+                {"nodeSelector": {"matchLabels": {"rack": "r1"}}, "priority": 120},
+                {
+                    "nodeSelector": {"matchExpressions": [{"key": "rack", "operator": "Exists"}]},
+                    "priority": 110,
+                },
+            ],
+        )
+    ).spec
+    assert spec.priority_for("node-a", {"rack": "r1"}) == 150
+    assert spec.priority_for("node-b", {"rack": "r1"}) == 120
+    assert spec.priority_for("node-c", {"rack": "r2"}) == 110
+    assert spec.priority_for("node-d", {}) == 90
+
+
+@pytest.mark.parametrize(
+    ("selector", "labels", "selected"),
+    [
+        ({}, {}, True),
+        ({"matchLabels": {"role": "ingress"}}, {"role": "ingress", "x": "y"}, True),
+        ({"matchLabels": {"role": "ingress"}}, {"role": "db"}, False),
+        (
+            {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a", "b"]}]},
+            {"zone": "b"},
+            True,
+        ),
+        ({"matchExpressions": [{"key": "zone", "operator": "NotIn", "values": ["a"]}]}, {"zone": "a"}, False),
+        ({"matchExpressions": [{"key": "zone", "operator": "NotIn", "values": ["a"]}]}, {}, True),
+        ({"matchExpressions": [{"key": "spot", "operator": "DoesNotExist"}]}, {"spot": "1"}, False),
+    ],
+)
+def test_node_selector_has_kubernetes_label_selector_semantics(
+    selector: dict[str, Any], labels: dict[str, str], selected: bool
+) -> None:
+    assert parse_virtualip(document(nodeSelector=selector)).spec.selects(labels) is selected
+
+
+def test_a_round_trip_through_the_wire_form_is_lossless() -> None:
+    body = document(
+        addresses=["198.18.0.100/24", "198.18.0.101/24"],
+        preemptDelay="1m30s",
+        vrrp={"version": 2, "advertisementInterval": "2s", "vrid": 51, "multicastGroup": "standard"},
+        healthChecks=[{"name": "web", "http": {"port": 8080, "path": "/healthz"}, "weight": -20}],
+        arbiter={"gateway": "198.18.0.1"},
+    )
+    vip = parse_virtualip(body)
+    again = parse_virtualip(vip.to_body())
+    assert again == vip
+    assert vip.to_body()["spec"]["preemptDelay"] == "90s"
+    assert vip.to_body()["spec"]["vrrp"]["advertisementInterval"] == "2s"
+
+
+def test_status_with_nodes_parses() -> None:
+    body = document()
+    body["status"] = {
+        "vrid": 51,
+        "master": "node-a",
+        "nodes": [{"node": "node-a", "state": "MASTER", "priority": 150, "effectivePriority": 130}],
+    }
+    vip = parse_virtualip(body)
+    assert isinstance(vip, VirtualIP)
+    assert vip.status is not None
+    assert vip.status.nodes[0].state is VrrpState.MASTER
+    assert vip.status.nodes[0].effective_priority == 130
+
+
+def test_v2_with_pass_authentication_is_accepted() -> None:
+    auth = {"type": "PASS", "secretRef": {"namespace": "kube-system", "name": "vrrp", "key": "password"}}
+    spec = parse_virtualip(document(vrrp={"version": 2, "authentication": auth})).spec
+    assert spec.vrrp.authentication is not None
+
+
+@pytest.mark.parametrize("case", INVALID_CASES, ids=[c["name"] for c in INVALID_CASES])
+def test_invalid_virtualips_are_refused_with_the_field_named(case: dict[str, Any]) -> None:
+    with pytest.raises(InvalidVirtualIP) as refused:
+        parse_virtualip(document(name=case["name"], **case["spec"]))
+    paths = [error.path for error in refused.value.errors]
+    assert case["field"] in paths, f"{refused.value} does not name {case['field']}"
+    assert case["name"] in str(refused.value)
+    assert all(error.message for error in refused.value.errors)
+
+
+def test_the_invalid_list_covers_at_least_twenty_mistakes() -> None:
+    assert len(INVALID_CASES) >= 20
