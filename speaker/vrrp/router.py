@@ -1,0 +1,519 @@
+"""The VRRP state machine of one virtual router, as a pure function of its inputs.
+
+In the style of h11 and aioquic's ``QuicConnection``: `VirtualRouter` holds protocol
+state only. Every input (start, a received advertisement, a timer, a priority change,
+a fault, shutdown) carries ``now`` (monotonic seconds) and returns the `Action` values
+the adapter must execute; between inputs the adapter arms a single timer for
+`VirtualRouter.next_deadline` and calls `VirtualRouter.handle_timer` when it expires.
+Nothing here reads a clock, a socket or an interface, so the whole protocol is tested
+on an in-memory wire with a virtual clock (tests/unit/wire.py).
+
+The rules are RFC 9568 §6 (VRRPv3) and RFC 3768 §6 (VRRPv2), cited next to each.
+Where the RFCs are silent keepvip follows keepalived, so both can share a group:
+
+* **FAULT** (keepalived): while any `FaultReason` holds, the router releases its VIPs,
+  stops advertising and ignores advertisements. A master entering FAULT first sends
+  priority 0 so the backups take over after Skew_Time instead of Master_Down_Interval.
+  When the last reason clears, the router follows the Initialize rules (§6.4.1):
+  the owner becomes master, anyone else backup.
+* **preempt_delay** (keepalived: "seconds after startup or seeing a lower priority
+  master until preemption"): a backup that would pre-empt a lower-priority master keeps
+  treating that master's advertisements as valid (it resets its Master_Down_Timer, as if
+  pre-emption were off) until the delay has passed, then discards them (§6.4.2) and
+  takes over when its Master_Down_Timer expires. The delay counts from startup (or from
+  leaving FAULT) until the router has followed a master with a priority at least its
+  own; after that it counts from the first advertisement of a lower-priority master
+  (e.g. once our priority rises, or a lower router took over). With a delay of 0 this
+  is exactly RFC 9568 §6.4.2.
+* **nopreempt** (``preempt=False``): a backup never takes over from a live master, even
+  when the master's effective priority falls below its own.
+* **Effective priority**: health-check weights change it at run time. A master keeps
+  advertising its new priority (it sends one advertisement at once, so backups learn it
+  without waiting an interval); a backup with a higher priority and pre-emption on then
+  discards those advertisements and takes over at Master_Down_Interval (§6.4.2).
+* **Address owner** (priority 255): takes over at once (§6.4.1) and drops every received
+  advertisement, as RFC 3768, 5798 and 9568 §7.1 say (keepalived processes them by
+  default; keepvip follows the RFC).
+* **Address list**: checked on receive; a mismatch is reported (`ConfigMismatch`) and
+  only dropped with ``strict_address_check`` (keepalived ``vrrp_strict``).
+"""
+
+from __future__ import annotations
+
+from keepvip.speaker.vrrp.actions import (
+    Action,
+    AddAddresses,
+    Announce,
+    ConfigMismatch,
+    Dropped,
+    RemoveAddresses,
+    SendAdvertisement,
+    StateChanged,
+)
+from keepvip.speaker.vrrp.advertisement import Advertisement, IPAddress
+from keepvip.speaker.vrrp.config import RouterConfig
+from keepvip.speaker.vrrp.constants import (
+    PRIORITY_LEAVING,
+    PRIORITY_MIN_BACKUP,
+    PRIORITY_OWNER,
+    V2_AUTH_DATA_LEN,
+    VERSION_2,
+    AuthType,
+)
+from keepvip.speaker.vrrp.drops import DropReason
+from keepvip.speaker.vrrp.state import FAULT_TRANSITIONS, FaultReason, State, TransitionReason
+from keepvip.speaker.vrrp.timers import interval_seconds, master_down_interval, skew_time
+
+FaultKey = tuple[FaultReason, str]
+
+
+class VirtualRouter:
+    """One VRRP virtual router (one VRID on one interface) on this node.
+
+    All methods take ``now`` (monotonic seconds, never decreasing) and return the
+    actions to execute, in order. None of them raises on remote input; the methods fed
+    by local decisions raise `ValueError` only for impossible values (a priority out of
+    1..255).
+    """
+
+    def __init__(self, config: RouterConfig) -> None:
+        self._faults: set[FaultKey] = set()
+        self._reset(config, config.priority)
+
+    def _reset(self, config: RouterConfig, priority: int) -> None:
+        """Protocol state as after construction (the fault reasons are inputs: kept)."""
+        self._config = config
+        self._state = State.INITIALIZE
+        self._priority = priority
+        # RFC 9568 §6.1 Master_Adver_Interval ("Active_Adver_Interval"): the interval
+        # of the master we follow; v3 backups adopt it from the master's adverts.
+        self._master_adver_interval_cs = config.interval_cs
+        self._adver_deadline: float | None = None  # §6.2 Adver_Timer (master)
+        self._master_down_deadline: float | None = None  # §6.2 Master_Down_Timer (backup)
+        self._down_reason = TransitionReason.MASTER_DOWN_TIMER  # what firing it would mean
+        self._preempt_hold_until: float | None = None
+        self._master_address: IPAddress | None = None
+        self._master_priority: int | None = None
+
+    # ------------------------------------------------------------------ read-only view
+
+    @property
+    def config(self) -> RouterConfig:
+        return self._config
+
+    @property
+    def state(self) -> State:
+        return self._state
+
+    @property
+    def priority(self) -> int:
+        """The effective priority: the base priority adjusted by health-check weights."""
+        return self._priority
+
+    @property
+    def is_owner(self) -> bool:
+        """Priority 255: this router owns the addresses (RFC 9568 §5.2.4)."""
+        return self._priority == PRIORITY_OWNER
+
+    @property
+    def master_adver_interval_cs(self) -> int:
+        """The master's advertisement interval as this router knows it (RFC 9568 §6.1)."""
+        return self._master_adver_interval_cs
+
+    @property
+    def skew_time(self) -> float:
+        """Skew_Time in seconds for our priority and the known master interval (§6.1)."""
+        return skew_time(self._config.version, self._priority, self._master_adver_interval_cs)
+
+    @property
+    def master_down_interval(self) -> float:
+        """Master_Down_Interval in seconds (RFC 9568 §6.1 Active_Down_Interval)."""
+        return master_down_interval(
+            self._config.version, self._priority, self._master_adver_interval_cs
+        )
+
+    @property
+    def next_deadline(self) -> float | None:
+        """When `handle_timer` must next be called; ``None`` when no timer is armed."""
+        deadlines = [
+            deadline
+            for deadline in (self._adver_deadline, self._master_down_deadline)
+            if deadline is not None
+        ]
+        return min(deadlines, default=None)
+
+    @property
+    def master_address(self) -> IPAddress | None:
+        """The current master's primary address: ours when master, the last valid
+        advertiser's when backup, ``None`` when unknown (or not running)."""
+        if self._state is State.MASTER:
+            return self._config.primary_address
+        if self._state is State.BACKUP:
+            return self._master_address
+        return None
+
+    @property
+    def master_priority(self) -> int | None:
+        """The current master's advertised priority, when known."""
+        if self._state is State.MASTER:
+            return self._priority
+        if self._state is State.BACKUP:
+            return self._master_priority
+        return None
+
+    @property
+    def faults(self) -> frozenset[FaultKey]:
+        """The fault reasons (and their details) currently holding."""
+        return frozenset(self._faults)
+
+    # ------------------------------------------------------------------------ inputs
+
+    def start(self, now: float) -> list[Action]:
+        """RFC 9568 §6.4.1: the Startup event. A no-op unless in INITIALIZE.
+
+        Any stale VIP (a previous run's) is removed first unless the router becomes
+        master. A router with a pending fault starts in FAULT.
+        """
+        if self._state is not State.INITIALIZE:
+            return []
+        if self._faults:
+            self._state = State.FAULT
+            return [
+                StateChanged(State.INITIALIZE, State.FAULT, self._fault_transition()),
+                RemoveAddresses(self._config.addresses),
+            ]
+        actions = self._initialize(now, State.INITIALIZE, TransitionReason.STARTUP)
+        if not self.is_owner:  # now a backup
+            actions.append(RemoveAddresses(self._config.addresses))
+        return actions
+
+    def receive(self, advertisement: Advertisement, source: IPAddress, now: float) -> list[Action]:
+        """An ADVERTISEMENT the codec accepted, from IP source ``source``.
+
+        The codec has already checked TTL, version, type, length, checksum, count and a
+        non-zero interval (RFC 9568 §7.1); this method checks what needs the router's
+        configuration and state, then applies §6.4.2 (backup) or §6.4.3 (master).
+        Ignored in INITIALIZE and FAULT.
+        """
+        if self._state not in (State.BACKUP, State.MASTER):
+            return []
+        reason = self._receive_check(advertisement, source)
+        if reason is not None:
+            return [Dropped(reason, source)]
+        actions: list[Action] = []
+        if not self._same_addresses(advertisement):
+            # RFC 9568 §7.1: MAY verify the address list; SHOULD log a mismatch.
+            # RFC 3768 §7.1: drop unless the sender is the owner (strict mode only).
+            if self._config.strict_address_check and advertisement.priority != PRIORITY_OWNER:
+                return [Dropped(DropReason.ADDRESS_MISMATCH, source)]
+            actions.append(ConfigMismatch(DropReason.ADDRESS_MISMATCH, source, advertisement))
+        if advertisement.interval_cs != self._config.interval_cs:
+            # RFC 9568 §7.1: SHOULD verify Max Adver Int matches Advertisement_Interval
+            # and log a mismatch, but still process it (v2 mismatches were dropped above).
+            actions.append(ConfigMismatch(DropReason.INTERVAL_MISMATCH, source, advertisement))
+        if self._state is State.BACKUP:
+            actions += self._backup_receive(advertisement, source, now)
+        else:
+            actions += self._master_receive(advertisement, source, now)
+        return actions
+
+    def handle_timer(self, now: float) -> list[Action]:
+        """Fire every deadline that is due at ``now`` (early calls are harmless)."""
+        actions: list[Action] = []
+        if (
+            self._state is State.BACKUP
+            and self._master_down_deadline is not None
+            and self._master_down_deadline <= now
+        ):
+            # RFC 9568 §6.4.2: Master_Down_Timer fires → send an ADVERTISEMENT, announce
+            # the addresses, set the Adver_Timer, become master.
+            actions += self._become_master(now, State.BACKUP, self._down_reason)
+        if (
+            self._state is State.MASTER
+            and self._adver_deadline is not None
+            and self._adver_deadline <= now
+        ):
+            # RFC 9568 §6.4.3: Adver_Timer fires → send an ADVERTISEMENT, reset the timer.
+            actions.append(self._send_advertisement(now))
+        return actions
+
+    def set_effective_priority(self, priority: int, now: float) -> list[Action]:
+        """Health-check weights moved our priority (1..255; 255 makes us the owner).
+
+        Master: advertise the new priority at once; a backup with a higher priority
+        and pre-emption on then takes over (§6.4.2). Backup: the new priority decides
+        the next advertisement (§6.4.2 compares the advertised priority with ours) and
+        the next Skew_Time; becoming the owner makes us master at once (§6.4.1).
+        """
+        _check_priority(priority)
+        if priority == self._priority:
+            return []
+        self._priority = priority
+        if self._state is State.MASTER:
+            return [self._send_advertisement(now)]
+        if self._state is State.BACKUP and self.is_owner:
+            return self._become_master(now, State.BACKUP, TransitionReason.ADDRESS_OWNER)
+        return []
+
+    def enter_fault(
+        self,
+        reason: FaultReason,
+        now: float,  # noqa: ARG002 - every input carries now; FAULT arms no timer
+        detail: str = "",
+    ) -> list[Action]:
+        """A fault began (``detail`` tells apart several of one kind, e.g. check names).
+
+        A master sends priority 0 (as on shutdown, §6.4.3, so backups take over after
+        Skew_Time) and releases its VIPs; any running router stops its timers.
+        """
+        self._faults.add((reason, detail))
+        if self._state in (State.FAULT, State.INITIALIZE):
+            return []
+        old = self._state
+        actions: list[Action] = [StateChanged(old, State.FAULT, FAULT_TRANSITIONS[reason])]
+        if old is State.MASTER:
+            actions += [self._leaving_advertisement(), RemoveAddresses(self._config.addresses)]
+        self._stop(State.FAULT)
+        return actions
+
+    def leave_fault(self, reason: FaultReason, now: float, detail: str = "") -> list[Action]:
+        """A fault ended; when none remains, apply the Initialize rules (§6.4.1)."""
+        self._faults.discard((reason, detail))
+        if self._faults or self._state is not State.FAULT:
+            return []
+        return self._initialize(now, State.FAULT, TransitionReason.FAULT_CLEARED)
+
+    def shutdown(self, now: float) -> list[Action]:  # noqa: ARG002 - every input carries now
+        """The Shutdown event: back to INITIALIZE (RFC 9568 §6.4.2, §6.4.3).
+
+        A master cancels its Adver_Timer, sends an ADVERTISEMENT with priority 0 so a
+        backup takes over after Skew_Time, and releases its VIPs.
+        """
+        if self._state is State.INITIALIZE:
+            return []
+        old = self._state
+        actions: list[Action] = [StateChanged(old, State.INITIALIZE, TransitionReason.SHUTDOWN)]
+        if old is State.MASTER:
+            actions += [self._leaving_advertisement(), RemoveAddresses(self._config.addresses)]
+        self._stop(State.INITIALIZE)
+        return actions
+
+    def reconfigure(
+        self, config: RouterConfig, now: float, effective_priority: int | None = None
+    ) -> list[Action]:
+        """Apply a new configuration in place, without a flap where possible.
+
+        A new VRID or version is a different virtual router: shut down and start again.
+        Otherwise the state is kept; a master moves its VIPs to the new list, announces
+        the new ones and advertises at once if anything it advertises changed. The
+        effective priority becomes ``effective_priority`` (default: the new base).
+        """
+        old = self._config
+        priority = config.priority if effective_priority is None else effective_priority
+        _check_priority(priority)
+        if (config.vrid, config.version) != (old.vrid, old.version):
+            restart = self.shutdown(now)
+            self._reset(config, priority)
+            return restart + self.start(now)
+        before = self._advertisement()
+        self._config = config
+        if self._state is not State.BACKUP or config.version == VERSION_2:
+            self._master_adver_interval_cs = config.interval_cs
+        if self._state is not State.MASTER:
+            return self.set_effective_priority(priority, now)
+        self._priority = priority
+        actions: list[Action] = []
+        removed = tuple(a for a in old.addresses if a not in config.addresses)
+        added = tuple(a for a in config.addresses if a not in old.addresses)
+        if removed:
+            actions.append(RemoveAddresses(removed))
+        if added:
+            actions += [AddAddresses(added), Announce(added)]
+        if self._advertisement() != before:
+            actions.append(self._send_advertisement(now))
+        return actions
+
+    # ------------------------------------------------------------------ the protocol
+
+    def _initialize(self, now: float, old: State, reason: TransitionReason) -> list[Action]:
+        """RFC 9568 §6.4.1, on Startup or when the last fault clears."""
+        if self.is_owner:
+            # §6.4.1: the owner sends an ADVERTISEMENT, announces and becomes master.
+            return self._become_master(now, old, TransitionReason.ADDRESS_OWNER)
+        # §6.4.1: Master_Adver_Interval = Advertisement_Interval, arm the
+        # Master_Down_Timer for Master_Down_Interval, become backup.
+        self._state = State.BACKUP
+        self._master_adver_interval_cs = self._config.interval_cs
+        self._arm_master_down(now, TransitionReason.MASTER_DOWN_TIMER)
+        self._master_address = None
+        self._master_priority = None
+        # keepalived preempt_delay counts from startup.
+        self._preempt_hold_until = now + self._config.preempt_delay
+        return [StateChanged(old, State.BACKUP, reason)]
+
+    def _backup_receive(
+        self, advertisement: Advertisement, source: IPAddress, now: float
+    ) -> list[Action]:
+        """RFC 9568 §6.4.2 / RFC 3768 §6.4.2: an ADVERTISEMENT received as backup."""
+        if advertisement.priority == PRIORITY_LEAVING:
+            # §6.4.2: the master is leaving; Master_Down_Timer = Skew_Time.
+            self._master_down_deadline = now + self.skew_time
+            self._down_reason = TransitionReason.PRIORITY_ZERO_RECEIVED
+            self._master_address = None
+            self._master_priority = None
+            return []
+        if advertisement.priority >= self._priority:
+            # A legitimate master: any later lower-priority master starts a new delay.
+            self._preempt_hold_until = None
+        elif self._config.preempt and not self._preempt_held(now):
+            # §6.4.2: Preempt_Mode and a lower priority → discard; the Master_Down_Timer
+            # runs out and we take over.
+            self._down_reason = TransitionReason.PREEMPT
+            return []
+        # §6.4.2: Preempt_Mode False, or priority >= ours (or keepalived's preempt_delay
+        # still holding): adopt the interval (v3; v2 intervals must match, RFC 3768 §7.1),
+        # recompute Skew_Time and Master_Down_Interval, reset the Master_Down_Timer.
+        if self._config.version != VERSION_2:
+            self._master_adver_interval_cs = advertisement.interval_cs
+        self._arm_master_down(now, TransitionReason.MASTER_DOWN_TIMER)
+        self._master_address = source
+        self._master_priority = advertisement.priority
+        return []
+
+    def _master_receive(
+        self, advertisement: Advertisement, source: IPAddress, now: float
+    ) -> list[Action]:
+        """RFC 9568 §6.4.3 / RFC 3768 §6.4.3: an ADVERTISEMENT received as master."""
+        if advertisement.priority == PRIORITY_LEAVING:
+            # §6.4.3: another master is leaving: advertise at once, reset the Adver_Timer.
+            return [self._send_advertisement(now)]
+        if advertisement.priority > self._priority:
+            reason = TransitionReason.HIGHER_PRIORITY_SEEN
+        elif advertisement.priority == self._priority and _address_greater(
+            source, self._config.primary_address
+        ):
+            # §6.4.3: equal priority, the sender's primary address is greater (unsigned
+            # integers in network byte order).
+            reason = TransitionReason.EQUAL_PRIORITY_HIGHER_ADDRESS
+        else:
+            # RFC 9568 §6.4.3: discard a losing ADVERTISEMENT and send one immediately,
+            # to assert our state to the sender and refresh learning bridges.
+            return [self._send_advertisement(now)]
+        # §6.4.3: cancel the Adver_Timer, adopt the sender's interval (v3), recompute
+        # Skew_Time and Master_Down_Interval, arm the Master_Down_Timer, become backup.
+        self._state = State.BACKUP
+        self._adver_deadline = None
+        if self._config.version != VERSION_2:
+            self._master_adver_interval_cs = advertisement.interval_cs
+        self._arm_master_down(now, TransitionReason.MASTER_DOWN_TIMER)
+        self._master_address = source
+        self._master_priority = advertisement.priority
+        self._preempt_hold_until = None
+        return [
+            StateChanged(State.MASTER, State.BACKUP, reason),
+            RemoveAddresses(self._config.addresses),
+        ]
+
+    def _become_master(self, now: float, old: State, reason: TransitionReason) -> list[Action]:
+        """RFC 9568 §6.4.1 / §6.4.2: bind the VIPs, advertise, announce, arm Adver_Timer."""
+        self._state = State.MASTER
+        self._master_down_deadline = None
+        self._master_address = None
+        self._master_priority = None
+        self._preempt_hold_until = None
+        return [
+            StateChanged(old, State.MASTER, reason),
+            AddAddresses(self._config.addresses),
+            self._send_advertisement(now),
+            Announce(self._config.addresses),
+        ]
+
+    def _receive_check(self, advertisement: Advertisement, source: IPAddress) -> DropReason | None:
+        """RFC 9568 §7.1 / RFC 3768 §7.1 checks that need the router's configuration."""
+        config = self._config
+        if advertisement.vrid != config.vrid:
+            return DropReason.WRONG_VRID  # §7.1: VRID configured on the receiving interface
+        if advertisement.version != config.version:
+            return DropReason.BAD_VERSION  # §7.1: the version this virtual router speaks
+        family = config.primary_address.version
+        if source.version != family or any(a.version != family for a in advertisement.addresses):
+            return DropReason.BAD_ADDRESS_FAMILY  # §5.2.9: one family, the IP header's
+        if source == config.primary_address:
+            return DropReason.OWN_PACKET  # our own advertisement, looped back
+        if self.is_owner:
+            return DropReason.OWNER  # §7.1: MUST verify the local router is not the owner
+        return self._v2_receive_check(advertisement) if config.version == VERSION_2 else None
+
+    def _v2_receive_check(self, advertisement: Advertisement) -> DropReason | None:
+        """RFC 3768 §7.1 checks that VRRPv3 dropped."""
+        config = self._config
+        # RFC 3768 §7.1: the Auth Type matches and its method passes.
+        if advertisement.auth_type is not config.auth_type or (
+            config.auth_type is AuthType.PASS
+            and advertisement.auth_data.ljust(V2_AUTH_DATA_LEN, b"\0") != config.padded_auth_data
+        ):
+            return DropReason.AUTH_MISMATCH
+        # RFC 3768 §7.1: the Adver Interval equals the locally configured one.
+        if advertisement.interval_cs != config.interval_cs:
+            return DropReason.INTERVAL_MISMATCH
+        return None
+
+    def _same_addresses(self, advertisement: Advertisement) -> bool:
+        return set(advertisement.addresses) == set(self._config.addresses)
+
+    def _preempt_held(self, now: float) -> bool:
+        """keepalived preempt_delay: is pre-emption still on hold at ``now``?"""
+        if self._config.preempt_delay <= 0:
+            return False
+        if self._preempt_hold_until is None:
+            self._preempt_hold_until = now + self._config.preempt_delay
+        return now < self._preempt_hold_until
+
+    def _arm_master_down(self, now: float, reason: TransitionReason) -> None:
+        self._master_down_deadline = now + self.master_down_interval
+        self._down_reason = reason
+
+    def _send_advertisement(self, now: float) -> SendAdvertisement:
+        """Advertise now and reset the Adver_Timer to Advertisement_Interval (§6.4.3)."""
+        self._adver_deadline = now + interval_seconds(self._config.interval_cs)
+        return SendAdvertisement(self._advertisement())
+
+    def _leaving_advertisement(self) -> SendAdvertisement:
+        """§6.4.3 Shutdown: an ADVERTISEMENT with Priority = 0."""
+        return SendAdvertisement(self._advertisement(priority=PRIORITY_LEAVING))
+
+    def _advertisement(self, priority: int | None = None) -> Advertisement:
+        """RFC 9568 §7.2 / RFC 3768 §7.2: the fields from our configuration and state."""
+        config = self._config
+        v2 = config.version == VERSION_2
+        return Advertisement(
+            version=config.version,
+            vrid=config.vrid,
+            priority=self._priority if priority is None else priority,
+            interval_cs=config.interval_cs,
+            addresses=config.addresses,
+            auth_type=config.auth_type if v2 else AuthType.NONE,
+            auth_data=config.padded_auth_data if v2 else b"",
+        )
+
+    def _stop(self, state: State) -> None:
+        self._state = state
+        self._adver_deadline = None
+        self._master_down_deadline = None
+        self._master_address = None
+        self._master_priority = None
+        self._preempt_hold_until = None
+
+    def _fault_transition(self) -> TransitionReason:
+        reason, _ = min(self._faults, key=lambda key: (key[0].value, key[1]))
+        return FAULT_TRANSITIONS[reason]
+
+
+def _address_greater(left: IPAddress, right: IPAddress) -> bool:
+    """RFC 9568 §6.4.3: compare primary addresses as unsigned network-order integers."""
+    return left.packed > right.packed
+
+
+def _check_priority(priority: int) -> None:
+    if not PRIORITY_MIN_BACKUP <= priority <= PRIORITY_OWNER:
+        raise ValueError(f"priority must be {PRIORITY_MIN_BACKUP}..{PRIORITY_OWNER}, not {priority}")
