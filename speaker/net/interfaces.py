@@ -1,0 +1,148 @@
+"""Read-only questions about this host's interfaces, answered over rtnetlink.
+
+The speaker needs four facts before it can run a virtual router, and they all come
+from the kernel, never from configuration:
+
+* which interface a VIP belongs on when ``spec.interface`` is absent: the one whose
+  subnet holds the address (DESIGN.md, VirtualIP ``interface``);
+* the interface's primary IPv4 address, the VRRP source and tie-breaker
+  (RFC 9568 §5.1.1.1, §6.4.3 "higher primary IP wins");
+* its IPv6 link-local address, the VRRPv3 source and the first address of an IPv6
+  advertisement (RFC 9568 §5.1.2.1, §5.2.9);
+* whether the link is up (down = FAULT, DESIGN.md).
+
+All functions take an open ``pyroute2.AsyncIPRoute``. pyroute2 creates its netlink
+socket lazily, in whichever network namespace the thread is in at its first request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address, ip_address, ip_interface
+from socket import AF_INET, AF_INET6
+from typing import Any, Final, TypeVar
+
+from keepvip.speaker.net.marks import KEEPVIP_ADDRESS_PROTO
+
+IPAddress = IPv4Address | IPv6Address
+_T = TypeVar("_T")
+
+# <linux/if_addr.h> and <linux/if.h>
+IFA_F_SECONDARY: Final = 0x01
+IFA_F_NODAD: Final = 0x02
+IFA_F_DADFAILED: Final = 0x08
+IFA_F_TENTATIVE: Final = 0x40
+IFF_UP: Final = 0x1
+IFF_RUNNING: Final = 0x40  # the kernel's "operationally up": admin up and carrier (RFC 2863)
+
+
+@dataclass(frozen=True, slots=True)
+class InterfaceAddress:
+    """One address as the kernel lists it (``ip addr``), with what keepvip asks of it."""
+
+    ifindex: int
+    address: IPAddress
+    prefixlen: int
+    flags: int
+    proto: int
+
+    @property
+    def is_keepvip(self) -> bool:
+        """Added by a keepvip speaker (this run or an earlier one)."""
+        return self.proto == KEEPVIP_ADDRESS_PROTO
+
+    @property
+    def is_usable(self) -> bool:
+        """Neither still in duplicate address detection nor failed it."""
+        return not self.flags & (IFA_F_TENTATIVE | IFA_F_DADFAILED)
+
+
+async def list_addresses(ipr: Any, ifindex: int | None = None) -> list[InterfaceAddress]:
+    """Every IPv4 and IPv6 address, in the kernel's order, optionally of one interface."""
+    found: list[InterfaceAddress] = []
+    async for message in await ipr.addr("dump"):
+        if ifindex is not None and message["index"] != ifindex:
+            continue
+        if message["family"] not in (AF_INET, AF_INET6):
+            continue
+        flags = message.get("IFA_FLAGS")
+        proto = message.get("IFA_PROTO")
+        found.append(
+            InterfaceAddress(
+                ifindex=message["index"],
+                address=ip_address(message.get("IFA_ADDRESS")),
+                prefixlen=message["prefixlen"],
+                flags=message["flags"] if flags is None else flags,
+                proto=0 if proto is None else proto,
+            )
+        )
+    return found
+
+
+async def interface_index(ipr: Any, ifname: str) -> int:
+    """The index of ``ifname``; ``LookupError`` if there is no such interface."""
+    indexes: list[int] = await ipr.link_lookup(ifname=ifname)
+    if not indexes:
+        raise LookupError(f"no interface named {ifname!r}")
+    return indexes[0]
+
+
+async def interface_names(ipr: Any) -> dict[int, str]:
+    """ifindex -> name for every interface."""
+    return {link["index"]: link.get("IFLA_IFNAME") async for link in await ipr.link("dump")}
+
+
+async def interface_for(ipr: Any, address: IPAddress) -> str | None:
+    """The interface whose subnet holds ``address`` (longest prefix wins), or ``None``.
+
+    Host routes (/32, /128), link-local subnets and keepvip's own VIPs do not count:
+    a VIP must land on the interface of the LAN it is reachable on, not on itself.
+    """
+    best: tuple[int, int] | None = None  # (prefixlen, ifindex)
+    for entry in await list_addresses(ipr):
+        if entry.address.version != address.version or entry.is_keepvip:
+            continue
+        if entry.prefixlen >= entry.address.max_prefixlen or entry.address.is_link_local:
+            continue
+        network = ip_interface(f"{entry.address}/{entry.prefixlen}").network
+        if address in network and (best is None or entry.prefixlen > best[0]):
+            best = (entry.prefixlen, entry.ifindex)
+    if best is None:
+        return None
+    return (await interface_names(ipr)).get(best[1])
+
+
+async def primary_ipv4(ipr: Any, ifname: str) -> IPv4Address | None:
+    """The interface's primary IPv4 address: the first global, non-secondary, non-VIP one."""
+    ifindex = await interface_index(ipr, ifname)
+    return _first(
+        entry.address
+        for entry in await list_addresses(ipr, ifindex)
+        if isinstance(entry.address, IPv4Address)
+        and not entry.flags & IFA_F_SECONDARY
+        and not entry.is_keepvip
+        and not entry.address.is_loopback
+    )
+
+
+async def link_local_ipv6(ipr: Any, ifname: str) -> IPv6Address | None:
+    """The interface's usable IPv6 link-local address (``None`` while DAD runs)."""
+    ifindex = await interface_index(ipr, ifname)
+    return _first(
+        entry.address
+        for entry in await list_addresses(ipr, ifindex)
+        if isinstance(entry.address, IPv6Address) and entry.address.is_link_local and entry.is_usable
+    )
+
+
+async def is_link_up(ipr: Any, ifname: str) -> bool:
+    """Administratively up *and* with carrier (``IFF_UP`` and ``IFF_RUNNING``)."""
+    ifindex = await interface_index(ipr, ifname)
+    links = await ipr.link("get", index=ifindex)
+    flags: int = links[0]["flags"]
+    return bool(flags & IFF_UP) and bool(flags & IFF_RUNNING)
+
+
+def _first(items: Iterable[_T]) -> _T | None:
+    return next(iter(items), None)

@@ -1,0 +1,19 @@
+"""How keepvip recognises the addresses it added, across restarts.
+
+DESIGN.md: "On start, the speaker removes VIPs it owns from a previous run", so a
+crashed (SIGKILLed) speaker never leaves a stale VIP answering ARP. The kernel keeps
+the mark for us: since Linux 6.3 every address carries an ``IFA_PROTO`` byte naming
+who added it (``ip -d addr`` shows it as ``proto``), like ``RTPROT_*`` on routes.
+Values 0..3 are the kernel's own (unspec, kernel_lo, kernel_ra, kernel_ll, see
+/etc/iproute2/rt_addrprotos); keepvip takes a private value from the free range.
+Unlike a label it works for IPv6 too, and unlike a state file it cannot drift from
+what is really configured.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# 0x6B is ASCII "k": memorable in `ip -d addr` output ("proto 107"), far from the
+# kernel's 0..3 and from the small values other daemons pick.
+KEEPVIP_ADDRESS_PROTO: Final = 0x6B

@@ -1,0 +1,302 @@
+"""Raw IP-protocol-112 sockets: VRRP advertisements in and out of one interface.
+
+This adapter moves bytes, not VRRP semantics: the codec encodes and decodes the
+payload, the router decides. What it owns are the Linux socket rules VRRP depends on:
+
+* RFC 9568 §5.1.1.3 / §5.1.2.3 (RFC 3768 §5.2.3): TTL / Hop Limit 255 on send, for
+  multicast and unicast alike; and since §7.1 makes receivers discard anything else,
+  every received packet reports the TTL / Hop Limit it arrived with.
+* RFC 9568 §5.1.1.1 / §5.1.2.1: the IPv4 source is the interface's primary address,
+  the IPv6 source its link-local address. The caller chooses it (it needs it for the
+  checksum anyway) and every send pins it with ``IP_PKTINFO`` / ``IPV6_PKTINFO``, so
+  the kernel's source selection never substitutes a VIP.
+* Isolation by multicast group (vrrp-facts §3.8): the socket joins its group on its
+  interface, binds to the group, and turns ``IP_MULTICAST_ALL`` /
+  ``IPV6_MULTICAST_ALL`` off, so groups that *other* sockets on the host joined do not
+  leak in. The destination of every packet is still reported, because the caller must
+  filter by group and VRID in userspace (one socket serves every VirtualIP sharing the
+  group).
+* Multicast loopback is off: a speaker never hears its own advertisements.
+
+IPv4 raw sockets deliver the IP header, which is parsed for TTL, source and
+destination and stripped; IPv6 raw sockets never deliver it, so hop limit and
+destination come from ``IPV6_RECVHOPLIMIT`` / ``IPV6_RECVPKTINFO`` ancillary data.
+
+Sockets are non-blocking: register :meth:`VrrpSocket.fileno` with
+``loop.add_reader`` and call :meth:`VrrpSocket.receive` until it returns ``None``,
+or await :meth:`VrrpSocket.receive_async`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address, ip_address
+from typing import Final
+
+from keepvip.speaker.vrrp.constants import IPPROTO_VRRP, VRRP_TTL
+
+IPAddress = IPv4Address | IPv6Address
+
+# <linux/in.h>, <linux/in6.h>: not all exported by Python's socket module.
+IP_PKTINFO: Final = 8
+IP_MULTICAST_ALL: Final = 49
+IPV6_MULTICAST_ALL: Final = 29
+
+# Large enough for any advertisement: v2 with 255 addresses is 1044 bytes, v3 over
+# IPv6 is bounded by the MTU; 64 KiB also swallows jumbo garbage without truncation.
+_RECV_BUFFER: Final = 65535
+_ANCILLARY_BUFFER: Final = socket.CMSG_SPACE(20) + socket.CMSG_SPACE(4) + 64
+_IPV4_MIN_HEADER: Final = 20
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """One packet as it arrived: the VRRP payload and what the IP layer said about it.
+
+    ``ttl`` is the IPv4 TTL or IPv6 Hop Limit (RFC 9568 §7.1 requires 255);
+    ``destination`` is the group or unicast address the packet was sent to, for the
+    caller's group filter; ``ifindex`` is the interface it came in on.
+    """
+
+    payload: bytes
+    source: IPAddress
+    destination: IPAddress
+    ttl: int
+    ifindex: int
+
+
+class VrrpSocket:
+    """A non-blocking raw protocol-112 socket bound to one interface and one family.
+
+    Open it with :meth:`multicast` (receives only the given group) or :meth:`unicast`
+    (receives only unicast packets to this host's addresses on the interface). Either
+    kind can send to any destination: a group or unicast peers.
+    """
+
+    def __init__(self, sock: socket.socket, *, ifname: str, ifindex: int, group: IPAddress | None) -> None:
+        self._sock = sock
+        self.ifname = ifname
+        self.ifindex = ifindex
+        self.group = group
+        self.family = sock.family
+        self.filtered = 0
+        """Packets read and skipped: not for this socket's group / not unicast, or unparsable."""
+
+    # -- opening -------------------------------------------------------------------
+
+    @classmethod
+    def multicast(cls, ifname: str, group: IPAddress) -> VrrpSocket:
+        """Open a socket that receives advertisements sent to ``group`` on ``ifname``."""
+        if not group.is_multicast:
+            raise ValueError(f"{group} is not a multicast group")
+        ifindex = socket.if_nametoindex(ifname)
+        sock = _open_raw(group.version, ifname, ifindex)
+        try:
+            if isinstance(group, IPv4Address):
+                mreqn = struct.pack("4s4si", group.packed, b"\0\0\0\0", ifindex)
+                sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreqn)
+                # Binding to the group makes the kernel deliver only packets sent to it.
+                sock.bind((str(group), 0))
+            else:
+                mreq = struct.pack("16si", group.packed, ifindex)
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, mreq)
+                sock.bind((str(group), 0, 0, ifindex))
+        except BaseException:
+            sock.close()
+            raise
+        return cls(sock, ifname=ifname, ifindex=ifindex, group=group)
+
+    @classmethod
+    def unicast(cls, ifname: str, version: int) -> VrrpSocket:
+        """Open a socket for unicast peers (``version`` 4 or 6) on ``ifname``.
+
+        It joins no group, and with ``IP_MULTICAST_ALL`` off it receives no multicast:
+        only packets addressed to this host arriving on ``ifname``.
+        """
+        if version not in (4, 6):
+            raise ValueError(f"IP version must be 4 or 6, not {version}")
+        ifindex = socket.if_nametoindex(ifname)
+        sock = _open_raw(version, ifname, ifindex)
+        return cls(sock, ifname=ifname, ifindex=ifindex, group=None)
+
+    # -- the asyncio-facing surface ------------------------------------------------
+
+    def fileno(self) -> int:
+        """The descriptor to register with ``loop.add_reader``."""
+        return self._sock.fileno()
+
+    def close(self) -> None:
+        """Close the socket (leaving its group). Safe to call twice."""
+        self._sock.close()
+
+    def __enter__(self) -> VrrpSocket:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- sending -------------------------------------------------------------------
+
+    def send(self, payload: bytes, *, source: IPAddress, destination: IPAddress) -> None:
+        """Send one advertisement from ``source`` to ``destination`` (group or peer).
+
+        ``source`` must be an address of this interface (the primary IPv4 address or
+        the IPv6 link-local address, RFC 9568 §5.1.1.1 / §5.1.2.1); it is pinned per
+        packet with ``IP_PKTINFO`` / ``IPV6_PKTINFO``. Raises ``OSError`` as the kernel
+        reports it, e.g. ``ENETDOWN`` when the link is down or ``EAGAIN`` when the send
+        buffer is full; the caller counts and carries on.
+        """
+        if isinstance(source, IPv4Address) and isinstance(destination, IPv4Address):
+            self._check_family(4, source, destination)
+            pktinfo = struct.pack("i4s4s", self.ifindex, source.packed, b"\0\0\0\0")
+            ancillary = [(socket.IPPROTO_IP, IP_PKTINFO, pktinfo)]
+            self._sock.sendmsg([payload], ancillary, 0, (str(destination), 0))
+        elif isinstance(source, IPv6Address) and isinstance(destination, IPv6Address):
+            self._check_family(6, source, destination)
+            pktinfo = struct.pack("16si", source.packed, self.ifindex)
+            ancillary = [(socket.IPPROTO_IPV6, socket.IPV6_PKTINFO, pktinfo)]
+            scope = self.ifindex if _needs_scope(destination) else 0
+            self._sock.sendmsg([payload], ancillary, 0, (str(destination), 0, 0, scope))
+        else:
+            self._check_family(0, source, destination)
+
+    def _check_family(self, version: int, source: IPAddress, destination: IPAddress) -> None:
+        if version != self._version:
+            raise ValueError(f"source {source} and destination {destination} must both be IPv{self._version}")
+
+    # -- receiving -----------------------------------------------------------------
+
+    def receive(self) -> Received | None:
+        """Read the next packet meant for this socket, or ``None`` when none is waiting.
+
+        Packets the kernel delivers although this socket did not ask for them are
+        skipped and counted in :attr:`filtered`: an unbound IPv6 raw socket receives
+        every multicast the host accepts, whatever ``IPV6_MULTICAST_ALL`` says (the
+        kernel's ``raw_v6_match`` only consults it for bound sockets).
+        """
+        while True:
+            try:
+                data, ancillary, _flags, address = self._sock.recvmsg(_RECV_BUFFER, _ANCILLARY_BUFFER)
+            except BlockingIOError:
+                return None
+            if self.family == socket.AF_INET:
+                packet = _parse_ipv4(data, ancillary, default_ifindex=self.ifindex)
+            else:
+                packet = _parse_ipv6(data, ancillary, address, default_ifindex=self.ifindex)
+            if packet is not None and self._wanted(packet.destination):
+                return packet
+            self.filtered += 1
+
+    def _wanted(self, destination: IPAddress) -> bool:
+        if self.group is None:
+            return not destination.is_multicast
+        return destination == self.group
+
+    async def receive_async(self) -> Received:
+        """Wait for the next packet without blocking the event loop."""
+        loop = asyncio.get_running_loop()
+        while True:
+            packet = self.receive()
+            if packet is not None:
+                return packet
+            ready: asyncio.Future[None] = loop.create_future()
+            loop.add_reader(self.fileno(), _set_once, ready)
+            try:
+                await ready
+            finally:
+                loop.remove_reader(self.fileno())
+
+    @property
+    def _version(self) -> int:
+        return 4 if self.family == socket.AF_INET else 6
+
+
+def _set_once(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def _needs_scope(address: IPv6Address) -> bool:
+    return address.is_link_local or (address.is_multicast and (address.packed[1] & 0x0F) <= 2)
+
+
+def _open_raw(version: int, ifname: str, ifindex: int) -> socket.socket:
+    """A raw protocol-112 socket with every option VRRP needs set, not yet bound."""
+    family = socket.AF_INET if version == 4 else socket.AF_INET6
+    sock = socket.socket(family, socket.SOCK_RAW, IPPROTO_VRRP)
+    try:
+        sock.setblocking(False)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, ifname.encode())
+        if family == socket.AF_INET:
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, VRRP_TTL)
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, VRRP_TTL)
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
+            sock.setsockopt(socket.IPPROTO_IP, IP_MULTICAST_ALL, 0)
+            mreqn = struct.pack("4s4si", b"\0\0\0\0", b"\0\0\0\0", ifindex)
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, mreqn)
+            sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)  # ifindex of received packets
+        else:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, VRRP_TTL)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, VRRP_TTL)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0)
+            sock.setsockopt(socket.IPPROTO_IPV6, IPV6_MULTICAST_ALL, 0)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, ifindex)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+Ancillary = list[tuple[int, int, bytes]]
+
+
+def _parse_ipv4(data: bytes, ancillary: Ancillary, *, default_ifindex: int) -> Received | None:
+    """Split what an IPv4 raw socket delivers (header + payload) into a :class:`Received`."""
+    if len(data) < _IPV4_MIN_HEADER:
+        return None
+    header_length = (data[0] & 0x0F) * 4
+    total_length = struct.unpack_from("!H", data, 2)[0]
+    if header_length < _IPV4_MIN_HEADER or len(data) < header_length:
+        return None
+    ifindex = default_ifindex
+    for level, kind, value in ancillary:
+        if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(value) >= 4:
+            ifindex = struct.unpack_from("i", value)[0]
+    return Received(
+        payload=data[header_length : max(header_length, min(total_length, len(data)))],
+        source=IPv4Address(data[12:16]),
+        destination=IPv4Address(data[16:20]),
+        ttl=data[8],
+        ifindex=ifindex,
+    )
+
+
+def _parse_ipv6(
+    data: bytes, ancillary: Ancillary, address: object, *, default_ifindex: int
+) -> Received | None:
+    """Build a :class:`Received` from an IPv6 payload and its ancillary data."""
+    hop_limit: int | None = None
+    destination: IPv6Address | None = None
+    ifindex = default_ifindex
+    for level, kind, value in ancillary:
+        if level != socket.IPPROTO_IPV6:
+            continue
+        if kind == socket.IPV6_HOPLIMIT and len(value) >= 4:
+            hop_limit = struct.unpack_from("i", value)[0]
+        elif kind == socket.IPV6_PKTINFO and len(value) >= 20:
+            destination = IPv6Address(value[:16])
+            ifindex = struct.unpack_from("i", value, 16)[0]
+    if hop_limit is None or destination is None or not isinstance(address, tuple):
+        return None  # both options are set at open; a kernel without them is unsupported
+    source = ip_address(str(address[0]).split("%", 1)[0])
+    if not isinstance(source, IPv6Address):
+        return None
+    return Received(payload=data, source=source, destination=destination, ttl=hop_limit, ifindex=ifindex)
+
+
+__all__ = ["IPAddress", "Received", "VrrpSocket"]

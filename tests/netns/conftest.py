@@ -1,0 +1,47 @@
+"""Fixtures for the netns tier: real namespaces, real sockets, real netlink (root only).
+
+Every test gets a fresh :class:`lan.Lan` (three nodes and a client on one bridge) that
+is torn down after the test whatever its outcome; namespaces a killed earlier run left
+behind are swept once per session.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+# lan.py is plain Python imported by path, so bench/ and demos can use it too.
+from lan import Lan, sweep_stale
+
+HERE = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test in tests/netns carries the ``netns`` marker (select with ``-m netns``)."""
+    for item in items:
+        if HERE in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.netns)
+
+
+@pytest.fixture(scope="session")
+def _root() -> None:
+    if os.geteuid() != 0:
+        pytest.fail(
+            "tests/netns builds network namespaces and raw sockets: run it as root "
+            "(CI does); use `pytest tests/unit` for the unprivileged tier",
+            pytrace=False,
+        )
+    sweep_stale()
+
+
+@pytest.fixture
+def lan(_root: None) -> Iterator[Lan]:
+    """Three nodes (node1..node3) and a client on one bridge, removed after the test."""
+    with Lan.build(nodes=3, client=True) as built:
+        yield built

@@ -1,0 +1,204 @@
+"""Raw VRRP sockets between real namespaces: TTL 255, sources, groups, isolation.
+
+Payloads are VRRPv3 advertisements built by scapy (an independent encoder), so the
+bytes on the wire are advertisement-shaped without depending on keepvip's codec.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import select
+import socket
+from ipaddress import IPv4Address, IPv6Address, ip_address
+
+import pytest
+from lan import Host, Lan
+from scapy.compat import raw
+from scapy.layers.inet import IP
+from scapy.layers.inet6 import IPv6
+from scapy.layers.vrrp import VRRPv3
+
+from keepvip.speaker.net.vrrp_socket import Received, VrrpSocket
+
+pytestmark = pytest.mark.timeout(30)
+
+IPAddress = IPv4Address | IPv6Address
+GROUP4 = IPv4Address("224.0.0.18")
+OTHER_GROUP4 = IPv4Address("224.0.0.19")
+GROUP6 = IPv6Address("ff02::12")
+OTHER_GROUP6 = IPv6Address("ff02::1:12")
+
+
+def advertisement(source: IPAddress, destination: IPAddress, vrid: int = 51) -> bytes:
+    """A VRRPv3 ADVERTISEMENT as scapy encodes it, checksum over the real pseudo-header."""
+    if isinstance(source, IPv4Address):
+        ip = IP(src=str(source), dst=str(destination), ttl=255)
+        vip = "198.18.0.100"
+        header = 20
+    else:
+        ip = IPv6(src=str(source), dst=str(destination), hlim=255)
+        vip = "2001:db8::100"
+        header = 40
+    packet: bytes = raw(ip / VRRPv3(vrid=vrid, priority=100, ipcount=1, addrlist=[vip]))
+    return packet[header:]
+
+
+def receive_within(sock: VrrpSocket, timeout: float = 2.0) -> Received | None:
+    """The next packet on ``sock``, or ``None`` if nothing arrives within ``timeout``."""
+    readable, _, _ = select.select([sock.fileno()], [], [], timeout)
+    return sock.receive() if readable else None
+
+
+def source_of(node: Host, version: int) -> IPAddress:
+    """RFC 9568 §5.1.1.1 / §5.1.2.1: primary IPv4 address, or the IPv6 link-local."""
+    return node.ipv4.ip if version == 4 else node.link_local
+
+
+@pytest.mark.parametrize("group", [GROUP4, OTHER_GROUP4, GROUP6, OTHER_GROUP6], ids=str)
+def test_multicast_advertisement_arrives_with_ttl_255_from_the_senders_source(
+    lan: Lan, group: IPAddress
+) -> None:
+    node1, node2 = lan.nodes[:2]
+    with lan.inside(node1):
+        sender = VrrpSocket.multicast("eth0", group)
+    with lan.inside(node2):
+        receiver = VrrpSocket.multicast("eth0", group)
+        ifindex = socket.if_nametoindex("eth0")
+    source = source_of(node1, group.version)
+    payload = advertisement(source, group)
+
+    with sender, receiver:
+        sender.send(payload, source=source, destination=group)
+        received = receive_within(receiver)
+
+    assert received == Received(payload=payload, source=source, destination=group, ttl=255, ifindex=ifindex)
+
+
+@pytest.mark.parametrize("version", [4, 6])
+def test_unicast_advertisement_reaches_the_peer_with_ttl_255(lan: Lan, version: int) -> None:
+    node1, node2 = lan.nodes[:2]
+    with lan.inside(node1):
+        sender = VrrpSocket.unicast("eth0", version)
+    with lan.inside(node2):
+        receiver = VrrpSocket.unicast("eth0", version)
+    source = source_of(node1, version)
+    peer = node2.ipv4.ip if version == 4 else node2.ipv6.ip
+    payload = advertisement(source, peer)
+
+    with sender, receiver:
+        sender.send(payload, source=source, destination=peer)
+        received = receive_within(receiver)
+
+    assert received is not None
+    assert (received.payload, received.source, received.destination, received.ttl) == (
+        payload,
+        source,
+        peer,
+        255,
+    )
+
+
+@pytest.mark.parametrize(
+    ("group_a", "group_b"), [(GROUP4, OTHER_GROUP4), (GROUP6, OTHER_GROUP6)], ids=["ipv4", "ipv6"]
+)
+def test_a_socket_joined_to_one_group_never_sees_another_groups_packets(
+    lan: Lan, group_a: IPAddress, group_b: IPAddress
+) -> None:
+    node1, node2 = lan.nodes[:2]
+    with lan.inside(node1):
+        sender = VrrpSocket.multicast("eth0", group_a)
+    with lan.inside(node2):
+        in_a = VrrpSocket.multicast("eth0", group_a)
+        in_b = VrrpSocket.multicast("eth0", group_b)
+        # Unbound, joined to nothing: with IP_MULTICAST_ALL on it would see both groups
+        # that its siblings joined; off, it must see neither.
+        unicast_only = VrrpSocket.unicast("eth0", group_a.version)
+    source = source_of(node1, group_a.version)
+
+    with sender, in_a, in_b, unicast_only:
+        sender.send(advertisement(source, group_b, vrid=2), source=source, destination=group_b)
+        sender.send(advertisement(source, group_a, vrid=1), source=source, destination=group_a)
+        first_in_a = receive_within(in_a)
+        first_in_b = receive_within(in_b)
+        leaked = receive_within(unicast_only, timeout=0.3)
+        second_in_b = receive_within(in_b, timeout=0)
+
+    assert first_in_a is not None
+    assert first_in_a.destination == group_a
+    assert first_in_b is not None
+    assert first_in_b.destination == group_b
+    assert second_in_b is None  # nothing from group A followed
+    assert leaked is None
+
+
+@pytest.mark.parametrize("group", [GROUP4, GROUP6], ids=["ipv4", "ipv6"])
+def test_a_speaker_never_hears_its_own_advertisements(lan: Lan, group: IPAddress) -> None:
+    node1 = lan.nodes[0]
+    with lan.inside(node1):
+        sender = VrrpSocket.multicast("eth0", group)
+        sibling = VrrpSocket.multicast("eth0", group)
+    source = source_of(node1, group.version)
+
+    with sender, sibling:
+        sender.send(advertisement(source, group), source=source, destination=group)
+        assert receive_within(sender, timeout=0.3) is None
+        assert receive_within(sibling, timeout=0) is None
+
+
+def test_received_ttl_is_the_one_on_the_wire_not_an_assumed_255(lan: Lan) -> None:
+    """RFC 9568 §7.1 drops TTL ≠ 255, which needs the real TTL: an off-link spoof has 254."""
+    node1, node2 = lan.nodes[:2]
+    with lan.inside(node1):
+        spoofer = socket.socket(socket.AF_INET, socket.SOCK_RAW, 112)
+        spoofer.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 254)
+        spoofer.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b"eth0")
+    with lan.inside(node2):
+        receiver = VrrpSocket.multicast("eth0", GROUP4)
+
+    with spoofer, receiver:
+        spoofer.sendto(advertisement(node1.ipv4.ip, GROUP4), (str(GROUP4), 0))
+        received = receive_within(receiver)
+
+    assert received is not None
+    assert received.ttl == 254
+
+
+def test_receive_async_wakes_when_a_packet_arrives(lan: Lan) -> None:
+    node1, node2 = lan.nodes[:2]
+    with lan.inside(node1):
+        sender = VrrpSocket.multicast("eth0", GROUP4)
+    with lan.inside(node2):
+        receiver = VrrpSocket.multicast("eth0", GROUP4)
+    payload = advertisement(node1.ipv4.ip, GROUP4)
+
+    async def exchange() -> Received:
+        waiting = asyncio.ensure_future(receiver.receive_async())
+        await asyncio.sleep(0.05)
+        assert not waiting.done()  # nothing sent yet: it is really waiting
+        sender.send(payload, source=node1.ipv4.ip, destination=GROUP4)
+        return await asyncio.wait_for(waiting, 2)
+
+    with sender, receiver:
+        received = asyncio.run(exchange())
+        assert receiver.receive() is None  # drained, and non-blocking when empty
+
+    assert received.payload == payload
+
+
+def test_sending_on_a_link_that_is_down_raises_oserror(lan: Lan) -> None:
+    node1 = lan.nodes[0]
+    with lan.inside(node1):
+        sender = VrrpSocket.multicast("eth0", GROUP4)
+    lan.set_link(node1, up=False)
+
+    with sender, pytest.raises(OSError, match="Network is unreachable") as raised:
+        sender.send(advertisement(node1.ipv4.ip, GROUP4), source=node1.ipv4.ip, destination=GROUP4)
+    assert raised.value.errno == errno.ENETUNREACH
+
+
+def test_addresses_of_the_wrong_family_are_refused(lan: Lan) -> None:
+    with lan.inside(lan.nodes[0]):
+        sender = VrrpSocket.unicast("eth0", 4)
+    with sender, pytest.raises(ValueError, match="IPv4"):
+        sender.send(b"x", source=ip_address("fe80::1"), destination=GROUP6)
