@@ -193,29 +193,29 @@ class VirtualRouter:
         The codec has already checked TTL, version, type, length, checksum, count and a
         non-zero interval (RFC 9568 §7.1); this method checks what needs the router's
         configuration and state, then applies §6.4.2 (backup) or §6.4.3 (master).
-        Ignored in INITIALIZE and FAULT.
+        `ConfigMismatch` reports come last. Ignored in INITIALIZE and FAULT.
         """
         if self._state not in (State.BACKUP, State.MASTER):
             return []
         reason = self._receive_check(advertisement, source)
         if reason is not None:
             return [Dropped(reason, source)]
-        actions: list[Action] = []
+        mismatches: list[Action] = []
         if not self._same_addresses(advertisement):
             # RFC 9568 §7.1: MAY verify the address list; SHOULD log a mismatch.
             # RFC 3768 §7.1: drop unless the sender is the owner (strict mode only).
             if self._config.strict_address_check and advertisement.priority != PRIORITY_OWNER:
                 return [Dropped(DropReason.ADDRESS_MISMATCH, source)]
-            actions.append(ConfigMismatch(DropReason.ADDRESS_MISMATCH, source, advertisement))
+            mismatches.append(ConfigMismatch(DropReason.ADDRESS_MISMATCH, source, advertisement))
         if advertisement.interval_cs != self._config.interval_cs:
             # RFC 9568 §7.1: SHOULD verify Max Adver Int matches Advertisement_Interval
             # and log a mismatch, but still process it (v2 mismatches were dropped above).
-            actions.append(ConfigMismatch(DropReason.INTERVAL_MISMATCH, source, advertisement))
+            mismatches.append(
+                ConfigMismatch(DropReason.INTERVAL_MISMATCH, source, advertisement)
+            )
         if self._state is State.BACKUP:
-            actions += self._backup_receive(advertisement, source, now)
-        else:
-            actions += self._master_receive(advertisement, source, now)
-        return actions
+            return self._backup_receive(advertisement, source, now) + mismatches
+        return self._master_receive(advertisement, source, now) + mismatches
 
     def handle_timer(self, now: float) -> list[Action]:
         """Fire every deadline that is due at ``now`` (early calls are harmless)."""
