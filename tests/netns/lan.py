@@ -236,7 +236,19 @@ class Lan:
         self, host: Host | str, pcap: Path, bpf: str = "", ifname: str = NODE_IFNAME
     ) -> Iterator[Path]:
         """Record ``host``'s traffic with tcpdump into ``pcap`` while the block runs."""
-        argv = ["tcpdump", "-Z", "root", "-i", ifname, "-U", "-n", "-w", str(pcap), *bpf.split()]
+        argv = [
+            "tcpdump",
+            "-Z",
+            "root",
+            "--immediate-mode",
+            "-i",
+            ifname,
+            "-U",
+            "-n",
+            "-w",
+            str(pcap),
+            *bpf.split(),
+        ]
         process = self.spawn(host, argv, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
         try:
             _wait_for_line(process, b"listening on")
