@@ -485,15 +485,16 @@ class VirtualRouter:
     def _advertisement(self, priority: int | None = None) -> Advertisement:
         """RFC 9568 §7.2 / RFC 3768 §7.2: the fields from our configuration and state."""
         config = self._config
-        v2 = config.version == VERSION_2
+        password = config.auth_type is AuthType.PASS  # v2 only (RouterConfig checks)
         return Advertisement(
             version=config.version,
             vrid=config.vrid,
             priority=self._priority if priority is None else priority,
             interval_cs=config.interval_cs,
             addresses=config.addresses,
-            auth_type=config.auth_type if v2 else AuthType.NONE,
-            auth_data=config.padded_auth_data if v2 else b"",
+            auth_type=config.auth_type,
+            # As the codec decodes it: the NUL-padded password field, or nothing.
+            auth_data=config.padded_auth_data if password else b"",
         )
 
     def _stop(self, state: State) -> None:
