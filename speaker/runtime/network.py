@@ -1,0 +1,101 @@
+"""The node's network as the routers use it: VIPs via netlink, announcements via AF_PACKET.
+
+Implements `NodeNetwork` for real Linux: address changes go through the idempotent,
+marked ``ensure_present`` / ``ensure_absent`` of :mod:`keepvip.speaker.net.addresses`;
+announcements follow keepalived's schedule (vrrp-facts §3.7): 5 rounds at once, 5 more
+after ``garp_master_delay`` (5 s), then an optional periodic refresh while the node is
+still master. Each round is a gratuitous ARP request and reply per IPv4 VIP, or an
+unsolicited Neighbour Advertisement with the Override flag per IPv6 VIP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from ipaddress import IPv4Address
+from typing import Any, Final
+
+from keepvip.api.model import IPInterface
+from keepvip.speaker.metrics import SpeakerMetrics
+from keepvip.speaker.net.addresses import AddResult, RemoveResult, ensure_absent, ensure_present
+from keepvip.speaker.net.announce import Announcer
+from keepvip.speaker.vrrp.advertisement import IPAddress
+
+log = logging.getLogger("keepvip.speaker.network")
+
+BURST: Final = 5  # keepalived garp_master_repeat
+SECOND_BURST_DELAY: Final = 5.0  # keepalived garp_master_delay
+
+
+class LinuxNetwork:
+    """VIPs and announcements on this host (one per speaker process)."""
+
+    def __init__(self, ipr: Any, metrics: SpeakerMetrics, refresh_interval: float = 0.0) -> None:
+        self._ipr = ipr
+        self._metrics = metrics
+        self._refresh = refresh_interval
+        self._announcers: dict[str, Announcer] = {}
+        self._schedules: dict[str, asyncio.Task[None]] = {}
+
+    async def add_address(self, ifname: str, vip: IPInterface) -> None:
+        """Bind the VIP (marked as keepvip's); an address someone else configured is left alone."""
+        result = await ensure_present(self._ipr, ifname, vip)
+        if result is AddResult.FOREIGN:
+            log.warning("%s is already configured on %s by someone else; leaving it", vip, ifname)
+
+    async def remove_address(self, ifname: str, vip: IPInterface) -> None:
+        """Unbind the VIP if keepvip bound it."""
+        result = await ensure_absent(self._ipr, ifname, vip)
+        if result is RemoveResult.FOREIGN:
+            log.warning("%s on %s was not added by keepvip; leaving it", vip, ifname)
+
+    def announce(self, name: str, ifname: str, addresses: tuple[IPAddress, ...]) -> None:
+        """Start (or restart) the announcement schedule of VirtualIP ``name``."""
+        self.cancel_announcements(name)
+        self._schedules[name] = asyncio.get_running_loop().create_task(
+            self._schedule(name, ifname, addresses), name=f"announce-{name}"
+        )
+
+    def cancel_announcements(self, name: str) -> None:
+        """Stop announcing (the node is no longer master)."""
+        task = self._schedules.pop(name, None)
+        if task is not None:
+            task.cancel()
+
+    async def close(self) -> None:
+        """Cancel every schedule and close the AF_PACKET sockets."""
+        tasks = list(self._schedules.values())
+        self._schedules.clear()
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for announcer in self._announcers.values():
+            announcer.close()
+        self._announcers.clear()
+
+    async def _schedule(self, name: str, ifname: str, addresses: tuple[IPAddress, ...]) -> None:
+        self._burst(name, ifname, addresses)
+        await asyncio.sleep(SECOND_BURST_DELAY)
+        self._burst(name, ifname, addresses)
+        while self._refresh > 0:
+            await asyncio.sleep(self._refresh)
+            self._round(name, ifname, addresses)
+
+    def _burst(self, name: str, ifname: str, addresses: tuple[IPAddress, ...]) -> None:
+        for _ in range(BURST):
+            self._round(name, ifname, addresses)
+
+    def _round(self, name: str, ifname: str, addresses: tuple[IPAddress, ...]) -> None:
+        try:
+            announcer = self._announcers.get(ifname)
+            if announcer is None:
+                announcer = self._announcers[ifname] = Announcer(ifname)
+            for address in addresses:
+                frames = announcer.announce(address)
+                ipv4 = isinstance(address, IPv4Address)
+                (self._metrics.garp_sent if ipv4 else self._metrics.na_sent).labels(name).inc(frames)
+        except OSError as error:
+            log.warning("announcing %s on %s failed: %s", name, ifname, error, extra={"virtualip": name})

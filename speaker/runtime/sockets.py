@@ -1,0 +1,118 @@
+"""One raw socket per (interface, family, destination), shared by the routers using it.
+
+Received packets are decoded once (the codec returns an `Advertisement` or a named
+`DropReason`) and handed to the router that owns the (VRID, destination) pair; packets
+no router wants are dropped and counted by reason (``wrong_vrid`` is keepalived's
+``log_unknown_vrids``: the sign of another VRRP domain on the segment). Nothing here
+decides anything about VRRP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from keepvip.speaker.metrics import SpeakerMetrics
+from keepvip.speaker.net.vrrp_socket import Received, VrrpSocket
+from keepvip.speaker.vrrp.advertisement import Advertisement, IPAddress
+from keepvip.speaker.vrrp.codec import decode
+from keepvip.speaker.vrrp.drops import DropReason
+
+log = logging.getLogger("keepvip.speaker.sockets")
+
+# (ifname, family, group or None for unicast)
+SocketKey = tuple[str, int, IPAddress | None]
+Deliver = Callable[[Advertisement, Received], None]
+
+
+@dataclass
+class _Subscription:
+    name: str
+    vrid: int
+    peers: frozenset[IPAddress]  # unicast mode: who may talk to us
+    deliver: Deliver
+
+
+class _SharedSocket:
+    def __init__(self, sock: VrrpSocket) -> None:
+        self.sock = sock
+        self.subscriptions: dict[int, _Subscription] = {}
+
+
+class SocketPool:
+    """Opens, shares and closes raw VRRP sockets; dispatches packets by VRID."""
+
+    def __init__(self, metrics: SpeakerMetrics) -> None:
+        self._metrics = metrics
+        self._sockets: dict[SocketKey, _SharedSocket] = {}
+
+    def subscribe(
+        self,
+        key: SocketKey,
+        *,
+        name: str,
+        vrid: int,
+        peers: frozenset[IPAddress],
+        deliver: Deliver,
+    ) -> VrrpSocket:
+        """Receive the advertisements for ``vrid`` on ``key``; returns the socket to send with."""
+        shared = self._sockets.get(key)
+        if shared is None:
+            ifname, family, group = key
+            if group is not None:
+                sock = VrrpSocket.multicast(ifname, group)
+            else:
+                sock = VrrpSocket.unicast(ifname, family)
+            shared = self._sockets[key] = _SharedSocket(sock)
+            asyncio.get_running_loop().add_reader(sock.fileno(), self._readable, key)
+        if vrid in shared.subscriptions and shared.subscriptions[vrid].name != name:
+            raise ValueError(f"VRID {vrid} on {key} is already used by {shared.subscriptions[vrid].name}")
+        shared.subscriptions[vrid] = _Subscription(name, vrid, peers, deliver)
+        return shared.sock
+
+    def unsubscribe(self, key: SocketKey, vrid: int) -> None:
+        """Stop delivering ``vrid``; the socket closes with its last subscriber."""
+        shared = self._sockets.get(key)
+        if shared is None:
+            return
+        shared.subscriptions.pop(vrid, None)
+        if not shared.subscriptions:
+            self._close(key)
+
+    def close(self) -> None:
+        """Close every socket."""
+        for key in list(self._sockets):
+            self._close(key)
+
+    def _close(self, key: SocketKey) -> None:
+        shared = self._sockets.pop(key)
+        asyncio.get_running_loop().remove_reader(shared.sock.fileno())
+        shared.sock.close()
+
+    def _readable(self, key: SocketKey) -> None:
+        shared = self._sockets.get(key)
+        if shared is None:
+            return
+        while (packet := shared.sock.receive()) is not None:
+            self._dispatch(key, shared, packet)
+
+    def _drop(self, key: SocketKey, reason: DropReason, name: str = "") -> None:
+        self._metrics.advert_dropped.labels(name, key[0], reason.value).inc()
+
+    def _dispatch(self, key: SocketKey, shared: _SharedSocket, packet: Received) -> None:
+        decoded = decode(packet.payload, source=packet.source, destination=packet.destination, ttl=packet.ttl)
+        if isinstance(decoded, DropReason):
+            log.debug("dropped VRRP packet from %s: %s", packet.source, decoded.value)
+            self._drop(key, decoded)
+            return
+        subscription = shared.subscriptions.get(decoded.vrid)
+        if subscription is None:
+            self._drop(key, DropReason.WRONG_VRID)
+            return
+        if key[2] is None and packet.source not in subscription.peers:
+            # Unicast mode: only the configured peers take part (keepalived unicast_peer).
+            self._drop(key, DropReason.FOREIGN_SENDER, subscription.name)
+            return
+        subscription.deliver(decoded, packet)

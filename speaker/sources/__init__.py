@@ -1,0 +1,1 @@
+"""Where the speaker's configuration comes from: a file (standalone) or the cluster."""
