@@ -20,7 +20,7 @@ from keepvip.speaker.checks.gateway import NoDefaultGateway, default_gateway
 from keepvip.speaker.checks.icmp_probe import IcmpProbe
 from keepvip.speaker.checks.probe import ProbeResult, Stopwatch
 from keepvip.speaker.checks.runner import CheckRunner
-from keepvip.speaker.checks.tracker import CheckTracker
+from keepvip.speaker.checks.tracker import CheckStatus, CheckTracker
 
 ARBITER_CHECK_NAME = "arbiter"
 
@@ -85,8 +85,9 @@ class ArbiterRunner(CheckRunner):
     @property
     def reachable(self) -> bool | None:
         """True reachable, False lost, None before the first probe."""
-        status = self.status.value
-        return None if status == "unknown" else status == "passing"
+        if self.status is CheckStatus.UNKNOWN:
+            return None
+        return self.status is CheckStatus.PASSING
 
     def _report(self, _name: str, passing: bool, detail: str) -> None:
         if self.on_reachability is not None:

@@ -142,8 +142,8 @@ class IcmpProbe:
         payload = os.urandom(_PAYLOAD_SIZE)
         version = self.host.version
         try:
-            sock = self._open()
             destination = self._destination()
+            sock = self._open()
         except OSError as error:
             return watch.result(False, f"cannot open ICMP socket: {describe_error(error)}")
         loop = asyncio.get_running_loop()
