@@ -148,7 +148,11 @@ class Lan:
         run(host.netns, "ip", "addr", "add", str(ipv6), "dev", host.ifname, "nodad")
         run(host.netns, "ip", "link", "set", host.ifname, "up")
         host.mac = link_info(host.netns, host.ifname)["address"]
-        host.link_local = next(a.ip for a in self.addresses(host, host.ifname) if a.ip.is_link_local)
+        host.link_local = next(
+            a.ip
+            for a in self.addresses(host, host.ifname)
+            if isinstance(a.ip, IPv6Address) and a.ip.is_link_local
+        )
         return host
 
     # -- lookup ---------------------------------------------------------------------
@@ -329,7 +333,7 @@ def _wait_for_line(process: subprocess.Popen[Any], marker: bytes, timeout: float
             return
         if not line and process.poll() is not None:
             break
-    raise RuntimeError(f"{process.args} did not report {marker!r}")
+    raise RuntimeError(f"{process.args!r} did not report {marker!r}")
 
 
 def sweep_stale() -> list[str]:
