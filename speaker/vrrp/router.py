@@ -303,7 +303,8 @@ class VirtualRouter:
     ) -> list[Action]:
         """Apply a new configuration in place, without a flap where possible.
 
-        A new VRID or version is a different virtual router: shut down and start again.
+        A new VRID or version is a different virtual router: shut down and start again
+        (a router not started yet stays in INITIALIZE).
         Otherwise the state is kept; a master moves its VIPs to the new list, announces
         the new ones and advertises at once if anything it advertises changed. The
         effective priority becomes ``effective_priority`` (default: the new base).
@@ -312,9 +313,10 @@ class VirtualRouter:
         priority = config.priority if effective_priority is None else effective_priority
         _check_priority(priority)
         if (config.vrid, config.version) != (old.vrid, old.version):
+            running = self._state is not State.INITIALIZE
             restart = self.shutdown(now)
             self._reset(config, priority)
-            return restart + self.start(now)
+            return restart + self.start(now) if running else restart
         before = self._advertisement()
         self._config = config
         if self._state is not State.BACKUP or config.version == VERSION_2:

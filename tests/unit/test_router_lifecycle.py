@@ -183,6 +183,14 @@ def test_a_new_vrid_restarts_the_router() -> None:
     assert [(a.vrid, a.priority) for a in sent] == [(VRID, 0), (VRID + 1, 255)]
 
 
+def test_reconfiguring_a_router_that_was_not_started_does_not_start_it() -> None:
+    router = VirtualRouter(config(1))
+    assert router.reconfigure(config(1, vrid=VRID + 1), 1.0) == []
+    assert router.reconfigure(config(1, 150), 1.0) == []
+    assert router.state is State.INITIALIZE
+    assert (router.config.vrid, router.priority) == (VRID, 150)
+
+
 def test_a_new_vrid_keeps_pending_faults() -> None:
     router = VirtualRouter(config(1))
     router.start(0.0)
