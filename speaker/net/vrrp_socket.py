@@ -113,8 +113,9 @@ class VrrpSocket:
     def unicast(cls, ifname: str, version: int) -> VrrpSocket:
         """Open a socket for unicast peers (``version`` 4 or 6) on ``ifname``.
 
-        It joins no group, and with ``IP_MULTICAST_ALL`` off it receives no multicast:
-        only packets addressed to this host arriving on ``ifname``.
+        It joins no group and receives no multicast, only packets addressed to this
+        host arriving on ``ifname``: for IPv4 the kernel filters (``IP_MULTICAST_ALL``
+        off), for IPv6 :meth:`receive` skips multicast destinations itself.
         """
         if version not in (4, 6):
             raise ValueError(f"IP version must be 4 or 6, not {version}")
