@@ -1,19 +1,22 @@
 """``keepvip speaker``: run this node's VRRP routers from a file or from the cluster.
 
-Standalone (``--config FILE``): the file is read at start (an invalid file stops the
-start with the document and field named), then re-read when it changes and on SIGHUP;
-an invalid reload is refused and the running configuration stays. SIGTERM and SIGINT
-make every master hand over with priority 0 and release its VIPs before the process
-exits (well within a second).
+Both modes share one loop: a source yields configuration snapshots, the `Speaker`
+converges to each. Standalone (``--config FILE``): an invalid file stops the start with
+the document and field named; later, the file is re-read when it changes and on SIGHUP,
+and an invalid version is refused while the running configuration stays. In a cluster
+(``--kubernetes``): VirtualIPs and the Node's labels come from the API server, and this
+node's ``status.nodes`` entries go back to it; the API server is never needed to keep
+or move a VIP. SIGTERM and SIGINT make every master hand over with priority 0 and
+release its VIPs before the process exits.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import logging
 import signal
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import suppress
 from pathlib import Path
 
@@ -24,14 +27,15 @@ from keepvip.speaker.logs import configure_logging
 from keepvip.speaker.metrics import SpeakerMetrics
 from keepvip.speaker.net.links import LinkMonitor
 from keepvip.speaker.notify import Notifier
+from keepvip.speaker.runtime.router_runner import RouterReport
 from keepvip.speaker.runtime.speaker import Speaker
-from keepvip.speaker.sources.file import InvalidConfigFile, load_config_file
+from keepvip.speaker.sources.file import FileSource, InvalidConfigFile, load_config_file
+from keepvip.speaker.sources.snapshot import ConfigSnapshot
 
 log = logging.getLogger("keepvip.speaker")
 
-FILE_POLL_SECONDS = 1.0
 EXIT_BAD_CONFIG = 1
-EXIT_NOT_AVAILABLE = 2
+STATUS_FLUSH_SECONDS = 1.0
 
 
 def parse_labels(text: str) -> dict[str, str]:
@@ -53,24 +57,6 @@ def parse_host_port(text: str) -> tuple[str, int]:
     return host.strip("[]") or "0.0.0.0", int(port)  # noqa: S104 - metrics are meant to be scraped
 
 
-def _digest(path: Path) -> bytes | None:
-    try:
-        return hashlib.sha256(path.read_bytes()).digest()
-    except OSError:
-        return None
-
-
-async def _watch_file(path: Path, reload: asyncio.Event) -> None:
-    """Ask for a reload when the file's content changes (editors replace files: poll)."""
-    last = _digest(path)
-    while True:
-        await asyncio.sleep(FILE_POLL_SECONDS)
-        current = _digest(path)
-        if current != last:
-            last = current
-            reload.set()
-
-
 async def _watch_links(speaker: Speaker) -> None:
     """Link down on a VRRP interface = FAULT for its routers; up again = rejoin."""
     with LinkMonitor() as monitor:
@@ -78,48 +64,50 @@ async def _watch_links(speaker: Speaker) -> None:
             speaker.link_changed(event.ifname, event.up)
 
 
-async def run_standalone(args: argparse.Namespace) -> int:
-    """The standalone speaker's main loop."""
-    path = Path(args.config)
-    try:
-        labels = parse_labels(args.node_labels)
-        metrics_address = parse_host_port(args.metrics_address) if args.metrics_address else None
-        snapshot = load_config_file(path)
-    except (InvalidConfigFile, ValueError) as error:
-        log.error("refusing to start: %s", error)
-        return EXIT_BAD_CONFIG
-    metrics = SpeakerMetrics()
-    metrics.config_reloads.labels("ok").inc()
-    if metrics_address is not None:
-        metrics.serve(*metrics_address)
+async def _follow(speaker: Speaker, snapshots: AsyncIterator[ConfigSnapshot]) -> None:
+    async for snapshot in snapshots:
+        await speaker.apply(snapshot)
+
+
+async def _serve(
+    args: argparse.Namespace,
+    node: NodeIdentity,
+    metrics: SpeakerMetrics,
+    *,
+    first: ConfigSnapshot | None,
+    snapshots: AsyncIterator[ConfigSnapshot],
+    use_status_allocation: bool,
+    on_report: Callable[[RouterReport], None] | None = None,
+    on_forget: Callable[[str], None] | None = None,
+    on_signal_hup: Callable[[], None] | None = None,
+    before_exit: Callable[[], Awaitable[None]] | None = None,
+) -> int:
+    """Run the speaker until SIGTERM/SIGINT, then hand over and release every VIP."""
     loop = asyncio.get_running_loop()
-    stop, reload = asyncio.Event(), asyncio.Event()
+    stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, reload.set)
+    if on_signal_hup is not None:
+        loop.add_signal_handler(signal.SIGHUP, on_signal_hup)
     async with AsyncIPRoute() as ipr:
         speaker = Speaker(
-            NodeIdentity(args.node, labels),
+            node,
             ipr,
             metrics,
-            use_status_allocation=False,
+            use_status_allocation=use_status_allocation,
             notifier=Notifier(args.notify),
+            on_report=on_report,
+            on_forget=on_forget,
         )
         await speaker.start()
-        await speaker.apply(snapshot)
+        if first is not None:
+            await speaker.apply(first)
         background = [
-            loop.create_task(_watch_file(path, reload)),
-            loop.create_task(_watch_links(speaker)),
+            loop.create_task(_follow(speaker, snapshots), name="config"),
+            loop.create_task(_watch_links(speaker), name="links"),
         ]
         try:
-            while not stop.is_set():
-                waiters = [loop.create_task(stop.wait()), loop.create_task(reload.wait())]
-                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-                for waiter in waiters:
-                    waiter.cancel()
-                if reload.is_set() and not stop.is_set():
-                    reload.clear()
-                    await _reload(speaker, path, metrics)
+            await stop.wait()
         finally:
             for task in background:
                 task.cancel()
@@ -127,29 +115,80 @@ async def run_standalone(args: argparse.Namespace) -> int:
                     await task
             log.info("stopping: handing over and releasing VIPs")
             await speaker.stop()
+            if before_exit is not None:
+                await before_exit()
     return 0
 
 
-async def _reload(speaker: Speaker, path: Path, metrics: SpeakerMetrics) -> None:
+def _metrics(args: argparse.Namespace) -> SpeakerMetrics:
+    metrics = SpeakerMetrics()
+    if args.metrics_address:
+        metrics.serve(*parse_host_port(args.metrics_address))
+    return metrics
+
+
+async def run_standalone(args: argparse.Namespace) -> int:
+    """Standalone: VirtualIPs from a file."""
+    path = Path(args.config)
     try:
-        snapshot = load_config_file(path)
-    except InvalidConfigFile as error:
-        metrics.config_reloads.labels("invalid").inc()
-        log.error("configuration refused, keeping the running one: %s", error)
-        return
+        node = NodeIdentity(args.node, parse_labels(args.node_labels))
+        if args.metrics_address:
+            parse_host_port(args.metrics_address)
+        first = load_config_file(path)
+    except (InvalidConfigFile, ValueError) as error:
+        log.error("refusing to start: %s", error)
+        return EXIT_BAD_CONFIG
+    metrics = _metrics(args)
     metrics.config_reloads.labels("ok").inc()
-    log.info("configuration reloaded from %s", path)
-    await speaker.apply(snapshot)
+    source = FileSource(path, lambda ok: metrics.config_reloads.labels("ok" if ok else "invalid").inc())
+    return await _serve(
+        args,
+        node,
+        metrics,
+        first=first,
+        snapshots=source.snapshots(),
+        use_status_allocation=False,
+        on_signal_hup=source.reload,
+    )
+
+
+async def run_kubernetes(args: argparse.Namespace) -> int:
+    """In a cluster: VirtualIPs and Node labels watched, status written back."""
+    from keepvip.speaker.sources.kubernetes import (  # noqa: PLC0415 - only this mode needs the client
+        KubernetesSource,
+        StatusWriter,
+        api_client,
+    )
+
+    api = api_client()
+    metrics = _metrics(args)
+    source = KubernetesSource(args.node, api)
+    writer = StatusWriter(args.node, api)
+    source.start()
+    writer_task = asyncio.get_running_loop().create_task(writer.run(), name="status")
+
+    async def finish() -> None:
+        source.stop()
+        writer_task.cancel()
+        with suppress(asyncio.CancelledError):
+            await writer_task
+        await writer.flush(STATUS_FLUSH_SECONDS)
+
+    return await _serve(
+        args,
+        NodeIdentity(args.node, {}),
+        metrics,
+        first=None,
+        snapshots=source.snapshots(),
+        use_status_allocation=True,
+        on_report=writer.report,
+        on_forget=writer.forget,
+        before_exit=finish,
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``keepvip speaker``."""
     configure_logging(args.log_format, args.log_level)
-    if args.kubernetes:
-        try:
-            from keepvip.speaker.sources.kubernetes import run_kubernetes  # noqa: PLC0415
-        except ModuleNotFoundError:
-            log.error("keepvip speaker --kubernetes: not available yet in this version")
-            return EXIT_NOT_AVAILABLE
-        return asyncio.run(run_kubernetes(args))
-    return asyncio.run(run_standalone(args))
+    main = run_kubernetes if args.kubernetes else run_standalone
+    return asyncio.run(main(args))

@@ -59,6 +59,7 @@ class Speaker:
         use_status_allocation: bool,
         notifier: Notifier | None = None,
         on_report: Callable[[RouterReport], None] | None = None,
+        on_forget: Callable[[str], None] | None = None,
         garp_refresh: float = 0.0,
     ) -> None:
         self.node = node
@@ -67,6 +68,7 @@ class Speaker:
         self._use_status = use_status_allocation
         self._notifier = notifier or Notifier(None)
         self._on_report = on_report
+        self._on_forget = on_forget
         self._pool = SocketPool(metrics)
         self._network = LinuxNetwork(ipr, metrics, garp_refresh)
         self._running: dict[str, _Running] = {}
@@ -235,6 +237,8 @@ class Speaker:
         await running.runner.stop()
         self._metrics.forget(name)
         self.reports.pop(name, None)
+        if self._on_forget is not None:
+            self._on_forget(name)
         log.info("stopped", extra={"virtualip": name})
 
     # ------------------------------------------------------------------ events

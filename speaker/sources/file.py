@@ -9,8 +9,12 @@ running configuration stays: a typo never takes a VIP down.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import hashlib
+import logging
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +24,10 @@ from keepvip.api.model import VirtualIP
 from keepvip.api.parse import InvalidVirtualIP, parse_virtualip
 from keepvip.speaker.desired import SecretKey
 from keepvip.speaker.sources.snapshot import ConfigSnapshot
+
+log = logging.getLogger("keepvip.speaker.file")
+
+POLL_SECONDS = 1.0
 
 
 class InvalidConfigFile(ValueError):
@@ -79,3 +87,59 @@ def load_config_file(path: Path) -> ConfigSnapshot:
     except OSError as error:
         raise InvalidConfigFile(f"cannot read {path}: {error.strerror}") from error
     return parse_config_text(text)
+
+
+def _digest(path: Path) -> bytes | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).digest()
+    except OSError:
+        return None
+
+
+class FileSource:
+    """Snapshots from a file: the first one at start, then one per valid change.
+
+    The file is polled (editors replace files, so inotify on the inode misses edits)
+    and re-read at once when :meth:`reload` is called (SIGHUP). A refused reload is
+    logged and counted through ``on_result`` and yields nothing: the running
+    configuration stays.
+    """
+
+    def __init__(self, path: Path, on_result: Callable[[bool], None] | None = None) -> None:
+        self.path = path
+        self._on_result = on_result
+        self._reload = asyncio.Event()
+        self._digest = _digest(path)
+
+    def reload(self) -> None:
+        """Re-read the file now (SIGHUP)."""
+        self._reload.set()
+
+    async def _changed(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._reload.wait(), POLL_SECONDS)
+                self._reload.clear()
+                self._digest = _digest(self.path)
+                return
+            except TimeoutError:
+                current = _digest(self.path)
+                if current != self._digest:
+                    self._digest = current
+                    return
+
+    async def snapshots(self) -> AsyncIterator[ConfigSnapshot]:
+        """Every valid version of the file after the first."""
+        while True:
+            await self._changed()
+            try:
+                snapshot = load_config_file(self.path)
+            except InvalidConfigFile as error:
+                log.error("configuration refused, keeping the running one: %s", error)
+                if self._on_result is not None:
+                    self._on_result(False)
+                continue
+            log.info("configuration reloaded from %s", self.path)
+            if self._on_result is not None:
+                self._on_result(True)
+            yield snapshot

@@ -1,0 +1,321 @@
+"""In a cluster: VirtualIPs and this node's labels from the API server, status back to it.
+
+The speaker watches (list + watch, with the kubernetes client in worker threads) every
+VirtualIP and its own Node, and hands the speaker whole snapshots. It writes its own
+entry of each VirtualIP's ``status.nodes`` with server-side apply under its own field
+manager (``keepvip-speaker/<node>``), so hundreds of speakers never conflict and never
+touch kopf's annotations.
+
+Fail static (DESIGN.md): the API server is never in the failover path. When it is
+unreachable, the watches retry with exponential backoff (1 s .. 30 s) and *no* snapshot
+is produced, so the routers keep running on the last configuration while VRRP keeps
+deciding who holds each VIP; status writes wait and keep only the latest report. After
+reconnecting, a fresh list is applied, and unchanged VirtualIPs are left untouched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import threading
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC
+from typing import Any, Final
+
+from kubernetes import client, config, watch
+
+from keepvip.api.constants import GROUP, PLURAL, VERSION
+from keepvip.api.model import VirtualIP
+from keepvip.api.parse import InvalidVirtualIP, parse_virtualip
+from keepvip.speaker.desired import SecretKey
+from keepvip.speaker.runtime.router_runner import RouterReport
+from keepvip.speaker.sources.snapshot import ConfigSnapshot
+
+log = logging.getLogger("keepvip.speaker.kubernetes")
+
+BACKOFF_FIRST: Final = 1.0
+BACKOFF_MAX: Final = 30.0
+WATCH_SECONDS: Final = 60
+REQUEST_TIMEOUT: Final = 10.0
+DEBOUNCE_SECONDS: Final = 0.05
+
+
+def api_client() -> client.ApiClient:
+    """In-cluster credentials (the pod's ServiceAccount), else the local kubeconfig."""
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+    return client.ApiClient()
+
+
+def field_manager(node: str) -> str:
+    """The server-side-apply manager that owns this node's status entries."""
+    return f"keepvip-speaker/{node}"
+
+
+class _Watcher(threading.Thread):
+    """list + watch one resource forever in a thread; reconnects with backoff."""
+
+    def __init__(
+        self,
+        name: str,
+        list_call: Callable[..., Any],
+        on_list: Callable[[list[Any]], None],
+        on_event: Callable[[str, Any], None],
+        stopping: threading.Event,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(name=name, daemon=True)
+        self._list_call = list_call
+        self._kwargs = kwargs
+        self._on_list = on_list
+        self._on_event = on_event
+        self._stopping = stopping
+        self.connected = False
+
+    def run(self) -> None:
+        backoff = BACKOFF_FIRST
+        while not self._stopping.is_set():
+            try:
+                listing = self._list_call(_request_timeout=REQUEST_TIMEOUT, **self._kwargs)
+                items, version = _items_and_version(listing)
+                self._on_list(items)
+                self.connected = True
+                backoff = BACKOFF_FIRST
+                stream = watch.Watch().stream(
+                    self._list_call,
+                    resource_version=version,
+                    timeout_seconds=WATCH_SECONDS,
+                    _request_timeout=WATCH_SECONDS + REQUEST_TIMEOUT,
+                    **self._kwargs,
+                )
+                for event in stream:
+                    if self._stopping.is_set():
+                        return
+                    if event["type"] == "ERROR":
+                        break  # e.g. 410 Gone: relist
+                    self._on_event(event["type"], event["object"])
+            except Exception as error:
+                if self.connected:
+                    log.warning("lost the API server (%s): %s; keeping the configuration", self.name, error)
+                self.connected = False
+                self._stopping.wait(backoff)
+                backoff = min(BACKOFF_MAX, backoff * 2)
+
+
+def _items_and_version(listing: Any) -> tuple[list[Any], str]:
+    if isinstance(listing, dict):
+        return list(listing.get("items", [])), str(listing["metadata"]["resourceVersion"])
+    return list(listing.items), str(listing.metadata.resource_version)
+
+
+class KubernetesSource:
+    """Snapshots of the cluster's VirtualIPs and this node's labels."""
+
+    def __init__(self, node: str, api: client.ApiClient) -> None:
+        self._node = node
+        self._custom = client.CustomObjectsApi(api)
+        self._core = client.CoreV1Api(api)
+        self._lock = threading.Lock()
+        self._bodies: dict[str, dict[str, Any]] = {}
+        self._labels: dict[str, str] | None = None
+        self._secrets: dict[SecretKey, bytes] = {}
+        self._stopping = threading.Event()
+        self._changed = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+        self._invalid: dict[str, str] = {}
+
+    def _wake(self) -> None:
+        self._loop.call_soon_threadsafe(self._changed.set)
+
+    def _vips_listed(self, items: list[Any]) -> None:
+        with self._lock:
+            self._bodies = {item["metadata"]["name"]: item for item in items}
+        self._wake()
+
+    def _vip_event(self, kind: str, body: Any) -> None:
+        with self._lock:
+            name = body["metadata"]["name"]
+            if kind == "DELETED":
+                self._bodies.pop(name, None)
+            else:
+                self._bodies[name] = body
+        self._wake()
+
+    def _node_listed(self, items: list[Any]) -> None:
+        if items:
+            self._node_event("ADDED", items[0])
+
+    def _node_event(self, kind: str, node: Any) -> None:
+        if kind == "DELETED":
+            return
+        with self._lock:
+            self._labels = dict(node.metadata.labels or {})
+        self._wake()
+
+    def start(self) -> None:
+        """Start the watch threads."""
+        _Watcher(
+            "virtualips",
+            self._custom.list_cluster_custom_object,
+            self._vips_listed,
+            self._vip_event,
+            self._stopping,
+            group=GROUP,
+            version=VERSION,
+            plural=PLURAL,
+        ).start()
+        _Watcher(
+            "node",
+            self._core.list_node,
+            self._node_listed,
+            self._node_event,
+            self._stopping,
+            field_selector=f"metadata.name={self._node}",
+        ).start()
+
+    def stop(self) -> None:
+        """Ask the watch threads to end (they are daemons: exit never waits for them)."""
+        self._stopping.set()
+
+    def _virtualips(self) -> tuple[VirtualIP, ...]:
+        with self._lock:
+            bodies = list(self._bodies.values())
+        vips: list[VirtualIP] = []
+        for body in bodies:
+            if body.get("metadata", {}).get("deletionTimestamp"):
+                continue  # being deleted: release it (the operator's finalizer waits for that)
+            try:
+                vips.append(parse_virtualip(body))
+            except InvalidVirtualIP as error:
+                name = str(error.name)
+                if self._invalid.get(name) != str(error):
+                    self._invalid[name] = str(error)
+                    log.warning("ignoring %s", error, extra={"virtualip": name})
+        return tuple(vips)
+
+    async def _read_secrets(self, vips: tuple[VirtualIP, ...]) -> dict[SecretKey, bytes]:
+        wanted = {
+            (a.secret_ref.namespace, a.secret_ref.name, a.secret_ref.key)
+            for a in (v.spec.vrrp.authentication for v in vips)
+            if a is not None
+        }
+        found: dict[SecretKey, bytes] = {}
+        for namespace, name, key in wanted:
+            try:
+                secret = await asyncio.to_thread(
+                    self._core.read_namespaced_secret, name, namespace, _request_timeout=REQUEST_TIMEOUT
+                )
+                value = (secret.data or {}).get(key)
+                if value is not None:
+                    found[(namespace, name, key)] = base64.b64decode(value)
+            except Exception as error:
+                log.warning("cannot read secret %s/%s: %s", namespace, name, error)
+                if (namespace, name, key) in self._secrets:
+                    found[(namespace, name, key)] = self._secrets[(namespace, name, key)]
+        self._secrets = found
+        return found
+
+    async def snapshots(self) -> AsyncIterator[ConfigSnapshot]:
+        """A snapshot after every change (debounced), starting once the node is known."""
+        while True:
+            await self._changed.wait()
+            await asyncio.sleep(DEBOUNCE_SECONDS)
+            self._changed.clear()
+            with self._lock:
+                labels = self._labels
+            if labels is None:
+                continue  # the Node has not been read yet: its labels decide the selection
+            vips = self._virtualips()
+            secrets = await self._read_secrets(vips)
+            yield ConfigSnapshot(virtualips=vips, secrets=secrets, node_labels=labels)
+
+
+class StatusWriter:
+    """Writes this node's ``status.nodes`` entries; never blocks VRRP, keeps only the latest."""
+
+    def __init__(self, node: str, api: client.ApiClient) -> None:
+        self._node = node
+        self._custom = client.CustomObjectsApi(api)
+        self._pending: dict[str, RouterReport | None] = {}
+        self._wakeup = asyncio.Event()
+
+    def report(self, report: RouterReport) -> None:
+        """Queue this node's latest view of a VirtualIP."""
+        self._pending[report.virtualip] = report
+        self._wakeup.set()
+
+    def forget(self, virtualip: str) -> None:
+        """Queue the removal of this node's entry (it no longer runs the VirtualIP)."""
+        self._pending[virtualip] = None
+        self._wakeup.set()
+
+    def entry(self, report: RouterReport) -> dict[str, Any]:
+        """The ``status.nodes`` entry for a report (camelCase, RFC 3339 time)."""
+        entry: dict[str, Any] = {
+            "node": self._node,
+            "state": report.state.value,
+            "priority": report.priority,
+            "effectivePriority": report.effective_priority,
+            "interface": report.interface,
+            "since": report.since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "reason": report.reason,
+        }
+        if report.conflict:
+            entry["conflict"] = report.conflict
+        return entry
+
+    def _apply(self, virtualip: str, report: RouterReport | None) -> None:
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "VirtualIP",
+            "metadata": {"name": virtualip},
+            "status": {"nodes": [] if report is None else [self.entry(report)]},
+        }
+        try:
+            self._custom.patch_cluster_custom_object_status(
+                GROUP,
+                VERSION,
+                PLURAL,
+                virtualip,
+                body,
+                field_manager=field_manager(self._node),
+                force=True,
+                _content_type="application/apply-patch+yaml",
+                _request_timeout=REQUEST_TIMEOUT,
+            )
+        except client.ApiException as error:
+            if error.status != 404:  # gone: nothing to report on
+                raise
+
+    async def run(self) -> None:
+        """Write pending entries; on failure keep them and retry with backoff."""
+        backoff = BACKOFF_FIRST
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._pending:
+                virtualip, report = next(iter(self._pending.items()))
+                try:
+                    await asyncio.to_thread(self._apply, virtualip, report)
+                except Exception as error:
+                    log.warning("cannot write status of %s: %s", virtualip, error)
+                    await asyncio.sleep(backoff)
+                    backoff = min(BACKOFF_MAX, backoff * 2)
+                    continue
+                backoff = BACKOFF_FIRST
+                if self._pending.get(virtualip, ...) is report:
+                    del self._pending[virtualip]
+
+    async def flush(self, timeout: float) -> None:
+        """Best effort at shutdown: write what is pending within ``timeout`` seconds."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                while self._pending:
+                    virtualip, report = next(iter(self._pending.items()))
+                    with contextlib.suppress(Exception):
+                        await asyncio.to_thread(self._apply, virtualip, report)
+                    self._pending.pop(virtualip, None)
