@@ -51,32 +51,74 @@ class SpeakerSettings(SettingsModel):
 
 
 class AllocationSettings(SettingsModel):
-    """The pools the operator allocates (multicastGroup, vrid) pairs from."""
+    """The pools the operator allocates (multicastGroup, vrid) pairs from.
+
+    The default groups are unassigned addresses (docs/allocation.md explains the choice):
+    IPv4 224.0.0.200-224.0.0.249 lies in the IANA "Local Network Control Block"'s
+    unassigned 224.0.0.151-224.0.0.250 (RFC 5771 §4: never forwarded, flooded by IGMP
+    snooping switches); IPv6 ff02::8000:0-ff02::8000:ff uses link-local group IDs from
+    RFC 3307 §4.3's dynamic range (0x80000000-0xFFFFFFFF), which IANA never assigns.
+    """
 
     vrid_first: Annotated[int, Field(ge=1, le=255)] = 1
     vrid_last: Annotated[int, Field(ge=1, le=255)] = 255
-    ipv4_groups: tuple[str, ...] = ("224.0.0.18",)
+    ipv4_groups: tuple[str, ...] = ("224.0.0.200-224.0.0.249",)
     """IPv4 groups, each an address or a first-last range inside 224.0.0.0/24."""
-    ipv6_groups: tuple[str, ...] = ("ff02::12",)
+    ipv6_groups: tuple[str, ...] = ("ff02::8000:0-ff02::8000:ff",)
     """IPv6 groups, each an address or a first-last range inside ff02::/16."""
 
     @model_validator(mode="after")
     def _ranges_are_sane(self) -> AllocationSettings:
         if self.vrid_first > self.vrid_last:
             raise ValueError("allocation.vridFirst must not exceed allocation.vridLast")
-        for entry in (*self.ipv4_groups, *self.ipv6_groups):
-            for part in entry.split("-"):
-                if not ipaddress.ip_address(part.strip()).is_multicast:
-                    raise ValueError(f"allocation group {entry!r} is not multicast")
+        for family, entries in ((4, self.ipv4_groups), (6, self.ipv6_groups)):
+            for entry in entries:
+                _check_group_range(family, entry)
         return self
 
 
+def _check_group_range(family: int, entry: str) -> None:
+    """One pool entry: link-local multicast of the right family, first <= last."""
+    key = f"allocation.ipv{family}Groups"
+    parts = [part.strip() for part in entry.split("-")]
+    if len(parts) > 2:
+        raise ValueError(f"{key}: {entry!r} is neither an address nor a first-last range")
+    try:
+        addresses = [ipaddress.ip_address(part) for part in parts]
+    except ValueError as error:
+        raise ValueError(f"{key}: {entry!r}: {error}") from None
+    for address in addresses:
+        if address.version != family:
+            raise ValueError(f"{key}: {entry!r} is not IPv{family}")
+        if family == 4 and address not in _LINK_LOCAL_V4:
+            raise ValueError(f"{key}: {entry!r} must lie in 224.0.0.0/24 (link-local multicast)")
+        if family == 6 and address not in _LINK_LOCAL_V6:
+            raise ValueError(f"{key}: {entry!r} must lie in ff02::/16 (link-local multicast)")
+    if int(addresses[0]) > int(addresses[-1]):
+        raise ValueError(f"{key}: {entry!r}: the first address exceeds the last")
+
+
+_LINK_LOCAL_V4 = ipaddress.ip_network("224.0.0.0/24")
+_LINK_LOCAL_V6 = ipaddress.ip_network("ff02::/16")
+
+
+DottedName = Annotated[str, Field(pattern=r"^[a-z0-9-]+(\.[a-z0-9-]+)+$")]
+
+
 class WebhookSettings(SettingsModel):
-    """The validating admission webhook the operator serves."""
+    """The validating admission webhook the operator serves (kopf-managed configuration)."""
 
     enabled: bool = True
     port: Annotated[int, Field(ge=1, le=65535)] = 9443
+    listen_address: str = "0.0.0.0"  # noqa: S104 - a pod serves its Service on every interface
+    """Where the webhook server listens."""
     service_name: str = "keepvip-webhook"
+    """The Service (in ``namespace``) the API server calls: clientConfig.service."""
+    service_port: Annotated[int, Field(ge=1, le=65535)] = 443
+    """The Service's port that forwards to ``port``."""
+    configuration_name: DottedName = "virtualips.keepvip.io"
+    """The ValidatingWebhookConfiguration the operator creates and fills (a dotted name:
+    the webhook inside is called ``validate.<configurationName>``)."""
     cert_dir: str | None = None
     """Directory with tls.crt and tls.key; absent: the operator makes a self-signed pair."""
     url: str | None = None
@@ -92,6 +134,17 @@ class OperatorSettings(SettingsModel):
     allocation: AllocationSettings = Field(default_factory=AllocationSettings)
     webhook: WebhookSettings = Field(default_factory=WebhookSettings)
     metrics_port: Annotated[int, Field(ge=1, le=65535)] = 9473
+    health_port: Annotated[int, Field(ge=1, le=65535)] = 9474
+    """kopf's liveness endpoint: http://<pod>:<healthPort>/healthz."""
+    deployment_name: str | None = "keepvip-operator"
+    """The operator's own Deployment in ``namespace``: the speaker DaemonSet's owner, so
+    uninstalling the chart garbage-collects the speakers. Absent or not found: no owner."""
+    finalizer_timeout_seconds: Annotated[int, Field(ge=0)] = 30
+    """How long deleting a VirtualIP waits for its master to let go before releasing."""
+    resync_seconds: Annotated[int, Field(ge=5)] = 60
+    """How often the DaemonSet is re-applied and stale ledger entries are collected."""
+    peering_name: str | None = None
+    """kopf peering (several replicas, needs kopf's ClusterKopfPeering CRD); absent: standalone."""
 
 
 def load_settings(path: Path | None) -> OperatorSettings:

@@ -1,0 +1,298 @@
+"""The one module of the operator that talks to the Kubernetes API.
+
+Everything else decides (pure functions over typed values); this module reads and
+writes, with the kubernetes client, synchronously (kopf runs sync handlers in its
+thread pool). Writes that race with other writers use optimistic concurrency:
+
+* the allocation ledger, a ConfigMap keyed by VirtualIP uid, is replaced with its
+  ``resourceVersion`` (compare-and-swap) and the decision is re-made on a conflict, so
+  two handlers (or two operator replicas during a rolling update) never hand out the
+  same pair; a process-wide lock only saves needless conflicts between our own threads;
+* a Service's ``status.loadBalancer.ingress`` is patched with a ``resourceVersion``
+  precondition, and recomputed on a conflict.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+import random
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import kubernetes
+from kubernetes.client.exceptions import ApiException
+
+from keepvip.api.constants import GROUP, KIND, PLURAL, VERSION
+from keepvip.operator.allocation import LedgerEntry, decode_ledger
+from keepvip.operator.daemonset import FIELD_MANAGER, Owner
+from keepvip.operator.settings import OperatorSettings
+from keepvip.operator.status import EventSpec
+
+log = logging.getLogger(__name__)
+
+LEDGER_CONFIGMAP = "keepvip-allocations"
+"""The ConfigMap (in the operator's namespace) holding the allocation ledger."""
+EVENTS_NAMESPACE = "default"
+"""Where Events about cluster-scoped VirtualIPs go (as for Nodes)."""
+_PARTIAL_METADATA = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
+_MERGE_PATCH = "application/merge-patch+json"
+_APPLY_PATCH = "application/apply-patch+yaml"
+_CAS_ATTEMPTS = 100
+
+T = TypeVar("T")
+
+LedgerChanges = Mapping[str, str | None]
+"""uid -> the new encoded entry, or None to delete it."""
+
+
+class LedgerContention(RuntimeError):
+    """The ledger kept changing under us; the caller retries later."""
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    """Enough of a VirtualIP to post an Event about it."""
+
+    name: str
+    uid: str
+
+
+def load_configuration() -> None:
+    """In a pod: the ServiceAccount; elsewhere: $KUBECONFIG or ~/.kube/config."""
+    config: Any = kubernetes.config  # the loaders are untyped
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        config.load_incluster_config()
+    else:
+        config.load_kube_config()
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _jitter(attempt: int) -> None:
+    time.sleep(random.uniform(0, min(0.5, 0.01 * (attempt + 1))))  # noqa: S311 - backoff, not crypto
+
+
+class Kube:
+    """The operator's API calls, each named for what it does."""
+
+    def __init__(self, settings: OperatorSettings, api: Any | None = None) -> None:
+        self.settings = settings
+        # Typed as Any: the client's generated models are not worth mirroring here;
+        # this module passes and reads plain JSON-shaped dictionaries.
+        self.api: Any = api if api is not None else kubernetes.client.ApiClient()
+        self.core: Any = kubernetes.client.CoreV1Api(self.api)
+        self.apps: Any = kubernetes.client.AppsV1Api(self.api)
+        self.custom: Any = kubernetes.client.CustomObjectsApi(self.api)
+        self._ledger_lock = threading.Lock()
+
+    # --- the allocation ledger -------------------------------------------------------
+
+    def read_ledger(self) -> dict[str, LedgerEntry]:
+        """The ledger as it is now (empty when the ConfigMap does not exist yet)."""
+        try:
+            config_map = self.core.read_namespaced_config_map(LEDGER_CONFIGMAP, self.settings.namespace)
+        except ApiException as error:
+            if error.status == 404:
+                return {}
+            raise
+        return decode_ledger(config_map.data or {})
+
+    def update_ledger(self, decide: Callable[[dict[str, LedgerEntry]], tuple[LedgerChanges, T]]) -> T:
+        """Run ``decide`` on the current ledger and store its changes with compare-and-swap.
+
+        ``decide`` is re-run on the fresh ledger after every conflict; its result is
+        returned once its changes (if any) are stored.
+        """
+        with self._ledger_lock:
+            for attempt in range(_CAS_ATTEMPTS):
+                config_map = self._ledger_config_map()
+                data: dict[str, str] = dict(config_map.data or {})
+                changes, result = decide(decode_ledger(data))
+                if not changes:
+                    return result
+                for uid, encoded in changes.items():
+                    if encoded is None:
+                        data.pop(uid, None)
+                    else:
+                        data[uid] = encoded
+                config_map.data = data
+                try:
+                    self.core.replace_namespaced_config_map(
+                        LEDGER_CONFIGMAP, self.settings.namespace, config_map
+                    )
+                except ApiException as error:
+                    if error.status == 409:
+                        _jitter(attempt)
+                        continue
+                    raise
+                return result
+        raise LedgerContention(f"ConfigMap {LEDGER_CONFIGMAP} kept changing for {_CAS_ATTEMPTS} attempts")
+
+    def _ledger_config_map(self) -> Any:
+        namespace = self.settings.namespace
+        while True:
+            try:
+                return self.core.read_namespaced_config_map(LEDGER_CONFIGMAP, namespace)
+            except ApiException as error:
+                if error.status != 404:
+                    raise
+            body = {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {
+                    "name": LEDGER_CONFIGMAP,
+                    "namespace": namespace,
+                    "labels": {
+                        "app.kubernetes.io/name": "keepvip",
+                        "app.kubernetes.io/managed-by": FIELD_MANAGER,
+                    },
+                    "annotations": {"keepvip.io/ledger": "VirtualIP uid -> (multicastGroup, vrid)"},
+                },
+                "data": {},
+            }
+            try:
+                return self.core.create_namespaced_config_map(namespace, body)
+            except ApiException as error:
+                if error.status != 409:
+                    raise
+
+    # --- VirtualIPs -----------------------------------------------------------------
+
+    def list_virtualip_uids(self) -> set[str]:
+        """The uids of every VirtualIP that exists now."""
+        listing = self.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)
+        return {item["metadata"]["uid"] for item in listing.get("items", [])}
+
+    def patch_virtualip_status(self, name: str, fields: Mapping[str, Any]) -> None:
+        """Merge-patch the operator's fields of status (never ``nodes``: the speakers own it)."""
+        self.custom.patch_cluster_custom_object_status(
+            GROUP, VERSION, PLURAL, name, {"status": dict(fields)}, _content_type=_MERGE_PATCH
+        )
+
+    def post_event(self, ref: ObjectRef, event: EventSpec) -> None:
+        """An Event about a VirtualIP, shown by ``kubectl describe vip``; failures are logged only."""
+        now = _now()
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{ref.name}.", "namespace": EVENTS_NAMESPACE},
+            "involvedObject": {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": KIND,
+                "name": ref.name,
+                "uid": ref.uid,
+            },
+            "type": event.type,
+            "reason": event.reason,
+            "message": event.message,
+            "source": {"component": FIELD_MANAGER},
+            "reportingComponent": FIELD_MANAGER,
+            "reportingInstance": socket.gethostname(),
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        try:
+            self.core.create_namespaced_event(EVENTS_NAMESPACE, body)
+        except ApiException as error:
+            log.warning("could not post event %s on %s: %s", event.reason, ref.name, error.reason)
+
+    # --- the speaker DaemonSet ---------------------------------------------------------
+
+    def find_owner(self) -> Owner | None:
+        """The operator's Deployment, when configured and present."""
+        name = self.settings.deployment_name
+        if not name:
+            return None
+        try:
+            deployment = self.apps.read_namespaced_deployment(name, self.settings.namespace)
+        except ApiException as error:
+            if error.status == 404:
+                log.info("deployment %s/%s not found: the speaker DaemonSet gets no owner",
+                         self.settings.namespace, name)
+                return None
+            raise
+        return Owner("apps/v1", "Deployment", name, deployment.metadata.uid)
+
+    def apply_daemonset(self, body: Mapping[str, Any]) -> None:
+        """Server-side apply of the speaker DaemonSet (creates it when absent)."""
+        self.apps.patch_namespaced_daemon_set(
+            body["metadata"]["name"],
+            body["metadata"]["namespace"],
+            dict(body),
+            field_manager=FIELD_MANAGER,
+            force=True,
+            _content_type=_APPLY_PATCH,
+        )
+
+    # --- Services and Secrets ----------------------------------------------------------
+
+    def update_service_ingress(
+        self,
+        namespace: str,
+        name: str,
+        change: Callable[[Sequence[Mapping[str, Any]]], list[dict[str, Any]]],
+    ) -> bool:
+        """Rewrite a Service's ``status.loadBalancer.ingress``; False when it does not exist."""
+        for attempt in range(_CAS_ATTEMPTS):
+            try:
+                found = self.core.read_namespaced_service(name, namespace)
+                service = self.api.sanitize_for_serialization(found)
+            except ApiException as error:
+                if error.status == 404:
+                    return False
+                raise
+            current = service.get("status", {}).get("loadBalancer", {}).get("ingress") or []
+            wanted = change(current)
+            if wanted == current:
+                return True
+            patch = {
+                "metadata": {"resourceVersion": service["metadata"]["resourceVersion"]},
+                "status": {"loadBalancer": {"ingress": wanted}},
+            }
+            try:
+                self.core.patch_namespaced_service_status(name, namespace, patch, _content_type=_MERGE_PATCH)
+            except ApiException as error:
+                if error.status == 409:
+                    _jitter(attempt)
+                    continue
+                if error.status == 404:
+                    return False
+                raise
+            return True
+        raise LedgerContention(f"Service {namespace}/{name} kept changing")
+
+    def secret_exists(self, namespace: str, name: str) -> bool:
+        """Whether the Secret exists; only its metadata is fetched, never its data."""
+        return self._exists(
+            lambda: self.core.read_namespaced_secret(
+                name, namespace, _preload_content=False, _headers={"Accept": _PARTIAL_METADATA}
+            )
+        )
+
+    def service_exists(self, namespace: str, name: str) -> bool:
+        """Whether the Service exists."""
+        return self._exists(lambda: self.core.read_namespaced_service(name, namespace))
+
+    @staticmethod
+    def _exists(read: Callable[[], object]) -> bool:
+        try:
+            read()
+        except ApiException as error:
+            if error.status == 404:
+                return False
+            raise
+        return True
+
+
+def ingress_addresses(addresses: Iterable[object]) -> list[str]:
+    """Addresses as a Service's ingress entries spell them (no prefix length)."""
+    return [str(address) for address in addresses]

@@ -1,0 +1,330 @@
+"""The operator's stages as plain functions: parse → decide (pure) → apply → status.
+
+kopf's decorators live in :mod:`keepvip.operator.handlers`; the work lives here, taking
+plain JSON-shaped bodies and a :class:`Context`, so each stage reads top to bottom.
+Three stages:
+
+* :func:`reconcile_spec` (create / update / resume): parse the spec, check the
+  address against older VirtualIPs, allocate the pair through the ledger, publish the
+  addresses in the referenced Service, write status.
+* :func:`aggregate_status` (every watch event): re-derive master, state and
+  conditions from the speakers' ``status.nodes``; patch only when something changed,
+  so the operator's own patch (one more watch event) derives the same and stops there.
+* :func:`release` (the finalizer): wait until no node is MASTER (or a timeout), then
+  unpublish the Service and release the ledger entry.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from keepvip.api.model import IPAddress, NodeStatus, VirtualIP, VirtualIPStatus
+from keepvip.api.parse import InvalidVirtualIP, parse_virtualip
+from keepvip.operator import metrics
+from keepvip.operator.admission import Inventory, InventoryEntry, address_held_by_older, refusal_message
+from keepvip.operator.allocation import (
+    Allocated,
+    LedgerEntry,
+    Pair,
+    Pool,
+    Refused,
+    Request,
+    allocate,
+    encode_entry,
+    pool_usage,
+    stale_uids,
+)
+from keepvip.operator.daemonset import desired_daemonset
+from keepvip.operator.kube import Kube, LedgerChanges, ObjectRef
+from keepvip.operator.serviceref import desired_ingress
+from keepvip.operator.settings import OperatorSettings
+from keepvip.operator.status import (
+    EventSpec,
+    Observation,
+    Problem,
+    SpecOutcome,
+    build_status,
+    operator_fields,
+    outcome_from_status,
+    transition_events,
+)
+
+log = logging.getLogger(__name__)
+
+
+def utc_now() -> str:
+    """RFC 3339, seconds, as Kubernetes writes times."""
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class Context:
+    """What every stage needs: settings, the API module, the pool, a clock."""
+
+    settings: OperatorSettings
+    kube: Kube
+    pool: Pool = field(init=False)
+    clock: Callable[[], str] = utc_now
+
+    def __post_init__(self) -> None:
+        self.pool = Pool.from_settings(self.settings.allocation)
+
+
+class RetryLater(Exception):
+    """The stage did what it could and must run again after ``delay`` seconds."""
+
+    def __init__(self, message: str, delay: float) -> None:
+        super().__init__(message)
+        self.delay = delay
+
+
+def plain(value: Any) -> Any:
+    """A JSON-shaped copy of a kopf body view (Mappings → dicts, sequences → lists)."""
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    return value
+
+
+def parse_spec(body: Mapping[str, Any]) -> VirtualIP:
+    """The VirtualIP without its status (status is read leniently, apart)."""
+    return parse_virtualip({k: v for k, v in body.items() if k != "status"})
+
+
+def read_status(body: Mapping[str, Any]) -> VirtualIPStatus | None:
+    """The current status; a status the model refuses counts as none (and is rewritten)."""
+    raw = body.get("status")
+    if not isinstance(raw, Mapping):
+        return None
+    try:
+        return VirtualIPStatus.model_validate({k: v for k, v in raw.items() if k != "nodes"})
+    except ValueError:
+        log.warning("status of %s does not parse; rewriting it", body.get("metadata", {}).get("name"))
+        return None
+
+
+def read_nodes(body: Mapping[str, Any]) -> list[NodeStatus]:
+    """The speakers' entries; one that does not parse is skipped (the speaker will rewrite it)."""
+    raw = body.get("status")
+    entries = raw.get("nodes") if isinstance(raw, Mapping) else None
+    nodes: list[NodeStatus] = []
+    for entry in entries or ():
+        try:
+            nodes.append(NodeStatus.model_validate(entry))
+        except ValueError:
+            continue
+    return nodes
+
+
+def _ref(body: Mapping[str, Any]) -> ObjectRef:
+    metadata = body["metadata"]
+    return ObjectRef(metadata["name"], metadata.get("uid", ""))
+
+
+def _recorded_pair(status: VirtualIPStatus | None) -> Pair | None:
+    outcome = outcome_from_status(status)
+    return outcome.pair if outcome is not None else None
+
+
+def _problem_events(previous: VirtualIPStatus | None, outcome: SpecOutcome) -> list[EventSpec]:
+    """A Warning when a spec problem appears or changes; Normal when a pair is first allocated."""
+    before = outcome_from_status(previous)
+    if outcome.problem is not None:
+        if before is None or before.problem is not outcome.problem or before.message != outcome.message:
+            return [EventSpec("Warning", outcome.problem.value, outcome.message)]
+        return []
+    if outcome.pair is not None and (before is None or before.pair != outcome.pair):
+        return [EventSpec("Normal", "Allocated", str(outcome.pair))]
+    return []
+
+
+def publish(
+    ctx: Context,
+    body: Mapping[str, Any],
+    outcome: SpecOutcome,
+    extra_events: Sequence[EventSpec] = (),
+) -> VirtualIPStatus:
+    """Write the derived status if it differs from the current one, then post the events."""
+    previous = read_status(body)
+    status = build_status(outcome, read_nodes(body), previous, ctx.clock())
+    wanted = operator_fields(status)
+    ref = _ref(body)
+    if previous is None or operator_fields(previous) != wanted:
+        ctx.kube.patch_virtualip_status(ref.name, wanted)
+    for event in [*extra_events, *transition_events(previous, status)]:
+        ctx.kube.post_event(ref, event)
+    metrics.record_state(ref.name, status.state)
+    return status
+
+
+# --- the spec stage -------------------------------------------------------------------
+
+
+def reconcile_spec(
+    ctx: Context,
+    body: Mapping[str, Any],
+    old: Mapping[str, Any] | None,
+    inventory: Inventory,
+) -> None:
+    """Parse, check, allocate, publish; raise :class:`RetryLater` while a problem lasts."""
+    metadata = body["metadata"]
+    generation = metadata.get("generation")
+    previous = read_status(body)
+    try:
+        vip = parse_spec(body)
+    except InvalidVirtualIP as error:
+        # What slipped past the webhook: reported, never retried (a spec change re-runs us).
+        outcome = SpecOutcome(
+            _recorded_pair(previous), Problem.INVALID_SPEC, refusal_message(error.errors), generation
+        )
+        publish(ctx, body, outcome, _problem_events(previous, outcome))
+        return
+    lost = address_held_by_older(vip, metadata.get("creationTimestamp", ""), inventory.values())
+    if lost is not None:
+        outcome = SpecOutcome(None, Problem.ADDRESS_IN_USE, str(lost), generation)
+        publish(ctx, body, outcome, _problem_events(previous, outcome))
+        raise RetryLater(str(lost), delay=30)
+    reserved = {entry.pair: entry.name for entry in inventory.values() if entry.pair is not None}
+    request = Request.from_virtualip(vip)
+    decision = ctx.kube.update_ledger(lambda ledger: _allocation(request, ledger, ctx.pool, reserved))
+    if isinstance(decision, Refused):
+        outcome = SpecOutcome(None, Problem(decision.problem.value), decision.message, generation)
+        publish(ctx, body, outcome, _problem_events(previous, outcome))
+        raise RetryLater(decision.message, delay=60)
+    outcome = SpecOutcome(decision.pair, None, "", generation)
+    publish(ctx, body, outcome, _problem_events(previous, outcome))
+    _sync_service(ctx, vip, _old_spec(old))
+
+
+def _allocation(
+    request: Request, ledger: Mapping[str, LedgerEntry], pool: Pool, reserved: Mapping[Pair, str]
+) -> tuple[LedgerChanges, Allocated | Refused]:
+    decision = allocate(request, ledger, pool, reserved)
+    if isinstance(decision, Allocated) and decision.is_new:
+        return {request.uid: encode_entry(LedgerEntry(request.name, decision.pair))}, decision
+    return {}, decision
+
+
+def _old_spec(old: Mapping[str, Any] | None) -> VirtualIP | None:
+    if old is None or "spec" not in old or "metadata" not in old:
+        return None
+    try:
+        return parse_spec(old)
+    except InvalidVirtualIP:
+        return None
+
+
+def _sync_service(ctx: Context, vip: VirtualIP, before: VirtualIP | None) -> None:
+    """Publish the addresses in spec.serviceRef; unpublish from a previous Service or address."""
+    ref = vip.spec.service_ref
+    addresses: list[IPAddress] = [a.ip for a in vip.spec.addresses]
+    if before is not None and before.spec.service_ref is not None:
+        old_ref = before.spec.service_ref
+        old_addresses = [a.ip for a in before.spec.addresses]
+        gone = old_addresses if old_ref != ref else [a for a in old_addresses if a not in addresses]
+        if gone:
+            ctx.kube.update_service_ingress(
+                old_ref.namespace, old_ref.name, lambda current: desired_ingress(current, remove=gone)
+            )
+    if ref is None:
+        return
+    found = ctx.kube.update_service_ingress(
+        ref.namespace, ref.name, lambda current: desired_ingress(current, add=addresses)
+    )
+    if not found:
+        message = f"spec.serviceRef: Service {ref.namespace}/{ref.name} does not exist"
+        ref_ = ObjectRef(vip.name, vip.metadata.uid or "")
+        ctx.kube.post_event(ref_, EventSpec("Warning", "ServiceNotFound", message))
+        raise RetryLater(message, delay=60)
+
+
+# --- the status stage -----------------------------------------------------------------
+
+
+def aggregate_status(ctx: Context, body: Mapping[str, Any]) -> bool:
+    """Re-derive status from the speakers' entries; False when there is nothing to do yet."""
+    if body.get("metadata", {}).get("deletionTimestamp"):
+        return False
+    outcome = outcome_from_status(read_status(body))
+    if outcome is None:
+        return False  # the spec stage has not run yet: it writes the first status
+    publish(ctx, body, outcome)
+    return True
+
+
+# --- the finalizer --------------------------------------------------------------------
+
+
+def release(ctx: Context, body: Mapping[str, Any], waited: float) -> None:
+    """Wait for the master to let go, then unpublish and release the pair."""
+    masters = Observation.of(read_nodes(body)).masters
+    ref = _ref(body)
+    if masters and waited < ctx.settings.finalizer_timeout_seconds:
+        raise RetryLater(f"waiting for {', '.join(masters)} to release the addresses", delay=2)
+    if masters:
+        log.warning("%s: releasing although %s still report MASTER", ref.name, ", ".join(masters))
+    try:
+        vip: VirtualIP | None = parse_spec(body)
+    except InvalidVirtualIP:
+        vip = None
+    if vip is not None and vip.spec.service_ref is not None:
+        service = vip.spec.service_ref
+        gone = [a.ip for a in vip.spec.addresses]
+        ctx.kube.update_service_ingress(
+            service.namespace, service.name, lambda current: desired_ingress(current, remove=gone)
+        )
+    uid = ref.uid
+    ctx.kube.update_ledger(lambda ledger: ({uid: None} if uid in ledger else {}, None))
+    metrics.forget_virtualip(ref.name)
+
+
+# --- maintenance ----------------------------------------------------------------------
+
+
+def apply_daemonset(ctx: Context) -> None:
+    """Render and server-side-apply the speaker DaemonSet."""
+    ctx.kube.apply_daemonset(desired_daemonset(ctx.settings, ctx.kube.find_owner()))
+
+
+def collect_stale_allocations(ctx: Context) -> set[str]:
+    """Release entries of VirtualIPs that vanished without the finalizer.
+
+    The ledger is read before the VirtualIPs are listed, and only entries present in
+    that first read can be released: an allocation made meanwhile is never lost.
+    """
+    before = set(ctx.kube.read_ledger())
+    live = ctx.kube.list_virtualip_uids()
+
+    def decide(ledger: Mapping[str, LedgerEntry]) -> tuple[LedgerChanges, set[str]]:
+        stale = stale_uids(ledger, live) & before
+        return dict.fromkeys(stale), stale
+
+    return ctx.kube.update_ledger(decide)
+
+
+def publish_pool_usage(ctx: Context) -> None:
+    """The pool gauges, from the ledger."""
+    ledger = ctx.kube.read_ledger()
+    for family in (4, 6):
+        size, used = pool_usage(ledger, ctx.pool, family)
+        metrics.POOL_SIZE.labels(family=f"ipv{family}").set(size)
+        metrics.POOL_USED.labels(family=f"ipv{family}").set(used)
+
+
+def inventory_entry(body: Mapping[str, Any]) -> InventoryEntry | None:
+    """The index's summary of one VirtualIP (None when its spec does not parse)."""
+    try:
+        vip = parse_spec(body)
+    except InvalidVirtualIP:
+        return None
+    entry = InventoryEntry.of(vip, created=body.get("metadata", {}).get("creationTimestamp", ""))
+    recorded = _recorded_pair(read_status(body))
+    if entry.pair is None and recorded is not None:
+        entry = InventoryEntry(entry.name, entry.addresses, recorded, entry.created)
+    return entry
+

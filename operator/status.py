@@ -1,0 +1,257 @@
+"""The operator's part of a VirtualIP's status, derived from what the speakers report.
+
+Speakers own ``status.nodes`` (one server-side-apply field manager per node); the
+operator owns everything else in status: the allocated pair, ``master``, the summary
+``state`` and the conditions. Everything here is pure: the same inputs always give
+the same status, and a condition keeps its ``lastTransitionTime`` while its status
+does not change, so re-deriving after the operator's own patch changes nothing and the
+watch does not loop.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+from ipaddress import ip_address
+
+from keepvip.api.model import Condition, NodeStatus, VirtualIPStatus, VrrpState
+from keepvip.operator.allocation import Pair
+
+
+class Phase(enum.StrEnum):
+    """``status.state``: the one-word summary ``kubectl get vip`` shows."""
+
+    PENDING = "Pending"
+    READY = "Ready"
+    DEGRADED = "Degraded"
+    SPLIT_BRAIN = "SplitBrain"
+    CONFLICT = "Conflict"
+    INVALID = "Invalid"
+
+
+class ConditionType(enum.StrEnum):
+    """The condition types the operator writes."""
+
+    READY = "Ready"
+    ALLOCATED = "Allocated"
+    DEGRADED = "Degraded"
+    SPLIT_BRAIN = "SplitBrain"
+    CONFLICT = "Conflict"
+    INVALID_SPEC = "InvalidSpec"
+
+
+class Problem(enum.StrEnum):
+    """Why the spec stage gave no usable pair (a condition reason and a metric label)."""
+
+    INVALID_SPEC = "InvalidSpec"
+    POOL_EXHAUSTED = "PoolExhausted"
+    PAIR_IN_USE = "PairInUse"
+    ADDRESS_IN_USE = "AddressInUse"
+
+
+_CONFLICTS = (Problem.PAIR_IN_USE, Problem.ADDRESS_IN_USE)
+_PROBLEMS = {problem.value for problem in Problem}
+
+
+@dataclass(frozen=True)
+class SpecOutcome:
+    """What the spec stage (parse, conflicts, allocation) concluded for one generation."""
+
+    pair: Pair | None
+    problem: Problem | None = None
+    message: str = ""
+    generation: int | None = None
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What the speakers' entries say: who is master, who backs it up."""
+
+    masters: tuple[str, ...]
+    backups: tuple[str, ...]
+
+    @classmethod
+    def of(cls, nodes: Sequence[NodeStatus]) -> Observation:
+        """Read the speakers' entries (sorted by node name, so the result is stable)."""
+        ordered = sorted(nodes, key=lambda n: n.node)
+        return cls(
+            masters=tuple(n.node for n in ordered if n.state is VrrpState.MASTER),
+            backups=tuple(n.node for n in ordered if n.state is VrrpState.BACKUP),
+        )
+
+    @property
+    def master(self) -> str | None:
+        """The node holding the VIP; with a split brain the first by name (see SplitBrain)."""
+        return self.masters[0] if self.masters else None
+
+
+@dataclass(frozen=True)
+class _Conditions:
+    """Makes conditions that keep lastTransitionTime while their status holds."""
+
+    previous: Sequence[Condition]
+    generation: int | None
+    now: str
+
+    def make(self, kind: ConditionType, true: bool, reason: str, message: str) -> Condition:
+        status = "True" if true else "False"
+        before = next((c for c in self.previous if c.type == kind.value), None)
+        unchanged = before is not None and before.status == status
+        since = before.last_transition_time if before is not None and unchanged else self.now
+        return Condition.model_validate(
+            {
+                "type": kind.value,
+                "status": status,
+                "reason": reason,
+                "message": message,
+                "lastTransitionTime": since,
+                "observedGeneration": self.generation,
+            }
+        )
+
+
+def phase_of(outcome: SpecOutcome, seen: Observation) -> Phase:
+    """The summary state: spec problems first, then what the speakers report."""
+    if outcome.problem is Problem.INVALID_SPEC:
+        return Phase.INVALID
+    if outcome.problem in _CONFLICTS:
+        return Phase.CONFLICT
+    if outcome.pair is None or not seen.masters:
+        return Phase.PENDING
+    if len(seen.masters) > 1:
+        return Phase.SPLIT_BRAIN
+    if not seen.backups:
+        return Phase.DEGRADED
+    return Phase.READY
+
+
+def build_status(
+    outcome: SpecOutcome,
+    nodes: Sequence[NodeStatus],
+    previous: VirtualIPStatus | None,
+    now: str,
+) -> VirtualIPStatus:
+    """The operator's fields of status (``nodes`` is left to the speakers)."""
+    before = previous.conditions if previous is not None else ()
+    generation = outcome.generation
+    seen = Observation.of(nodes)
+    phase = phase_of(outcome, seen)
+    allocated = outcome.pair is not None and outcome.problem is None
+    problem = outcome.problem
+
+    make = _Conditions(before, generation, now).make
+    conditions = [
+        make(
+            ConditionType.READY,
+            phase in (Phase.READY, Phase.DEGRADED),
+            _ready_reason(phase),
+            f"{seen.master} holds the addresses" if seen.master else "no node holds the addresses",
+        ),
+        make(
+            ConditionType.ALLOCATED,
+            allocated,
+            "Allocated" if allocated else (problem.value if problem else "Pending"),
+            f"{outcome.pair}" if allocated else (outcome.message or "waiting for allocation"),
+        ),
+        make(
+            ConditionType.DEGRADED,
+            phase is Phase.DEGRADED,
+            "NoBackup" if phase is Phase.DEGRADED else "Redundant" if seen.backups else "NoMaster",
+            f"backups: {', '.join(seen.backups)}" if seen.backups else "no node is BACKUP",
+        ),
+        make(
+            ConditionType.SPLIT_BRAIN,
+            len(seen.masters) > 1,
+            "MultipleMasters" if len(seen.masters) > 1 else "SingleMaster",
+            f"MASTER on {', '.join(seen.masters)}" if seen.masters else "no node is MASTER",
+        ),
+        make(
+            ConditionType.CONFLICT,
+            problem in _CONFLICTS,
+            problem.value if problem in _CONFLICTS and problem else "NoConflict",
+            outcome.message if problem in _CONFLICTS else "",
+        ),
+        make(
+            ConditionType.INVALID_SPEC,
+            problem is Problem.INVALID_SPEC,
+            "ValidationFailed" if problem is Problem.INVALID_SPEC else "Valid",
+            outcome.message if problem is Problem.INVALID_SPEC else "",
+        ),
+    ]
+    return VirtualIPStatus(
+        vrid=outcome.pair.vrid if outcome.pair is not None else None,
+        multicast_group=str(outcome.pair.group) if outcome.pair is not None else None,
+        master=seen.master,
+        state=phase.value,
+        conditions=tuple(conditions),
+        observed_generation=generation,
+    )
+
+
+def _ready_reason(phase: Phase) -> str:
+    return {
+        Phase.READY: "MasterElected",
+        Phase.DEGRADED: "MasterElected",
+        Phase.PENDING: "NoMaster",
+        Phase.SPLIT_BRAIN: "SplitBrain",
+        Phase.CONFLICT: "Conflict",
+        Phase.INVALID: "InvalidSpec",
+    }[phase]
+
+
+def outcome_from_status(status: VirtualIPStatus | None) -> SpecOutcome | None:
+    """The spec stage's last conclusion as status records it; None before its first run.
+
+    Lets the speakers' status updates be aggregated without redoing the spec stage.
+    """
+    if status is None or status.observed_generation is None:
+        return None
+    pair = None
+    if status.vrid is not None and status.multicast_group:
+        pair = Pair(ip_address(status.multicast_group), status.vrid)
+    allocated = next((c for c in status.conditions if c.type == ConditionType.ALLOCATED.value), None)
+    invalid = next((c for c in status.conditions if c.type == ConditionType.INVALID_SPEC.value), None)
+    problem: Problem | None = None
+    message = ""
+    if invalid is not None and invalid.status == "True":
+        problem, message = Problem.INVALID_SPEC, invalid.message or ""
+    elif allocated is not None and allocated.status == "False" and allocated.reason in _PROBLEMS:
+        problem, message = Problem(allocated.reason), allocated.message or ""
+    return SpecOutcome(pair=pair, problem=problem, message=message, generation=status.observed_generation)
+
+
+def operator_fields(status: VirtualIPStatus) -> dict[str, object]:
+    """The part of status the operator writes, as a merge patch (camelCase, nulls clear)."""
+    body = status.model_dump(mode="json", by_alias=True, exclude={"nodes", "conditions"})
+    body["conditions"] = [
+        c.model_dump(mode="json", by_alias=True, exclude_none=True) for c in status.conditions
+    ]
+    return body
+
+
+@dataclass(frozen=True)
+class EventSpec:
+    """A Kubernetes Event to post about a VirtualIP."""
+
+    type: str  # Normal | Warning
+    reason: str
+    message: str
+
+
+def transition_events(previous: VirtualIPStatus | None, current: VirtualIPStatus) -> list[EventSpec]:
+    """Events that tell the story in ``kubectl describe vip``: master changes, split brain."""
+    events: list[EventSpec] = []
+    old_master = previous.master if previous is not None else None
+    if current.master != old_master and (old_master is not None or current.master is not None):
+        events.append(
+            EventSpec("Normal", "MasterChanged", f"{old_master or '(none)'} → {current.master or '(none)'}")
+        )
+    old_state = previous.state if previous is not None else None
+    if current.state != old_state:
+        if current.state == Phase.SPLIT_BRAIN.value:
+            split = next(c for c in current.conditions if c.type == ConditionType.SPLIT_BRAIN.value)
+            events.append(EventSpec("Warning", "SplitBrain", split.message or "several masters"))
+        elif current.state == Phase.DEGRADED.value:
+            events.append(EventSpec("Warning", "Degraded", "the master has no backup"))
+    return events
