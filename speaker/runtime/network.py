@@ -2,10 +2,16 @@
 
 Implements `NodeNetwork` for real Linux: address changes go through the idempotent,
 marked ``ensure_present`` / ``ensure_absent`` of :mod:`keepvip.speaker.net.addresses`;
-announcements follow keepalived's schedule (vrrp-facts §3.7): 5 rounds at once, 5 more
-after ``garp_master_delay`` (5 s), then an optional periodic refresh while the node is
-still master. Each round is a gratuitous ARP request and reply per IPv4 VIP, or an
-unsolicited Neighbour Advertisement with the Override flag per IPv6 VIP.
+announcements follow keepalived's counts (vrrp-facts §3.7) — 5 rounds when the node
+becomes master, 5 more after ``garp_master_delay`` (5 s), then an optional periodic
+refresh while it is still master — but the first 5 are spread over 2.2 s instead of
+sent back to back. Linux ignores a gratuitous ARP for an entry updated less than
+``locktime`` (1 s) before: when a VIP moves twice within a second (a pre-emption, then
+a handover), a back-to-back burst lands entirely inside that window and the clients keep
+the old MAC until the second burst, 5 s later (measured by ``keepvip demo``: 5.2 s of
+silence). MetalLB repeats every 1.1 s for the same reason. Each round is a gratuitous
+ARP request and reply per IPv4 VIP, or an unsolicited Neighbour Advertisement with the
+Override flag per IPv6 VIP.
 """
 
 from __future__ import annotations
@@ -24,6 +30,9 @@ from keepvip.speaker.vrrp.advertisement import IPAddress
 
 log = logging.getLogger("keepvip.speaker.network")
 
+# Offsets of the first 5 rounds: quick ones for the usual case, later ones past the
+# 1 s ARP locktime of Linux clients.
+FIRST_ROUNDS: Final = (0.0, 0.2, 0.5, 1.1, 2.2)
 BURST: Final = 5  # keepalived garp_master_repeat
 SECOND_BURST_DELAY: Final = 5.0  # keepalived garp_master_delay
 
@@ -77,8 +86,12 @@ class LinuxNetwork:
         self._announcers.clear()
 
     async def _schedule(self, name: str, ifname: str, addresses: tuple[IPAddress, ...]) -> None:
-        self._burst(name, ifname, addresses)
-        await asyncio.sleep(SECOND_BURST_DELAY)
+        elapsed = 0.0
+        for offset in FIRST_ROUNDS:
+            await asyncio.sleep(offset - elapsed)
+            elapsed = offset
+            self._round(name, ifname, addresses)
+        await asyncio.sleep(SECOND_BURST_DELAY - elapsed)
         self._burst(name, ifname, addresses)
         while self._refresh > 0:
             await asyncio.sleep(self._refresh)
