@@ -226,7 +226,7 @@ class Demo:
             time.sleep(0.05)
         return predicate()
 
-    def act(self, title: str, action: Callable[[], None], expect: Callable[[str | None], bool],
+    def act(self, title: str, action: Callable[[], object], expect: Callable[[str | None], bool],
             timeout: float = 15.0) -> None:  # fmt: skip
         """Do ``action``, wait until the client's answers satisfy ``expect``, report the gap."""
         before = self.log.current()
