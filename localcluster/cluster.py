@@ -152,7 +152,7 @@ class LocalCluster:
             self._control_plane = None
         if self._api is not None:
             with contextlib.suppress(Exception):
-                self._api.close()  # type: ignore[no-untyped-call]
+                self._api.close()
             self._api = None
         self._objects = None
         self.lan.destroy()
@@ -209,7 +209,7 @@ class LocalCluster:
     def api_client(self) -> client.ApiClient:
         """A new admin :class:`kubernetes.client.ApiClient` (the caller may close it)."""
         cfg = client.Configuration()
-        config.load_kube_config(  # type: ignore[no-untyped-call]
+        config.load_kube_config(
             config_file=str(self.kubeconfig), client_configuration=cfg)
         return client.ApiClient(cfg)
 

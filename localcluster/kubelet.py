@@ -387,7 +387,7 @@ class ProcessKubelet:
             self._stopping = True
             workers = list(self._workers.values())
         if self._watch is not None:
-            self._watch.stop()  # type: ignore[no-untyped-call]
+            self._watch.stop()
         for w in workers:
             w.halt(grace)
         for w in workers:
@@ -500,8 +500,8 @@ class ProcessKubelet:
             vanished = [uid for uid in self._workers if uid not in seen]
         for uid in vanished:
             self._gone(uid)
-        self._watch = watch.Watch()  # type: ignore[no-untyped-call]
-        events = self._watch.stream(  # type: ignore[no-untyped-call]
+        self._watch = watch.Watch()
+        events = self._watch.stream(
             self.core.list_pod_for_all_namespaces,
             resource_version=listing["metadata"]["resourceVersion"],
             timeout_seconds=60, _request_timeout=90)

@@ -23,7 +23,7 @@ class Objects:
     """Generic object access with one ApiClient (admin or any other identity)."""
 
     def __init__(self, api: client.ApiClient) -> None:
-        self._dyn = dynamic.DynamicClient(api)  # type: ignore[no-untyped-call]
+        self._dyn = dynamic.DynamicClient(api)
 
     def _resource(self, api_version: str, kind: str) -> Any:
         try:

@@ -43,7 +43,7 @@ def api_client(cluster: LocalCluster) -> Iterator[client.ApiClient]:
     """An admin ApiClient shared by the session."""
     api = cluster.api_client()
     yield api
-    api.close()  # type: ignore[no-untyped-call]
+    api.close()
 
 
 @pytest.fixture(scope="session")
