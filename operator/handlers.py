@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 FINALIZER = "keepvip.io/release-allocation"
 ANNOTATIONS_PREFIX = "keepvip.io"
 INDEX = "virtualip_inventory"
+WEBHOOK_ID = "validate-virtualip"
+"""The validating handler's id: the webhook's URL path is ``/validate-virtualip``."""
 
 
 def _inventory(index: Any) -> dict[str, InventoryEntry]:
@@ -91,7 +93,8 @@ def register(
         settings.watching.server_timeout = 300
         if webhook is not None:
             settings.admission.server = webhook
-            settings.admission.managed = ctx.settings.webhook.configuration_name
+            if ctx.settings.webhook.manage_configuration:
+                settings.admission.managed = ctx.settings.webhook.configuration_name
         memo.maintenance = asyncio.get_running_loop().create_task(_maintain(ctx))
 
     @kopf.on.cleanup(registry=registry)
@@ -128,7 +131,7 @@ def register(
 
     if webhook is not None:
 
-        @kopf.on.validate(*resource, id="validate", operations=["CREATE", "UPDATE"], registry=registry)
+        @kopf.on.validate(*resource, id=WEBHOOK_ID, operations=["CREATE", "UPDATE"], registry=registry)
         def validate(body: kopf.Body, **kwargs: Any) -> None:
             old = kwargs.get("old")
             old_body = plain(old) if isinstance(old, Mapping) and old else None

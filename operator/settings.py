@@ -116,9 +116,13 @@ class WebhookSettings(SettingsModel):
     """The Service (in ``namespace``) the API server calls: clientConfig.service."""
     service_port: Annotated[int, Field(ge=1, le=65535)] = 443
     """The Service's port that forwards to ``port``."""
+    manage_configuration: bool = False
+    """True: the operator creates and fills the ValidatingWebhookConfiguration
+    ``configurationName`` (kopf-managed, emptied when the operator stops: fails open).
+    False: the chart ships the configuration (path ``/validate-virtualip``)."""
     configuration_name: DottedName = "virtualips.keepvip.io"
-    """The ValidatingWebhookConfiguration the operator creates and fills (a dotted name:
-    the webhook inside is called ``validate.<configurationName>``)."""
+    """The configuration's name when managed (dotted: the webhook inside is
+    ``validate-virtualip.<configurationName>``)."""
     cert_dir: str | None = None
     """Directory with tls.crt and tls.key; absent: the operator makes a self-signed pair."""
     url: str | None = None
