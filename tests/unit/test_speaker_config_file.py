@@ -15,7 +15,10 @@ kind: VirtualIP
 metadata: {name: web}
 spec:
   addresses: [198.18.0.100/24]
-  vrrp: {version: 2, vrid: 51, authentication: {type: PASS, secretRef: {namespace: default, name: vrrp, key: pw}}}
+  vrrp:
+    version: 2
+    vrid: 51
+    authentication: {type: PASS, secretRef: {namespace: default, name: vrrp, key: pw}}
 ---
 apiVersion: v1
 kind: Secret

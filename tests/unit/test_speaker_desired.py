@@ -31,8 +31,11 @@ def plans_for(*vips: Any, node: NodeIdentity = NODE_A, kubernetes: bool = False,
 
 def test_standalone_plan_carries_the_spec_and_this_nodes_priority() -> None:
     plans, skipped = plans_for(
-        vip("web", vrrp={"vrid": 51, "advertisementInterval": "100ms"},
-            nodePriorities=[{"nodeName": "node-a", "priority": 150}])  # fmt: skip
+        vip(
+            "web",
+            vrrp={"vrid": 51, "advertisementInterval": "100ms"},
+            nodePriorities=[{"nodeName": "node-a", "priority": 150}],
+        )
     )
     assert skipped == []
     plan = plans["web"]
@@ -52,7 +55,9 @@ def test_a_virtualip_that_does_not_select_the_node_is_neither_run_nor_reported()
 def test_standalone_needs_an_explicit_vrid() -> None:
     plans, skipped = plans_for(vip("web"))
     assert plans == {}
-    assert skipped == [Skipped("web", PlanProblem.MISSING_VRID, "spec.vrrp.vrid is required in standalone mode")]
+    assert skipped == [
+        Skipped("web", PlanProblem.MISSING_VRID, "spec.vrrp.vrid is required in standalone mode")
+    ]
 
 
 def test_in_a_cluster_the_operators_allocation_in_status_is_used() -> None:
