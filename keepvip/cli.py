@@ -38,8 +38,11 @@ def _build_parser() -> argparse.ArgumentParser:
     speaker.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
 
     operator = commands.add_parser("operator", help="run the kopf operator")
+    operator.add_argument("--settings", metavar="FILE", help="the chart's operator settings (operator.yaml)")
+    operator.add_argument("--namespace", metavar="NS", help="override the settings' namespace")
     operator.add_argument("--metrics-address", metavar="HOST:PORT")
     operator.add_argument("--log-format", choices=("text", "json"), default="text")
+    operator.add_argument("--verbose", action="store_true", help="kopf debug logs")
 
     commands.add_parser("crd", help="print the VirtualIP CustomResourceDefinition")
 
