@@ -47,7 +47,7 @@ def test_default_render_is_the_operator_its_identities_settings_and_webhook(defa
     assert kinds == sorted([
         "ServiceAccount", "ServiceAccount",
         "ClusterRole", "ClusterRole", "ClusterRoleBinding", "ClusterRoleBinding",
-        "Role", "RoleBinding",
+        "Role", "RoleBinding", "Role", "RoleBinding",
         "ConfigMap", "Deployment",
         "Secret", "Service", "ValidatingWebhookConfiguration",
     ])  # fmt: skip
@@ -69,7 +69,9 @@ def test_namespaced_objects_land_in_the_release_namespace(helm: Helm) -> None:
     rendered = helm.template(namespace="vips")
     cluster_scoped = {"ClusterRole", "ClusterRoleBinding", "ValidatingWebhookConfiguration"}
     for doc in rendered.docs:
-        if doc["kind"] in cluster_scoped:
+        if doc["metadata"]["name"] == "keepvip-operator-events":
+            assert doc["metadata"]["namespace"] == "default"  # where Events on cluster objects go
+        elif doc["kind"] in cluster_scoped:
             assert "namespace" not in doc["metadata"]
         else:
             assert doc["metadata"]["namespace"] == "vips", doc["kind"]
@@ -107,19 +109,30 @@ def test_rendered_settings_name_the_objects_the_chart_creates(default: Rendered)
     cert_mount = [m for m in default.operator_container()["volumeMounts"] if m["name"] == "webhook-tls"]
     assert [m["mountPath"] for m in cert_mount] == [settings.webhook.cert_dir]
     ports = {p["name"]: p["containerPort"] for p in default.operator_container()["ports"]}
-    assert ports == {"metrics": settings.metrics_port, "webhook": settings.webhook.port}
+    assert ports == {"metrics": settings.metrics_port, "webhook": settings.webhook.port,
+                     "health": settings.health_port}
+    configuration = default.one("ValidatingWebhookConfiguration")
+    assert configuration["metadata"]["name"] == settings.webhook.configuration_name
+    assert default.one("Service")["spec"]["ports"][0]["port"] == settings.webhook.service_port
+
+
+def test_speaker_daemonset_is_owned_by_the_rendered_operator_deployment(helm: Helm) -> None:
+    """The owner reference makes `helm uninstall` garbage-collect the speakers."""
+    rendered = helm.template(release="edge")
+    assert rendered.settings()["deploymentName"] == rendered.one("Deployment")["metadata"]["name"]
 
 
 def test_chart_defaults_are_the_operators_own_defaults(default: Rendered) -> None:
     """values.yaml documents the defaults; they must be what the operator would use anyway."""
     rendered = OperatorSettings.model_validate(default.settings()).model_dump(by_alias=True)
     builtin = OperatorSettings().model_dump(by_alias=True)
-    release_specific = {"namespace", "speaker.image", "webhook.certDir"}
+    release_specific = {"namespace", "speaker.image", "webhook.certDir", "webhook.configurationName"}
     for section in ("speaker", "allocation", "webhook"):
         for key, value in builtin[section].items():
             if f"{section}.{key}" not in release_specific:
                 assert rendered[section][key] == value, f"{section}.{key}"
     assert rendered["metricsPort"] == builtin["metricsPort"]
+    assert rendered["healthPort"] == builtin["healthPort"]
 
 
 def test_operator_is_started_with_its_settings_file(default: Rendered) -> None:
@@ -178,41 +191,51 @@ def _chain_verifies(cert_pem: str, key_pem: str, ca_pem: str, hostname: str, tmp
     raise AssertionError("TLS handshake did not complete")
 
 
-def test_webhook_certificate_is_trusted_through_the_ca_bundle_for_the_service_name(
+def _webhook_pair(rendered: Rendered) -> dict[str, str]:
+    secret = rendered.one("Secret", "-webhook-tls")
+    return {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+
+
+def test_webhook_certificate_is_trusted_for_the_service_name_through_what_the_operator_publishes(
     default: Rendered, tmp_path: Path
 ) -> None:
-    secret = default.one("Secret", "-webhook-tls")
-    data = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
-    webhook = default.one("ValidatingWebhookConfiguration")["webhooks"][0]
-    ca_bundle = base64.b64decode(webhook["clientConfig"]["caBundle"]).decode()
-    assert ca_bundle == data["ca.crt"]
-    service = webhook["clientConfig"]["service"]
-    _chain_verifies(data["tls.crt"], data["tls.key"], ca_bundle,
-                    f"{service['name']}.{service['namespace']}.svc", tmp_path)
+    """The operator publishes its tls.crt as caBundle: that bundle must verify the pair."""
+    pair = _webhook_pair(default)
+    settings = OperatorSettings.model_validate(default.settings())
+    hostname = f"{settings.webhook.service_name}.{settings.namespace}.svc"
+    _chain_verifies(pair["tls.crt"], pair["tls.key"], pair["tls.crt"], hostname, tmp_path)
+    _chain_verifies(pair["tls.crt"], pair["tls.key"], pair["ca.crt"], hostname, tmp_path)
 
 
 def test_webhook_certificate_is_refused_for_another_name(default: Rendered, tmp_path: Path) -> None:
-    secret = default.one("Secret", "-webhook-tls")
-    data = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+    pair = _webhook_pair(default)
     with pytest.raises(ssl.SSLCertVerificationError):
-        _chain_verifies(data["tls.crt"], data["tls.key"], data["ca.crt"], "evil.keepvip-system.svc", tmp_path)
+        _chain_verifies(pair["tls.crt"], pair["tls.key"], pair["ca.crt"], "evil.keepvip-system.svc", tmp_path)
 
 
-def test_webhook_sends_only_virtualip_creates_and_updates_to_the_operator(default: Rendered) -> None:
-    webhook = default.one("ValidatingWebhookConfiguration")["webhooks"][0]
-    assert webhook["rules"] == [{
-        "apiGroups": ["keepvip.io"], "apiVersions": ["v1alpha1"], "resources": ["virtualips"],
-        "operations": ["CREATE", "UPDATE"], "scope": "Cluster",
-    }]  # fmt: skip
-    assert webhook["sideEffects"] == "None"
-    assert webhook["admissionReviewVersions"] == ["v1"]
+def test_webhook_service_leads_to_the_operators_webhook_port(default: Rendered) -> None:
+    settings = OperatorSettings.model_validate(default.settings())
     service = default.one("Service", "-webhook")
-    assert webhook["clientConfig"]["service"]["name"] == service["metadata"]["name"]
-    assert webhook["clientConfig"]["service"]["port"] == service["spec"]["ports"][0]["port"]
-    assert service["spec"]["ports"][0]["targetPort"] == "webhook"
-    selector = service["spec"]["selector"]
+    assert service["metadata"]["name"] == settings.webhook.service_name
+    assert service["spec"]["ports"] == [
+        {"name": "webhook", "port": settings.webhook.service_port, "targetPort": "webhook", "protocol": "TCP"}
+    ]
     pod_labels = default.one("Deployment")["spec"]["template"]["metadata"]["labels"]
-    assert selector.items() <= pod_labels.items()
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+
+
+def test_webhook_configuration_is_an_empty_shell_the_operator_fills(default: Rendered) -> None:
+    """helm owns it (so uninstall removes it); no `webhooks` field, so upgrades keep kopf's."""
+    configuration = default.one("ValidatingWebhookConfiguration")
+    assert set(configuration) == {"apiVersion", "kind", "metadata"}
+
+
+def test_operator_may_patch_only_its_own_webhook_configuration(default: Rendered) -> None:
+    role = default.one("ClusterRole", "-operator")
+    name = default.one("ValidatingWebhookConfiguration")["metadata"]["name"]
+    patch_rules = [r for r in role["rules"] if "validatingwebhookconfigurations" in r["resources"]
+                   and "patch" in r["verbs"]]  # fmt: skip
+    assert [r["resourceNames"] for r in patch_rules] == [[name]]
 
 
 # --- values.yaml documentation and values.schema.json strictness -------------------------
@@ -319,7 +342,7 @@ INVALID_VALUES = [
     pytest.param({"speaker": {"metricsPort": "9472"}}, "speaker.metricsPort: Invalid type", id="wrong-type"),
     pytest.param({"allocation": {"vridLast": 300}}, "allocation.vridLast: Must be less than or equal to 255",
                  id="out-of-range"),
-    pytest.param({"webhook": {"failurePolicy": "Never"}}, "webhook.failurePolicy must be one of",
+    pytest.param({"operator": {"logFormat": "xml"}}, "operator.logFormat must be one of",
                  id="not-an-enum-value"),
     pytest.param({"speaker": {"tolerations": {"operator": "Exists"}}},
                  "speaker.tolerations: Invalid type. Expected: array", id="map-for-list"),

@@ -56,5 +56,5 @@ app.kubernetes.io/component: {{ .component }}
 {{- define "keepvip.settingsDir" -}}/etc/keepvip{{- end -}}
 {{- define "keepvip.webhookCertDir" -}}/etc/keepvip/webhook-tls{{- end -}}
 
-{{/* The id of the operator's kopf validating handler: the webhook path is /<id>. */}}
-{{- define "keepvip.webhookHandlerId" -}}validate-virtualip{{- end -}}
+{{/* The ValidatingWebhookConfiguration kopf fills (settings webhook.configurationName). */}}
+{{- define "keepvip.webhookConfigurationName" -}}{{ include "keepvip.fullname" . }}.virtualips.keepvip.io{{- end -}}
