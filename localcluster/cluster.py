@@ -129,10 +129,7 @@ class LocalCluster:
         self._pki = generate_pki(self.workdir / "pki", server, [self.lan.host_address])
         self._control_plane = ControlPlane(binaries, self._pki, self.workdir, host,
                                            api_port=self.config.api_port)
-        cp = self._control_plane
-        cp.etcd.start()
-        self._save_record()
-        cp.start(self.config.start_timeout, on_started=self._save_record)
+        self._control_plane.start(self.config.start_timeout, on_started=self._save_record)
         self._kubelet = ProcessKubelet(self.api_client(), self.workdir / "pods", host,
                                        self.config.api_port)
         self._kubelet.start()

@@ -142,6 +142,8 @@ class ControlPlane:
         called after each start (the run record wants the pids).
         """
         self.etcd.start()
+        if on_started is not None:
+            on_started()
         self._wait(self.etcd, self._etcd_healthy, timeout)
         self.apiserver.start()
         if on_started is not None:
@@ -157,9 +159,14 @@ class ControlPlane:
         self.apiserver.start()
         self._wait(self.apiserver, self.apiserver_ready, timeout)
 
-    def stop_apiserver(self) -> None:
-        """Stop only the API server; everything else keeps running."""
-        self.apiserver.stop(grace=5)
+    def stop_apiserver(self, grace: float = 1.0) -> None:
+        """Stop only the API server; everything else keeps running.
+
+        With open watches (controllers, kubelet) a graceful shutdown drags on for
+        seconds; what tests simulate is an API server that is gone, so it gets only
+        ``grace`` seconds before SIGKILL.
+        """
+        self.apiserver.stop(grace=grace)
 
     def stop(self) -> None:
         """Stop everything, newest first. Safe to call more than once."""

@@ -75,6 +75,8 @@ class ChildProcess:
 
     def start(self) -> None:
         """Start (or restart) the program; its log file is appended to, never truncated."""
+        if self.alive():
+            raise RuntimeError(f"{self.name} is already running (pid {self.pid})")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self._proc = subprocess.Popen(
