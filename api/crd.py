@@ -27,7 +27,7 @@ _ISO_DURATION: TypeAdapter[timedelta] = TypeAdapter(timedelta)
 _KEEP = {
     "type", "properties", "items", "required", "description", "default", "enum", "pattern",
     "minimum", "maximum", "minLength", "maxLength", "minItems", "maxItems", "format",
-    "additionalProperties", "x-kubernetes-list-type", "x-kubernetes-list-map-keys",
+    "additionalProperties", "nullable", "x-kubernetes-list-type", "x-kubernetes-list-map-keys",
 }  # fmt: skip
 
 

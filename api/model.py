@@ -540,6 +540,11 @@ class Condition(ApiModel):
     """The generation this condition was computed from."""
 
 
+def _none_is_empty(value: object) -> object:
+    """A list the API server stored as null (every owner withdrew) is an empty list."""
+    return () if value is None else value
+
+
 class VirtualIPStatus(ApiModel):
     """What the operator and the speakers observed."""
 
@@ -551,14 +556,22 @@ class VirtualIPStatus(ApiModel):
     """The node holding the VIP."""
     state: str | None = None
     """Summary: Pending, Ready, Degraded, SplitBrain, Conflict or Invalid."""
-    nodes: tuple[NodeStatus, ...] = Field(
+    nodes: Annotated[tuple[NodeStatus, ...], BeforeValidator(_none_is_empty)] = Field(
         default=(),
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["node"]},
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["node"],
+            "nullable": True,  # server-side apply leaves null when the last owner withdraws
+        },
     )
     """One entry per participating node, written by that node's speaker."""
-    conditions: tuple[Condition, ...] = Field(
+    conditions: Annotated[tuple[Condition, ...], BeforeValidator(_none_is_empty)] = Field(
         default=(),
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["type"],
+            "nullable": True,
+        },
     )
     """Ready, Allocated, Degraded, SplitBrain, Conflict, InvalidSpec."""
     observed_generation: int | None = None

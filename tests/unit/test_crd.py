@@ -82,3 +82,9 @@ def test_defaults_are_in_the_api_form() -> None:
     assert spec["vrrp"]["properties"]["advertisementInterval"]["default"] == "1s"
     assert spec["vrrp"]["properties"]["checksum"]["default"] == "pseudoHeader"
     assert "default" not in spec["healthChecks"]["items"]["properties"]["tcp"]
+
+
+def test_status_lists_may_be_null_because_server_side_apply_leaves_null_behind() -> None:
+    status = version()["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
+    assert status["nodes"]["nullable"] is True
+    assert status["conditions"]["nullable"] is True

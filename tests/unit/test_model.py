@@ -141,3 +141,12 @@ def test_invalid_virtualips_are_refused_with_the_field_named(case: dict[str, Any
 
 def test_the_invalid_list_covers_at_least_twenty_mistakes() -> None:
     assert len(INVALID_CASES) >= 20
+
+
+def test_a_status_list_stored_as_null_reads_as_empty() -> None:
+    body = document()
+    body["status"] = {"nodes": None, "conditions": None, "vrid": 3}
+    status = parse_virtualip(body).status
+    assert status is not None
+    assert status.nodes == ()
+    assert status.conditions == ()
