@@ -1,0 +1,181 @@
+"""Speakers on a namespace LAN: who becomes master, and who takes over when it goes away.
+
+Three real ``keepvip speaker`` processes (node1..node3) run one VirtualIP with 100 ms
+VRRPv3 advertisements; each node serves a page with its name. Every scenario checks
+what a client on the LAN sees — its ARP table's MAC for the VIP and the node that
+answers a TCP connection to the VIP — and the speakers' logs where they say why.
+Master_Down_Interval at 100 ms is 3 × 0.1 s + Skew_Time (< 0.1 s) ≈ 0.34–0.4 s; the bounds
+below are generous multiples of it, because CI machines are loaded.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from lan import Lan
+from speaker_harness import (
+    VIP4,
+    SpeakerSet,
+    client_sees,
+    holders,
+    master_of,
+    speaker_set,
+    stays_master,
+    virtualip,
+    wait_for_master,
+    wait_until,
+    who_answers,
+)
+
+pytestmark = pytest.mark.timeout(60)
+
+MASTER_DOWN_INTERVAL = 3 * 0.1 + 0.1  # upper bound: Skew_Time < Master_Adver_Interval
+TAKEOVER_BOUND = MASTER_DOWN_INTERVAL + 2.0  # generous: loaded CI machines
+
+
+@pytest.fixture
+def speakers(lan: Lan, tmp_path: Path) -> Iterator[SpeakerSet]:
+    with speaker_set(lan, tmp_path) as running:
+        running.start_web()
+        yield running
+
+
+def test_the_node_with_the_highest_priority_becomes_master(lan: Lan, speakers: SpeakerSet) -> None:
+    speakers.configure(virtualip("web", vrid=51, node_priorities={"node2": 150, "node3": 120}))
+    speakers.start()
+
+    wait_for_master(lan, VIP4, "node2")
+
+    assert stays_master(lan, VIP4, "node2", 1.0)
+    assert speakers.state("node1", "web") == "BACKUP"
+    assert speakers.state("node3", "web") == "BACKUP"
+    assert [t.state for t in speakers.transitions("node2", "web")] == ["BACKUP", "MASTER"]
+
+
+def test_an_equal_priority_backup_does_not_preempt_the_running_master(lan: Lan, speakers: SpeakerSet) -> None:
+    speakers.configure(virtualip("web", vrid=52, priority=100))
+    speakers.start("node1")
+    wait_for_master(lan, VIP4, "node1")
+
+    speakers.start("node2", "node3")
+    speakers.wait_joined("node2", "node3")
+
+    # RFC 9568 §6.4.2: a backup resets its timer on an advertisement with priority >= its
+    # own; the address breaks ties between masters only (§6.4.3).
+    assert stays_master(lan, VIP4, "node1", 1.5)
+    assert speakers.state("node3", "web") == "BACKUP"
+
+
+def test_equal_priority_masters_yield_to_the_highest_address_when_a_partition_heals(
+    lan: Lan, speakers: SpeakerSet
+) -> None:
+    speakers.configure(virtualip("web", vrid=57, priority=100))
+    for node in speakers.node_names:  # the switch stops forwarding between nodes
+        lan.run(lan.switch, "bridge", "link", "set", "dev", lan.node(node).port, "isolated", "on")
+    speakers.start()
+    for node in speakers.node_names:
+        speakers.wait_state(node, "MASTER", "web", timeout=10)
+    assert holders(lan, VIP4) == {"node1", "node2", "node3"}
+
+    healed_at = time.time()
+    for node in speakers.node_names:
+        lan.run(lan.switch, "bridge", "link", "set", "dev", lan.node(node).port, "isolated", "off")
+
+    # node3 has 198.18.0.3, the highest primary address (RFC 9568 §6.4.3).
+    wait_for_master(lan, VIP4, "node3")
+    for loser in ("node1", "node2"):
+        yielded = speakers.became(loser, "BACKUP", "web", since=healed_at)
+        assert yielded is not None
+        assert yielded.reason == "equal_priority_higher_address"
+    assert stays_master(lan, VIP4, "node3", 1.0)
+
+
+def test_a_crashed_master_is_replaced_within_master_down_interval(lan: Lan, speakers: SpeakerSet) -> None:
+    speakers.configure(virtualip("web", vrid=53, node_priorities={"node1": 150, "node2": 120}))
+    speakers.start()
+    wait_for_master(lan, VIP4, "node1")
+
+    killed_at = speakers.kill("node1")
+
+    takeover = wait_until(
+        lambda: speakers.became("node2", "MASTER", since=killed_at), 10, what="node2 MASTER"
+    )
+    assert takeover.reason == "master_down_timer"
+    print(f"crash takeover after {1000 * (takeover.at - killed_at):.0f} ms")
+    assert takeover.at - killed_at < TAKEOVER_BOUND
+    # The crashed speaker could not clean up, but the client follows the gratuitous ARP.
+    wait_until(lambda: who_answers(lan, VIP4) == "node2", 5, what="node2 answers")
+    assert client_sees(lan, VIP4) == "node2"
+    assert speakers.state("node3", "web") == "BACKUP"
+
+
+@pytest.mark.parametrize("cut", ["cable", "interface"])
+def test_link_down_on_the_master_moves_the_vip_and_the_old_master_goes_fault(
+    lan: Lan, speakers: SpeakerSet, cut: str
+) -> None:
+    speakers.configure(virtualip("web", vrid=54, node_priorities={"node1": 150, "node2": 120}))
+    speakers.start()
+    wait_for_master(lan, VIP4, "node1")
+
+    cut_at = time.time()
+    if cut == "cable":
+        lan.set_port("node1", up=False)  # carrier lost
+    else:
+        lan.set_link("node1", up=False)  # ip link set eth0 down
+
+    fault = wait_until(lambda: speakers.became("node1", "FAULT", since=cut_at), 10, what="node1 FAULT")
+    assert fault.reason == "fault_link"
+    wait_for_master(lan, VIP4, "node2", timeout=10)
+    assert "MASTER" not in [t.state for t in speakers.transitions("node1", "web", since=cut_at)]
+    assert holders(lan, VIP4) == {"node2"}
+
+    # Plugged back in, the higher-priority node pre-empts again.
+    if cut == "cable":
+        lan.set_port("node1", up=True)
+    else:
+        lan.set_link("node1", up=True)
+    wait_for_master(lan, VIP4, "node1", timeout=10)
+
+
+def test_sigterm_hands_over_at_once_with_priority_zero(lan: Lan, speakers: SpeakerSet) -> None:
+    speakers.configure(virtualip("web", vrid=55, node_priorities={"node1": 150, "node2": 120}))
+    speakers.start()
+    wait_for_master(lan, VIP4, "node1")
+
+    sent_at, exit_code = speakers.terminate("node1")
+
+    assert exit_code == 0
+    takeover = wait_until(lambda: speakers.became("node2", "MASTER", since=sent_at), 5, what="node2 MASTER")
+    assert takeover.reason == "priority_zero_received"
+    print(f"planned takeover after {1000 * (takeover.at - sent_at):.0f} ms")
+    assert takeover.at - sent_at < TAKEOVER_BOUND
+    assert "node1" not in holders(lan, VIP4)  # released on the way out
+    wait_for_master(lan, VIP4, "node2", timeout=5)
+    metrics = speakers.metrics("node2")
+    assert metrics.value("keepvip_pri_zero_rcvd_total", virtualip="web") >= 1
+
+
+def test_a_restarted_speaker_removes_the_vip_its_killed_predecessor_left(
+    lan: Lan, speakers: SpeakerSet
+) -> None:
+    # preempt: false so that node1, back, stays backup and its address list can be read.
+    speakers.configure(virtualip("web", vrid=56, node_priorities={"node1": 150, "node2": 120}, preempt=False))
+    speakers.start("node1")
+    wait_for_master(lan, VIP4, "node1")
+    speakers.start("node2", "node3")
+    speakers.wait_joined("node2", "node3")
+
+    killed_at = speakers.kill("node1")
+    wait_until(lambda: speakers.became("node2", "MASTER", since=killed_at), 10, what="node2 MASTER")
+    assert holders(lan, VIP4) == {"node1", "node2"}  # SIGKILL leaves the VIP behind
+
+    speakers.start("node1")
+
+    wait_until(lambda: speakers.messages("node1", "left behind"), 10, what="node1 removes its leftover")
+    wait_until(lambda: holders(lan, VIP4) == {"node2"}, 5, what="only node2 holds the VIP")
+    speakers.wait_state("node1", "BACKUP", "web", timeout=5)
+    assert master_of(lan, VIP4) == "node2"
+    assert stays_master(lan, VIP4, "node2", 1.0)
