@@ -74,16 +74,18 @@ class _Watcher(threading.Thread):
         self._on_list = on_list
         self._on_event = on_event
         self._stopping = stopping
-        self.connected = False
 
     def run(self) -> None:
         backoff = BACKOFF_FIRST
+        failures = 0
         while not self._stopping.is_set():
             try:
                 listing = self._list_call(_request_timeout=REQUEST_TIMEOUT, **self._kwargs)
                 items, version = _items_and_version(listing)
                 self._on_list(items)
-                self.connected = True
+                if failures:
+                    log.info("reached the API server again (%s) after %d failed attempts", self.name, failures)
+                failures = 0
                 backoff = BACKOFF_FIRST
                 stream = watch.Watch().stream(
                     self._list_call,
@@ -98,10 +100,10 @@ class _Watcher(threading.Thread):
                     if event["type"] == "ERROR":
                         break  # e.g. 410 Gone: relist
                     self._on_event(event["type"], event["object"])
-            except Exception as error:
-                if self.connected:
-                    log.warning("lost the API server (%s): %s; keeping the configuration", self.name, error)
-                self.connected = False
+            except Exception as error:  # noqa: BLE001 - any failure means: back off and relist
+                level = logging.WARNING if failures == 0 else logging.DEBUG
+                log.log(level, "cannot watch %s: %s; keeping the running configuration", self.name, error)
+                failures += 1
                 self._stopping.wait(backoff)
                 backoff = min(BACKOFF_MAX, backoff * 2)
 
