@@ -84,7 +84,7 @@ class _Watcher(threading.Thread):
                 items, version = _items_and_version(listing)
                 self._on_list(items)
                 if failures:
-                    log.info("reached the API server again (%s) after %d failed attempts", self.name, failures)
+                    log.info("reached the API server again (%s) after %d failures", self.name, failures)
                 failures = 0
                 backoff = BACKOFF_FIRST
                 stream = watch.Watch().stream(
@@ -100,7 +100,7 @@ class _Watcher(threading.Thread):
                     if event["type"] == "ERROR":
                         break  # e.g. 410 Gone: relist
                     self._on_event(event["type"], event["object"])
-            except Exception as error:  # noqa: BLE001 - any failure means: back off and relist
+            except Exception as error:
                 level = logging.WARNING if failures == 0 else logging.DEBUG
                 log.log(level, "cannot watch %s: %s; keeping the running configuration", self.name, error)
                 failures += 1
