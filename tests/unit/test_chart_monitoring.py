@@ -1,8 +1,8 @@
 """Alerts and the Grafana dashboard speak the metrics keepvip really exports.
 
 No Prometheus runs here, so the queries are checked against the code that produces
-the series: every ``keepvip_*`` name must be a metric the speaker registers
-(speaker/metrics.py) or the operator's pool metrics, every label grouped on must be one
+the series: every ``keepvip_*`` name must be a metric the speaker (speaker/metrics.py)
+or the operator (operator/metrics.py) registers, every label grouped on must be one
 of that metric's labels (or ``node``, added by the chart's PodMonitor), and the state
 code compared with must be the one the speaker publishes for MASTER.
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -20,31 +21,30 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from chart_helm import CHART, Helm, Rendered
 
+from keepvip.operator import metrics as operator_metrics
 from keepvip.speaker.metrics import SpeakerMetrics
 from keepvip.speaker.vrrp.state import State
 
 DASHBOARD = CHART / "dashboards" / "keepvip.json"
 ALERTS = {"KeepvipNoMaster", "KeepvipSplitBrain", "KeepvipFlapping", "KeepvipAllocationPoolNearlyExhausted"}
-OPERATOR_POOL_METRICS = {
-    "keepvip_allocation_pool_used": ("family",),
-    "keepvip_allocation_pool_size": ("family",),
-}
-"""The operator's pool gauges the alerts use (see the report to the operator's author)."""
 RELABELED = {"node"}  # PodMonitor: __meta_kubernetes_pod_node_name -> node
 
 
-def speaker_metric_labels() -> dict[str, tuple[str, ...]]:
-    """Every series name the speaker exports -> its label names."""
+def exported_series(candidates: Iterable[object]) -> dict[str, tuple[str, ...]]:
+    """Series name -> label names, for every prometheus_client metric among ``candidates``."""
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
     out: dict[str, tuple[str, ...]] = {}
-    for metric in vars(SpeakerMetrics()).values():
+    for metric in candidates:
         if hasattr(metric, "_labelnames") and hasattr(metric, "_type"):
             for suffix in suffixes[metric._type]:
                 out[metric._name + suffix] = tuple(metric._labelnames)
     return out
 
 
-KNOWN = {**speaker_metric_labels(), **OPERATOR_POOL_METRICS}
+KNOWN = {
+    **exported_series(vars(SpeakerMetrics()).values()),
+    **exported_series(vars(operator_metrics).values()),
+}
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from chart_helm import CHART, ROOT, Helm, HelmError, Rendered
 
+from keepvip.operator.handlers import WEBHOOK_ID
 from keepvip.operator.settings import OperatorSettings
 
 NAMESPACE = "keepvip-system"
@@ -111,8 +112,7 @@ def test_rendered_settings_name_the_objects_the_chart_creates(default: Rendered)
     ports = {p["name"]: p["containerPort"] for p in default.operator_container()["ports"]}
     assert ports == {"metrics": settings.metrics_port, "webhook": settings.webhook.port,
                      "health": settings.health_port}
-    configuration = default.one("ValidatingWebhookConfiguration")
-    assert configuration["metadata"]["name"] == settings.webhook.configuration_name
+    assert settings.webhook.manage_configuration is False  # the chart ships the configuration
     assert default.one("Service")["spec"]["ports"][0]["port"] == settings.webhook.service_port
 
 
@@ -126,7 +126,7 @@ def test_chart_defaults_are_the_operators_own_defaults(default: Rendered) -> Non
     """values.yaml documents the defaults; they must be what the operator would use anyway."""
     rendered = OperatorSettings.model_validate(default.settings()).model_dump(by_alias=True)
     builtin = OperatorSettings().model_dump(by_alias=True)
-    release_specific = {"namespace", "speaker.image", "webhook.certDir", "webhook.configurationName"}
+    release_specific = {"namespace", "speaker.image", "webhook.certDir"}
     for section in ("speaker", "allocation", "webhook"):
         for key, value in builtin[section].items():
             if f"{section}.{key}" not in release_specific:
@@ -224,18 +224,31 @@ def test_webhook_service_leads_to_the_operators_webhook_port(default: Rendered) 
     assert service["spec"]["selector"].items() <= pod_labels.items()
 
 
-def test_webhook_configuration_is_an_empty_shell_the_operator_fills(default: Rendered) -> None:
-    """helm owns it (so uninstall removes it); no `webhooks` field, so upgrades keep kopf's."""
-    configuration = default.one("ValidatingWebhookConfiguration")
-    assert set(configuration) == {"apiVersion", "kind", "metadata"}
+def test_webhook_configuration_sends_only_virtualip_creates_and_updates_to_the_operators_handler(
+    default: Rendered,
+) -> None:
+    webhooks = default.one("ValidatingWebhookConfiguration")["webhooks"]
+    assert len(webhooks) == 1
+    webhook = webhooks[0]
+    assert webhook["rules"] == [{
+        "apiGroups": ["keepvip.io"], "apiVersions": ["v1alpha1"], "resources": ["virtualips"],
+        "operations": ["CREATE", "UPDATE"], "scope": "Cluster",
+    }]  # fmt: skip
+    assert webhook["sideEffects"] == "None"
+    assert webhook["admissionReviewVersions"] == ["v1"]
+    assert webhook["failurePolicy"] == "Ignore"
+    service = default.one("Service", "-webhook")
+    assert webhook["clientConfig"]["service"] == {
+        "name": service["metadata"]["name"], "namespace": NAMESPACE,
+        "port": service["spec"]["ports"][0]["port"], "path": f"/{WEBHOOK_ID}",
+    }  # fmt: skip
+    ca_bundle = base64.b64decode(webhook["clientConfig"]["caBundle"]).decode()
+    assert ca_bundle == _webhook_pair(default)["ca.crt"]
 
 
-def test_operator_may_patch_only_its_own_webhook_configuration(default: Rendered) -> None:
-    role = default.one("ClusterRole", "-operator")
-    name = default.one("ValidatingWebhookConfiguration")["metadata"]["name"]
-    patch_rules = [r for r in role["rules"] if "validatingwebhookconfigurations" in r["resources"]
-                   and "patch" in r["verbs"]]  # fmt: skip
-    assert [r["resourceNames"] for r in patch_rules] == [[name]]
+def test_operator_has_no_right_on_webhook_configurations(default: Rendered) -> None:
+    for role in default.of_kind("ClusterRole") + default.of_kind("Role"):
+        assert all("validatingwebhookconfigurations" not in r["resources"] for r in role["rules"])
 
 
 # --- values.yaml documentation and values.schema.json strictness -------------------------

@@ -176,6 +176,10 @@ ROWS = [
         expect(lambda r: "webhook" not in container_ports(r), "no webhook port"))),
     Row("webhook.port", 8443, expect(lambda r: (
         r.settings()["webhook"]["port"] == 8443 and container_ports(r)["webhook"] == 8443), "webhook port")),
+    Row("webhook.failurePolicy", "Fail", expect(lambda r: (
+        r.one("ValidatingWebhookConfiguration")["webhooks"][0]["failurePolicy"] == "Fail"), "fail closed")),
+    Row("webhook.timeoutSeconds", 12, expect(lambda r: (
+        r.one("ValidatingWebhookConfiguration")["webhooks"][0]["timeoutSeconds"] == 12), "timeout")),
     Row("webhook.certificateValidityDays", 30, expect(
         lambda r: 29 < webhook_cert_days(r) <= 30, "certificate valid 30 days")),
     Row("monitoring.podMonitor.enabled", True, expect(lambda r: r.has("PodMonitor"), "a PodMonitor")),

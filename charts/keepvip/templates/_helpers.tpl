@@ -55,6 +55,3 @@ app.kubernetes.io/component: {{ .component }}
 {{/* Where the operator reads its settings (ConfigMap key operator.yaml). */}}
 {{- define "keepvip.settingsDir" -}}/etc/keepvip{{- end -}}
 {{- define "keepvip.webhookCertDir" -}}/etc/keepvip/webhook-tls{{- end -}}
-
-{{/* The ValidatingWebhookConfiguration kopf fills (settings webhook.configurationName). */}}
-{{- define "keepvip.webhookConfigurationName" -}}{{ include "keepvip.fullname" . }}.virtualips.keepvip.io{{- end -}}
