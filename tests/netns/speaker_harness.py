@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -209,11 +210,21 @@ class Metrics:
 
     def value(self, name: str, **labels: str) -> float:
         """The sum of the samples called ``name`` whose labels include ``labels`` (0 if none)."""
-        return sum(
+        return sum(self.values(name, **labels))
+
+    def gauge(self, name: str, **labels: str) -> float | None:
+        """The one sample called ``name`` with ``labels``; None when the speaker exports none."""
+        found = self.values(name, **labels)
+        assert len(found) <= 1, f"{name}{labels} matches {len(found)} samples"
+        return found[0] if found else None
+
+    def values(self, name: str, **labels: str) -> list[float]:
+        """The samples called ``name`` whose labels include ``labels``."""
+        return [
             value
             for sample, sample_labels, value in self.samples
             if sample == name and all(sample_labels.get(k) == v for k, v in labels.items())
-        )
+        ]
 
 
 @dataclass
@@ -330,8 +341,13 @@ class SpeakerSet:
         self.lan.stop(self.web_servers.pop(node), signal.SIGTERM)
 
     def close(self) -> None:
-        """Stop every process this set started (by pid), close the log files."""
-        for process in [*self.speakers.values(), *self.web_servers.values()]:
+        """Stop every process this set started (by pid, all signalled at once), close the logs."""
+        processes = [*self.speakers.values(), *self.web_servers.values()]
+        for process in processes:
+            if process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, signal.SIGTERM)
+        for process in processes:
             self.lan.stop(process, signal.SIGTERM, timeout=3)
         for log in self._log_files:
             log.close()
