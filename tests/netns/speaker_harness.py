@@ -274,7 +274,7 @@ class SpeakerSet:
             argv = [
                 str(KEEPVIP), "speaker", "--config", str(self.config_path(node)), "--node", node,
                 "--metrics-address", f"127.0.0.1:{METRICS_PORT}", "--log-format", "json",
-                "--log-level", "DEBUG",
+                "--log-level", "INFO",
             ]  # fmt: skip
             self.started_at[node] = time.time()
             self.speakers[node] = self.lan.spawn(node, argv, stdout=log, stderr=log)
