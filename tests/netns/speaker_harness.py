@@ -202,6 +202,11 @@ def _epoch(text: str) -> float:
     return datetime.fromisoformat(text).timestamp()
 
 
+def logged_at(record: Mapping[str, Any]) -> float:
+    """A log record's wall-clock time (0 for lines that carry none, e.g. tracebacks)."""
+    return _epoch(record["time"]) if "time" in record else 0.0
+
+
 @dataclass
 class Metrics:
     """One scrape of a speaker's /metrics: samples by name, each with its labels."""
@@ -375,9 +380,21 @@ class SpeakerSet:
             records.append(record if isinstance(record, dict) else {"message": line, "level": "RAW"})
         return records
 
-    def messages(self, node: str, containing: str) -> list[dict[str, Any]]:
-        """The node's log records whose message contains ``containing``."""
-        return [r for r in self.log_lines(node) if containing in str(r.get("message", ""))]
+    def messages(self, node: str, containing: str, *, since: float = 0.0) -> list[dict[str, Any]]:
+        """The node's log records whose message contains ``containing``, at or after ``since``."""
+        return [
+            r
+            for r in self.log_lines(node)
+            if containing in str(r.get("message", "")) and logged_at(r) + 0.0005 >= since
+        ]
+
+    def records(self, node: str, *, virtualip: str, since: float = 0.0) -> list[dict[str, Any]]:
+        """The node's log records about ``virtualip``, at or after ``since``."""
+        return [
+            r
+            for r in self.log_lines(node)
+            if r.get("virtualip") == virtualip and logged_at(r) + 0.0005 >= since
+        ]
 
     def transitions(self, node: str, virtualip: str | None = None, *, since: float = 0.0) -> list[Transition]:
         """The node's logged state transitions (for one VirtualIP), at or after ``since``."""
