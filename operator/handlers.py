@@ -81,6 +81,12 @@ def register(
     """Register every handler of the operator on ``registry``."""
     resource = (GROUP, VERSION, PLURAL)
 
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        # An explicit registry has no default login handlers: use the kubernetes
+        # client's configuration (in-cluster ServiceAccount or $KUBECONFIG), as kube.py does.
+        return kopf.login_via_client(**kwargs)
+
     @kopf.on.startup(registry=registry)
     async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
         settings.persistence.finalizer = FINALIZER
@@ -105,7 +111,7 @@ def register(
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    @kopf.index(*resource, registry=registry)
+    @kopf.index(*resource, id=INDEX, registry=registry)
     def virtualip_inventory(name: str, body: kopf.Body, **_: Any) -> dict[str, InventoryEntry] | None:
         entry = inventory_entry(plain(body))
         return {name: entry} if entry is not None else None

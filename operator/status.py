@@ -104,7 +104,7 @@ class _Conditions:
                 "type": kind.value,
                 "status": status,
                 "reason": reason,
-                "message": message,
+                "message": message or None,  # absent rather than empty
                 "lastTransitionTime": since,
                 "observedGeneration": self.generation,
             }

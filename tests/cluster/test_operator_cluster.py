@@ -1,0 +1,446 @@
+"""The operator as a real process against the local cluster, with RBAC-limited credentials.
+
+``keepvip operator`` runs on this machine as a ServiceAccount bound to exactly the roles
+listed in /work/notes/operator-contract.md (so a missing verb fails these tests), serves
+its admission webhook on 127.0.0.1 and lets kopf point a ValidatingWebhookConfiguration
+at it by URL. The tests act as the speakers would: they write ``status.nodes`` entries by
+server-side apply, one field manager per node.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from keepvip.api.crd import build_crd
+from keepvip.localcluster import LocalCluster, Objects, wait_until
+
+pytestmark = pytest.mark.cluster
+
+API = "keepvip.io/v1alpha1"
+LABEL = "keepvip.io/test-suite"
+INVALID = yaml.safe_load((Path(__file__).parents[1] / "data" / "invalid_virtualips.yaml").read_text())
+RBAC = "rbac.authorization.k8s.io/v1"
+KEEPVIP = Path(sys.executable).with_name("keepvip")
+
+# The roles of operator-contract.md, verbatim: what the chart grants.
+CLUSTER_RULES = [
+    {"apiGroups": ["keepvip.io"], "resources": ["virtualips"], "verbs": ["get", "list", "watch", "patch"]},
+    {"apiGroups": ["keepvip.io"], "resources": ["virtualips/status"], "verbs": ["patch"]},
+    {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"],
+     "verbs": ["list", "watch"]},
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
+    {"apiGroups": [""], "resources": ["services"], "verbs": ["get"]},
+    {"apiGroups": [""], "resources": ["services/status"], "verbs": ["patch"]},
+    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]},
+    # only because these tests let the operator (kopf) manage the webhook configurations (url mode)
+    {"apiGroups": ["admissionregistration.k8s.io"],
+     "resources": ["validatingwebhookconfigurations", "mutatingwebhookconfigurations"],
+     "verbs": ["create", "patch"]},
+]
+NAMESPACE_RULES = [
+    {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "create", "update"]},
+    {"apiGroups": ["apps"], "resources": ["daemonsets"], "verbs": ["get", "create", "patch"]},
+    {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get"]},
+]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class OperatorProcess:
+    """``keepvip operator`` as a child process: started, stopped, killed by its pid."""
+
+    env: dict[str, str]
+    log_path: Path
+    health_port: int
+    webhook_name: str
+    objects: Objects
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [str(KEEPVIP), "operator", "--log-format", "text"], env=self.env, stdout=log, stderr=log
+        )
+        log.close()
+        wait_until(self._healthy, timeout=60, what="operator liveness endpoint")
+        wait_until(self._webhook_published, timeout=60, what="webhook configuration filled")
+
+    def _healthy(self) -> bool:
+        assert self.process is not None
+        assert self.process.poll() is None, self.log_tail()
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/healthz", timeout=2) as reply:
+            return bool(reply.status == 200)
+
+    def _webhook_published(self) -> bool:
+        found = self.objects.get("admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration",
+                                 self.webhook_name)
+        return bool(found and found.get("webhooks"))
+
+    def stop(self) -> None:
+        """SIGTERM: kopf empties its webhook configuration and exits."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def kill(self) -> None:
+        """SIGKILL by pid: no clean-up of any kind."""
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+        self.process = None
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _kubeconfig(cluster: LocalCluster, token: str, path: Path) -> Path:
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "op",
+        "clusters": [{"name": "local", "cluster": {
+            "server": cluster.server_url, "certificate-authority": str(cluster.pki.ca_cert)}}],
+        "users": [{"name": "operator", "user": {"token": token}}],
+        "contexts": [{"name": "op", "context": {"cluster": "local", "user": "operator"}}],
+    }))
+    return path
+
+
+@dataclass
+class Env:
+    """The running operator and what the tests need to talk about it."""
+
+    operator: OperatorProcess
+    namespace: str
+    objects: Objects
+    cluster: LocalCluster
+    suite: str
+
+    def vip(self, name: str, **spec: Any) -> dict[str, Any]:
+        body = {"apiVersion": API, "kind": "VirtualIP",
+                "metadata": {"name": name, "labels": {LABEL: self.suite}}, "spec": spec}
+        return self.objects.create(body)
+
+    def get(self, name: str) -> dict[str, Any] | None:
+        return self.objects.get(API, "VirtualIP", name)
+
+    def status(self, name: str) -> dict[str, Any]:
+        return (self.get(name) or {}).get("status") or {}
+
+    def ledger(self) -> dict[str, dict[str, Any]]:
+        cm = self.objects.get("v1", "ConfigMap", "keepvip-allocations", self.namespace) or {}
+        return {uid: yaml.safe_load(text) for uid, text in (cm.get("data") or {}).items()}
+
+    def speaker_reports(self, name: str, **states: str) -> None:
+        """Write status.nodes entries as each node's speaker does (own field manager)."""
+        for node, state in states.items():
+            node_name = node.replace("_", "-")
+            self.objects.apply(
+                {"apiVersion": API, "kind": "VirtualIP", "metadata": {"name": name},
+                 "status": {"nodes": [{"node": node_name, "state": state, "priority": 100}]}},
+                field_manager=f"keepvip-speaker-{node_name}", subresource="status")
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        return self.objects.list("v1", "Event", "default",
+                                 field_selector=f"involvedObject.name={name},involvedObject.kind=VirtualIP")
+
+    def kubectl(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["kubectl", *args], input=stdin, capture_output=True, text=True,
+                              env=self.cluster.kubectl_env(), timeout=60, check=False)
+
+    def delete_all(self) -> None:
+        for item in self.objects.list(API, "VirtualIP", label_selector=f"{LABEL}={self.suite}"):
+            self.objects.delete(API, "VirtualIP", item["metadata"]["name"])
+
+
+def condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
+    return next((c for c in status.get("conditions", []) if c["type"] == kind), {})
+
+
+@pytest.fixture(scope="module")
+def env(cluster: LocalCluster, objects: Objects, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    suite = secrets.token_hex(3)
+    namespace = f"keepvip-op-{suite}"
+    work = tmp_path_factory.mktemp("operator")
+    cluster.create_namespace(namespace)
+    objects.apply(build_crd(), field_manager="keepvip-tests")
+    wait_until(lambda: any(
+        c["type"] == "Established" and c["status"] == "True"
+        for c in (objects.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", "virtualips.keepvip.io")
+                  or {}).get("status", {}).get("conditions", [])), what="VirtualIP CRD Established")
+    objects.create({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "keepvip-operator"}},
+                   namespace)
+    role_name = f"keepvip-operator-{suite}"
+    subject = [{"kind": "ServiceAccount", "name": "keepvip-operator", "namespace": namespace}]
+    objects.create({"apiVersion": RBAC, "kind": "ClusterRole", "metadata": {"name": role_name},
+                    "rules": CLUSTER_RULES})
+    objects.create({"apiVersion": RBAC, "kind": "ClusterRoleBinding", "metadata": {"name": role_name},
+                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                                "name": role_name}, "subjects": subject})
+    objects.create({"apiVersion": RBAC, "kind": "Role", "metadata": {"name": "keepvip-operator"},
+                    "rules": NAMESPACE_RULES}, namespace)
+    objects.create({"apiVersion": RBAC, "kind": "RoleBinding", "metadata": {"name": "keepvip-operator"},
+                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                "name": "keepvip-operator"}, "subjects": subject}, namespace)
+    token = cluster.service_account_token(namespace, "keepvip-operator")
+    webhook_port, health_port, webhook_name = free_port(), free_port(), f"vips-{suite}.keepvip.io"
+    settings = {
+        "namespace": namespace, "metricsPort": free_port(), "healthPort": health_port,
+        "deploymentName": None, "resyncSeconds": 5, "finalizerTimeoutSeconds": 6,
+        # no node carries this label: the DaemonSet is rendered and applied, no speaker pod starts
+        "speaker": {"nodeSelector": {"keepvip.io/operator-test": "no-node"}},
+        "webhook": {"port": webhook_port, "listenAddress": "127.0.0.1",
+                    "url": f"https://127.0.0.1:{webhook_port}", "manageConfiguration": True,
+                    "configurationName": webhook_name},
+    }
+    (work / "operator.yaml").write_text(yaml.safe_dump(settings))
+    run_env = {**os.environ, "KUBECONFIG": str(_kubeconfig(cluster, token, work / "kubeconfig")),
+               "KEEPVIP_OPERATOR_SETTINGS": str(work / "operator.yaml")}
+    operator = OperatorProcess(run_env, work / "operator.log", health_port, webhook_name, objects)
+    operator.start()
+    env = Env(operator, namespace, objects, cluster, suite)
+    try:
+        yield env
+    finally:
+        try:
+            if operator.process is None:
+                operator.start()
+            env.delete_all()
+            wait_until(lambda: not objects.list(API, "VirtualIP", label_selector=f"{LABEL}={suite}"),
+                       timeout=90, what="test VirtualIPs released and gone")
+        finally:
+            operator.stop()
+            for item in objects.list(API, "VirtualIP", label_selector=f"{LABEL}={suite}"):
+                objects.patch(API, "VirtualIP", item["metadata"]["name"], {"metadata": {"finalizers": None}})
+            for kind in ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"):
+                objects.delete("admissionregistration.k8s.io/v1", kind, webhook_name)
+            objects.delete(RBAC, "ClusterRoleBinding", role_name)
+            objects.delete(RBAC, "ClusterRole", role_name)
+            objects.delete("v1", "Namespace", namespace)
+
+
+def allocated(env: Env, name: str) -> dict[str, Any] | None:
+    status = env.status(name)
+    return status if status.get("vrid") and condition(status, "Allocated").get("status") == "True" else None
+
+
+def test_a_new_virtualip_is_allocated_a_pair_recorded_in_status_and_in_the_ledger(env: Env) -> None:
+    env.vip("alloc-one", addresses=["198.18.0.100/24"])
+    status = wait_until(lambda: allocated(env, "alloc-one"), what="alloc-one allocated")
+    vip = env.get("alloc-one") or {}
+    assert status["state"] == "Pending"  # allocated, no speaker has reported yet
+    assert status["multicastGroup"].startswith("224.0.0.")
+    assert status["observedGeneration"] == vip["metadata"]["generation"]
+    assert "keepvip.io/release-allocation" in vip["metadata"]["finalizers"]
+    entry = env.ledger()[vip["metadata"]["uid"]]
+    assert (entry["group"], entry["vrid"]) == (status["multicastGroup"], status["vrid"])
+    assert entry["name"] == "alloc-one"
+    wait_until(lambda: "Allocated" in [e["reason"] for e in env.events("alloc-one")], what="Allocated event")
+
+
+def test_fifty_virtualips_get_fifty_distinct_pairs_stable_across_a_sigkill_midway(env: Env) -> None:
+    names = [f"bulk-{i:02d}" for i in range(50)]
+    env.operator.stop()  # gracefully: kopf empties its webhook configuration (fails open)
+    for i, name in enumerate(names):
+        env.vip(name, addresses=[f"198.18.1.{i + 1}/24"])
+    env.operator.start()
+
+    def some_allocated() -> dict[str, tuple[str, int]] | None:
+        seen = {n: (s["multicastGroup"], s["vrid"]) for n in names if (s := allocated(env, n))}
+        return seen if len(seen) >= 5 else None
+
+    before_kill = wait_until(some_allocated, timeout=60, interval=0.02, what="first allocations")
+    env.operator.kill()
+    assert len(before_kill) < len(names), "the operator finished before it could be killed midway"
+    env.operator.start()
+    wait_until(lambda: all(allocated(env, n) for n in names), timeout=120, what="all 50 allocated")
+    pairs = {n: (env.status(n)["multicastGroup"], env.status(n)["vrid"]) for n in names}
+    assert len(set(pairs.values())) == 50
+    assert {n: pairs[n] for n in before_kill} == before_kill  # nothing re-allocated after the kill
+    ledger = env.ledger()
+    uids = {n: (env.get(n) or {})["metadata"]["uid"] for n in names}
+    assert {n: (ledger[uids[n]]["group"], ledger[uids[n]]["vrid"]) for n in names} == pairs
+
+    env.operator.stop()
+    env.operator.start()  # a plain restart (resume handlers) changes nothing either
+    time.sleep(3)
+    assert {n: (env.status(n)["multicastGroup"], env.status(n)["vrid"]) for n in names} == pairs
+
+    for name in names:
+        env.objects.delete(API, "VirtualIP", name)
+    wait_until(lambda: not set(uids.values()) & set(env.ledger()), timeout=90, what="pairs released")
+
+
+def names_field(field: str, message: str) -> bool:
+    """Whether kubectl's message names the field, in any of the three spellings it comes in.
+
+    The webhook says ``spec.healthChecks[0].tcp``; v1.20's schema validation drops list
+    indices (``spec.healthChecks.tcp.port``); kubectl's client-side check of unknown
+    fields says ``unknown field "prioirty" in io.keepvip.v1alpha1.VirtualIP.spec``.
+    """
+    parent, _, leaf = field.rpartition(".")
+    return (field in message or re.sub(r"\[\d+\]", "", field) in message
+            or (f'unknown field "{leaf}"' in message and f"VirtualIP.{parent}" in message))
+
+
+@pytest.mark.parametrize("case", INVALID, ids=[c["name"] for c in INVALID])
+def test_kubectl_apply_of_an_invalid_virtualip_is_refused_naming_the_field(
+    env: Env, case: dict[str, Any]
+) -> None:
+    spec: dict[str, Any] = {"addresses": ["198.18.2.1/24"]}
+    for key, value in case["spec"].items():
+        spec[key] = {**spec.get(key, {}), **value} if isinstance(value, dict) else value
+    document = {"apiVersion": API, "kind": "VirtualIP",
+                "metadata": {"name": f"bad-{case['name']}", "labels": {LABEL: env.suite}}, "spec": spec}
+    result = env.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(document))
+    assert result.returncode != 0, result.stdout
+    assert names_field(case["field"], result.stderr), result.stderr
+    assert env.get(f"bad-{case['name']}") is None
+
+
+WEBHOOK_ONLY = ["mixed-families", "duplicate-address", "ipv6-with-vrrpv2", "pass-auth-with-v3",
+                "routed-multicast-group", "check-with-two-kinds", "node-priority-without-target"]
+
+
+@pytest.mark.parametrize("name", WEBHOOK_ONLY)
+def test_cross_field_rules_are_enforced_by_the_admission_webhook(env: Env, name: str) -> None:
+    case = next(c for c in INVALID if c["name"] == name)
+    spec = {"addresses": ["198.18.2.1/24"], **case["spec"]}
+    document = {"apiVersion": API, "kind": "VirtualIP", "metadata": {"name": f"x-{name}"}, "spec": spec}
+    result = env.kubectl("apply", "--validate=false", "-f", "-", stdin=yaml.safe_dump(document))
+    assert "denied the request" in result.stderr, result.stderr
+    assert case["field"] in result.stderr
+
+
+def test_cross_object_rules_are_refused_by_the_webhook(env: Env) -> None:
+    env.vip("holder", addresses=["198.18.3.1/24"], vrrp={"vrid": 200, "multicastGroup": "224.0.0.240"})
+    wait_until(lambda: allocated(env, "holder"), what="holder allocated")
+    cases = {
+        "spec.addresses[0]": {"addresses": ["198.18.3.1/32"]},
+        "spec.vrrp.vrid": {"addresses": ["198.18.3.2/24"],
+                           "vrrp": {"vrid": 200, "multicastGroup": "224.0.0.240"}},
+        "spec.vrrp.authentication.secretRef": {"addresses": ["198.18.3.3/24"], "vrrp": {
+            "version": 2, "authentication": {"type": "PASS", "secretRef": {
+                "namespace": env.namespace, "name": "absent", "key": "password"}}}},
+        "spec.serviceRef": {"addresses": ["198.18.3.4/24"],
+                            "serviceRef": {"namespace": env.namespace, "name": "absent"}},
+    }
+    for field, spec in cases.items():
+        document = {"apiVersion": API, "kind": "VirtualIP", "metadata": {"name": "contender"}, "spec": spec}
+        result = env.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(document))
+        assert "denied the request" in result.stderr, (field, result.stderr)
+        assert field in result.stderr, (field, result.stderr)
+    env.objects.create({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "vrrp"},
+                        "data": {"password": base64.b64encode(b"s3cret").decode()}}, env.namespace)
+    auth = {"type": "PASS", "secretRef": {"namespace": env.namespace, "name": "vrrp", "key": "password"}}
+    env.vip("with-secret", addresses=["198.18.3.5/24"], vrrp={"version": 2, "authentication": auth})
+    wait_until(lambda: allocated(env, "with-secret"), what="VirtualIP with an existing Secret admitted")
+
+
+def test_the_speaker_daemonset_is_applied_and_restored(env: Env) -> None:
+    def daemonset() -> dict[str, Any] | None:
+        return env.objects.get("apps/v1", "DaemonSet", "keepvip-speaker", env.namespace)
+
+    ds = wait_until(daemonset, what="speaker DaemonSet")
+    [container] = ds["spec"]["template"]["spec"]["containers"]
+    assert ds["spec"]["template"]["spec"]["hostNetwork"] is True
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["NET_ADMIN", "NET_RAW"]}
+    assert container["command"][:4] == ["keepvip", "speaker", "--kubernetes", "--node"]
+    managers = {f["manager"] for f in ds["metadata"]["managedFields"]}
+    assert "keepvip-operator" in managers
+    env.objects.delete("apps/v1", "DaemonSet", "keepvip-speaker", env.namespace)
+    wait_until(lambda: (d := daemonset()) and d["metadata"]["uid"] != ds["metadata"]["uid"],
+               timeout=30, what="DaemonSet re-applied after deletion")
+
+
+def test_master_state_conditions_and_events_follow_the_speakers_reports(env: Env) -> None:
+    env.vip("story", addresses=["198.18.4.1/24"])
+    wait_until(lambda: allocated(env, "story"), what="story allocated")
+
+    env.speaker_reports("story", node_a="MASTER", node_b="BACKUP")
+    status = wait_until(lambda: (s := env.status("story")).get("state") == "Ready" and s, what="Ready")
+    assert status["master"] == "node-a"
+    assert condition(status, "Ready")["status"] == "True"
+    assert {n["node"] for n in status["nodes"]} == {"node-a", "node-b"}  # the speakers' entries survive
+
+    # A takeover as the API sees it: node-b's speaker reports first, then node-a's.
+    env.speaker_reports("story", node_b="MASTER")
+    env.speaker_reports("story", node_a="BACKUP")
+    wait_until(lambda: env.status("story").get("master") == "node-b", what="master moved")
+    messages = [e["message"] for e in env.events("story") if e["reason"] == "MasterChanged"]
+    assert "(none) → node-a" in messages
+    assert "node-a → node-b" in messages
+
+    env.speaker_reports("story", node_a="MASTER")
+    status = wait_until(lambda: (s := env.status("story")).get("state") == "SplitBrain" and s, what="split")
+    assert condition(status, "SplitBrain")["status"] == "True"
+    assert "SplitBrain" in [e["reason"] for e in env.events("story")]
+
+    env.speaker_reports("story", node_a="FAULT")
+    status = wait_until(lambda: (s := env.status("story")).get("state") == "Degraded" and s, what="degraded")
+    assert condition(status, "Degraded")["reason"] == "NoBackup"
+
+    described = env.kubectl("describe", "virtualip", "story")
+    assert "MasterChanged" in described.stdout, described.stdout
+    assert "node-a → node-b" in described.stdout
+
+
+def test_deletion_waits_for_the_master_to_let_go_then_releases_the_pair(env: Env) -> None:
+    env.vip("leaving", addresses=["198.18.5.1/24"])
+    wait_until(lambda: allocated(env, "leaving"), what="leaving allocated")
+    uid = (env.get("leaving") or {})["metadata"]["uid"]
+    env.speaker_reports("leaving", node_a="MASTER", node_b="BACKUP")
+    wait_until(lambda: env.status("leaving").get("master") == "node-a", what="master reported")
+    env.objects.delete(API, "VirtualIP", "leaving")
+    time.sleep(2)
+    assert env.get("leaving") is not None  # held by the finalizer while node-a is MASTER
+    assert uid in env.ledger()
+    env.speaker_reports("leaving", node_a="BACKUP")  # the speaker stopped the router
+    wait_until(lambda: env.get("leaving") is None, timeout=30, what="VirtualIP gone")
+    assert uid not in env.ledger()
+
+
+def test_service_ref_receives_the_addresses_and_loses_them_on_delete(env: Env) -> None:
+    env.objects.create({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "ingress"},
+                        "spec": {"type": "ClusterIP", "ports": [{"port": 80}]}}, env.namespace)
+
+    def ingress() -> list[str]:
+        service = env.objects.get("v1", "Service", "ingress", env.namespace) or {}
+        entries = ((service.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+        return [entry.get("ip") for entry in entries]
+
+    env.vip("published", addresses=["198.18.6.1/24", "198.18.6.2/24"],
+            serviceRef={"namespace": env.namespace, "name": "ingress"})
+    wait_until(lambda: ingress() == ["198.18.6.1", "198.18.6.2"], what="addresses published")
+    env.objects.delete(API, "VirtualIP", "published")
+    wait_until(lambda: ingress() == [], timeout=30, what="addresses unpublished")
+
+
+def test_the_operator_never_hit_a_permission_it_was_not_granted(env: Env) -> None:
+    log = env.operator.log_path.read_text(errors="replace")
+    assert "Forbidden" not in log, env.operator.log_tail()
+    assert " 403" not in log
