@@ -21,7 +21,7 @@ import random
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -292,7 +292,3 @@ class Kube:
             raise
         return True
 
-
-def ingress_addresses(addresses: Iterable[object]) -> list[str]:
-    """Addresses as a Service's ingress entries spell them (no prefix length)."""
-    return [str(address) for address in addresses]
