@@ -215,9 +215,9 @@ class Kube:
         try:
             deployment = self.apps.read_namespaced_deployment(name, self.settings.namespace)
         except ApiException as error:
-            if error.status == 404:
-                log.info("deployment %s/%s not found: the speaker DaemonSet gets no owner",
-                         self.settings.namespace, name)
+            if error.status in (403, 404):  # absent, or the role lacks `get deployments`
+                log.warning("deployment %s/%s unreadable (%s): the speaker DaemonSet gets no owner",
+                            self.settings.namespace, name, error.status)
                 return None
             raise
         return Owner("apps/v1", "Deployment", name, deployment.metadata.uid)
