@@ -436,6 +436,25 @@ class SpeakerSet:
             parts.append(f"--- {node} ---\n" + "\n".join(lines))
         return "\n".join(parts)
 
+    def first_takeover(self, virtualip: str, *, since: float) -> tuple[str, Transition] | None:
+        """The earliest transition into MASTER of ``virtualip`` on any node since ``since``.
+
+        With three nodes, the backup that acts first after a master leaves is not always the
+        next in priority (on a loaded machine a lower one's timer may fire first, and the
+        higher one then pre-empts it): the reason a takeover happened is read here, the node
+        that ends up master from the client's view.
+        """
+        found = [
+            (t.at, node, t)
+            for node in self.node_names
+            for t in self.transitions(node, virtualip, since=since)
+            if t.state == "MASTER"
+        ]
+        if not found:
+            return None
+        _, node, transition = min(found, key=lambda item: item[0])
+        return node, transition
+
     def errors(self, node: str) -> list[dict[str, Any]]:
         """Log records at ERROR level or raw (non-JSON) lines such as tracebacks."""
         return [r for r in self.log_lines(node) if r.get("level") in ("ERROR", "CRITICAL", "RAW")]

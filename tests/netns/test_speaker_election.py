@@ -100,16 +100,15 @@ def test_a_crashed_master_is_replaced_within_master_down_interval(lan: Lan, spea
 
     killed_at = speakers.kill("node1")
 
-    takeover = wait_until(
-        lambda: speakers.became("node2", "MASTER", since=killed_at), 10, what="node2 MASTER"
-    )
+    _, takeover = wait_until(lambda: speakers.first_takeover("web", since=killed_at), 10, what="a takeover")
     assert takeover.reason == "master_down_timer"
     print(f"crash takeover after {1000 * (takeover.at - killed_at):.0f} ms")
     assert takeover.at - killed_at < TAKEOVER_BOUND
-    # The crashed speaker could not clean up, but the client follows the gratuitous ARP.
+    # The crashed speaker could not clean up, but the client follows the gratuitous ARP
+    # to the next node in priority.
     wait_until(lambda: who_answers(lan, VIP4) == "node2", 5, what="node2 answers")
     assert client_sees(lan, VIP4) == "node2"
-    assert speakers.state("node3", "web") == "BACKUP"
+    speakers.wait_state("node3", "BACKUP", "web", timeout=5)
 
 
 @pytest.mark.parametrize("cut", ["cable", "interface"])
@@ -148,8 +147,9 @@ def test_sigterm_hands_over_at_once_with_priority_zero(lan: Lan, speakers: Speak
     sent_at, exit_code = speakers.terminate("node1")
 
     assert exit_code == 0
-    takeover = wait_until(lambda: speakers.became("node2", "MASTER", since=sent_at), 5, what="node2 MASTER")
-    assert takeover.reason == "priority_zero_received"
+    assert time.time() - sent_at < 3.0  # it exits promptly (issue: within 1 s; CI margin)
+    _, takeover = wait_until(lambda: speakers.first_takeover("web", since=sent_at), 5, what="a takeover")
+    assert takeover.reason == "priority_zero_received"  # after Skew_Time, not Master_Down_Interval
     print(f"planned takeover after {1000 * (takeover.at - sent_at):.0f} ms")
     assert takeover.at - sent_at < TAKEOVER_BOUND
     assert "node1" not in holders(lan, VIP4)  # released on the way out

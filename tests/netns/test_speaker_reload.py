@@ -61,7 +61,11 @@ def test_raising_a_backups_priority_in_the_file_makes_it_take_over_without_a_res
     # Only node3's plan changed (its priority); the other nodes reloaded and kept theirs.
     assert speakers.messages("node3", "reconfigured in place", since=edited_at)
     for node in ("node1", "node2"):
-        assert speakers.messages(node, "configuration reloaded", since=edited_at), node
+        wait_until(
+            partial(speakers.messages, node, "configuration reloaded", since=edited_at),
+            RELOAD_BOUND,
+            what=f"{node} reloads",
+        )
         assert not speakers.messages(node, "reconfigured in place"), node
 
 
@@ -107,5 +111,9 @@ def test_an_edit_that_does_not_touch_a_virtualip_leaves_its_router_alone(
     wait_until(lambda: who_answers(lan, OTHER_VIP4) == "node3", RELOAD_BOUND, what="api moves to node3")
     assert stays_master(lan, VIP4, "node1", 1.0)
     for node in speakers.node_names:
-        assert speakers.messages(node, "configuration reloaded", since=edited_at), node
+        wait_until(
+            partial(speakers.messages, node, "configuration reloaded", since=edited_at),
+            RELOAD_BOUND,
+            what=f"{node} reloads",
+        )
         assert speakers.records(node, virtualip="web", since=edited_at) == [], f"{node} touched web"
