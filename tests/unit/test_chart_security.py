@@ -94,7 +94,8 @@ def test_operator_takes_nothing_from_the_host(rendered: Rendered) -> None:
 def test_operator_writes_only_to_an_in_memory_scratch_directory(rendered: Rendered) -> None:
     pod = rendered.operator_pod()
     writable = [m for m in only_container(pod)["volumeMounts"] if not m.get("readOnly")]
-    assert [m["mountPath"] for m in writable] == ["/tmp"]
+    assert [m["mountPath"] for m in writable] == ["/var/tmp"]
+    assert {"name": "TMPDIR", "value": "/var/tmp"} in only_container(pod)["env"]
     tmp = next(v for v in pod["volumes"] if v["name"] == writable[0]["name"])
     assert tmp["emptyDir"]["medium"] == "Memory"
 
