@@ -1,0 +1,143 @@
+"""The Dockerfile's structure, checked by reading it (no container engine here).
+
+The image is not built in this environment: these tests parse the Dockerfile and hold
+it to what the chart relies on: a multi-stage build on python:3.11-slim that installs
+the project from wheels built in the builder stage, the `keepvip` entry point the
+chart's commands start with, a non-root default user for the operator, and a build
+context that contains every file the COPY lines name.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import re
+import sys
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from chart_helm import ROOT
+
+DOCKERFILE = ROOT / "Dockerfile"
+DOCKERIGNORE = ROOT / ".dockerignore"
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+@dataclass(frozen=True)
+class Instruction:
+    keyword: str
+    arguments: str
+
+
+@dataclass(frozen=True)
+class Stage:
+    base: str
+    name: str | None
+    instructions: tuple[Instruction, ...]
+
+    def of(self, keyword: str) -> list[str]:
+        return [i.arguments for i in self.instructions if i.keyword == keyword]
+
+
+def instructions() -> list[Instruction]:
+    """Dockerfile instructions, continuation lines joined, comments dropped."""
+    logical, pending = [], ""
+    for line in DOCKERFILE.read_text().splitlines():
+        if not pending and (not line.strip() or line.lstrip().startswith("#")):
+            continue
+        pending += line.rstrip("\\").strip() + " "
+        if not line.rstrip().endswith("\\"):
+            logical.append(pending.strip())
+            pending = ""
+    return [Instruction(*[*text.split(None, 1), ""][:2]) for text in logical]
+
+
+def stages() -> list[Stage]:
+    args = {}
+    found: list[Stage] = []
+    current: list[Instruction] = []
+    for instruction in instructions():
+        keyword = instruction.keyword.upper()
+        if keyword == "ARG" and not found and "=" in instruction.arguments:
+            key, value = instruction.arguments.split("=", 1)
+            args[key] = value
+        if keyword == "FROM":
+            if found:
+                found[-1] = Stage(found[-1].base, found[-1].name, tuple(current))
+            parts = instruction.arguments.split()
+            base = re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], parts[0])
+            name = parts[2] if len(parts) == 3 and parts[1].upper() == "AS" else None
+            found.append(Stage(base, name, ()))
+            current = []
+        elif found:
+            current.append(Instruction(keyword, instruction.arguments))
+    found[-1] = Stage(found[-1].base, found[-1].name, tuple(current))
+    return found
+
+
+def test_it_is_a_multi_stage_build_on_python_3_11_slim() -> None:
+    built = stages()
+    assert len(built) >= 2
+    assert all(stage.base == "python:3.11-slim" for stage in built)
+    assert built[0].name == "builder"
+    assert PYPROJECT["project"]["requires-python"] == ">=3.11"
+
+
+def test_the_builder_stage_turns_the_project_into_wheels() -> None:
+    builder = stages()[0]
+    assert any(re.search(r"\bpip wheel\b.*--wheel-dir /wheels\b.*\s\.$", run) for run in builder.of("RUN"))
+
+
+def test_the_runtime_stage_installs_only_the_builders_wheels_offline() -> None:
+    runtime = stages()[-1]
+    installs = [run for run in runtime.of("RUN") if "pip install" in run]
+    assert len(installs) == 1
+    assert "from=builder" in installs[0]
+    assert "--no-index" in installs[0]
+    assert not runtime.of("COPY"), "nothing from the working tree reaches the runtime image"
+
+
+def test_the_builder_copies_every_folder_the_package_maps_and_the_files_pip_needs() -> None:
+    sources = {src.rstrip("/") for c in stages()[0].of("COPY") for src in c.split()[:-1]}
+    package_dirs = set(PYPROJECT["tool"]["setuptools"]["package-dir"].values())
+    assert package_dirs <= sources, f"missing: {package_dirs - sources}"
+    assert {"pyproject.toml", PYPROJECT["project"]["readme"]} <= sources
+
+
+def test_every_copied_path_exists_and_is_not_excluded_by_dockerignore() -> None:
+    patterns = [line.strip() for line in DOCKERIGNORE.read_text().splitlines()
+                if line.strip() and not line.startswith("#")]  # fmt: skip
+    for copy in stages()[0].of("COPY"):
+        for source in copy.split()[:-1]:
+            path = source.rstrip("/")
+            assert (ROOT / path).exists(), f"COPY {source}: not in the repository"
+            assert not any(fnmatch.fnmatch(path, p) for p in patterns), f"{path} is .dockerignored"
+
+
+def test_the_build_context_leaves_out_the_virtualenv_git_and_tests() -> None:
+    patterns = set(DOCKERIGNORE.read_text().split())
+    assert {".git", ".venv", "tests"} <= patterns
+
+
+def test_the_default_user_is_non_root_and_created_in_the_image() -> None:
+    runtime = stages()[-1]
+    users = runtime.of("USER")
+    assert users, "the runtime stage sets no USER"
+    uid = users[-1].split(":")[0]
+    assert uid.isdigit(), "a numeric uid lets Kubernetes check runAsNonRoot"
+    assert int(uid) != 0
+    assert any(f"--uid {uid}" in run for run in runtime.of("RUN"))
+
+
+def test_the_operator_pod_runs_as_the_images_user() -> None:
+    values = (ROOT / "charts" / "keepvip" / "templates" / "operator-deployment.yaml").read_text()
+    uid = stages()[-1].of("USER")[-1].split(":")[0]
+    assert f"runAsUser: {uid}" in values
+
+
+def test_the_entrypoint_is_the_keepvip_command_in_exec_form() -> None:
+    entrypoints = stages()[-1].of("ENTRYPOINT")
+    assert [json.loads(e) for e in entrypoints] == [["keepvip"]]
+    assert "keepvip" in PYPROJECT["project"]["scripts"]
