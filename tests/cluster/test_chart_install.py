@@ -77,7 +77,10 @@ def test_install_upgrade_and_uninstall_leave_nothing_behind_but_the_crd(
     objects: Objects, helm: Helm, namespace: str, release: str, tmp_path: Path
 ) -> None:
     no_operator = ["--set", "operator.replicaCount=0"]
-    helm.run("install", release, str(CHART), "-n", namespace, *no_operator, "--wait", "--timeout", "60s")
+    notes = helm.run("install", release, str(CHART), "-n", namespace, *no_operator,
+                     "--wait", "--timeout", "60s")  # fmt: skip
+    assert "kubectl get vip" in notes
+    assert f"deployment/{release}-operator" in notes
 
     installed = manifest_objects(helm, release, namespace)
     assert {d["kind"] for d in installed} >= {"Deployment", "ConfigMap", "ClusterRole", "Role",
