@@ -307,20 +307,35 @@ def plan_container(ctx: PodContext, container: JSON, volume_paths: Mapping[str, 
     )
 
 
+# Where the launcher parks every mount source before it mounts anything over the
+# container's paths: a volume mounted on /tmp must not hide the pod directory (itself
+# often under /tmp) that the next mounts come from.
+MOUNT_STAGE = "/run/keepvip-kubelet-stage"
+
+
 def launcher_script(hostname: str, mounts: list[Mount], working_dir: str | None) -> str:
     """A POSIX shell script run in fresh mount and UTS namespaces inside the node's network
     namespace: it sets the hostname, makes the bind mounts (private to this container,
     invisible to the host and to other pods), changes directory and execs ``"$@"``.
+
+    Every source is first bound under a private tmpfs at :data:`MOUNT_STAGE`, so the
+    order of the targets cannot shadow a source that lies below an earlier target.
     """
     q = shlex.quote
     lines = ["#!/bin/sh", "set -e", f"echo {q(hostname)} > /proc/sys/kernel/hostname"]
-    for m in mounts:
+    if mounts:
+        lines += [f"mkdir -p {MOUNT_STAGE}", f"mount -t tmpfs keepvip-stage {MOUNT_STAGE}"]
+    for index, m in enumerate(mounts):
+        staged = q(f"{MOUNT_STAGE}/{index}")
+        lines.append(f"mkdir -p {staged}" if m.source.is_dir() else f": > {staged}")
+        lines.append(f"mount --bind {q(str(m.source))} {staged}")
+    for index, m in enumerate(mounts):
         t = q(m.target)
         if m.source.is_dir():
             lines.append(f"mkdir -p {t}")
         else:
             lines.append(f'mkdir -p "$(dirname {t})"; [ -e {t} ] || : > {t}')
-        lines.append(f"mount --bind {q(str(m.source))} {t}")
+        lines.append(f"mount --bind {q(f'{MOUNT_STAGE}/{index}')} {t}")
         if m.read_only:
             lines.append(f"mount -o remount,bind,ro {t}")
     if working_dir:

@@ -116,3 +116,18 @@ def test_removing_a_node_stops_its_pods_and_removes_them(
     assert objects.get("v1", "Pod", "doomed", namespace) is None
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+def test_a_volume_mounted_on_tmp_does_not_hide_the_service_account_token(
+        cluster: LocalCluster, objects: Objects, namespace: str) -> None:
+    # The pod directories live under the run's workdir, often below /tmp: an emptyDir on
+    # /tmp (what a read-only root filesystem needs) must not shadow the token's source.
+    token = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+    pod = _pod("tmpvol", f"test -s {token} && echo token-ok; touch /tmp/x && echo tmp-ok",
+               restartPolicy="Never", volumes=[{"name": "tmp", "emptyDir": {}}])
+    pod["spec"]["containers"][0]["volumeMounts"] = [{"name": "tmp", "mountPath": "/tmp"}]
+    objects.create(pod, namespace)
+
+    wait_until(lambda: _status(objects, namespace, "tmpvol").get("phase") == "Succeeded",
+               timeout=20, what="the pod to succeed")
+    assert cluster.container_log(namespace, "tmpvol", "main").split() == ["token-ok", "tmp-ok"]

@@ -1,0 +1,158 @@
+"""keepvip installed on the local cluster, with web servers to keep alive and a client.
+
+The end-to-end tests and ``keepvip demo`` tell the same story, so they share this one
+driver: ``helm install`` of ``charts/keepvip`` (the operator and, through it, the speaker
+DaemonSet, all run by the process kubelet under the chart's own ServiceAccounts), a
+tiny web server in every node's namespace answering with the node's name (what an
+ingress controller would be), VirtualIPs applied as a user would, and a client on the
+LAN asking the VIP who answers.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from keepvip.localcluster.cluster import LocalCluster
+from keepvip.localcluster.helm import Helm
+from keepvip.localcluster.procs import ChildProcess
+from keepvip.localcluster.waiting import wait_until
+
+API_VERSION = "keepvip.io/v1alpha1"
+WEB_PORT = 80
+CHART = Path(__file__).resolve().parents[1] / "charts" / "keepvip"
+
+# One HTTP GET of the VIP from the client namespace; prints the body (the node's name)
+# or "-" when nobody answers within the timeout.
+_ASK = """
+import socket, sys
+try:
+    with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=float(sys.argv[3])) as s:
+        s.settimeout(float(sys.argv[3]))
+        s.sendall(b"GET / HTTP/1.0\\r\\n\\r\\n")
+        data = b""
+        while chunk := s.recv(4096):
+            data += chunk
+    print(data.split(b"\\r\\n\\r\\n", 1)[1].decode().strip() or "-")
+except (OSError, IndexError):
+    print("-")
+"""
+
+
+class KeepvipOnCluster:
+    """A keepvip release on a `LocalCluster`, plus per-node web servers."""
+
+    def __init__(self, cluster: LocalCluster, namespace: str, release: str = "keepvip") -> None:
+        self.cluster = cluster
+        self.namespace = namespace
+        self.release = release
+        self.objects = cluster.objects
+        self.web: dict[str, ChildProcess] = {}
+
+    # -- installing -------------------------------------------------------------------
+    def install(self, helm: Helm, values: Sequence[str] = (), timeout: float = 120.0) -> None:
+        """``helm install`` the chart and wait until a speaker runs on every node."""
+        if not CHART.is_dir():
+            raise FileNotFoundError(f"the chart is not at {CHART}: run from a keepvip source tree")
+        self.cluster.create_namespace(self.namespace)
+        helm.run("install", self.release, str(CHART), "-n", self.namespace, *values,
+                 "--wait", "--timeout", f"{int(timeout)}s", timeout=timeout + 30)  # fmt: skip
+        wait_until(lambda: len(self.running_speakers()) == len(self.cluster.nodes),
+                   timeout=timeout, what="a running speaker pod on every node")  # fmt: skip
+
+    def uninstall(self, helm: Helm) -> None:
+        """``helm uninstall`` the release (the CRD stays, as helm leaves crds/)."""
+        helm.run("uninstall", self.release, "-n", self.namespace, "--wait", check=False)
+
+    def running_speakers(self) -> dict[str, str]:
+        """node name → speaker pod name, for pods Running and not being deleted."""
+        pods = self.objects.list("v1", "Pod", self.namespace,
+                                 label_selector="app.kubernetes.io/component=speaker")  # fmt: skip
+        return {
+            p["spec"]["nodeName"]: p["metadata"]["name"]
+            for p in pods
+            if p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")
+        }
+
+    def speaker_log(self, node: str) -> str:
+        """The current speaker pod's log on ``node``."""
+        pod = self.running_speakers().get(node)
+        return self.cluster.container_log(self.namespace, pod, "speaker") if pod else ""
+
+    def delete_speaker_pod(self, node: str) -> str:
+        """Delete the speaker pod of ``node`` the way ``kubectl delete pod`` does (graceful)."""
+        pod = self.running_speakers()[node]
+        self.objects.delete("v1", "Pod", pod, self.namespace)
+        return pod
+
+    # -- web servers --------------------------------------------------------------------
+    def start_web(self, node: str) -> None:
+        """Serve a page naming ``node`` on port 80 of its namespace (an ingress controller)."""
+        site = self.cluster.workdir / "web" / node
+        site.mkdir(parents=True, exist_ok=True)
+        (site / "index.html").write_text(f"{node}\n")
+        argv = ["ip", "netns", "exec", self.cluster.nodes[node].netns, sys.executable, "-m",
+                "http.server", str(WEB_PORT), "--directory", str(site)]  # fmt: skip
+        process = ChildProcess(f"web-{node}", argv, self.cluster.workdir / "web" / f"{node}.log")
+        process.start()
+        self.web[node] = process
+        wait_until(lambda: self._listening(node), timeout=10, what=f"the web server on {node}")
+
+    def _listening(self, node: str) -> bool:
+        out = self.cluster.exec_in_node(node, ["ss", "-Hltn", f"sport = :{WEB_PORT}"])
+        return bool(out.stdout.strip())
+
+    def stop_web(self, node: str) -> None:
+        """Stop the web server of ``node`` (its health check starts failing)."""
+        self.web.pop(node).stop(grace=1.0)
+
+    def stop_all_web(self) -> None:
+        """Stop every web server this driver started."""
+        for node in list(self.web):
+            self.stop_web(node)
+
+    # -- VirtualIPs ---------------------------------------------------------------------
+    def apply(self, document: Mapping[str, Any]) -> None:
+        """Create or update a VirtualIP (server-side apply, as ``kubectl apply`` would)."""
+        self.objects.apply(dict(document), field_manager="kubectl")
+
+    def delete(self, name: str) -> None:
+        """Delete a VirtualIP."""
+        self.objects.delete(API_VERSION, "VirtualIP", name)
+
+    def get(self, name: str) -> dict[str, Any] | None:
+        """The VirtualIP as stored, or None."""
+        return self.objects.get(API_VERSION, "VirtualIP", name)
+
+    def status(self, name: str) -> dict[str, Any]:
+        """The VirtualIP's status ({} before any)."""
+        found = self.get(name)
+        return dict((found or {}).get("status") or {})
+
+    def node_states(self, name: str) -> dict[str, str]:
+        """node → state, from status.nodes (each speaker's own entry)."""
+        return {n["node"]: n["state"] for n in self.status(name).get("nodes") or []}
+
+    # -- what the LAN sees --------------------------------------------------------------
+    def who_answers(self, address: str, timeout: float = 0.5) -> str | None:
+        """The node whose web server answers ``address`` from the client, or None."""
+        out = self.cluster.exec_in_client([sys.executable, "-c", _ASK, address, str(WEB_PORT), str(timeout)])
+        answer = out.stdout.strip()
+        return None if answer in ("", "-") else answer
+
+    def holders(self, address: str) -> list[str]:
+        """Nodes that have ``address`` on their interface."""
+        return [
+            node for node in self.cluster.nodes
+            if any(str(a.ip) == address for a in self.cluster.node_addresses(node))
+        ]  # fmt: skip
+
+    def wait_for_answer(self, address: str, node: str | None, timeout: float) -> float:
+        """Wait until ``node`` answers ``address`` (None: nobody); return the seconds it took."""
+        start = time.monotonic()
+        wait_until(lambda: self.who_answers(address) == node, timeout=timeout,
+                   what=f"{node or 'nobody'} to answer {address}")  # fmt: skip
+        return time.monotonic() - start
