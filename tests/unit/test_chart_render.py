@@ -357,6 +357,8 @@ INVALID_VALUES = [
                  id="out-of-range"),
     pytest.param({"operator": {"logFormat": "xml"}}, "operator.logFormat must be one of",
                  id="not-an-enum-value"),
+    pytest.param({"operator": {"replicaCount": 2}}, "operator.replicaCount: Must be less than or equal to 1",
+                 id="replicas-without-peering"),
     pytest.param({"speaker": {"tolerations": {"operator": "Exists"}}},
                  "speaker.tolerations: Invalid type. Expected: array", id="map-for-list"),
     pytest.param({"operator": {"resources": {"limits": {"cpus": "1"}}}},
