@@ -514,14 +514,14 @@ def holders(lan: Lan, vip: IPv4Interface | IPv6Interface) -> set[str]:
     return {host.name for host in lan.nodes if vip.ip in {a.ip for a in lan.addresses(host, host.ifname)}}
 
 
-def master_of(lan: Lan, vip: IPv4Interface | IPv6Interface) -> str | None:
+def master_of(lan: Lan, vip: IPv4Interface | IPv6Interface, *, timeout: float = 0.5) -> str | None:
     """The node a client reaches at the VIP, when everything agrees.
 
     The client's connection is answered by a node, the client's neighbour table maps the
     VIP to that node's MAC, and that node is the only one holding the VIP. None while any
     of these disagree (mid-failover, or nobody holds it).
     """
-    answered = who_answers(lan, vip)
+    answered = who_answers(lan, vip, timeout=timeout)
     if answered is None or client_sees(lan, vip) != answered:
         return None
     return answered if holders(lan, vip) == {answered} else None
@@ -546,8 +546,14 @@ def describe_vip(lan: Lan, vip: IPv4Interface | IPv6Interface) -> str:
 
 
 def stays_master(lan: Lan, vip: IPv4Interface | IPv6Interface, node: str, duration: float) -> bool:
-    """Whether ``node`` keeps answering for the VIP (and alone holds it) for ``duration``."""
-    return holds_for(lambda: master_of(lan, vip) == node, duration, interval=0.2)
+    """Whether ``node`` keeps answering for the VIP (and alone holds it) for ``duration``.
+
+    On failure the situation is printed (pytest shows it with the failed test).
+    """
+    held = holds_for(lambda: master_of(lan, vip, timeout=2.0) == node, duration, interval=0.2)
+    if not held:
+        print(f"{node} stopped being master of {vip} at {time.time():.3f}: {describe_vip(lan, vip)}")
+    return held
 
 
 def as_interface(text: str) -> IPv4Interface | IPv6Interface:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from speaker_harness import (
     VIP4,
     SpeakerSet,
     client_sees,
+    describe_vip,
     holders,
     master_of,
     speaker_set,
@@ -91,6 +93,50 @@ def test_equal_priority_masters_yield_to_the_highest_address_when_a_partition_he
         assert yielded is not None
         assert yielded.reason == "equal_priority_higher_address"
     assert stays_master(lan, VIP4, "node3", 1.0)
+
+
+def test_after_a_partition_heals_the_winner_reannounces_so_clients_leave_a_losers_mac(
+    lan: Lan, speakers: SpeakerSet
+) -> None:
+    # keepalived's garp_lower_prio_repeat (vrrp-facts §3.7): when a master hears a losing
+    # advertisement — the sign of a healed split brain — it announces the VIP again.
+    speakers.configure(virtualip("web", vrid=58, priority=100))
+    for node in speakers.node_names:
+        lan.run(lan.switch, "bridge", "link", "set", "dev", lan.node(node).port, "isolated", "on")
+    speakers.start()
+    for node in speakers.node_names:
+        speakers.wait_state(node, "MASTER", "web", timeout=10)
+    for node in speakers.node_names:  # every announcement schedule has run out (5 + 5 rounds)
+        wait_until(partial(garp_rounds_done, speakers, node), 15, what=f"{node}'s announcements end")
+    # During the split the client learned a loser's MAC (whichever announced last; made
+    # deterministic here), and it is still fresh when the partition heals.
+    node1 = lan.node("node1")
+    lan.run(
+        "client",
+        "ip",
+        "neigh",
+        "replace",
+        str(VIP4.ip),
+        "lladdr",
+        node1.mac,
+        "dev",
+        "eth0",
+        "nud",
+        "reachable",
+    )
+
+    for node in speakers.node_names:
+        lan.run(lan.switch, "bridge", "link", "set", "dev", lan.node(node).port, "isolated", "off")
+
+    speakers.wait_state("node1", "BACKUP", "web", timeout=5)
+    wait_until(lambda: client_sees(lan, VIP4) == "node3", 3, what="the client's ARP entry moves to node3",
+               describe=lambda: describe_vip(lan, VIP4))  # fmt: skip
+    wait_for_master(lan, VIP4, "node3", timeout=3)
+
+
+def garp_rounds_done(speakers: SpeakerSet, node: str) -> bool:
+    sent = speakers.metrics(node).value("keepvip_gratuitous_arp_sent_total", virtualip="web")
+    return sent >= 2 * 10  # a request and a reply per round
 
 
 def test_a_crashed_master_is_replaced_within_master_down_interval(lan: Lan, speakers: SpeakerSet) -> None:
