@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import random
 import subprocess
 import sys
 import tempfile
@@ -49,7 +50,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "tests" / "netns")]
 
-from gaps import Answer, failover_gap, master_down_interval, percentile, skew_time  # noqa: E402
+from gaps import Answer, failover_window, master_down_interval, percentile, skew_time  # noqa: E402
 from keepalived_harness import (  # noqa: E402
     BACKUP,
     DaemonError,
@@ -63,6 +64,7 @@ from keepalived_harness import (  # noqa: E402
     wait_for_state,
 )
 from lan import Host, Lan  # noqa: E402
+from timeline import Frame, TrialTimes, phases, read_frames  # noqa: E402
 
 VIP = "198.18.0.100/24"
 VRID = 51
@@ -72,6 +74,7 @@ CHECK_INTERVAL_S = 1
 CHECK_WEIGHT = -20
 CASES = ("crash", "planned", "health")
 IMPLEMENTATIONS = ("keepvip", "keepalived")
+PHASE_SPREAD_S = 1.0  # a multiple of every advertisement interval and of the check interval
 STABLE_PROBES = 20  # the last 100 ms of answers all from one node: steady state
 
 
@@ -229,7 +232,25 @@ def rfc_bound(case: str, interval: float) -> float:
     return CHECK_INTERVAL_S + master_down_interval(interval, PRIORITY)
 
 
-def run_trial(bed: Testbed, case: str, interval: float) -> float | None:
+@dataclass(frozen=True)
+class Trial:
+    """One injection and what the client saw (monotonic seconds)."""
+
+    case: str
+    old: str
+    new: str
+    injected_at: float
+    last_old_answer: float | None
+    first_new_answer: float | None
+
+    @property
+    def gap(self) -> float | None:
+        if self.last_old_answer is None or self.first_new_answer is None:
+            return None
+        return self.first_new_answer - self.last_old_answer
+
+
+def run_trial(bed: Testbed, case: str, interval: float) -> Trial:
     """Inject ``case`` on the master, measure the client's gap, restore the node as a backup."""
     old = bed.prober.steady_node(timeout=20)
     (new,) = (host.name for host in bed.nodes if host.name != old)
@@ -237,6 +258,10 @@ def run_trial(bed: Testbed, case: str, interval: float) -> float | None:
     daemon = bed.daemons[old]
     wait_for_state(bed.daemons[new], BACKUP, timeout=10)
 
+    # A random phase against the master's advertisement timer and the health check's
+    # schedule: without it the restart-to-injection time, nearly constant, locks the phase
+    # and the percentiles describe one phase instead of the distribution.
+    time.sleep(random.uniform(0, PHASE_SPREAD_S))  # noqa: S311 - not cryptography
     injected_at = time.monotonic()
     if case == "crash":
         bed.lan.set_port(host, up=False)
@@ -246,7 +271,8 @@ def run_trial(bed: Testbed, case: str, interval: float) -> float | None:
     else:
         bed.stop_server(host)
     took_over = bed.prober.wait_for_answer(new, injected_at, timeout=3 * rfc_bound(case, interval) + 5)
-    gap = failover_gap(bed.prober.since(injected_at - 5), injected_at, old) if took_over else None
+    window = failover_window(bed.prober.since(injected_at - 5), injected_at, old) if took_over else None
+    trial = Trial(case, old, new, injected_at, *(window or (None, None)))
 
     if case == "crash":
         remove_address(bed.lan, host, VIP)
@@ -258,7 +284,7 @@ def run_trial(bed: Testbed, case: str, interval: float) -> float | None:
     else:
         bed.start_server(host)
         time.sleep(CHECK_INTERVAL_S + 0.5)  # its check passed again: priority back to 100
-    return gap
+    return trial
 
 
 @dataclass
@@ -268,18 +294,23 @@ class Block:
     implementation: str
     interval: float
     case: str
-    gaps: list[float] = field(default_factory=list)
-    failures: int = 0
+    trials: list[Trial] = field(default_factory=list)
+
+    @property
+    def gaps(self) -> list[float]:
+        return [t.gap for t in self.trials if t.gap is not None]
+
+    @property
+    def failures(self) -> int:
+        return sum(t.gap is None for t in self.trials)
 
 
 def run_block(bed: Testbed, implementation: str, interval: float, case: str, trials: int) -> Block:
     block = Block(implementation, interval, case)
     for number in range(1, trials + 1):
-        gap = run_trial(bed, case, interval)
-        if gap is None:
-            block.failures += 1
-        else:
-            block.gaps.append(gap)
+        trial = run_trial(bed, case, interval)
+        block.trials.append(trial)
+        gap = trial.gap
         shown = "no failover" if gap is None else f"{gap * 1000:7.1f} ms"
         print(
             f"  {implementation:10} {interval:4g}s {case:8} trial {number:2}/{trials}: {shown}",
@@ -336,19 +367,60 @@ def table(blocks: list[Block]) -> str:
     return "\n".join(rows)
 
 
+PHASES = ("detect", "announce", "client", "old_last")
+
+
+def phase_table(blocks: list[Block], frames: list[Frame], lan: Lan, clock_offset: float) -> str:
+    """Median of each phase per block (see timeline.py), in ms."""
+    rows = [
+        "| implementation | interval | case | "
+        + " | ".join(f"{name} p50" for name in PHASES)
+        + " | traced |",
+        "|---|---|---|" + "---|" * (len(PHASES) + 1),
+    ]
+    for block in blocks:
+        found: list[dict[str, float]] = []
+        for trial in block.trials:
+            if trial.last_old_answer is None or trial.first_new_answer is None:
+                continue
+            old, new = lan.node(trial.old), lan.node(trial.new)
+            times = TrialTimes(
+                case=trial.case,
+                injected_at=trial.injected_at + clock_offset,
+                old_ip=str(old.ipv4.ip),
+                new_ip=str(new.ipv4.ip),
+                new_mac=new.mac,
+                last_old_answer=trial.last_old_answer + clock_offset,
+                first_new_answer=trial.first_new_answer + clock_offset,
+                normal_priority=PRIORITY,
+            )
+            split = phases(times, frames)
+            if split is not None:
+                found.append(split)
+        if not found:
+            continue
+        medians = [_ms(percentile([f[name] for f in found], 0.5)) for name in PHASES]
+        head = [block.implementation, f"{block.interval * 1000:.0f} ms", block.case]
+        rows.append("| " + " | ".join([*head, *medians, str(len(found))]) + " |")
+    return "\n".join(rows)
+
+
 @contextlib.contextmanager
-def testbed(workdir: Path) -> Iterator[Testbed]:
+def testbed(workdir: Path, trace: Path | None) -> Iterator[Testbed]:
     with Lan.build(nodes=2, client=True) as lan:
         assert lan.client is not None
-        prober = Prober(lan, lan.client)
-        bed = Testbed(lan, workdir, prober)
-        try:
-            for host in lan.nodes:
-                bed.start_server(host)
-            yield bed
-        finally:
-            bed.stop_daemons()
-            prober.close()
+        with contextlib.ExitStack() as stack:
+            if trace is not None:
+                stack.enter_context(lan.capture(lan.switch, trace, "ip proto 112 or arp", ifname="br0"))
+            prober = Prober(lan, lan.client)
+            bed = Testbed(lan, workdir, prober)
+            try:
+                for host in lan.nodes:
+                    bed.start_server(host)
+                yield bed
+            finally:
+                bed.stop_daemons()
+                prober.close()
 
 
 def main() -> int:
@@ -362,7 +434,10 @@ def main() -> int:
     )
     parser.add_argument("--implementations", default=",".join(IMPLEMENTATIONS))
     parser.add_argument("--cases", default=",".join(CASES))
-    parser.add_argument("--json", type=Path, help="write every gap here")
+    parser.add_argument("--json", type=Path, help="write every trial here")
+    parser.add_argument(
+        "--trace", type=Path, help="capture VRRP and ARP on the bridge here; print the phases"
+    )
     args = parser.parse_args()
     trials = 3 if args.quick else args.trials
     intervals = [float(text) for text in args.intervals.split(",")]
@@ -374,7 +449,9 @@ def main() -> int:
 
     blocks: list[Block] = []
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="keepvip-bench-") as tmp, testbed(Path(tmp)) as bed:
+    clock_offset = time.time() - time.monotonic()  # pcap times are wall-clock
+    with tempfile.TemporaryDirectory(prefix="keepvip-bench-") as tmp, testbed(Path(tmp), args.trace) as bed:
+        lan = bed.lan
         for interval in intervals:
             for implementation in implementations:
                 bed.start_daemons(implementation, interval)
@@ -384,9 +461,13 @@ def main() -> int:
                 finally:
                     bed.stop_daemons()
     print(table(blocks))
-    print(f"\n{sum(len(b.gaps) + b.failures for b in blocks)} trials in {time.monotonic() - started:.0f} s")
+    print(f"\n{sum(len(b.trials) for b in blocks)} trials in {time.monotonic() - started:.0f} s")
+    if args.trace is not None:
+        print("\nWhere the time goes (timeline.py), medians in ms:\n")
+        print(phase_table(blocks, read_frames(args.trace), lan, clock_offset))
     if args.json is not None:
-        args.json.write_text(json.dumps([b.__dict__ for b in blocks], indent=2))
+        dump = [{**b.__dict__, "trials": [t.__dict__ | {"gap": t.gap} for t in b.trials]} for b in blocks]
+        args.json.write_text(json.dumps(dump, indent=2))
     return 1 if any(b.failures for b in blocks) else 0
 
 

@@ -24,8 +24,8 @@ class Answer:
     node: str
 
 
-def failover_gap(answers: Sequence[Answer], injected_at: float, old: str) -> float | None:
-    """Seconds from ``old``'s last answer to the first answer by another node after the injection.
+def failover_window(answers: Sequence[Answer], injected_at: float, old: str) -> tuple[float, float] | None:
+    """(``old``'s last answer, the first answer by another node after the injection), send times.
 
     None when no other node answered (the failover did not happen).
     """
@@ -35,7 +35,13 @@ def failover_gap(answers: Sequence[Answer], injected_at: float, old: str) -> flo
     last_old = max((a.sent for a in answers if a.node == old and a.sent < first_new.sent), default=None)
     if last_old is None:
         return None
-    return first_new.sent - last_old
+    return last_old, first_new.sent
+
+
+def failover_gap(answers: Sequence[Answer], injected_at: float, old: str) -> float | None:
+    """Seconds from ``old``'s last answer to the first answer by another node after the injection."""
+    window = failover_window(answers, injected_at, old)
+    return None if window is None else window[1] - window[0]
 
 
 def percentile(values: Sequence[float], fraction: float) -> float:
