@@ -316,6 +316,10 @@ class SpeakerSet:
             describe=lambda: "\n".join(str(r) for r in self.log_lines(node)[-10:]),
         )
 
+    def signal_only(self, node: str, sig: int) -> None:
+        """Send ``sig`` to the node's running speaker and leave it running (e.g. SIGHUP)."""
+        os.kill(self.speakers[node].pid, sig)
+
     def signal(self, node: str, sig: int) -> int:
         """Send ``sig`` to the node's speaker and reap it; its exit code."""
         return self.lan.stop(self.speakers[node], sig)

@@ -8,6 +8,7 @@ kept — a typo never takes a VIP down.
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Iterator
 from functools import partial
@@ -117,3 +118,27 @@ def test_an_edit_that_does_not_touch_a_virtualip_leaves_its_router_alone(
             what=f"{node} reloads",
         )
         assert speakers.records(node, virtualip="web", since=edited_at) == [], f"{node} touched web"
+
+
+def test_sighup_rereads_the_file_and_an_unchanged_file_touches_nothing(
+    lan: Lan, speakers: SpeakerSet
+) -> None:
+    speakers.configure(virtualip("web", vrid=85, node_priorities={"node1": 150}))
+    speakers.start()
+    wait_for_master(lan, VIP4, "node1")
+
+    hup_at = time.time()
+    for node in speakers.node_names:
+        speakers.signal_only(node, signal.SIGHUP)
+
+    # The content did not change, so only the signal can have caused these reloads.
+    for node in speakers.node_names:
+        wait_until(
+            partial(speakers.messages, node, "configuration reloaded", since=hup_at),
+            5,
+            what=f"{node} reloads",
+        )
+    assert stays_master(lan, VIP4, "node1", 0.5)
+    for node in speakers.node_names:
+        assert speakers.records(node, virtualip="web", since=hup_at) == [], f"{node} touched web"
+        assert speakers.speakers[node].poll() is None
