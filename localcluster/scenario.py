@@ -60,8 +60,16 @@ class KeepvipOnCluster:
         self.cluster.create_namespace(self.namespace)
         helm.run("install", self.release, str(CHART), "-n", self.namespace, *values,
                  "--wait", "--timeout", f"{int(timeout)}s", timeout=timeout + 30)  # fmt: skip
-        wait_until(lambda: len(self.running_speakers()) == len(self.cluster.nodes),
-                   timeout=timeout, what="a running speaker pod on every node")  # fmt: skip
+        wait_until(self.speakers_ready, timeout=timeout, what="a ready speaker on every node")
+
+    def speakers_ready(self) -> bool:
+        """A speaker runs on every node and has applied its first snapshot (it logs "ready")."""
+        running = self.running_speakers()
+        return len(running) == len(self.cluster.nodes) and all(
+            '"ready: ' in self.cluster.container_log(self.namespace, pod, "speaker")
+            or " ready: " in self.cluster.container_log(self.namespace, pod, "speaker")
+            for pod in running.values()
+        )
 
     def uninstall(self, helm: Helm) -> None:
         """``helm uninstall`` the release (the CRD stays, as helm leaves crds/)."""

@@ -93,6 +93,13 @@ def desired_daemonset(settings: OperatorSettings, owner: Owner | None = None) ->
         "command": speaker_command(settings),
         "env": [{"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}],
         "ports": [{"name": "metrics", "containerPort": speaker.metrics_port, "protocol": "TCP"}],
+        # Ready once the speaker serves metrics: it has loaded and is about to watch.
+        # Deliberately no liveness probe: restarting a speaker would itself move VIPs.
+        "readinessProbe": {
+            "httpGet": {"path": "/metrics", "port": "metrics"},
+            "periodSeconds": 5,
+            "timeoutSeconds": 2,
+        },
         "resources": speaker.resources,
         "securityContext": security_context(),
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108 - an emptyDir, not the host's

@@ -64,9 +64,18 @@ async def _watch_links(speaker: Speaker) -> None:
             speaker.link_changed(event.ifname, event.up)
 
 
-async def _follow(speaker: Speaker, snapshots: AsyncIterator[ConfigSnapshot]) -> None:
+def _log_ready(speaker: Speaker, snapshot: ConfigSnapshot) -> None:
+    log.info("ready: %d VirtualIPs known, %d selecting %s", len(snapshot.virtualips),
+             len(speaker.routers), speaker.node.name)  # fmt: skip
+
+
+async def _follow(speaker: Speaker, snapshots: AsyncIterator[ConfigSnapshot], *, first: bool) -> None:
+    """Apply every snapshot; ``first``: the first one makes the speaker ready."""
     async for snapshot in snapshots:
         await speaker.apply(snapshot)
+        if first:
+            first = False
+            _log_ready(speaker, snapshot)
 
 
 async def _serve(
@@ -102,8 +111,9 @@ async def _serve(
         await speaker.start()
         if first is not None:
             await speaker.apply(first)
+            _log_ready(speaker, first)
         background = [
-            loop.create_task(_follow(speaker, snapshots), name="config"),
+            loop.create_task(_follow(speaker, snapshots, first=first is None), name="config"),
             loop.create_task(_watch_links(speaker), name="links"),
         ]
         try:
