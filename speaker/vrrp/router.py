@@ -94,6 +94,7 @@ class VirtualRouter:
         self._preempt_hold_until: float | None = None
         self._master_address: IPAddress | None = None
         self._master_priority: int | None = None
+        self._reannounced_at: float | None = None  # last re-announcement as master
 
     # ------------------------------------------------------------------ read-only view
 
@@ -400,7 +401,7 @@ class VirtualRouter:
         else:
             # RFC 9568 §6.4.3: discard a losing ADVERTISEMENT and send one immediately,
             # to assert our state to the sender and refresh learning bridges.
-            return [self._send_advertisement(now)]
+            return [self._send_advertisement(now), *self._reannounce(now)]
         # §6.4.3: cancel the Adver_Timer, adopt the sender's interval (v3), recompute
         # Skew_Time and Master_Down_Interval, arm the Master_Down_Timer, become backup.
         self._state = State.BACKUP
@@ -411,15 +412,34 @@ class VirtualRouter:
         self._master_address = source
         self._master_priority = advertisement.priority
         self._preempt_hold_until = None
+        # keepalived's higher_prio_send_advert (a deviation from §6.4.3, which only
+        # yields): one last ADVERTISEMENT at our priority tells the winner that another
+        # master existed (a healed split brain), so it re-announces the VIPs (see
+        # `_reannounce`) and clients drop our MAC.
         return [
             StateChanged(State.MASTER, State.BACKUP, reason),
+            SendAdvertisement(self._advertisement()),
             RemoveAddresses(self._config.addresses),
         ]
+
+    def _reannounce(self, now: float) -> list[Action]:
+        """Announce the VIPs again after another master showed up (a healed split brain).
+
+        While the split lasted, clients may have learnt the loser's MAC, and our own
+        announcements are long over: keepalived's ``garp_lower_prio_repeat`` re-sends
+        them for this case. At most once per Master_Down_Interval, so a peer that keeps
+        advertising a lower priority cannot restart the announcements at every packet.
+        """
+        if self._reannounced_at is not None and now - self._reannounced_at < self.master_down_interval:
+            return []
+        self._reannounced_at = now
+        return [Announce(self._config.addresses)]
 
     def _become_master(self, now: float, old: State, reason: TransitionReason) -> list[Action]:
         """RFC 9568 §6.4.1 / §6.4.2: bind the VIPs, advertise, announce, arm Adver_Timer."""
         self._state = State.MASTER
         self._master_down_deadline = None
+        self._reannounced_at = now  # the Announce below is the first one
         self._master_address = None
         self._master_priority = None
         self._preempt_hold_until = None

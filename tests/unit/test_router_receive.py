@@ -9,6 +9,7 @@ import pytest
 
 from keepvip.speaker.vrrp.actions import (
     Action,
+    Announce,
     ConfigMismatch,
     Dropped,
     RemoveAddresses,
@@ -278,6 +279,28 @@ def test_master_asserts_itself_against_a_losing_advert(
     assert router.state is State.MASTER
 
 
+def test_master_reannounces_its_vips_when_another_master_shows_up_at_most_once_per_down_interval() -> None:
+    # A healed split brain: clients may have learnt the loser's MAC meanwhile, and our
+    # own announcements ended long ago (keepalived garp_lower_prio_repeat).
+    router = master(100)
+    down = router.master_down_interval
+    first = router.receive(advert(99), host(200), 500.0)
+    assert [type(a) for a in first] == [SendAdvertisement, Announce]
+    assert [a for a in first if isinstance(a, Announce)] == [Announce((VIP,))]
+    again = router.receive(advert(99), host(200), 500.0 + down / 2)
+    assert not [a for a in again if isinstance(a, Announce)]
+    later = router.receive(advert(99), host(200), 500.0 + down * 1.01)
+    assert [a for a in later if isinstance(a, Announce)] == [Announce((VIP,))]
+
+
+def test_a_new_master_does_not_reannounce_right_after_its_own_announcement() -> None:
+    router = backup(100)
+    became = due(router)
+    router.handle_timer(became)
+    actions = router.receive(advert(99), host(200), became + 0.01)
+    assert not [a for a in actions if isinstance(a, Announce)]
+
+
 @pytest.mark.parametrize(
     ("priority", "source", "reason"),
     [
@@ -293,9 +316,12 @@ def test_master_yields_to_a_winning_advert(
 
     actions = router.receive(advert(priority, interval_cs=20), source, 500.0)
 
-    # RFC 9568 §6.4.3: cancel Adver_Timer, adopt the interval, arm Master_Down, backup.
+    # RFC 9568 §6.4.3: cancel Adver_Timer, adopt the interval, arm Master_Down, backup;
+    # keepalived's higher_prio_send_advert: one last advert at our priority first, so the
+    # winner learns of the split brain and re-announces.
     assert actions == [
         StateChanged(State.MASTER, State.BACKUP, reason),
+        SendAdvertisement(advert(100)),
         RemoveAddresses((VIP,)),
         ConfigMismatch(DropReason.INTERVAL_MISMATCH, source, advert(priority, interval_cs=20)),
     ]
