@@ -48,7 +48,11 @@ test: $(STAMP) system-deps lint
 crd: $(STAMP)
 	$(VENV)/bin/keepvip crd > crds/virtualips.keepvip.io.yaml
 
+# The cluster demo (helm install, kubectl apply, failover); `keepvip demo --standalone`
+# is the same story without Kubernetes.
 demo: $(STAMP) system-deps
+	bash hack/build-k8s.sh
+	bash hack/get-helm.sh
 	$(VENV)/bin/keepvip demo
 
 bench: $(STAMP) system-deps

@@ -1,12 +1,18 @@
 """``keepvip demo``: watch a VIP fail over between three nodes, live, on this machine.
 
-Standalone form (``--standalone``; the default until the cluster demo lands): three
-network namespaces on a bridge play three nodes, each serving a web page that names
-it and running ``keepvip speaker`` from one embedded VirtualIP; a client namespace asks
-the VIP every 20 ms who answers. The demo then breaks things the way production does
-(a web server dies, a node is drained, a node is cut off the LAN) and shows, per act,
-who held the VIP and how long the client saw no answer. Everything it creates is
-removed on exit, on error and on Ctrl-C; processes are stopped by their own pid.
+Two forms tell the same story with the same client and the same acts:
+
+* the **cluster** demo (the default, what ``make demo`` runs): a real Kubernetes control
+  plane whose three nodes are network namespaces (:mod:`keepvip.localcluster`), the chart
+  installed with ``helm install``, ``examples/ingress-vip.yaml`` applied, a web server per
+  node naming it; the acts stop the master's web server, delete its speaker pod, and cut
+  it off the LAN, while the VirtualIP's status tells who is master;
+* the **standalone** demo (``--standalone``): no Kubernetes, three ``keepvip speaker
+  --config`` processes from one embedded VirtualIP (the keepalived use case).
+
+In both, a client namespace asks the VIP every 20 ms who answers, and each act reports
+the longest time the client got no answer. Everything the demo creates is removed on
+exit, on error and on Ctrl-C; processes are stopped by their own pid.
 """
 
 from __future__ import annotations
@@ -25,14 +31,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
-from keepvip.localcluster.lan import Lan
+import yaml
+
+from keepvip.localcluster.lan import Lan, LanError
 from keepvip.localcluster.procs import ChildProcess, install_exit_safety
 
 NODES = (("node-a", 150), ("node-b", 120), ("node-c", 100))
 WEB_PORT = 80
 PROBE_EVERY = 0.02
 PROBE_TIMEOUT = 1.0
+DEMO_SUBNET_INDEX = 100  # 198.19.100.0/24: the LAN examples/ingress-vip.yaml is written for
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "ingress-vip.yaml"
 
 PROBE_SCRIPT = """
 import asyncio, sys, time
@@ -63,42 +74,12 @@ asyncio.run(main())
 """
 
 
-def virtualip_yaml(vip: str, gateway: str) -> str:
-    """The embedded VirtualIP: priorities per node, a web health check, a gateway arbiter."""
-    priorities = "\n".join(f"    - {{nodeName: {name}, priority: {prio}}}" for name, prio in NODES)
-    return f"""apiVersion: keepvip.io/v1alpha1
-kind: VirtualIP
-metadata:
-  name: ingress
-spec:
-  addresses: [{vip}/24]
-  priority: 100
-  nodePriorities:
-{priorities}
-  vrrp:
-    version: 3
-    vrid: 51
-    advertisementInterval: 100ms
-  healthChecks:
-    - name: web
-      tcp: {{port: {WEB_PORT}}}
-      interval: 200ms
-      timeout: 200ms
-      rise: 2
-      fall: 2
-      weight: -60
-  arbiter:
-    gateway: {gateway}
-    interval: 200ms
-    timeout: 200ms
-    fall: 3
-    rise: 3
-"""
+# -- the client --------------------------------------------------------------------------
 
 
 @dataclass
 class ProbeLog:
-    """What the client saw: (wall time, answering node or None), appended by a reader thread."""
+    """What the client saw: (send time, answering node or None), appended by a reader thread."""
 
     samples: list[tuple[float, str | None]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -111,6 +92,7 @@ class ProbeLog:
             self.samples.sort(key=lambda sample: sample[0])
 
     def current(self) -> str | None:
+        """Who answered the latest request that completed."""
         with self.lock:
             return self.samples[-1][1] if self.samples else None
 
@@ -128,21 +110,121 @@ class ProbeLog:
         return (max(gaps, default=0.0) * 1000.0, after[-1][1] if after else None)
 
 
-class Demo:
-    """The three-node namespace LAN with web servers, speakers and a probing client."""
+class Client:
+    """The prober in the client namespace (a process of its own, read by a thread)."""
 
-    def __init__(self, workdir: Path, out: Callable[[str], None]) -> None:
-        self.workdir = workdir
+    def __init__(self, netns: str, vip: str, workdir: Path) -> None:
+        script = workdir / "probe.py"
+        script.write_text(PROBE_SCRIPT)
+        argv = ["ip", "netns", "exec", netns, sys.executable, str(script), vip, str(WEB_PORT),
+                str(PROBE_EVERY), str(PROBE_TIMEOUT)]  # fmt: skip
+        self.log = ProbeLog()
+        self._process = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, start_new_session=True)
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self._process.stdout is not None
+        for line in self._process.stdout:
+            self.log.add(line)
+
+    def close(self) -> None:
+        """Stop the prober (by its process group)."""
+        if self._process.poll() is None:
+            os.killpg(self._process.pid, signal.SIGKILL)
+            self._process.wait()
+
+
+# -- narration ---------------------------------------------------------------------------
+
+
+class World(Protocol):
+    """What a demo world offers: a LAN with a VIP, a client namespace, a status to show."""
+
+    vip: str
+
+    @property
+    def client_netns(self) -> str: ...
+
+    def build(self) -> None: ...
+
+    def status_line(self) -> str: ...
+
+    def close(self) -> None: ...
+
+
+class Stage:
+    """Runs acts against a world, narrates them and keeps the summary."""
+
+    def __init__(self, world: World, client: Client, out: Callable[[str], None], interactive: bool) -> None:
+        self.world = world
+        self.client = client
         self.out = out
+        self.interactive = interactive
+        self.started = time.time()
+        self.summary: list[tuple[str, float, str | None, str | None, bool]] = []
+
+    def say(self, text: str) -> None:
+        """One narrated line, stamped with the time since the demo began."""
+        self.out(f"[{time.time() - self.started:6.1f}s] {text}")
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        """Poll ``predicate`` until true or ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return True
+            time.sleep(0.05)
+        return predicate()
+
+    def act(self, title: str, action: Callable[[], object], expect: str, timeout: float = 15.0) -> None:
+        """Do ``action``; wait until ``expect`` answers; report the longest silence."""
+        if self.interactive:
+            input("  (press Enter for the next act) ")
+        before = self.client.log.current()
+        self.out("")
+        self.say(f"▶ {title}")
+        start = time.time()
+        action()
+        ok = self.wait_for(lambda: self.client.log.current() == expect, timeout)
+        time.sleep(0.5)  # the last requests of the transition complete
+        gap_ms, after = self.client.log.outage_since(start)
+        verdict = "" if ok else f"  (expected {expect}: NOT met)"
+        self.say(f"  client saw {before} → {after}; longest silence {gap_ms:.0f} ms{verdict}")
+        self.say(f"  {self.world.status_line()}")
+        self.summary.append((title, gap_ms, before, after, ok))
+
+    def finish(self) -> int:
+        """Print the summary; 0 when every act went as expected."""
+        self.out("")
+        self.out("summary (longest time the client got no answer during each act):")
+        for title, gap, before, after, ok in self.summary:
+            self.out(f"  {gap:7.0f} ms  {before} → {after}  {title}{'' if ok else '  [NOT as expected]'}")
+        return 0 if all(ok for *_, ok in self.summary) else 1
+
+
+# -- the standalone world ----------------------------------------------------------------
+
+
+def virtualip_yaml(vip: str, gateway: str) -> str:
+    """The standalone VirtualIP: examples/ingress-vip.yaml with the address, VRID and gateway set."""
+    document = yaml.safe_load(EXAMPLE.read_text())
+    spec = document["spec"]
+    spec["addresses"] = [f"{vip}/24"]
+    spec["vrrp"]["vrid"] = 51  # nobody allocates without the operator
+    spec["arbiter"]["gateway"] = gateway
+    return yaml.safe_dump(document, sort_keys=False)
+
+
+class StandaloneWorld:
+    """Three node namespaces with web servers and ``keepvip speaker --config``."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
         self.lan = Lan(f"kvd{secrets.token_hex(2)}")
         self.web: dict[str, ChildProcess] = {}
         self.speakers: dict[str, ChildProcess] = {}
-        self.probe: subprocess.Popen[str] | None = None
-        self.log = ProbeLog()
-        self.started = time.time()
-        self.summary: list[tuple[str, float, str | None, str | None]] = []
+        self.vip = ""
 
-    # -- building ----------------------------------------------------------------------
     def build(self) -> None:
         self.lan.create()
         for number, (name, _) in enumerate(NODES, start=1):
@@ -156,7 +238,10 @@ class Demo:
         for name, _ in NODES:
             self.start_web(name)
             self.start_speaker(name)
-        self.start_probe()
+
+    @property
+    def client_netns(self) -> str:
+        return self.lan.client_ns
 
     def _in(self, name: str) -> list[str]:
         return ["ip", "netns", "exec", self.lan.ports[name].netns]
@@ -173,147 +258,198 @@ class Demo:
         self.speakers[name] = ChildProcess(f"speaker-{name}", argv, self.workdir / f"speaker-{name}.log")
         self.speakers[name].start()
 
-    def start_probe(self) -> None:
-        script = self.workdir / "probe.py"
-        script.write_text(PROBE_SCRIPT)
-        argv = ["ip", "netns", "exec", self.lan.client_ns, sys.executable, str(script), self.vip,
-                str(WEB_PORT), str(PROBE_EVERY), str(PROBE_TIMEOUT)]  # fmt: skip
-        self.probe = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, start_new_session=True)
-        threading.Thread(target=self._read_probe, daemon=True).start()
-
-    def _read_probe(self) -> None:
-        assert self.probe is not None
-        assert self.probe.stdout is not None
-        for line in self.probe.stdout:
-            self.log.add(line)
-
-    def close(self) -> None:
-        if self.probe is not None and self.probe.poll() is None:
-            os.killpg(self.probe.pid, signal.SIGKILL)
-            self.probe.wait()
-        for process in [*self.speakers.values(), *self.web.values()]:
-            process.stop(grace=2.0)
-        self.lan.destroy()
-
     def connect(self, names: tuple[str, ...], connected: bool) -> None:
         """Plug nodes into the switch or pull them out (their own link stays up)."""
         for name in names:
             (self.lan.reconnect if connected else self.lan.disconnect)(name)
 
-    # -- watching ----------------------------------------------------------------------
-    def holders(self) -> dict[str, bool]:
-        """Which nodes hold the VIP on their interface right now."""
-        held = {}
+    def holders(self) -> list[str]:
+        """Nodes holding the VIP on their interface."""
+        held = []
         for name in self.lan.ports:
             out = subprocess.run([*self._in(name), "ip", "-o", "-4", "addr", "show", "dev", "eth0"],
                                  capture_output=True, text=True, check=False).stdout  # fmt: skip
-            held[name] = f" {self.vip}/" in out
+            if f" {self.vip}/" in out:
+                held.append(name)
         return held
 
     def status_line(self) -> str:
-        held = [name for name, yes in self.holders().items() if yes]
-        answer = self.log.current() or "nobody"
-        return f"VIP {self.vip} answered by {answer:<7} held by {', '.join(held) or 'none'}"
+        return f"VIP {self.vip} held by {', '.join(self.holders()) or 'none'}"
 
-    def say(self, text: str) -> None:
-        self.out(f"[{time.time() - self.started:6.1f}s] {text}")
+    def close(self) -> None:
+        for process in [*self.speakers.values(), *self.web.values()]:
+            process.stop(grace=2.0)
+        self.lan.destroy()
 
-    def wait_for(self, predicate: Callable[[], bool], timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return True
-            time.sleep(0.05)
-        return predicate()
 
-    def act(self, title: str, action: Callable[[], object], expect: Callable[[str | None], bool],
-            timeout: float = 15.0) -> None:  # fmt: skip
-        """Do ``action``, wait until the client's answers satisfy ``expect``, report the gap."""
-        before = self.log.current()
-        self.out("")
-        self.say(f"▶ {title}")
-        start = time.time()
-        action()
-        ok = self.wait_for(lambda: expect(self.log.current()), timeout)
-        time.sleep(0.5)  # let the last samples of the transition arrive
-        gap_ms, after = self.log.outage_since(start)
-        verdict = "" if ok else "  (expectation NOT met)"
-        self.say(f"  client saw {before} → {after}; longest silence {gap_ms:.0f} ms{verdict}")
-        self.say(f"  {self.status_line()}")
-        self.summary.append((title, gap_ms, before, after))
+def standalone_acts(stage: Stage, world: StandaloneWorld) -> None:
+    """The standalone story."""
+    stage.act("stop node-a's web server (its health check fails: priority 150-60=90)",
+              lambda: world.web["node-a"].stop(grace=1.0), "node-b")  # fmt: skip
+    stage.act("start node-a's web server again (node-a pre-empts back)",
+              lambda: world.start_web("node-a"), "node-a")  # fmt: skip
+    stage.act("stop node-a's speaker with SIGTERM (planned: priority-0 handover)",
+              lambda: world.speakers["node-a"].stop(grace=2.0), "node-b")  # fmt: skip
+    stage.act("start node-a's speaker again", lambda: world.start_speaker("node-a"), "node-a")
+    stage.act("kill node-a's speaker with SIGKILL (the VIP stays on node-a until node-b announces)",
+              lambda: world.speakers["node-a"].signal(signal.SIGKILL), "node-b")  # fmt: skip
+    stage.act("restart node-a's speaker (it removes the VIP it left behind, then pre-empts)",
+              lambda: world.start_speaker("node-a"), "node-a")  # fmt: skip
+    stage.act("cut node-b and node-c off the LAN (they lose node-a's adverts and the gateway)",
+              lambda: world.connect(("node-b", "node-c"), False), "node-a", timeout=5)  # fmt: skip
+    time.sleep(2)
+    isolated = [n for n in world.holders() if n != "node-a"] or "none"
+    stage.say(f"  isolated nodes holding the VIP 2 s later: {isolated}")
+    stage.say("  (they cannot reach the gateway: the arbiter put them in FAULT after 3 probes)")
+    stage.act("reconnect them", lambda: world.connect(("node-b", "node-c"), True), "node-a", timeout=5)
+
+
+# -- the cluster world -------------------------------------------------------------------
+
+
+class ClusterWorld:
+    """The local Kubernetes cluster with keepvip installed by helm and the example applied."""
+
+    def __init__(self, workdir: Path, say: Callable[[str], None]) -> None:
+        from keepvip.localcluster.cluster import ClusterConfig, LocalCluster  # noqa: PLC0415
+        from keepvip.localcluster.scenario import KeepvipOnCluster  # noqa: PLC0415
+
+        self.workdir = workdir
+        self.say = say
+        try:
+            self.cluster = LocalCluster(ClusterConfig(workdir=workdir / "cluster",
+                                                      subnet_index=DEMO_SUBNET_INDEX)).start()  # fmt: skip
+        except LanError:
+            say(f"198.19.{DEMO_SUBNET_INDEX}.0/24 is in use; taking another subnet for the demo")
+            self.cluster = LocalCluster(ClusterConfig(workdir=workdir / "cluster")).start()
+        self.keepvip = KeepvipOnCluster(self.cluster, "keepvip-system")
+        self.vip = str(self.cluster.vip(0))
+        self.name = "ingress"
+
+    @property
+    def client_netns(self) -> str:
+        return self.cluster.client_netns
+
+    def build(self) -> None:
+        self.say(f"control plane up in {self.cluster.start_seconds:.1f} s at {self.cluster.server_url}")
+        self.say("helm install keepvip charts/keepvip -n keepvip-system ...")
+        self.keepvip.install(self.cluster.helm(self.workdir / "helm"))
+        self.say("operator running; a speaker ready on every node")
+        for name, _ in NODES:
+            self.keepvip.start_web(name)
+        document = yaml.safe_load(EXAMPLE.read_text())
+        document["spec"]["addresses"] = [f"{self.vip}/24"]  # same as the file on 198.19.100.0/24
+        self.say(f"kubectl apply -f examples/ingress-vip.yaml  (address {self.vip})")
+        self.keepvip.apply(document)
+
+    def status_line(self) -> str:
+        status = self.keepvip.status(self.name)
+        states = self.keepvip.node_states(self.name)
+        nodes = " ".join(f"{node}={states.get(node, '-')}" for node, _ in NODES)
+        return (f"kubectl get vip: MASTER {status.get('master') or '-'}, STATE {status.get('state', '-')},"
+                f" VRID {status.get('vrid', '-')}; nodes {nodes}")  # fmt: skip
+
+    def story(self) -> list[str]:
+        """The VirtualIP's events, as ``kubectl describe vip`` lists them."""
+        events = self.cluster.objects.list("v1", "Event", field_selector=f"involvedObject.name={self.name}")
+        events.sort(key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
+        return [f"{e.get('type', '')[:7]:<8}{e.get('reason', ''):<16}{e.get('message', '')}" for e in events]
+
+    def close(self) -> None:
+        self.keepvip.stop_all_web()
+        self.cluster.stop()
+
+
+def cluster_acts(stage: Stage, world: ClusterWorld) -> None:
+    """The cluster story."""
+    keepvip = world.keepvip
+    stage.act("stop node-a's web server (its health check fails: priority 150-60=90)",
+              lambda: keepvip.stop_web("node-a"), "node-b")  # fmt: skip
+    stage.act("start node-a's web server again (node-a pre-empts back)",
+              lambda: keepvip.start_web("node-a"), "node-a")  # fmt: skip
+    stage.act("kubectl delete pod <node-a's speaker>  (SIGTERM: priority-0 handover)",
+              lambda: keepvip.delete_speaker_pod("node-a"), "node-b")  # fmt: skip
+    stage.act("the DaemonSet starts a new speaker on node-a (it pre-empts back)",
+              lambda: None, "node-a", timeout=90)  # fmt: skip
+    stage.act("cut node-a off the LAN (its link stays up; it hears no one, reaches no gateway)",
+              lambda: world.cluster.disconnect_node("node-a"), "node-b")  # fmt: skip
+    holders = keepvip.holders(world.vip)
+    stage.say(f"  nodes holding the VIP: {', '.join(holders) or 'none'}"
+              " (node-a's arbiter lost the gateway: FAULT, no split brain)")  # fmt: skip
+    stage.act("plug node-a back in", lambda: world.cluster.reconnect_node("node-a"), "node-a")
+    stage.out("")
+    stage.say("kubectl describe vip ingress  (events):")
+    for line in world.story():
+        stage.say(f"  {line}")
+
+
+# -- entry points ------------------------------------------------------------------------
 
 
 def _require_root() -> None:
     if os.geteuid() != 0:
         raise SystemExit("keepvip demo builds network namespaces: run it as root (e.g. sudo make demo)")
-    for tool in ("ip",):
-        if shutil.which(tool) is None:
-            raise SystemExit(f"keepvip demo needs {tool!r} (Debian: apt-get install iproute2)")
+    if shutil.which("ip") is None:
+        raise SystemExit("keepvip demo needs 'ip' (Debian: apt-get install iproute2)")
 
 
-def run_standalone(interactive: bool = False, out: Callable[[str], None] = print) -> int:
-    """The standalone demo; returns 0 when every act went as expected."""
-    _require_root()
-    install_exit_safety()
-    workdir = Path(tempfile.mkdtemp(prefix="keepvip-demo-"))
-    demo = Demo(workdir, out)
-
-    def pause() -> None:
-        if interactive:
-            input("  (press Enter for the next act) ")
-
+def _play(world: World, acts: Callable[[Stage], None], out: Callable[[str], None],
+          interactive: bool, workdir: Path) -> int:  # fmt: skip
+    """Build the world, start the client, wait for node-a, run the acts; always clean up."""
+    stage: Stage | None = None
+    client: Client | None = None
     try:
-        out("keepvip demo: one virtual IP, three nodes, real VRRP on network namespaces")
-        demo.build()
-        out(f"LAN {demo.lan.subnet}, VIP {demo.vip}, gateway {demo.lan.gateway_address}")
-        out("nodes: " + ", ".join(f"{name} (priority {prio})" for name, prio in NODES))
-        out(f"logs: {workdir}")
-        demo.say("starting three web servers and three speakers...")
-        ok = demo.wait_for(lambda: demo.log.current() == "node-a", 20)
-        demo.say(f"{demo.status_line()}" + ("" if ok else "  (node-a did NOT win the election)"))
-        pause()
-        demo.act("stop node-a's web server (health check fails, priority 150-60=90)",
-                 lambda: demo.web["node-a"].stop(grace=1.0), lambda a: a == "node-b")  # fmt: skip
-        pause()
-        demo.act("start node-a's web server again (node-a pre-empts back)",
-                 lambda: demo.start_web("node-a"), lambda a: a == "node-a")  # fmt: skip
-        pause()
-        demo.act("stop node-a's speaker with SIGTERM (planned: priority-0 handover)",
-                 lambda: demo.speakers["node-a"].stop(grace=2.0), lambda a: a == "node-b")  # fmt: skip
-        pause()
-        demo.act("start node-a's speaker again",
-                 lambda: demo.start_speaker("node-a"), lambda a: a == "node-a")  # fmt: skip
-        pause()
-        demo.act("kill node-a's speaker with SIGKILL (the VIP stays on node-a until node-b announces)",
-                 lambda: demo.speakers["node-a"].signal(signal.SIGKILL), lambda a: a == "node-b")  # fmt: skip
-        # The crashed speaker left the VIP on node-a; its restart removes it first.
-        pause()
-        demo.act("restart node-a's speaker (it removes the VIP it left behind, then pre-empts)",
-                 lambda: demo.start_speaker("node-a"), lambda a: a == "node-a")  # fmt: skip
-        pause()
-        demo.act("cut node-b and node-c off the LAN (node-a alone; the arbiter keeps them out)",
-                 lambda: demo.connect(("node-b", "node-c"), False), lambda a: a == "node-a",
-                 timeout=5)  # fmt: skip
-        time.sleep(2)
-        held = demo.holders()
-        isolated = [n for n in ("node-b", "node-c") if held[n]] or "none"
-        demo.say(f"  isolated nodes holding the VIP 2 s later: {isolated}")
-        demo.say("  (they cannot reach the gateway: the arbiter put them in FAULT within 3 probes)")
-        demo.act("reconnect them", lambda: demo.connect(("node-b", "node-c"), True),
-                 lambda a: a == "node-a", timeout=5)  # fmt: skip
-        out("")
-        out("summary (longest time the client got no answer during each act):")
-        for title, gap, before, after in demo.summary:
-            out(f"  {gap:7.0f} ms  {before} → {after}  {title}")
-        return 0
+        world.build()
+        client = Client(world.client_netns, world.vip, workdir)
+        stage = Stage(world, client, out, interactive)
+        ok = stage.wait_for(lambda: client is not None and client.log.current() == "node-a", 60)
+        stage.say(f"the client asks {world.vip} every 20 ms: answered by {client.log.current()}"
+                  + ("" if ok else "  (node-a did NOT win the election)"))  # fmt: skip
+        stage.say(f"  {world.status_line()}")
+        acts(stage)
+        return stage.finish() if ok else 1
     except KeyboardInterrupt:
         out("\ninterrupted: cleaning up")
         return 130
     finally:
-        demo.close()
-        out(f"removed the demo's namespaces; logs kept in {workdir}")
+        if client is not None:
+            client.close()
+        world.close()
+        out(f"removed everything the demo created; logs kept in {workdir}")
+
+
+def run_standalone(interactive: bool = False, out: Callable[[str], None] = print) -> int:
+    """The standalone demo (no Kubernetes)."""
+    _require_root()
+    install_exit_safety()
+    workdir = Path(tempfile.mkdtemp(prefix="keepvip-demo-"))
+    out("keepvip demo (standalone): one virtual IP, three nodes, real VRRP on network namespaces")
+    out("nodes: " + ", ".join(f"{name} (priority {prio})" for name, prio in NODES))
+    out(f"logs: {workdir}")
+    world = StandaloneWorld(workdir)
+    return _play(world, lambda stage: standalone_acts(stage, world), out, interactive, workdir)
+
+
+def run_cluster(interactive: bool = False, out: Callable[[str], None] = print) -> int:
+    """The cluster demo: helm install, kubectl apply, failover."""
+    from keepvip.localcluster.binaries import BinariesMissingError  # noqa: PLC0415
+
+    _require_root()
+    install_exit_safety()
+    workdir = Path(tempfile.mkdtemp(prefix="keepvip-demo-"))
+    out("keepvip demo: a local Kubernetes cluster (3 nodes as network namespaces), helm install, one VIP")
+    out(f"logs: {workdir}")
+    started = time.time()
+    try:
+        world = ClusterWorld(workdir, lambda text: out(f"[{time.time() - started:6.1f}s] {text}"))
+    except BinariesMissingError as error:
+        out(f"{error}\n(`make demo` builds them first: bash hack/build-k8s.sh && bash hack/get-helm.sh)")
+        return 1
+    return _play(world, lambda stage: cluster_acts(stage, world), out, interactive, workdir)
 
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``keepvip demo``."""
-    return run_standalone(interactive=args.interactive)
+    if args.standalone:
+        return run_standalone(interactive=args.interactive)
+    return run_cluster(interactive=args.interactive)
