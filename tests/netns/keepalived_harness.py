@@ -97,7 +97,7 @@ class _LoggedProcess:
     process: subprocess.Popen[Any] | None = None
     _log: IO[bytes] | None = None
     _offset: int = 0
-    _transitions: list[Transition] = field(default_factory=list)
+    seen: list[Transition] = field(default_factory=list)  # transitions parsed from the log so far
 
     def spawn(self, argv: Sequence[str]) -> None:
         if self.running:
@@ -280,8 +280,8 @@ class KeepalivedDaemon:
         for line in self._proc.new_lines():
             for marker, state in _KEEPALIVED_STATES.items():
                 if marker in line:
-                    self._proc._transitions.append(Transition(state, now))
-        return list(self._proc._transitions)
+                    self._proc.seen.append(Transition(state, now))
+        return list(self._proc.seen)
 
     def log_text(self) -> str:
         return self._proc.log_text()
@@ -365,8 +365,8 @@ class KeepvipDaemon:
             with contextlib.suppress(ValueError):
                 entry = json.loads(line)
                 if isinstance(entry, dict) and "state" in entry and "previous" in entry:
-                    self._proc._transitions.append(Transition(str(entry["state"]), now))
-        return list(self._proc._transitions)
+                    self._proc.seen.append(Transition(str(entry["state"]), now))
+        return list(self._proc.seen)
 
     def log_text(self) -> str:
         return self._proc.log_text()
