@@ -8,8 +8,15 @@ kopf's own bookkeeping, chosen not to fight the speakers:
 * handler progress and the last-handled spec live in annotations under ``keepvip.io/``
   (speakers never write metadata; status would be pruned by the CRD's schema anyway);
 * the finalizer is ``keepvip.io/release-allocation``;
-* status changes reach the operator through ``on.event`` only: event handlers keep
-  no state, and the status stage patches only when the derived status differs.
+* status changes reach the operator through ``on.event`` (change detection sees the
+  spec, not status) and the status stage patches only when the derived status differs;
+* a per-VirtualIP async daemon re-derives the status every :func:`recheck_interval`
+  seconds from kopf's live body: it adopts a transient reading once it has lasted
+  ``status.settleSeconds`` and notices Nodes turning NotReady, with no timer of our own
+  to arm or cancel (``on.event`` handlers are never retried, so ``TemporaryError`` cannot
+  schedule a re-check; a ``kopf.timer`` would log "succeeded" at INFO on every tick);
+* Node readiness comes from a kopf index over Nodes (list/watch), so a stale entry of
+  a node cut off from the network counts as Unknown once the node is NotReady.
 """
 
 from __future__ import annotations
@@ -31,12 +38,14 @@ from keepvip.operator.reconcile import (
     aggregate_status,
     apply_daemonset,
     collect_stale_allocations,
+    forget,
     inventory_entry,
     plain,
     publish_pool_usage,
     reconcile_spec,
     release,
 )
+from keepvip.operator.settle import node_is_ready
 from keepvip.operator.webhook import KeepvipWebhookServer
 
 log = logging.getLogger(__name__)
@@ -44,6 +53,7 @@ log = logging.getLogger(__name__)
 FINALIZER = "keepvip.io/release-allocation"
 ANNOTATIONS_PREFIX = "keepvip.io"
 INDEX = "virtualip_inventory"
+NODE_INDEX = "node_readiness"
 WEBHOOK_ID = "validate-virtualip"
 """The validating handler's id: the webhook's URL path is ``/validate-virtualip``."""
 
@@ -55,6 +65,17 @@ def _inventory(index: Any) -> dict[str, InventoryEntry]:
         for entry in store:
             result[name] = entry
     return result
+
+
+def _readiness(index: Any) -> dict[str, bool]:
+    """kopf's node index (name -> store of one bool) as a plain mapping."""
+    return {name: any(store) for name, store in index.items()}
+
+
+def recheck_interval(settle_seconds: float) -> float:
+    """How often the daemon re-derives a VirtualIP's status: half the grace period,
+    between 0.25 s and 1 s (so a lasting transient shows at most 1 s after its grace)."""
+    return min(1.0, max(0.25, settle_seconds / 2))
 
 
 def _counted(handler: str, stage: Any, *args: Any) -> Any:
@@ -122,18 +143,15 @@ def register(
     def spec(body: kopf.Body, old: Any, **kwargs: Any) -> None:
         old_body = plain(old) if isinstance(old, Mapping) else None
         inventory = _inventory(kwargs[INDEX])
-        _counted("spec", reconcile_spec, ctx, plain(body), old_body, inventory)
+        readiness = _readiness(kwargs[NODE_INDEX])
+        _counted("spec", reconcile_spec, ctx, plain(body), old_body, inventory, readiness)
 
-    @kopf.on.event(*resource, registry=registry)
-    def status(type: str | None, body: kopf.Body, name: str, **_: Any) -> None:
-        if type == "DELETED":
-            metrics.forget_virtualip(name)
-            return
-        _counted("status", aggregate_status, ctx, plain(body))
+    _register_status(registry, ctx)
 
     @kopf.on.delete(*resource, registry=registry)
-    def finalize(body: kopf.Body, runtime: Any, **_: Any) -> None:
-        _counted("delete", release, ctx, plain(body), runtime.total_seconds())
+    def finalize(body: kopf.Body, runtime: Any, **kwargs: Any) -> None:
+        readiness = _readiness(kwargs[NODE_INDEX])
+        _counted("delete", release, ctx, plain(body), runtime.total_seconds(), readiness)
 
     if webhook is not None:
 
@@ -145,6 +163,35 @@ def register(
             metrics.RECONCILES.labels(handler="admission", result="refused" if errors else "ok").inc()
             if errors:
                 raise kopf.AdmissionError(refusal_message(errors), code=422)
+
+
+def _register_status(registry: kopf.OperatorRegistry, ctx: Context) -> None:
+    """The status stage: Node readiness, every watch event, and the periodic re-check."""
+    resource = (GROUP, VERSION, PLURAL)
+
+    @kopf.index("v1", "nodes", id=NODE_INDEX, registry=registry)
+    def node_readiness(name: str, status: kopf.Status, **_: Any) -> dict[str, bool]:
+        return {name: node_is_ready(plain(status))}
+
+    @kopf.on.event(*resource, registry=registry)
+    def status(type: str | None, body: kopf.Body, name: str, uid: str, **kwargs: Any) -> None:
+        if type == "DELETED":
+            metrics.forget_virtualip(name)
+            forget(ctx, uid)
+            return
+        _counted("status", aggregate_status, ctx, plain(body), _readiness(kwargs[NODE_INDEX]))
+
+    interval = recheck_interval(ctx.settings.status.settle_seconds)
+
+    @kopf.daemon(*resource, id="settle", cancellation_timeout=5.0, registry=registry)
+    async def settle(body: kopf.Body, name: str, stopped: kopf.DaemonStopped, **kwargs: Any) -> None:
+        while not stopped:
+            try:
+                await asyncio.to_thread(aggregate_status, ctx, plain(body), _readiness(kwargs[NODE_INDEX]))
+            except Exception as error:  # a failed tick is retried by the next one
+                log.warning("%s: re-deriving status failed: %s", name, error)
+                metrics.RECONCILE_ERRORS.labels(handler="settle", reason=type(error).__name__).inc()
+            await stopped.wait(interval)
 
 
 async def _maintain(ctx: Context) -> None:

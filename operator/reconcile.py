@@ -7,9 +7,12 @@ Three stages:
 * :func:`reconcile_spec` (create / update / resume): parse the spec, check the
   address against older VirtualIPs, allocate the pair through the ledger, publish the
   addresses in the referenced Service, write status.
-* :func:`aggregate_status` (every watch event): re-derive master, state and
-  conditions from the speakers' ``status.nodes``; patch only when something changed,
-  so the operator's own patch (one more watch event) derives the same and stops there.
+* :func:`aggregate_status` (every watch event, and periodically): re-derive master,
+  state and conditions from the speakers' ``status.nodes``, settled
+  (:mod:`keepvip.operator.settle`: a takeover seen half-way is not news); patch only
+  when something changed, so the operator's own patch (one more watch event) derives
+  the same and stops there. Events compare with the status this process last wrote
+  (not with the watch body, which may predate that write), so each is posted once.
 * :func:`release` (the finalizer): wait until no node is MASTER (or a timeout), then
   unpublish the Service and release the ledger entry.
 """
@@ -18,7 +21,8 @@ from __future__ import annotations
 
 import datetime
 import logging
-from collections.abc import Callable, Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +46,7 @@ from keepvip.operator.daemonset import desired_daemonset
 from keepvip.operator.kube import Kube, LedgerChanges, ObjectRef
 from keepvip.operator.serviceref import desired_ingress
 from keepvip.operator.settings import OperatorSettings
+from keepvip.operator.settle import StatusMemory, first_sight, settle
 from keepvip.operator.status import (
     EventSpec,
     Observation,
@@ -53,6 +58,9 @@ from keepvip.operator.status import (
     transition_events,
 )
 
+Readiness = Mapping[str, bool]
+"""Node name -> whether its Node is Ready (kopf's node index); None trusts every entry."""
+
 log = logging.getLogger(__name__)
 
 
@@ -63,12 +71,14 @@ def utc_now() -> str:
 
 @dataclass
 class Context:
-    """What every stage needs: settings, the API module, the pool, a clock."""
+    """What every stage needs: settings, the API module, the pool, clocks, the status memory."""
 
     settings: OperatorSettings
     kube: Kube
     pool: Pool = field(init=False)
     clock: Callable[[], str] = utc_now
+    monotonic: Callable[[], float] = time.monotonic
+    memory: StatusMemory = field(default_factory=StatusMemory)
 
     def __post_init__(self) -> None:
         self.pool = Pool.from_settings(self.settings.allocation)
@@ -146,18 +156,31 @@ def _problem_events(previous: VirtualIPStatus | None, outcome: SpecOutcome) -> l
 def publish(
     ctx: Context,
     body: Mapping[str, Any],
-    outcome: SpecOutcome,
-    extra_events: Sequence[EventSpec] = (),
-) -> VirtualIPStatus:
-    """Write the derived status if it differs from the current one, then post the events."""
-    previous = read_status(body)
-    status = build_status(outcome, read_nodes(body), previous, ctx.clock())
-    wanted = operator_fields(status)
+    outcome: SpecOutcome | None,
+    readiness: Readiness | None,
+) -> VirtualIPStatus | None:
+    """Settle, write the derived status if it differs from the stored one, post the events.
+
+    ``outcome`` None keeps the spec stage's last conclusion (the status stage); None is
+    returned when there is none yet.
+    """
     ref = _ref(body)
-    if previous is None or operator_fields(previous) != wanted:
-        ctx.kube.patch_virtualip_status(ref.name, wanted)
-    for event in [*extra_events, *transition_events(previous, status)]:
-        ctx.kube.post_event(ref, event)
+    with ctx.memory.hold(ref.uid) as memory:
+        recorded = read_status(body)
+        previous = memory.published if memory.published is not None else recorded
+        outcome = outcome if outcome is not None else outcome_from_status(previous)
+        if outcome is None:
+            return None  # the spec stage has not run yet: it writes the first status
+        seen = Observation.of(read_nodes(body), readiness)
+        before = memory.settling if memory.settling is not None else first_sight(previous)
+        settling = settle(before, seen, ctx.monotonic(), ctx.settings.status.settle_seconds)
+        status = build_status(outcome, settling.view, previous, ctx.clock())
+        wanted = operator_fields(status)
+        if recorded is None or operator_fields(recorded) != wanted:
+            ctx.kube.patch_virtualip_status(ref.name, wanted)
+        memory.settling, memory.published = settling, status
+        for event in [*_problem_events(previous, outcome), *transition_events(previous, status)]:
+            ctx.kube.post_event(ref, event)
     metrics.record_state(ref.name, status.state)
     return status
 
@@ -170,6 +193,7 @@ def reconcile_spec(
     body: Mapping[str, Any],
     old: Mapping[str, Any] | None,
     inventory: Inventory,
+    readiness: Readiness | None = None,
 ) -> None:
     """Parse, check, allocate, publish; raise :class:`RetryLater` while a problem lasts."""
     metadata = body["metadata"]
@@ -182,22 +206,22 @@ def reconcile_spec(
         outcome = SpecOutcome(
             _recorded_pair(previous), Problem.INVALID_SPEC, refusal_message(error.errors), generation
         )
-        publish(ctx, body, outcome, _problem_events(previous, outcome))
+        publish(ctx, body, outcome, readiness)
         return
     lost = address_held_by_older(vip, metadata.get("creationTimestamp", ""), inventory.values())
     if lost is not None:
         outcome = SpecOutcome(None, Problem.ADDRESS_IN_USE, str(lost), generation)
-        publish(ctx, body, outcome, _problem_events(previous, outcome))
+        publish(ctx, body, outcome, readiness)
         raise RetryLater(str(lost), delay=30)
     reserved = {entry.pair: entry.name for entry in inventory.values() if entry.pair is not None}
     request = Request.from_virtualip(vip)
     decision = ctx.kube.update_ledger(lambda ledger: _allocation(request, ledger, ctx.pool, reserved))
     if isinstance(decision, Refused):
         outcome = SpecOutcome(None, Problem(decision.problem.value), decision.message, generation)
-        publish(ctx, body, outcome, _problem_events(previous, outcome))
+        publish(ctx, body, outcome, readiness)
         raise RetryLater(decision.message, delay=60)
     outcome = SpecOutcome(decision.pair, None, "", generation)
-    publish(ctx, body, outcome, _problem_events(previous, outcome))
+    publish(ctx, body, outcome, readiness)
     _sync_service(ctx, vip, _old_spec(old))
 
 
@@ -246,23 +270,24 @@ def _sync_service(ctx: Context, vip: VirtualIP, before: VirtualIP | None) -> Non
 # --- the status stage -----------------------------------------------------------------
 
 
-def aggregate_status(ctx: Context, body: Mapping[str, Any]) -> bool:
+def aggregate_status(ctx: Context, body: Mapping[str, Any], readiness: Readiness | None = None) -> bool:
     """Re-derive status from the speakers' entries; False when there is nothing to do yet."""
     if body.get("metadata", {}).get("deletionTimestamp"):
         return False
-    outcome = outcome_from_status(read_status(body))
-    if outcome is None:
-        return False  # the spec stage has not run yet: it writes the first status
-    publish(ctx, body, outcome)
-    return True
+    return publish(ctx, body, None, readiness) is not None
+
+
+def forget(ctx: Context, uid: str) -> None:
+    """A VirtualIP is gone: drop what the operator remembered of it."""
+    ctx.memory.forget(uid)
 
 
 # --- the finalizer --------------------------------------------------------------------
 
 
-def release(ctx: Context, body: Mapping[str, Any], waited: float) -> None:
-    """Wait for the master to let go, then unpublish and release the pair."""
-    masters = Observation.of(read_nodes(body)).masters
+def release(ctx: Context, body: Mapping[str, Any], waited: float, readiness: Readiness | None = None) -> None:
+    """Wait for the master to let go (a NotReady node cannot), then unpublish and release the pair."""
+    masters = Observation.of(read_nodes(body), readiness).masters
     ref = _ref(body)
     if masters and waited < ctx.settings.finalizer_timeout_seconds:
         raise RetryLater(f"waiting for {', '.join(masters)} to release the addresses", delay=2)
@@ -281,6 +306,7 @@ def release(ctx: Context, body: Mapping[str, Any], waited: float) -> None:
     uid = ref.uid
     ctx.kube.update_ledger(lambda ledger: ({uid: None} if uid in ledger else {}, None))
     metrics.forget_virtualip(ref.name)
+    forget(ctx, uid)
 
 
 # --- maintenance ----------------------------------------------------------------------

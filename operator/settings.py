@@ -129,6 +129,15 @@ class WebhookSettings(SettingsModel):
     """Point the API server at this URL instead of the Service (a webhook outside the cluster)."""
 
 
+class StatusSettings(SettingsModel):
+    """How the operator turns the speakers' entries into status and Events."""
+
+    settle_seconds: Annotated[float, Field(ge=0, le=60)] = 2.0
+    """How long a reading with no master, several masters or no backup must last before
+    status and Events show it (a takeover passes through such readings for milliseconds;
+    keepvip.operator.settle). 0 shows every reading."""
+
+
 class OperatorSettings(SettingsModel):
     """Everything the operator needs besides its kubeconfig."""
 
@@ -137,6 +146,7 @@ class OperatorSettings(SettingsModel):
     speaker: SpeakerSettings = Field(default_factory=SpeakerSettings)
     allocation: AllocationSettings = Field(default_factory=AllocationSettings)
     webhook: WebhookSettings = Field(default_factory=WebhookSettings)
+    status: StatusSettings = Field(default_factory=StatusSettings)
     metrics_port: Annotated[int, Field(ge=1, le=65535)] = 9473
     health_port: Annotated[int, Field(ge=1, le=65535)] = 9474
     """kopf's liveness endpoint: http://<pod>:<healthPort>/healthz."""

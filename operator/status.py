@@ -11,7 +11,7 @@ watch does not loop.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import ip_address
 
@@ -51,6 +51,10 @@ class Problem(enum.StrEnum):
 
 
 _CONFLICTS = (Problem.PAIR_IN_USE, Problem.ADDRESS_IN_USE)
+_MASTERS = "MASTER on "
+"""The SplitBrain condition's message prefix (read back by :func:`view_from_status`)."""
+_BACKUPS = "backups: "
+"""The Degraded condition's message prefix (read back by :func:`view_from_status`)."""
 _PROBLEMS = {problem.value for problem in Problem}
 
 
@@ -65,25 +69,66 @@ class SpecOutcome:
 
 
 @dataclass(frozen=True)
+class Unheard:
+    """A speaker's entry the operator does not trust: its node is not Ready (or gone).
+
+    A node cut off from the network cannot update its entry, so the entry keeps saying
+    what it said last (often MASTER, although the node's arbiter has put it in FAULT
+    long since). Kubernetes marks such a node NotReady after the node-monitor grace
+    period; from then on the entry counts as Unknown, neither master nor backup.
+    """
+
+    node: str
+    state: str
+    why: str  # "node NotReady" | "no Node object"
+
+    def __str__(self) -> str:
+        return f"{self.node}: last reported {self.state}, {self.why}"
+
+
+@dataclass(frozen=True)
 class Observation:
-    """What the speakers' entries say: who is master, who backs it up."""
+    """What the speakers' entries say: who is master, who backs it up, whom we ignore."""
 
     masters: tuple[str, ...]
     backups: tuple[str, ...]
+    unheard: tuple[Unheard, ...] = ()
+    preferred: str | None = None
+    """Which of several masters ``status.master`` names (see :mod:`keepvip.operator.settle`);
+    None: the first by name."""
 
     @classmethod
-    def of(cls, nodes: Sequence[NodeStatus]) -> Observation:
-        """Read the speakers' entries (sorted by node name, so the result is stable)."""
+    def of(cls, nodes: Sequence[NodeStatus], readiness: Mapping[str, bool] | None = None) -> Observation:
+        """Read the speakers' entries (sorted by node name, so the result is stable).
+
+        ``readiness`` maps node name to whether its Node is Ready; entries of nodes that
+        are not Ready, or absent from it, are set aside as :class:`Unheard`. None trusts
+        every entry.
+        """
         ordered = sorted(nodes, key=lambda n: n.node)
+        trusted = [n for n in ordered if readiness is None or readiness.get(n.node, False)]
+        unheard = tuple(
+            Unheard(n.node, n.state.value, "node NotReady" if n.node in readiness else "no Node object")
+            for n in ordered
+            if readiness is not None and not readiness.get(n.node, False)
+        )
         return cls(
-            masters=tuple(n.node for n in ordered if n.state is VrrpState.MASTER),
-            backups=tuple(n.node for n in ordered if n.state is VrrpState.BACKUP),
+            masters=tuple(n.node for n in trusted if n.state is VrrpState.MASTER),
+            backups=tuple(n.node for n in trusted if n.state is VrrpState.BACKUP),
+            unheard=unheard,
         )
 
     @property
     def master(self) -> str | None:
-        """The node holding the VIP; with a split brain the first by name (see SplitBrain)."""
+        """The node holding the VIP; with a split brain the preferred one, else the first by name."""
+        if self.preferred is not None and self.preferred in self.masters:
+            return self.preferred
         return self.masters[0] if self.masters else None
+
+    @property
+    def settled(self) -> bool:
+        """One master and at least one backup: nothing is in flight, nothing to wait for."""
+        return len(self.masters) == 1 and bool(self.backups)
 
 
 @dataclass(frozen=True)
@@ -128,14 +173,17 @@ def phase_of(outcome: SpecOutcome, seen: Observation) -> Phase:
 
 def build_status(
     outcome: SpecOutcome,
-    nodes: Sequence[NodeStatus],
+    seen: Observation,
     previous: VirtualIPStatus | None,
     now: str,
 ) -> VirtualIPStatus:
-    """The operator's fields of status (``nodes`` is left to the speakers)."""
+    """The operator's fields of status (``nodes`` is left to the speakers).
+
+    ``seen`` is the settled view (:func:`keepvip.operator.settle.settle`), not the raw
+    entries: a takeover observed half-way must not reach status.
+    """
     before = previous.conditions if previous is not None else ()
     generation = outcome.generation
-    seen = Observation.of(nodes)
     phase = phase_of(outcome, seen)
     allocated = outcome.pair is not None and outcome.problem is None
     problem = outcome.problem
@@ -146,7 +194,7 @@ def build_status(
             ConditionType.READY,
             phase in (Phase.READY, Phase.DEGRADED),
             _ready_reason(phase),
-            f"{seen.master} holds the addresses" if seen.master else "no node holds the addresses",
+            _ready_message(seen),
         ),
         make(
             ConditionType.ALLOCATED,
@@ -158,13 +206,13 @@ def build_status(
             ConditionType.DEGRADED,
             phase is Phase.DEGRADED,
             "NoBackup" if phase is Phase.DEGRADED else "Redundant" if seen.backups else "NoMaster",
-            f"backups: {', '.join(seen.backups)}" if seen.backups else "no node is BACKUP",
+            f"{_BACKUPS}{', '.join(seen.backups)}" if seen.backups else "no node is BACKUP",
         ),
         make(
             ConditionType.SPLIT_BRAIN,
             len(seen.masters) > 1,
             "MultipleMasters" if len(seen.masters) > 1 else "SingleMaster",
-            f"MASTER on {', '.join(seen.masters)}" if seen.masters else "no node is MASTER",
+            f"{_MASTERS}{', '.join(seen.masters)}" if seen.masters else "no node is MASTER",
         ),
         make(
             ConditionType.CONFLICT,
@@ -187,6 +235,11 @@ def build_status(
         conditions=tuple(conditions),
         observed_generation=generation,
     )
+
+
+def _ready_message(seen: Observation) -> str:
+    holder = f"{seen.master} holds the addresses" if seen.master else "no node holds the addresses"
+    return "; ".join([holder, *(str(u) for u in seen.unheard)])
 
 
 def _ready_reason(phase: Phase) -> str:
@@ -219,6 +272,31 @@ def outcome_from_status(status: VirtualIPStatus | None) -> SpecOutcome | None:
     elif allocated is not None and allocated.status == "False" and allocated.reason in _PROBLEMS:
         problem, message = Problem(allocated.reason), allocated.message or ""
     return SpecOutcome(pair=pair, problem=problem, message=message, generation=status.observed_generation)
+
+
+def view_from_status(status: VirtualIPStatus | None) -> Observation:
+    """The view a status shows (master, masters, backups), as :func:`build_status` wrote it.
+
+    What the operator starts from when it first sees a VirtualIP (after a restart), so
+    that a takeover in flight at that moment does not flip the recorded story.
+    """
+    if status is None:
+        return Observation((), ())
+    masters: tuple[str, ...] = (status.master,) if status.master else ()
+    backups: tuple[str, ...] = ()
+    for condition in status.conditions:
+        message = condition.message or ""
+        if condition.type == ConditionType.SPLIT_BRAIN.value and condition.status == "True":
+            masters = _names_after(_MASTERS, message) or masters
+        if condition.type == ConditionType.DEGRADED.value:
+            backups = _names_after(_BACKUPS, message)
+    return Observation(masters, backups, preferred=status.master)
+
+
+def _names_after(prefix: str, message: str) -> tuple[str, ...]:
+    if not message.startswith(prefix):
+        return ()
+    return tuple(name for name in message[len(prefix) :].split(", ") if name)
 
 
 def operator_fields(status: VirtualIPStatus) -> dict[str, object]:

@@ -1,0 +1,135 @@
+"""The settled view of a VirtualIP: what status and Events tell, once a takeover has landed.
+
+Each speaker writes its own ``status.nodes`` entry, independently, so the API sees a
+takeover half-way: the old master already BACKUP before the new one reports MASTER
+(no master for a moment), or the new master MASTER before the old one reports BACKUP
+(two masters for a moment). VRRP itself has brief legitimate double masters too: two
+backups whose Master_Down timers fire within one Skew_Time (RFC 9568 §6.4.2) both
+become master, and the next advertisement sends the lower one back to BACKUP
+(RFC 9568 §6.4.3). None of that is news for ``kubectl describe vip``.
+
+The rule: good news at once, bad news once it has lasted. A reading with one master and
+a backup is adopted at once. Any other reading (no master, several masters, a master
+without a backup) must persist for ``settleSeconds`` before status and Events show it;
+until then the view keeps what it showed, except that a new single master is named at
+once (who holds the addresses is the news ``kubectl get vip`` exists for). So A → B
+through a short "(none)" or a short double master is one ``MasterChanged A → B``.
+
+Everything here is pure: every call carries ``now`` (monotonic seconds). The caller
+keeps a :class:`Settling` per VirtualIP in memory (:class:`StatusMemory`) and
+re-evaluates periodically, so a lasting transient is adopted without waiting for the
+next change. Memory is lost on restart by design: :func:`first_sight` rebuilds the view
+from the status the previous run wrote.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from keepvip.api.model import VirtualIPStatus
+from keepvip.operator.status import Observation, view_from_status
+
+
+@dataclass(frozen=True)
+class Settling:
+    """One VirtualIP's settled view and since when the readings have been unsettled."""
+
+    view: Observation
+    unsettled_since: float | None = None
+    """Monotonic time of the first reading that was not :attr:`Observation.settled`
+    after one that was; None while readings are settled."""
+
+
+def first_sight(recorded: VirtualIPStatus | None) -> Settling:
+    """Start from what status already tells (a new VirtualIP: nothing)."""
+    return Settling(view_from_status(recorded))
+
+
+def settle(before: Settling, seen: Observation, now: float, grace: float) -> Settling:
+    """The view after reading ``seen`` at ``now``, given the view ``before``."""
+    if seen.settled:
+        return Settling(seen)
+    since = before.unsettled_since if before.unsettled_since is not None else now
+    if now - since >= grace:
+        return Settling(_name_master(seen, before.view), since)
+    if len(seen.masters) == 1:
+        # A master without a backup: name it now, let the lost redundancy wait.
+        backups = tuple(b for b in before.view.backups if b not in seen.masters)
+        return Settling(replace(seen, backups=backups), since)
+    # No master or several: keep telling what was told (nodes' readiness is current).
+    return Settling(replace(before.view, unheard=seen.unheard), since)
+
+
+def settles_at(settling: Settling, grace: float) -> float | None:
+    """When a pending reading would be adopted, if it lasts (None: nothing pending)."""
+    if settling.unsettled_since is None:
+        return None
+    return settling.unsettled_since + grace
+
+
+def _name_master(seen: Observation, before: Observation) -> Observation:
+    """With several masters, name the one that took over, and keep naming it.
+
+    The newcomer is the node that stopped hearing the old master, usually because the
+    old one is gone (cut off, its entry stale): naming it tells where the addresses
+    went, and keeping the name while the split lasts keeps MasterChanged from
+    flip-flopping.
+    """
+    if len(seen.masters) < 2:
+        return seen
+    if len(before.masters) > 1 and before.master in seen.masters:
+        return replace(seen, preferred=before.master)
+    newcomers = [m for m in seen.masters if m != before.master]
+    return replace(seen, preferred=newcomers[0])
+
+
+def node_is_ready(status: Mapping[str, Any] | None) -> bool:
+    """Whether a Node's ``status.conditions`` say Ready=True (Unknown and False are not)."""
+    conditions = (status or {}).get("conditions") or ()
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+# --- the operator's memory of each VirtualIP -------------------------------------------
+
+
+@dataclass
+class Remembered:
+    """What the operator last decided for one VirtualIP (mutated under its lock)."""
+
+    settling: Settling | None = None
+    published: VirtualIPStatus | None = None
+    """The status last written: the base for the next Events, newer than a lagging watch body."""
+
+
+@dataclass
+class StatusMemory:
+    """Per-VirtualIP :class:`Remembered`, each used by one thread at a time.
+
+    The watch-event handler and the periodic re-evaluation run in different threads;
+    holding the VirtualIP's lock from reading the memory to posting the Events makes
+    each settled change produce its Events exactly once.
+    """
+
+    _entries: dict[str, Remembered] = field(default_factory=dict)
+    _locks: dict[str, threading.Lock] = field(default_factory=dict)
+    _guard: threading.Lock = field(default_factory=threading.Lock)
+
+    @contextmanager
+    def hold(self, uid: str) -> Iterator[Remembered]:
+        """The VirtualIP's memory, exclusively, for the duration of the block."""
+        with self._guard:
+            lock = self._locks.setdefault(uid, threading.Lock())
+        with lock:
+            with self._guard:
+                entry = self._entries.setdefault(uid, Remembered())
+            yield entry
+
+    def forget(self, uid: str) -> None:
+        """Drop a deleted VirtualIP's memory."""
+        with self._guard:
+            self._entries.pop(uid, None)
+            self._locks.pop(uid, None)
