@@ -126,6 +126,8 @@ ROWS = [
         expect(lambda r: r.settings()["healthPort"] == 9101, "settings"),
         expect(lambda r: container_ports(r)["health"] == 9101, "container port"),
         expect(lambda r: r.operator_container()["livenessProbe"]["httpGet"]["port"] == "health", "probe"))),
+    Row("operator.status.settleSeconds", 0.5, expect(lambda r: (
+        OperatorSettings.model_validate(r.settings()).status.settle_seconds == 0.5), "settle seconds")),
     Row("operator.resources", RESOURCES, expect(
         lambda r: r.operator_container()["resources"] == RESOURCES, "resources")),
     # helm merges a map with its default: kubernetes.io/os stays unless set to null.
