@@ -12,7 +12,8 @@ The rule: good news at once, bad news once it has lasted. A reading with one mas
 a backup is adopted at once. Any other reading (no master, several masters, a master
 without a backup) must persist for ``settleSeconds`` before status and Events show it;
 until then the view keeps what it showed, except that a new single master is named at
-once (who holds the addresses is the news ``kubectl get vip`` exists for). So A → B
+once (who holds the addresses is the news ``kubectl get vip`` exists for), its missing
+backup shown as pending (``Degraded=False``, reason ``BackupPending``), not Degraded. So A → B
 through a short "(none)" or a short double master is one ``MasterChanged A → B``.
 
 Everything here is pure: every call carries ``now`` (monotonic seconds). The caller
@@ -59,7 +60,7 @@ def settle(before: Settling, seen: Observation, now: float, grace: float) -> Set
     if len(seen.masters) == 1:
         # A master without a backup: name it now, let the lost redundancy wait.
         backups = tuple(b for b in before.view.backups if b not in seen.masters)
-        return Settling(replace(seen, backups=backups), since)
+        return Settling(replace(seen, backups=backups, backups_pending=not backups), since)
     # No master or several: keep telling what was told (nodes' readiness is current).
     return Settling(replace(before.view, unheard=seen.unheard), since)
 

@@ -53,6 +53,8 @@ class Problem(enum.StrEnum):
 _CONFLICTS = (Problem.PAIR_IN_USE, Problem.ADDRESS_IN_USE)
 _MASTERS = "MASTER on "
 """The SplitBrain condition's message prefix (read back by :func:`view_from_status`)."""
+_BACKUP_PENDING = "BackupPending"
+"""The Degraded condition's reason while a master has had no backup for less than the grace period."""
 _BACKUPS = "backups: "
 """The Degraded condition's message prefix (read back by :func:`view_from_status`)."""
 _PROBLEMS = {problem.value for problem in Problem}
@@ -96,6 +98,8 @@ class Observation:
     preferred: str | None = None
     """Which of several masters ``status.master`` names (see :mod:`keepvip.operator.settle`);
     None: the first by name."""
+    backups_pending: bool = False
+    """A master without backup for less than the grace period: not Degraded yet."""
 
     @classmethod
     def of(cls, nodes: Sequence[NodeStatus], readiness: Mapping[str, bool] | None = None) -> Observation:
@@ -166,7 +170,7 @@ def phase_of(outcome: SpecOutcome, seen: Observation) -> Phase:
         return Phase.PENDING
     if len(seen.masters) > 1:
         return Phase.SPLIT_BRAIN
-    if not seen.backups:
+    if not seen.backups and not seen.backups_pending:
         return Phase.DEGRADED
     return Phase.READY
 
@@ -205,7 +209,7 @@ def build_status(
         make(
             ConditionType.DEGRADED,
             phase is Phase.DEGRADED,
-            "NoBackup" if phase is Phase.DEGRADED else "Redundant" if seen.backups else "NoMaster",
+            _degraded_reason(phase, seen),
             f"{_BACKUPS}{', '.join(seen.backups)}" if seen.backups else "no node is BACKUP",
         ),
         make(
@@ -235,6 +239,14 @@ def build_status(
         conditions=tuple(conditions),
         observed_generation=generation,
     )
+
+
+def _degraded_reason(phase: Phase, seen: Observation) -> str:
+    if phase is Phase.DEGRADED:
+        return "NoBackup"
+    if seen.backups:
+        return "Redundant"
+    return _BACKUP_PENDING if seen.master and seen.backups_pending else "NoMaster"
 
 
 def _ready_message(seen: Observation) -> str:
@@ -284,13 +296,15 @@ def view_from_status(status: VirtualIPStatus | None) -> Observation:
         return Observation((), ())
     masters: tuple[str, ...] = (status.master,) if status.master else ()
     backups: tuple[str, ...] = ()
+    pending = False
     for condition in status.conditions:
         message = condition.message or ""
         if condition.type == ConditionType.SPLIT_BRAIN.value and condition.status == "True":
             masters = _names_after(_MASTERS, message) or masters
         if condition.type == ConditionType.DEGRADED.value:
             backups = _names_after(_BACKUPS, message)
-    return Observation(masters, backups, preferred=status.master)
+            pending = condition.reason == _BACKUP_PENDING
+    return Observation(masters, backups, preferred=status.master, backups_pending=pending)
 
 
 def _names_after(prefix: str, message: str) -> tuple[str, ...]:

@@ -195,12 +195,21 @@ def test_a_master_without_backup_is_degraded_only_once_it_lasts() -> None:
     assert story.told[1:] == ["Degraded the master has no backup"]
 
 
-def test_a_new_single_master_is_named_at_once_even_before_its_backups_settle() -> None:
+def test_a_new_single_master_is_named_at_once_and_its_missing_backup_told_once_it_lasts() -> None:
     story = Story().at(0.0, node_a="MASTER", node_b="BACKUP")
     story.at(10.0, node_a="FAULT", node_b="MASTER")  # two nodes: nobody is left as backup
-    assert story.status.master == "node-b"
-    assert story.told == ["MasterChanged (none) → node-a", "MasterChanged node-a → node-b",
-                          "Degraded the master has no backup"]
+    assert (story.status.master, story.status.state) == ("node-b", "Ready")
+    assert story.condition("Degraded")[:2] == ("False", "BackupPending")
+    assert story.told[1:] == ["MasterChanged node-a → node-b"]
+    story.tick(12.0)
+    assert story.status.state == "Degraded"
+    assert story.told[2:] == ["Degraded the master has no backup"]
+
+
+def test_a_first_master_reported_before_its_backups_is_not_degraded() -> None:
+    story = Story().at(0.0, node_a="MASTER").at(0.05, node_b="BACKUP", node_c="BACKUP").tick(5.0)
+    assert story.told == ["MasterChanged (none) → node-a"]
+    assert story.status.state == "Ready"
 
 
 def test_with_no_grace_period_every_reading_is_told() -> None:
@@ -232,9 +241,11 @@ def test_a_restarted_operator_does_not_retell_a_split_brain_already_recorded() -
 
 def test_the_view_a_status_shows_reads_back_as_written() -> None:
     for seen in (Observation(("node-a",), ("node-b", "node-c")), Observation((), ()),
-                 Observation(("node-a", "node-b"), ("node-c",), preferred="node-b")):
+                 Observation(("node-a", "node-b"), ("node-c",), preferred="node-b"),
+                 Observation(("node-a",), (), backups_pending=True), Observation(("node-a",), ())):
         back = view_from_status(build_status(OK, seen, None, T0))
-        assert (back.master, back.masters, back.backups) == (seen.master, seen.masters, seen.backups)
+        assert (back.master, back.masters, back.backups, back.backups_pending) == (
+            seen.master, seen.masters, seen.backups, seen.backups_pending)
     assert view_from_status(None) == Observation((), ())
 
 
