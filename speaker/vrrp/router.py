@@ -418,8 +418,8 @@ class VirtualRouter:
         # `_reannounce`) and clients drop our MAC.
         return [
             StateChanged(State.MASTER, State.BACKUP, reason),
-            SendAdvertisement(self._advertisement()),
             RemoveAddresses(self._config.addresses),
+            SendAdvertisement(self._advertisement()),
         ]
 
     def _reannounce(self, now: float) -> list[Action]:

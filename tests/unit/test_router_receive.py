@@ -317,12 +317,12 @@ def test_master_yields_to_a_winning_advert(
     actions = router.receive(advert(priority, interval_cs=20), source, 500.0)
 
     # RFC 9568 §6.4.3: cancel Adver_Timer, adopt the interval, arm Master_Down, backup;
-    # keepalived's higher_prio_send_advert: one last advert at our priority first, so the
+    # keepalived's higher_prio_send_advert: one last advert at our priority, so the
     # winner learns of the split brain and re-announces.
     assert actions == [
         StateChanged(State.MASTER, State.BACKUP, reason),
-        SendAdvertisement(advert(100)),
         RemoveAddresses((VIP,)),
+        SendAdvertisement(advert(100)),
         ConfigMismatch(DropReason.INTERVAL_MISMATCH, source, advert(priority, interval_cs=20)),
     ]
     assert router.master_adver_interval_cs == 20
