@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 # lan.py is plain Python imported by path, so bench/ and demos can use it too.
 from lan import Lan, sweep_stale
+from speaker_harness import SpeakerSet, speaker_set
 
 HERE = Path(__file__).parent
 
@@ -45,3 +46,11 @@ def lan(_root: None) -> Iterator[Lan]:
     """Three nodes (node1..node3) and a client on one bridge, removed after the test."""
     with Lan.build(nodes=3, client=True) as built:
         yield built
+
+
+@pytest.fixture
+def speakers(lan: Lan, tmp_path: Path) -> Iterator[SpeakerSet]:
+    """keepvip speakers on every node (not started) and a web server per node naming it."""
+    with speaker_set(lan, tmp_path) as running:
+        running.start_web()
+        yield running

@@ -10,9 +10,7 @@ and cuts the master off from it.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from functools import partial
-from pathlib import Path
 
 import pytest
 from lan import Lan
@@ -20,7 +18,6 @@ from speaker_harness import (
     VIP4,
     SpeakerSet,
     holders,
-    speaker_set,
     stays_master,
     virtualip,
     wait_for_master,
@@ -31,13 +28,6 @@ from speaker_harness import (
 pytestmark = pytest.mark.timeout(60)
 
 PRIORITIES = {"node1": 150, "node2": 140, "node3": 100}
-
-
-@pytest.fixture
-def speakers(lan: Lan, tmp_path: Path) -> Iterator[SpeakerSet]:
-    with speaker_set(lan, tmp_path) as running:
-        running.start_web()
-        yield running
 
 
 def test_a_failing_web_check_moves_the_vip_and_preemption_brings_it_back(

@@ -11,9 +11,7 @@ below are generous multiples of it, because CI machines are loaded.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from functools import partial
-from pathlib import Path
 
 import pytest
 from lan import Lan
@@ -23,7 +21,6 @@ from speaker_harness import (
     client_sees,
     describe_vip,
     holders,
-    speaker_set,
     stays_master,
     virtualip,
     wait_for_master,
@@ -35,13 +32,6 @@ pytestmark = pytest.mark.timeout(60)
 
 MASTER_DOWN_INTERVAL = 3 * 0.1 + 0.1  # upper bound: Skew_Time < Master_Adver_Interval
 TAKEOVER_BOUND = MASTER_DOWN_INTERVAL + 2.0  # generous: loaded CI machines
-
-
-@pytest.fixture
-def speakers(lan: Lan, tmp_path: Path) -> Iterator[SpeakerSet]:
-    with speaker_set(lan, tmp_path) as running:
-        running.start_web()
-        yield running
 
 
 def test_the_node_with_the_highest_priority_becomes_master(lan: Lan, speakers: SpeakerSet) -> None:

@@ -9,9 +9,7 @@ unsolicited neighbour advertisements (override flag).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from ipaddress import IPv4Interface, IPv6Interface
-from pathlib import Path
 
 import pytest
 from lan import Lan
@@ -21,7 +19,6 @@ from speaker_harness import (
     SpeakerSet,
     as_interface,
     client_sees,
-    speaker_set,
     stays_master,
     virtualip,
     wait_for_master,
@@ -32,13 +29,6 @@ from speaker_harness import (
 pytestmark = pytest.mark.timeout(60)
 
 TAKEOVER_BOUND = 3 * 0.1 + 0.1 + 2.0  # Master_Down_Interval at 100 ms, plus a generous margin
-
-
-@pytest.fixture
-def speakers(lan: Lan, tmp_path: Path) -> Iterator[SpeakerSet]:
-    with speaker_set(lan, tmp_path) as running:
-        running.start_web()
-        yield running
 
 
 # (web VIP, api VIP, web group, api group) per address family.

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Iterator
 from functools import partial
-from pathlib import Path
 
 import pytest
 from lan import Lan
@@ -20,7 +18,6 @@ from speaker_harness import (
     VIP4,
     SpeakerSet,
     as_interface,
-    speaker_set,
     stays_master,
     virtualip,
     wait_for_master,
@@ -32,13 +29,6 @@ pytestmark = pytest.mark.timeout(60)
 
 RELOAD_BOUND = 10.0  # the file is polled every second; generous for loaded machines
 OTHER_VIP4 = as_interface("198.18.0.101/24")
-
-
-@pytest.fixture
-def speakers(lan: Lan, tmp_path: Path) -> Iterator[SpeakerSet]:
-    with speaker_set(lan, tmp_path) as running:
-        running.start_web()
-        yield running
 
 
 def test_raising_a_backups_priority_in_the_file_makes_it_take_over_without_a_restart(
