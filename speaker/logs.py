@@ -58,3 +58,23 @@ def configure_logging(log_format: str, level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+
+
+class RateLimiter:
+    """Says yes once per ``every`` seconds per key (RFC 9568 §7.1: log drops, rate-limited).
+
+    A forged or misconfigured peer can send hundreds of packets a second; the counters
+    count every one, the log tells each distinct problem at most every ``every`` seconds.
+    """
+
+    def __init__(self, every: float = 10.0) -> None:
+        self.every = every
+        self._last: dict[tuple[str, ...], float] = {}
+
+    def allow(self, key: tuple[str, ...], now: float) -> bool:
+        """Whether to log the event ``key`` at monotonic time ``now``."""
+        last = self._last.get(key)
+        if last is not None and now - last < self.every:
+            return False
+        self._last[key] = now
+        return True

@@ -23,6 +23,7 @@ from typing import Protocol
 from keepvip.api.model import IPInterface
 from keepvip.speaker.checks.tracker import CheckState, effective_priority, faulting_checks
 from keepvip.speaker.desired import RouterPlan
+from keepvip.speaker.logs import RateLimiter
 from keepvip.speaker.metrics import SpeakerMetrics
 from keepvip.speaker.net.vrrp_socket import Received, VrrpSocket
 from keepvip.speaker.runtime.sockets import SocketKey, SocketPool
@@ -152,6 +153,7 @@ class RouterRunner:
         self._reason = "configured"
         self._conflict: str | None = None
         self._forms: dict[IPAddress, IPInterface] = {vip.ip: vip for vip in plan.addresses}
+        self._drop_log = RateLimiter()
         self._loop = asyncio.get_running_loop()
 
     # ------------------------------------------------------------------ lifecycle
@@ -323,8 +325,9 @@ class RouterRunner:
             self._state_changed(action)
         elif isinstance(action, Dropped):
             self._metrics.advert_dropped.labels(name, self.ifname, action.reason.value).inc()
-            log.debug("advertisement from %s dropped: %s", action.source, action.reason.value,
-                      extra={"virtualip": name})  # fmt: skip
+            if self._drop_log.allow((action.reason.value, str(action.source)), self._now()):
+                log.warning("advertisement from %s dropped: %s", action.source, action.reason.value,
+                            extra={"virtualip": name, "reason": action.reason.value})  # fmt: skip
         elif isinstance(action, ConfigMismatch):
             self._metrics.advert_mismatch.labels(name, action.reason.value).inc()
             detail = f"{action.reason.value} from {action.source}"

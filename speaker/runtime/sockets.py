@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from keepvip.speaker.logs import RateLimiter
 from keepvip.speaker.metrics import SpeakerMetrics
 from keepvip.speaker.net.vrrp_socket import Received, VrrpSocket
 from keepvip.speaker.vrrp.advertisement import Advertisement, IPAddress
@@ -47,6 +49,7 @@ class SocketPool:
     def __init__(self, metrics: SpeakerMetrics) -> None:
         self._metrics = metrics
         self._sockets: dict[SocketKey, _SharedSocket] = {}
+        self._log = RateLimiter()
 
     def subscribe(
         self,
@@ -98,21 +101,23 @@ class SocketPool:
         while (packet := shared.sock.receive()) is not None:
             self._dispatch(key, shared, packet)
 
-    def _drop(self, key: SocketKey, reason: DropReason, name: str = "") -> None:
+    def _drop(self, key: SocketKey, reason: DropReason, source: IPAddress, name: str = "") -> None:
         self._metrics.advert_dropped.labels(name, key[0], reason.value).inc()
+        if self._log.allow((reason.value, str(source)), time.monotonic()):
+            log.warning("VRRP packet from %s on %s dropped: %s", source, key[0], reason.value,
+                        extra={"virtualip": name, "reason": reason.value})  # fmt: skip
 
     def _dispatch(self, key: SocketKey, shared: _SharedSocket, packet: Received) -> None:
         decoded = decode(packet.payload, source=packet.source, destination=packet.destination, ttl=packet.ttl)
         if isinstance(decoded, DropReason):
-            log.debug("dropped VRRP packet from %s: %s", packet.source, decoded.value)
-            self._drop(key, decoded)
+            self._drop(key, decoded, packet.source)
             return
         subscription = shared.subscriptions.get(decoded.vrid)
         if subscription is None:
-            self._drop(key, DropReason.WRONG_VRID)
+            self._drop(key, DropReason.WRONG_VRID, packet.source)
             return
         if key[2] is None and packet.source not in subscription.peers:
             # Unicast mode: only the configured peers take part (keepalived unicast_peer).
-            self._drop(key, DropReason.FOREIGN_SENDER, subscription.name)
+            self._drop(key, DropReason.FOREIGN_SENDER, packet.source, subscription.name)
             return
         subscription.deliver(decoded, packet)
