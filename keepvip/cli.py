@@ -34,6 +34,13 @@ def _build_parser() -> argparse.ArgumentParser:
     speaker.add_argument(
         "--notify", metavar="CMD", help="run CMD INSTANCE NAME STATE PRIORITY on transitions"
     )
+    speaker.add_argument(
+        "--garp-refresh",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="while master, repeat the announcements this often (0: never; ~100 beats a 300 s MAC aging)",
+    )
     speaker.add_argument("--log-format", choices=("text", "json"), default="text")
     speaker.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
 

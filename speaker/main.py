@@ -107,6 +107,7 @@ async def _serve(
             notifier=Notifier(args.notify),
             on_report=on_report,
             on_forget=on_forget,
+            garp_refresh=args.garp_refresh,
         )
         await speaker.start()
         if first is not None:

@@ -270,8 +270,9 @@ class SpeakerSet:
     def log_path(self, node: str) -> Path:
         return self.workdir / f"{node}.log"
 
-    def start(self, *nodes: str) -> None:
-        """Start the speaker of each node (default: every node) on its configuration file."""
+    def start(self, *nodes: str, extra: Sequence[str] = ()) -> None:
+        """Start the speaker of each node (default: every node) on its configuration file,
+        with ``extra`` command-line arguments."""
         for node in nodes or self.node_names:
             assert node not in self.speakers or self.speakers[node].poll() is not None, f"{node} runs"
             log = self.log_path(node).open("ab")
@@ -279,7 +280,7 @@ class SpeakerSet:
             argv = [
                 str(KEEPVIP), "speaker", "--config", str(self.config_path(node)), "--node", node,
                 "--metrics-address", f"127.0.0.1:{METRICS_PORT}", "--log-format", "json",
-                "--log-level", "INFO",
+                "--log-level", "INFO", *extra,
             ]  # fmt: skip
             self.started_at[node] = time.time()
             self.speakers[node] = self.lan.spawn(node, argv, stdout=log, stderr=log)
