@@ -184,3 +184,23 @@ def test_deleting_the_virtualip_removes_the_address_from_every_node(
     wait_until(lambda: keepvip.get(name) is None, timeout=40, what="the VirtualIP gone")
     wait_until(lambda: not keepvip.holders(address), timeout=10, what="the address gone from every node")
     assert keepvip.who_answers(address) is None
+
+
+def test_changing_a_virtualip_moves_the_vip_without_restarting_any_speaker(
+    keepvip: KeepvipOnCluster, cluster: LocalCluster, virtualip: Callable[[int], tuple[str, str]]
+) -> None:
+    def speaker_pids() -> dict[str, int | None]:
+        return {
+            node: cluster.kubelet.container_pid(keepvip.namespace, pod, "speaker")
+            for node, pod in keepvip.running_speakers().items()
+        }
+
+    before = speaker_pids()
+    name, address = virtualip(7)
+    keepvip.wait_for_answer(address, "node-a", timeout=30)
+    document = virtualip_document(name, address)
+    document["spec"]["nodePriorities"][1]["priority"] = 200  # node-b now outranks node-a
+    keepvip.apply(document)
+    keepvip.wait_for_answer(address, "node-b", timeout=10)
+    assert speaker_pids() == before
+    assert None not in before.values()
