@@ -150,3 +150,10 @@ def test_a_status_list_stored_as_null_reads_as_empty() -> None:
     assert status is not None
     assert status.nodes == ()
     assert status.conditions == ()
+
+
+def test_the_cluster_example_is_a_valid_virtualip() -> None:
+    example = Path(__file__).parents[2] / "examples" / "ingress-vip.yaml"
+    vip = parse_virtualip(yaml.safe_load(example.read_text()))
+    assert vip.name == "ingress"
+    assert vip.spec.vrrp.vrid is None  # the operator allocates it

@@ -80,3 +80,10 @@ def test_node_labels_and_metrics_address_parse() -> None:
     assert parse_host_port(":9472") == ("0.0.0.0", 9472)
     with pytest.raises(ValueError, match="HOST:PORT"):
         parse_host_port("9472")
+
+
+def test_the_standalone_example_is_a_valid_configuration() -> None:
+    example = Path(__file__).parents[2] / "examples" / "standalone.yaml"
+    snapshot = load_config_file(example)
+    assert [v.name for v in snapshot.virtualips] == ["web", "legacy"]
+    assert snapshot.secrets[("default", "vrrp", "password")] == b"s3cret"
