@@ -7,7 +7,8 @@ variable ``KEEPVIP_OPERATOR_SETTINGS``.
 One replica runs standalone (the default): the allocation ledger's compare-and-swap
 keeps pairs unique even while two replicas overlap during a rolling update, and every
 stage is idempotent. Several replicas use kopf peering (``peeringName``; the chart
-then installs kopf's ClusterKopfPeering CRD): one replica handles, the others wait.
+then installs kopf's ClusterKopfPeering CRD and object): the oldest replica handles,
+the others serve the webhook and wait (keepvip.operator.peering).
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ import logging
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import kopf
 
-from keepvip.operator import metrics
+from keepvip.operator import metrics, peering
 from keepvip.operator.handlers import register
 from keepvip.operator.kube import Kube, load_configuration
 from keepvip.operator.reconcile import Context
@@ -69,8 +71,25 @@ def run(args: argparse.Namespace) -> int:
         kopf.run(
             registry=registry,
             clusterwide=True,
-            standalone=settings.peering_name is None,
-            peering_name=settings.peering_name,
             liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz",
+            **peering_options(settings.peering_name),
         )
     return 0
+
+
+def peering_options(peering_name: str | None) -> dict[str, Any]:
+    """kopf.run's peering arguments: standalone, or this replica's place among its peers."""
+    if peering_name is None:
+        return {"standalone": True}
+    kopf_settings = kopf.OperatorSettings()
+    kopf_settings.peering.lifetime = peering.LIFETIME_SECONDS
+    priority = peering.own_priority()
+    identity = peering.own_identity()
+    log.info("kopf peering %r as %s, priority %d", peering_name, identity or "(kopf's id)", priority)
+    return {
+        "standalone": False,
+        "peering_name": peering_name,
+        "priority": priority,
+        "settings": kopf_settings,
+        **({"identity": identity} if identity else {}),
+    }
