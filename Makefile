@@ -12,10 +12,12 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 all: test
 
+# `-I` (isolated): the project root must not be on sys.path while the venv is bare, or
+# the top-level operator/ folder shadows the standard library's operator module.
 $(STAMP): pyproject.toml
-	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	test -x $(PY) || python3 -I -m venv $(VENV)
+	$(PY) -I -m pip install -q --upgrade pip
+	$(PY) -I -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -29,21 +31,21 @@ lint: $(STAMP)
 	$(VENV)/bin/lint-imports
 
 unit: $(STAMP)
-	$(PY) -m pytest tests/unit -q
+	$(VENV)/bin/pytest tests/unit -q
 
 netns: $(STAMP) system-deps
-	$(PY) -m pytest tests/netns -q
+	$(VENV)/bin/pytest tests/netns -q
 
 cluster: $(STAMP) system-deps
 	bash hack/build-k8s.sh
 	bash hack/get-helm.sh
-	$(PY) -m pytest tests/cluster -q
+	$(VENV)/bin/pytest tests/cluster -q
 
 # One pytest run over every tier, so the closing line counts every test.
 test: $(STAMP) system-deps lint
 	bash hack/build-k8s.sh
 	bash hack/get-helm.sh
-	$(PY) -m pytest tests -q
+	$(VENV)/bin/pytest tests -q
 
 crd: $(STAMP)
 	$(VENV)/bin/keepvip crd > crds/virtualips.keepvip.io.yaml
@@ -56,7 +58,7 @@ demo: $(STAMP) system-deps
 	$(VENV)/bin/keepvip demo
 
 bench: $(STAMP) system-deps
-	$(PY) bench/failover.py
+	$(PY) -I bench/failover.py
 
 clean:
 	rm -rf $(VENV) build .mypy_cache .pytest_cache .ruff_cache .hypothesis

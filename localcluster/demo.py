@@ -253,8 +253,8 @@ class StandaloneWorld:
         self.web[name].start()
 
     def start_speaker(self, name: str) -> None:
-        argv = [*self._in(name), sys.executable, "-m", "keepvip", "speaker",
-                "--config", str(self.config), "--node", name]  # fmt: skip
+        keepvip = str(Path(sys.executable).parent / "keepvip")
+        argv = [*self._in(name), keepvip, "speaker", "--config", str(self.config), "--node", name]
         self.speakers[name] = ChildProcess(f"speaker-{name}", argv, self.workdir / f"speaker-{name}.log")
         self.speakers[name].start()
 
