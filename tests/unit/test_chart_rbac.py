@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from chart_helm import ROOT, Helm, Rendered
+from chart_helm import ROOT, Helm, Rendered, nested
 
 REVIEWED = ROOT / "tests" / "chart_rbac_reviewed.yaml"
 
@@ -40,13 +40,44 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> Rendered:
     return Helm.find(tmp_path_factory.mktemp("helm")).template()
 
 
-def test_every_role_grants_exactly_the_reviewed_verbs(rendered: Rendered) -> None:
-    reviewed = yaml.safe_load(REVIEWED.read_text())
-    actual = {
+Reviewed = dict[str, dict[str, list[str]]]
+
+
+def roles(rendered: Rendered) -> Reviewed:
+    """Every rendered role, keyed as in the reviewed file."""
+    return {
         f"{doc['kind']}/{doc['metadata']['name']} {doc['metadata'].get('namespace', '')}".strip(): grants(doc)
         for doc in rendered.docs if doc["kind"] in ("ClusterRole", "Role")
     }  # fmt: skip
-    assert actual == {name: {k: sorted(v) for k, v in rules.items()} for name, rules in reviewed.items()}
+
+
+def reviewed_rights() -> tuple[Reviewed, dict[tuple[str, str], Reviewed]]:
+    """The default rights, and per (values path, value) the rights each role gains with it."""
+    base: Reviewed = {}
+    conditional: dict[tuple[str, str], Reviewed] = defaultdict(dict)
+    for key, rules in yaml.safe_load(REVIEWED.read_text()).items():
+        rights = {resource: sorted(verbs) for resource, verbs in rules.items()}
+        role, _, condition = key.partition(" when ")
+        if condition:
+            path, _, value = condition.partition("=")
+            conditional[(path, value)][role] = rights
+        else:
+            base[role] = rights
+    return base, conditional
+
+
+def test_every_role_grants_exactly_the_reviewed_verbs(rendered: Rendered) -> None:
+    base, _ = reviewed_rights()
+    assert roles(rendered) == base
+
+
+def test_rights_a_value_turns_on_are_exactly_the_reviewed_additions(tmp_path: Path) -> None:
+    base, conditional = reviewed_rights()
+    assert conditional, "the reviewed file lists conditional rights (kopf peering)"
+    helm = Helm.find(tmp_path)
+    for (path, value), additions in conditional.items():
+        expected = {role: {**rights, **additions.get(role, {})} for role, rights in base.items()}
+        assert roles(helm.template(nested({path: yaml.safe_load(value)}))) == expected, f"{path}={value}"
 
 
 def test_no_role_uses_wildcards_or_escalation_verbs(rendered: Rendered) -> None:

@@ -162,7 +162,10 @@ def test_chart_crd_holds_the_same_bytes_as_the_generated_top_level_crd() -> None
     assert in_chart.read_bytes() == top.read_bytes(), (
         "charts/keepvip/crds is stale: cp crds/virtualips.keepvip.io.yaml charts/keepvip/crds/"
     )
-    assert [p.name for p in (CHART / "crds").iterdir()] == ["virtualips.keepvip.io.yaml"]
+    # Besides it, only kopf's ClusterKopfPeering CRD (operator peering; not generated).
+    assert sorted(p.name for p in (CHART / "crds").iterdir()) == [
+        "clusterkopfpeerings.kopf.dev.yaml", "virtualips.keepvip.io.yaml"
+    ]
 
 
 def _chain_verifies(cert_pem: str, key_pem: str, ca_pem: str, hostname: str, tmp: Path) -> None:
@@ -357,8 +360,10 @@ INVALID_VALUES = [
                  id="out-of-range"),
     pytest.param({"operator": {"logFormat": "xml"}}, "operator.logFormat must be one of",
                  id="not-an-enum-value"),
-    pytest.param({"operator": {"replicaCount": 2}}, "operator.replicaCount: Must be less than or equal to 1",
-                 id="replicas-without-peering"),
+    pytest.param({"operator": {"replicaCount": 6}}, "operator.replicaCount: Must be less than or equal to 5",
+                 id="too-many-replicas"),
+    pytest.param({"operator": {"peering": {"enabled": "yes"}}},
+                 "operator.peering.enabled: Invalid type. Expected: boolean", id="peering-not-a-boolean"),
     pytest.param({"speaker": {"tolerations": {"operator": "Exists"}}},
                  "speaker.tolerations: Invalid type. Expected: array", id="map-for-list"),
     pytest.param({"operator": {"resources": {"limits": {"cpus": "1"}}}},

@@ -116,8 +116,13 @@ ROWS = [
     Row("imagePullSecrets", ["regcred"], expect(lambda r: (
         r.operator_pod().get("imagePullSecrets") == [{"name": "regcred"}]
         and speaker(r)["imagePullSecrets"] == ["regcred"]), "pull secrets for operator and speakers")),
-    Row("operator.replicaCount", 0, expect(
-        lambda r: r.one("Deployment")["spec"]["replicas"] == 0, "replicas")),
+    Row("operator.replicaCount", 3, check_all(
+        expect(lambda r: r.one("Deployment")["spec"]["replicas"] == 3, "replicas"),
+        expect(lambda r: r.settings().get("peeringName") == "keepvip", "peering on above one replica"))),
+    Row("operator.peering.enabled", True, check_all(
+        expect(lambda r: r.one("Deployment")["spec"]["replicas"] == 1, "still one replica"),
+        expect(lambda r: r.settings().get("peeringName") == "keepvip", "peering named like the release"),
+        expect(lambda r: r.has("ClusterKopfPeering"), "the peering object"))),
     Row("operator.logFormat", "text", expect(lambda r: (
         r.operator_container()["command"][-2:] == ["--log-format", "text"]), "--log-format text")),
     Row("operator.metricsPort", 9100, expect(lambda r: (

@@ -55,3 +55,13 @@ app.kubernetes.io/component: {{ .component }}
 {{/* Where the operator reads its settings (ConfigMap key operator.yaml). */}}
 {{- define "keepvip.settingsDir" -}}/etc/keepvip{{- end -}}
 {{- define "keepvip.webhookCertDir" -}}/etc/keepvip/webhook-tls{{- end -}}
+
+{{/*
+kopf peering among operator replicas: "true" when on (several replicas, or asked for so
+that replicas can be added later with `kubectl scale`), "" when the one operator runs
+standalone. The peering object is named like the release.
+*/}}
+{{- define "keepvip.peering" -}}
+{{- if or .Values.operator.peering.enabled (gt (int .Values.operator.replicaCount) 1) -}}true{{- end -}}
+{{- end -}}
+{{- define "keepvip.peeringName" -}}{{ include "keepvip.fullname" . }}{{- end -}}
