@@ -122,8 +122,8 @@ def test_a_volume_mounted_on_tmp_does_not_hide_the_service_account_token(
         cluster: LocalCluster, objects: Objects, namespace: str) -> None:
     # The pod directories live under the run's workdir, often below /tmp: an emptyDir on
     # /tmp (what a read-only root filesystem needs) must not shadow the token's source.
-    token_file = "/var/run/secrets/kubernetes.io/serviceaccount/token"
-    pod = _pod("tmpvol", f"test -s {token_file} && echo token-ok; touch /tmp/x && echo tmp-ok",
+    sa_file = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+    pod = _pod("tmpvol", f"test -s {sa_file} && echo token-ok; touch /tmp/x && echo tmp-ok",
                restartPolicy="Never", volumes=[{"name": "tmp", "emptyDir": {}}])
     pod["spec"]["containers"][0]["volumeMounts"] = [{"name": "tmp", "mountPath": "/tmp"}]
     objects.create(pod, namespace)
