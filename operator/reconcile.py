@@ -46,13 +46,14 @@ from keepvip.operator.daemonset import desired_daemonset
 from keepvip.operator.kube import Kube, LedgerChanges, ObjectRef
 from keepvip.operator.serviceref import desired_ingress
 from keepvip.operator.settings import OperatorSettings
-from keepvip.operator.settle import StatusMemory, first_sight, settle
+from keepvip.operator.settle import StatusMemory, first_sight, master_to_tell, settle
 from keepvip.operator.status import (
     EventSpec,
     Observation,
     Problem,
     SpecOutcome,
     build_status,
+    master_changed,
     operator_fields,
     outcome_from_status,
     transition_events,
@@ -173,13 +174,18 @@ def publish(
             return None  # the spec stage has not run yet: it writes the first status
         seen = Observation.of(read_nodes(body), readiness)
         before = memory.settling if memory.settling is not None else first_sight(previous)
-        settling = settle(before, seen, ctx.monotonic(), ctx.settings.status.settle_seconds)
+        now, grace = ctx.monotonic(), ctx.settings.status.settle_seconds
+        settling = settle(before, seen, now, grace)
         status = build_status(outcome, settling.view, previous, ctx.clock())
         wanted = operator_fields(status)
         if recorded is None or operator_fields(recorded) != wanted:
             ctx.kube.patch_virtualip_status(ref.name, wanted)
+        settling, change = master_to_tell(settling, now, grace)
         memory.settling, memory.published = settling, status
-        for event in [*_problem_events(previous, outcome), *transition_events(previous, status)]:
+        events = _problem_events(previous, outcome)
+        if change is not None:
+            events.append(master_changed(*change))
+        for event in [*events, *transition_events(previous, status)]:
             ctx.kube.post_event(ref, event)
     metrics.record_state(ref.name, status.state)
     return status

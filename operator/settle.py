@@ -15,6 +15,8 @@ until then the view keeps what it showed, except that a new single master is nam
 once (who holds the addresses is the news ``kubectl get vip`` exists for), its missing
 backup shown as pending (``Degraded=False``, reason ``BackupPending``), not Degraded. So A → B
 through a short "(none)" or a short double master is one ``MasterChanged A → B``.
+Events follow the view, with one more wait (:func:`master_to_tell`): the first master
+after none is told once it has held for the grace period.
 
 Everything here is pure: every call carries ``now`` (monotonic seconds). The caller
 keeps a :class:`Settling` per VirtualIP in memory (:class:`StatusMemory`) and
@@ -25,6 +27,7 @@ from the status the previous run wrote.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -37,32 +40,66 @@ from keepvip.operator.status import Observation, view_from_status
 
 @dataclass(frozen=True)
 class Settling:
-    """One VirtualIP's settled view and since when the readings have been unsettled."""
+    """One VirtualIP's settled view, its timing, and the master the Events last named."""
 
     view: Observation
     unsettled_since: float | None = None
     """Monotonic time of the first reading that was not :attr:`Observation.settled`
     after one that was; None while readings are settled."""
+    master_since: float = -math.inf
+    """Since when ``view.master`` has been what it is."""
+    told_master: str | None = None
+    """The master the last MasterChanged event named (or the recorded one)."""
 
 
 def first_sight(recorded: VirtualIPStatus | None) -> Settling:
     """Start from what status already tells (a new VirtualIP: nothing)."""
-    return Settling(view_from_status(recorded))
+    view = view_from_status(recorded)
+    return Settling(view, told_master=view.master)
 
 
 def settle(before: Settling, seen: Observation, now: float, grace: float) -> Settling:
     """The view after reading ``seen`` at ``now``, given the view ``before``."""
+    view, unsettled_since = _settled_view(before, seen, now, grace)
+    master_since = before.master_since if view.master == before.view.master else now
+    return Settling(view, unsettled_since, master_since, before.told_master)
+
+
+def _settled_view(
+    before: Settling, seen: Observation, now: float, grace: float
+) -> tuple[Observation, float | None]:
     if seen.settled:
-        return Settling(seen)
+        return seen, None
     since = before.unsettled_since if before.unsettled_since is not None else now
     if now - since >= grace:
-        return Settling(_name_master(seen, before.view), since)
+        return _name_master(seen, before.view), since
     if len(seen.masters) == 1:
         # A master without a backup: name it now, let the lost redundancy wait.
         backups = tuple(b for b in before.view.backups if b not in seen.masters)
-        return Settling(replace(seen, backups=backups, backups_pending=not backups), since)
+        return replace(seen, backups=backups, backups_pending=not backups), since
     # No master or several: keep telling what was told (nodes' readiness is current).
-    return Settling(replace(before.view, unheard=seen.unheard), since)
+    return replace(before.view, unheard=seen.unheard), since
+
+
+MasterChange = tuple[str | None, str | None]
+"""(old, new) master; None is no master."""
+
+
+def master_to_tell(settling: Settling, now: float, grace: float) -> tuple[Settling, MasterChange | None]:
+    """The master change the Events should tell now (old, new), if any, and the settling that told it.
+
+    A change between masters, or to no master (which the view shows only once it has
+    lasted), is told at once. The first master after none must have held for the grace
+    period: an election from scratch often passes through a lower-priority node (the
+    first backup whose Master_Down timer fires takes over, RFC 9568 §6.4.2, and a
+    higher-priority node pre-empts it as soon as it hears it, §6.4.3), which is not news.
+    """
+    old, new = settling.told_master, settling.view.master
+    if new == old:
+        return settling, None
+    if old is None and now - settling.master_since < grace:
+        return settling, None
+    return replace(settling, told_master=new), (old, new)
 
 
 def settles_at(settling: Settling, grace: float) -> float | None:

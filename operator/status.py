@@ -331,14 +331,14 @@ class EventSpec:
     message: str
 
 
+def master_changed(old: str | None, new: str | None) -> EventSpec:
+    """The ``MasterChanged`` event: ``node-a → node-b``, ``(none)`` for no master."""
+    return EventSpec("Normal", "MasterChanged", f"{old or '(none)'} → {new or '(none)'}")
+
+
 def transition_events(previous: VirtualIPStatus | None, current: VirtualIPStatus) -> list[EventSpec]:
-    """Events that tell the story in ``kubectl describe vip``: master changes, split brain."""
+    """Warnings when the state turns SplitBrain or Degraded (master changes: :func:`master_changed`)."""
     events: list[EventSpec] = []
-    old_master = previous.master if previous is not None else None
-    if current.master != old_master and (old_master is not None or current.master is not None):
-        events.append(
-            EventSpec("Normal", "MasterChanged", f"{old_master or '(none)'} → {current.master or '(none)'}")
-        )
     old_state = previous.state if previous is not None else None
     if current.state != old_state:
         if current.state == Phase.SPLIT_BRAIN.value:

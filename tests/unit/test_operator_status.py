@@ -13,6 +13,7 @@ from keepvip.operator.status import (
     Problem,
     SpecOutcome,
     build_status,
+    master_changed,
     operator_fields,
     outcome_from_status,
     transition_events,
@@ -131,18 +132,22 @@ def test_before_the_spec_stage_ran_there_is_no_outcome() -> None:
     assert outcome_from_status(speakers_only) is None
 
 
-def test_a_master_change_is_an_event_naming_both_nodes() -> None:
+def test_a_master_change_is_an_event_naming_both_nodes_or_none() -> None:
+    assert master_changed("node-a", "node-b") == EventSpec("Normal", "MasterChanged", "node-a → node-b")
+    assert master_changed(None, "node-a").message == "(none) → node-a"
+    assert master_changed("node-a", None).message == "node-a → (none)"
+
+
+def test_state_events_leave_master_changes_to_the_settling() -> None:
     before = build_status(OK, view(node_a="MASTER", node_b="BACKUP"), None, T0)
     after = build_status(OK, view(node_a="BACKUP", node_b="MASTER"), before, T1)
-    assert transition_events(before, after) == [EventSpec("Normal", "MasterChanged", "node-a → node-b")]
+    assert transition_events(before, after) == []
 
 
-def test_first_master_and_lost_master_are_events_too() -> None:
-    pending = build_status(OK, NOBODY, None, T0)
-    elected = build_status(OK, view(node_a="MASTER", node_b="BACKUP"), pending, T1)
-    gone = build_status(OK, view(node_b="BACKUP"), elected, T1)
-    assert transition_events(pending, elected) == [EventSpec("Normal", "MasterChanged", "(none) → node-a")]
-    assert transition_events(elected, gone) == [EventSpec("Normal", "MasterChanged", "node-a → (none)")]
+def test_a_master_losing_its_last_backup_is_a_degraded_warning() -> None:
+    before = build_status(OK, view(node_a="MASTER", node_b="BACKUP"), None, T0)
+    after = build_status(OK, view(node_a="MASTER", node_b="FAULT"), before, T1)
+    assert transition_events(before, after) == [EventSpec("Warning", "Degraded", "the master has no backup")]
 
 
 def test_entering_split_brain_is_a_warning_event() -> None:
