@@ -178,12 +178,17 @@ class Kube:
         )
 
     def post_event(self, ref: ObjectRef, event: EventSpec) -> None:
-        """An Event about a VirtualIP, shown by ``kubectl describe vip``; failures are logged only."""
+        """An Event about a VirtualIP, shown by ``kubectl describe vip``; failures are logged only.
+
+        Named ``<virtualip>.<unix nanoseconds, hex>`` as client-go's recorder names them:
+        Event times have whole seconds only, and the API lists by name, so events of the
+        same second are listed (and shown by ``kubectl describe``) in the order they happened.
+        """
         now = _now()
         body = {
             "apiVersion": "v1",
             "kind": "Event",
-            "metadata": {"generateName": f"{ref.name}.", "namespace": EVENTS_NAMESPACE},
+            "metadata": {"name": f"{ref.name}.{time.time_ns():x}", "namespace": EVENTS_NAMESPACE},
             "involvedObject": {
                 "apiVersion": f"{GROUP}/{VERSION}",
                 "kind": KIND,
