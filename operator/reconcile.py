@@ -175,6 +175,7 @@ def publish(
         seen = Observation.of(read_nodes(body), readiness)
         before = memory.settling if memory.settling is not None else first_sight(previous)
         now, grace = ctx.monotonic(), ctx.settings.status.settle_seconds
+        before, held = master_to_tell(before, now, grace)  # a first master that held, before it goes
         settling = settle(before, seen, now, grace)
         status = build_status(outcome, settling.view, previous, ctx.clock())
         wanted = operator_fields(status)
@@ -183,8 +184,7 @@ def publish(
         settling, change = master_to_tell(settling, now, grace)
         memory.settling, memory.published = settling, status
         events = _problem_events(previous, outcome)
-        if change is not None:
-            events.append(master_changed(*change))
+        events += [master_changed(*told) for told in (held, change) if told is not None]
         for event in [*events, *transition_events(previous, status)]:
             ctx.kube.post_event(ref, event)
     metrics.record_state(ref.name, status.state)

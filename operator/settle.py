@@ -16,7 +16,7 @@ once (who holds the addresses is the news ``kubectl get vip`` exists for), its m
 backup shown as pending (``Degraded=False``, reason ``BackupPending``), not Degraded. So A → B
 through a short "(none)" or a short double master is one ``MasterChanged A → B``.
 Events follow the view, with one more wait (:func:`master_to_tell`): the first master
-after none is told once it has held for the grace period.
+after none is told once it has held a quarter of a second.
 
 Everything here is pure: every call carries ``now`` (monotonic seconds). The caller
 keeps a :class:`Settling` per VirtualIP in memory (:class:`StatusMemory`) and
@@ -89,17 +89,30 @@ def master_to_tell(settling: Settling, now: float, grace: float) -> tuple[Settli
     """The master change the Events should tell now (old, new), if any, and the settling that told it.
 
     A change between masters, or to no master (which the view shows only once it has
-    lasted), is told at once. The first master after none must have held for the grace
-    period: an election from scratch often passes through a lower-priority node (the
-    first backup whose Master_Down timer fires takes over, RFC 9568 §6.4.2, and a
-    higher-priority node pre-empts it as soon as it hears it, §6.4.3), which is not news.
+    lasted), is told at once. The first master after none is told once it has held
+    :func:`first_master_hold`: an election from scratch can pass through a
+    lower-priority node for a few milliseconds (the first backup whose Master_Down timer
+    fires becomes master and advertises, RFC 9568 §6.4.2, and a higher-priority backup
+    that hears it pre-empts at once, §6.4.3), which is not news. Call it with the
+    settling *before* a new reading too, so a first master that held is told before the
+    change that replaces it.
     """
     old, new = settling.told_master, settling.view.master
     if new == old:
         return settling, None
-    if old is None and now - settling.master_since < grace:
+    if old is None and now - settling.master_since < first_master_hold(grace):
         return settling, None
     return replace(settling, told_master=new), (old, new)
+
+
+def first_master_hold(grace: float) -> float:
+    """How long the first master after none must hold before it is told: 0.25 s (at most
+    the grace period). A pre-emption race lasts one advertisement on the LAN plus the
+    API writes of two speakers, tens of milliseconds; a failover worth telling lasts longer."""
+    return min(grace, FIRST_MASTER_HOLD_SECONDS)
+
+
+FIRST_MASTER_HOLD_SECONDS = 0.25
 
 
 def settles_at(settling: Settling, grace: float) -> float | None:

@@ -389,7 +389,7 @@ def test_master_state_conditions_and_events_follow_the_speakers_reports(env: Env
     assert status["master"] == "node-a"
     assert condition(status, "Ready")["status"] == "True"
     assert {n["node"] for n in status["nodes"]} == {"node-a", "node-b"}  # the speakers' entries survive
-    # The first master is told once it has held for status.settleSeconds.
+    # The first master is told once it has held 0.25 s.
     wait_until(lambda: [e["message"] for e in env.events("story") if e["reason"] == "MasterChanged"]
                == ["(none) → node-a"], what="first master told")
 

@@ -21,7 +21,14 @@ from keepvip.operator.handlers import recheck_interval
 from keepvip.operator.kube import Kube, LedgerChanges, ObjectRef
 from keepvip.operator.reconcile import Context, aggregate_status, reconcile_spec
 from keepvip.operator.settings import OperatorSettings
-from keepvip.operator.settle import Settling, first_sight, node_is_ready, settle, settles_at
+from keepvip.operator.settle import (
+    Settling,
+    first_master_hold,
+    first_sight,
+    node_is_ready,
+    settle,
+    settles_at,
+)
 from keepvip.operator.status import (
     EventSpec,
     Observation,
@@ -120,8 +127,9 @@ class Story:
 def elected() -> Story:
     """node-a MASTER, node-b and node-c BACKUP, told once."""
     story = Story().at(0.0, node_a="BACKUP", node_b="BACKUP", node_c="BACKUP").at(3.0, node_a="MASTER")
-    assert story.told == []  # the first master is told once it has held for the grace period
-    assert story.tick(5.0).told == ["MasterChanged (none) → node-a"]
+    assert story.told == []  # the first master is told once it has held a quarter of a second
+    assert story.tick(3.2).told == []
+    assert story.tick(3.3).told == ["MasterChanged (none) → node-a"]
     return story
 
 
@@ -153,7 +161,7 @@ def test_a_failover_and_back_tells_exactly_two_changes() -> None:
 
 
 def test_the_same_change_seen_again_in_a_lagging_watch_body_is_told_once() -> None:
-    story = Story(lagging=True).at(0.0, node_a="MASTER", node_b="BACKUP").tick(2.0)
+    story = Story(lagging=True).at(0.0, node_a="MASTER", node_b="BACKUP").tick(1.0)
     story.at(10.0, node_b="MASTER", node_a="BACKUP").derive().tick(11.0)  # the body keeps the old master
     assert story.told == ["MasterChanged (none) → node-a", "MasterChanged node-a → node-b"]
 
@@ -197,7 +205,7 @@ def test_a_master_without_backup_is_degraded_only_once_it_lasts() -> None:
 
 
 def test_a_new_single_master_is_named_at_once_and_its_missing_backup_told_once_it_lasts() -> None:
-    story = Story().at(0.0, node_a="MASTER", node_b="BACKUP").tick(2.0)
+    story = Story().at(0.0, node_a="MASTER", node_b="BACKUP").tick(1.0)
     story.at(10.0, node_a="FAULT", node_b="MASTER")  # two nodes: nobody is left as backup
     assert (story.status.master, story.status.state) == ("node-b", "Ready")
     assert story.condition("Degraded")[:2] == ("False", "BackupPending")
@@ -219,8 +227,14 @@ def test_an_election_through_a_lower_priority_node_tells_only_the_master_that_he
     story = Story().at(0.0, node_a="BACKUP", node_b="BACKUP", node_c="BACKUP")
     story.at(0.33, node_b="MASTER").at(0.35, node_a="MASTER").at(0.36, node_b="BACKUP")
     assert story.status.master == "node-a"
+    assert story.told == []
     story.tick(1.0).tick(2.0).tick(2.4)
     assert story.told == ["MasterChanged (none) → node-a"]
+
+
+def test_a_first_master_that_held_is_told_when_it_is_replaced_before_any_check() -> None:
+    story = Story().at(0.0, node_a="MASTER", node_b="BACKUP").at(0.6, node_a="BACKUP", node_b="MASTER")
+    assert story.told == ["MasterChanged (none) → node-a", "MasterChanged node-a → node-b"]
 
 
 def test_a_change_between_masters_is_told_at_once_however_short_it_lasts() -> None:
@@ -339,6 +353,10 @@ def test_first_sight_starts_from_the_recorded_status() -> None:
     recorded = build_status(OK, A, None, T0)
     assert settle(first_sight(recorded), NONE, now=0.0, grace=GRACE).view.master == "a"
     assert first_sight(None).view == Observation((), ())
+
+
+def test_the_first_master_hold_is_a_quarter_second_at_most_the_grace_period() -> None:
+    assert [first_master_hold(g) for g in (0, 0.1, 2, 10)] == [0, 0.1, 0.25, 0.25]
 
 
 def test_the_recheck_runs_at_half_the_grace_period_between_a_quarter_and_one_second() -> None:
