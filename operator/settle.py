@@ -115,13 +115,6 @@ def first_master_hold(grace: float) -> float:
 FIRST_MASTER_HOLD_SECONDS = 0.25
 
 
-def settles_at(settling: Settling, grace: float) -> float | None:
-    """When a pending reading would be adopted, if it lasts (None: nothing pending)."""
-    if settling.unsettled_since is None:
-        return None
-    return settling.unsettled_since + grace
-
-
 def _name_master(seen: Observation, before: Observation) -> Observation:
     """With several masters, name the one that took over, and keep naming it.
 
