@@ -355,6 +355,11 @@ class ClusterWorld:
         events.sort(key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
         return [f"{e.get('type', '')[:7]:<8}{e.get('reason', ''):<16}{e.get('message', '')}" for e in events]
 
+    def reconnect(self, node: str) -> None:
+        """Plug the node back into the LAN; it is Ready again."""
+        self.cluster.reconnect_node(node)
+        self.cluster.set_node_ready(node, True)
+
     def close(self) -> None:
         self.keepvip.stop_all_web()
         self.cluster.stop()
@@ -376,7 +381,12 @@ def cluster_acts(stage: Stage, world: ClusterWorld) -> None:
     holders = keepvip.holders(world.vip)
     stage.say(f"  nodes holding the VIP: {', '.join(holders) or 'none'}"
               " (node-a's arbiter lost the gateway: FAULT, no split brain)")  # fmt: skip
-    stage.act("plug node-a back in", lambda: world.cluster.reconnect_node("node-a"), "node-a")
+    stage.say("  node-a cannot reach the API server either, so its status entry still says MASTER;")
+    stage.say("  a real cluster marks the node NotReady after ~40 s, the demo does it now:")
+    world.cluster.set_node_ready("node-a", False)
+    stage.wait_for(lambda: world.keepvip.status(world.name).get("master") == "node-b", 10)
+    stage.say(f"  {world.status_line()}")
+    stage.act("plug node-a back in", lambda: world.reconnect("node-a"), "node-a")
     stage.out("")
     stage.say("kubectl describe vip ingress  (events):")
     for line in world.story():
