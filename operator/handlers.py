@@ -159,7 +159,14 @@ def register(
         def validate(body: kopf.Body, **kwargs: Any) -> None:
             old = kwargs.get("old")
             old_body = plain(old) if isinstance(old, Mapping) and old else None
-            errors = review(plain(body), old_body, _inventory(kwargs[INDEX]), ctx.kube)
+            # A fresh list, not kopf's index: a replica paused by peering serves the webhook
+            # too, but does not watch, so its index is empty.
+            inventory = {
+                entry.name: entry
+                for item in ctx.kube.list_virtualips()
+                if (entry := inventory_entry(item)) is not None
+            }
+            errors = review(plain(body), old_body, inventory, ctx.kube)
             metrics.RECONCILES.labels(handler="admission", result="refused" if errors else "ok").inc()
             if errors:
                 raise kopf.AdmissionError(refusal_message(errors), code=422)

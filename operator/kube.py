@@ -166,6 +166,11 @@ class Kube:
 
     # --- VirtualIPs -----------------------------------------------------------------
 
+    def list_virtualips(self) -> list[dict[str, Any]]:
+        """Every VirtualIP as stored now (a fresh list, not a watch cache)."""
+        listing = self.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)
+        return list(listing.get("items", []))
+
     def list_virtualip_uids(self) -> set[str]:
         """The uids of every VirtualIP that exists now."""
         listing = self.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)

@@ -5,9 +5,9 @@ ServiceAccount and roles. The tests check what peering promises:
 
 * only one replica handles: a VirtualIP gets exactly one pair and one ``Allocated``
   Event, and the other replica's log never names it;
-* every replica serves the admission webhook, including the paused one (a known gap,
-  marked xfail: the paused one's kopf index is empty, so it misses cross-object
-  conflicts such as an address already in use);
+* every replica serves the admission webhook with every rule, the paused one included:
+  cross-object conflicts are checked against a fresh list, because a paused replica's
+  kopf index is empty;
 * when the handling replica goes away the other takes over: deleted (it leaves the
   peering object on SIGTERM) or hung (its entry expires after kopf's lifetime), a new
   VirtualIP is allocated within seconds;
@@ -254,10 +254,6 @@ def test_every_replica_serves_the_webhook_the_paused_one_too(release: Release) -
         assert admitted["allowed"] is True, f"the {role} replica refused a valid VirtualIP: {admitted}"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known gap: a paused replica's kopf index of VirtualIPs is empty (kopf does not watch "
-    "while paused), so its webhook misses cross-object conflicts; the handling replica "
-    "still reports them as a Conflict condition. Fix: validate against a fresh list."))
 def test_the_paused_replica_refuses_an_address_another_virtualip_uses(release: Release) -> None:
     pods, active = release.wait_for_two_peers()
     name = create_vip(release, "peer-taken", 63)
