@@ -50,6 +50,11 @@ from keepvip.localcluster.podspec import (
     plan_container,
 )
 
+# Where the containers' programs live: this project (its editable install) and the
+# interpreter's prefix (the virtualenv). Pod volumes must not hide them.
+PROGRAM_DIRS: tuple[Path, ...] = tuple(
+    dict.fromkeys([Path(__file__).resolve().parents[1], Path(sys.prefix).resolve()])
+)
 log = logging.getLogger(__name__)
 
 _TICK = 0.2
@@ -203,7 +208,7 @@ class PodWorker(threading.Thread):
             plan.env.setdefault("KEEPVIP_SERVICEACCOUNT_DIR", str(sa_dir))
         plan.env.setdefault("HOSTNAME", hostname)
         launcher = self.dir / f"launch-{plan.name}.sh"
-        launcher.write_text(launcher_script(hostname, plan.mounts, plan.working_dir))
+        launcher.write_text(launcher_script(hostname, plan.mounts, plan.working_dir, PROGRAM_DIRS))
         return ContainerRunner(plan, self.node.netns, launcher,
                                self.dir / f"{plan.name}.log", self.dir / f"{plan.name}.hooks.log")
 

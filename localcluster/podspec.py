@@ -23,7 +23,7 @@ from __future__ import annotations
 import base64
 import re
 import shlex
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -313,22 +313,35 @@ def plan_container(ctx: PodContext, container: JSON, volume_paths: Mapping[str, 
 MOUNT_STAGE = "/run/keepvip-kubelet-stage"
 
 
-def launcher_script(hostname: str, mounts: list[Mount], working_dir: str | None) -> str:
+def _covers(target: str, path: Path) -> bool:
+    return path == Path(target) or Path(target) in path.parents
+
+
+def launcher_script(hostname: str, mounts: list[Mount], working_dir: str | None,
+                    keep: Sequence[Path] = ()) -> str:  # fmt: skip
     """A POSIX shell script run in fresh mount and UTS namespaces inside the node's network
     namespace: it sets the hostname, makes the bind mounts (private to this container,
     invisible to the host and to other pods), changes directory and execs ``"$@"``.
 
     Every source is first bound under a private tmpfs at :data:`MOUNT_STAGE`, so the
     order of the targets cannot shadow a source that lies below an earlier target.
+    ``keep`` are host directories the container's program itself lives in (the project
+    and its virtualenv: the host file system is the "image" here); a volume mounted over
+    one of them, such as an emptyDir on /tmp while the project is checked out below /tmp,
+    would hide the program, so they are bound back at their own paths afterwards.
     """
     q = shlex.quote
     lines = ["#!/bin/sh", "set -e", f"echo {q(hostname)} > /proc/sys/kernel/hostname"]
+    hidden = [k for k in keep if any(_covers(m.target, k) for m in mounts)]
     if mounts:
         lines += [f"mkdir -p {MOUNT_STAGE}", f"mount -t tmpfs keepvip-stage {MOUNT_STAGE}"]
     for index, m in enumerate(mounts):
         staged = q(f"{MOUNT_STAGE}/{index}")
         lines.append(f"mkdir -p {staged}" if m.source.is_dir() else f": > {staged}")
         lines.append(f"mount --bind {q(str(m.source))} {staged}")
+    for index, k in enumerate(hidden):
+        staged = q(f"{MOUNT_STAGE}/keep-{index}")
+        lines += [f"mkdir -p {staged}", f"mount --bind {q(str(k))} {staged}"]
     for index, m in enumerate(mounts):
         t = q(m.target)
         if m.source.is_dir():
@@ -338,6 +351,8 @@ def launcher_script(hostname: str, mounts: list[Mount], working_dir: str | None)
         lines.append(f"mount --bind {q(f'{MOUNT_STAGE}/{index}')} {t}")
         if m.read_only:
             lines.append(f"mount -o remount,bind,ro {t}")
+    for index, k in enumerate(hidden):
+        lines += [f"mkdir -p {q(str(k))}", f"mount --bind {q(f'{MOUNT_STAGE}/keep-{index}')} {q(str(k))}"]
     if working_dir:
         lines.append(f"mkdir -p {q(working_dir)}; cd {q(working_dir)}")
     lines.append('exec "$@"')

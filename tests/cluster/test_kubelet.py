@@ -9,7 +9,9 @@ its pods and removes them from the API.
 from __future__ import annotations
 
 import os
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -131,3 +133,21 @@ def test_a_volume_mounted_on_tmp_does_not_hide_the_service_account_token(
     wait_until(lambda: _status(objects, namespace, "tmpvol").get("phase") == "Succeeded",
                timeout=20, what="the pod to succeed")
     assert cluster.container_log(namespace, "tmpvol", "main").split() == ["token-ok", "tmp-ok"]
+
+
+def test_a_volume_mounted_over_the_projects_directory_does_not_hide_the_program(
+        cluster: LocalCluster, objects: Objects, namespace: str) -> None:
+    # The host file system is the "image": a checkout below /tmp plus an emptyDir on /tmp
+    # (the speaker's read-only root filesystem needs one) must still run keepvip.
+    project = Path(__file__).resolve().parents[2]
+    keepvip = Path(sys.executable).parent / "keepvip"
+    command = f"{keepvip} --help > /dev/null && echo program-ok; touch {project.parent}/x && echo vol-ok"
+    pod = _pod("hidden", command,
+               restartPolicy="Never", volumes=[{"name": "cover", "emptyDir": {}}])
+    pod["spec"]["containers"][0]["volumeMounts"] = [{"name": "cover", "mountPath": str(project.parent)}]
+    objects.create(pod, namespace)
+
+    wait_until(lambda: _status(objects, namespace, "hidden").get("phase") == "Succeeded",
+               timeout=30, what="the pod to succeed")
+    assert cluster.container_log(namespace, "hidden", "main").split() == ["program-ok", "vol-ok"]
+    assert not (project.parent / "x").exists()  # the write went to the emptyDir, not the host
