@@ -340,9 +340,20 @@ class LocalCluster:
         self.control_plane.stop_apiserver()
 
     def start_api_server(self) -> None:
-        """Start kube-apiserver again and wait until it is ready."""
+        """Start kube-apiserver again; wait until it is ready and the controllers are back.
+
+        The controller-manager's informers reconnect with a backoff (measured: up to about
+        40 s after a minute's outage); until then a new namespace gets no ServiceAccount.
+        A throwaway namespace whose token appears shows they are live again.
+        """
         self.control_plane.start_apiserver(self.config.start_timeout)
         self._save_record()
+        probe = f"resync-{secrets.token_hex(3)}"
+        self.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=probe)))
+        try:
+            self.wait_for_service_account(probe, timeout=120)
+        finally:
+            self.core.delete_namespace(probe)
 
     @contextlib.contextmanager
     def api_server_down(self) -> Iterator[None]:

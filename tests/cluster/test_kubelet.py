@@ -141,7 +141,8 @@ def test_a_volume_mounted_over_the_projects_directory_does_not_hide_the_program(
     # (the speaker's read-only root filesystem needs one) must still run keepvip.
     project = Path(__file__).resolve().parents[2]
     keepvip = Path(sys.executable).parent / "keepvip"
-    command = f"{keepvip} --help > /dev/null && echo program-ok; touch {project.parent}/x && echo vol-ok"
+    marker = project.parent / f"keepvip-kubelet-test-{os.getpid()}-{time.monotonic_ns()}"
+    command = f"{keepvip} --help > /dev/null && echo program-ok; touch {marker} && echo vol-ok"
     pod = _pod("hidden", command,
                restartPolicy="Never", volumes=[{"name": "cover", "emptyDir": {}}])
     pod["spec"]["containers"][0]["volumeMounts"] = [{"name": "cover", "mountPath": str(project.parent)}]
@@ -150,4 +151,4 @@ def test_a_volume_mounted_over_the_projects_directory_does_not_hide_the_program(
     wait_until(lambda: _status(objects, namespace, "hidden").get("phase") == "Succeeded",
                timeout=30, what="the pod to succeed")
     assert cluster.container_log(namespace, "hidden", "main").split() == ["program-ok", "vol-ok"]
-    assert not (project.parent / "x").exists()  # the write went to the emptyDir, not the host
+    assert not marker.exists()  # the write went to the emptyDir, not the host

@@ -199,13 +199,7 @@ def test_keepalived_takes_over_from_a_stopped_keepvip_master_and_keepvip_preempt
     stopped_at_end += [keepvip, keepalived]
     keepalived.start()
     keepvip.start()
-    assert_master(lan, variant, keepvip, keepalived)
-
-    keepvip.stop()
-    assert_master_alone(lan, variant, keepalived)
-
-    keepvip.start()
-    assert_master(lan, variant, keepvip, keepalived)
+    fails_over_and_back(lan, variant, master=keepvip, backup=keepalived)
     assert keepvip_drops(keepvip) == {}, keepvip.log_text()
 
 
@@ -219,14 +213,17 @@ def test_keepvip_takes_over_from_a_stopped_keepalived_master_and_keepalived_pree
     stopped_at_end += [keepvip, keepalived]
     keepvip.start()
     keepalived.start()
-    assert_master(lan, variant, keepalived, keepvip)
-
-    keepalived.stop()
-    assert_master_alone(lan, variant, keepvip)
-
-    keepalived.start()
-    assert_master(lan, variant, keepalived, keepvip)
+    fails_over_and_back(lan, variant, master=keepalived, backup=keepvip)
     assert keepvip_drops(keepvip) == {}, keepvip.log_text()
+
+
+def fails_over_and_back(lan: Lan, variant: Variant, *, master: VrrpDaemon, backup: VrrpDaemon) -> None:
+    """The higher priority wins; stopped, the other takes over; restarted, it pre-empts back."""
+    assert_master(lan, variant, master, backup)
+    master.stop()
+    assert_master_alone(lan, variant, backup)
+    master.start()
+    assert_master(lan, variant, master, backup)
 
 
 def assert_master_alone(lan: Lan, variant: Variant, survivor: VrrpDaemon) -> None:
