@@ -168,11 +168,6 @@ class RouterRunner:
         """The router's current state."""
         return self._router.state
 
-    @property
-    def router(self) -> VirtualRouter:
-        """The sans-IO core (read-only use: tests and status)."""
-        return self._router
-
     async def start(self, initial_checks: tuple[CheckState, ...] = (), *, link_down: bool = False) -> None:
         """Join the VRRP group, start the router and its timer task.
 

@@ -21,7 +21,7 @@ from typing import Any
 from keepvip.speaker.checks.arbiter import ArbiterRunner
 from keepvip.speaker.checks.build import build_runner
 from keepvip.speaker.checks.runner import CheckRunner
-from keepvip.speaker.desired import NodeIdentity, RouterPlan, Skipped, desired_routers
+from keepvip.speaker.desired import NodeIdentity, RouterPlan, desired_routers
 from keepvip.speaker.metrics import SpeakerMetrics
 from keepvip.speaker.net.addresses import remove_leftovers
 from keepvip.speaker.net.interfaces import interface_for, is_link_up, link_local_ipv6, primary_ipv4
@@ -75,8 +75,6 @@ class Speaker:
         self._snapshot: ConfigSnapshot | None = None
         self._lock = asyncio.Lock()
         self._retry: asyncio.TimerHandle | None = None
-        self.skipped: list[Skipped] = []
-        self.reports: dict[str, RouterReport] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -123,7 +121,6 @@ class Speaker:
                     continue
                 if not await self._start_or_update(plan):
                     unresolved = True
-            self.skipped = skipped
             self._metrics.routers.set(len(self._running))
             if unresolved:
                 self._schedule_retry()
@@ -236,7 +233,6 @@ class Speaker:
         await self._stop_checks(running)
         await running.runner.stop()
         self._metrics.forget(name)
-        self.reports.pop(name, None)
         if self._on_forget is not None:
             self._on_forget(name)
         log.info("stopped", extra={"virtualip": name})
@@ -250,7 +246,6 @@ class Speaker:
                 running.runner.set_fault(FaultReason.LINK_DOWN, not up, "")
 
     def _report(self, report: RouterReport) -> None:
-        self.reports[report.virtualip] = report
         self._notifier.notify(report.virtualip, report.state.value, report.effective_priority)
         if self._on_report is not None:
             self._on_report(report)
