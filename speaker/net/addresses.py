@@ -16,11 +16,29 @@ as many times as it is asked, without surprises:
   after a second of duplicate address detection, and the VRRP election has already
   decided that no one else holds it (keepalived does the same).
 
-All functions take an open ``pyroute2.AsyncIPRoute`` (see :mod:`.interfaces`).
+Cost at scale (issue 15): an add does not list the interface's addresses first. It
+asks the kernel, and only the kernel's ``EEXIST`` ("this address is already here")
+leads to a look at what is there. A remove must know whose address it is (the kernel
+deletes by address and prefix, whatever the mark), so it looks, but every remove that
+asks while a listing of that interface is queued or being read shares that listing
+(:func:`_addresses_on`): a takeover or release of a thousand VIPs costs a handful of
+dumps, not one dump per VIP (which made the work grow with the square of the VIPs).
+
+One consequence of asking the kernel first: for IPv4 the kernel refuses only the same
+address *and* prefix, so a VIP whose address someone configured with another prefix
+is added next to theirs (marked as keepvip's) instead of being reported ``FOREIGN``;
+their address is never touched, and removing the VIP removes only keepvip's copy.
+For IPv6 the kernel refuses the same address with any prefix, as before.
+
+All functions take an open ``pyroute2.AsyncIPRoute`` (see :mod:`.interfaces`); every
+request goes through the socket's ordered line in :mod:`.netlink`. Errors from the
+kernel other than the ones classified here propagate as pyroute2's ``NetlinkError``,
+and a request the kernel does not answer as :class:`.netlink.NetlinkTimeout`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import errno
 from ipaddress import IPv4Interface, IPv6Interface, ip_interface
@@ -29,6 +47,7 @@ from typing import Any
 
 from pyroute2.netlink.exceptions import NetlinkError
 
+from keepvip.speaker.net import netlink
 from keepvip.speaker.net.interfaces import (
     IFA_F_NODAD,
     InterfaceAddress,
@@ -60,9 +79,6 @@ class RemoveResult(enum.Enum):
 async def ensure_present(ipr: Any, ifname: str, vip: IPInterface) -> AddResult:
     """Make ``vip`` (address and prefix) present on ``ifname``, marked as keepvip's."""
     ifindex = await interface_index(ipr, ifname)
-    existing = await _same_ip(ipr, ifindex, vip)
-    if existing:
-        return AddResult.ALREADY_PRESENT if existing[0].is_keepvip else AddResult.FOREIGN
     request: dict[str, Any] = {
         "index": ifindex,
         "address": str(vip.ip),
@@ -72,11 +88,15 @@ async def ensure_present(ipr: Any, ifname: str, vip: IPInterface) -> AddResult:
     if isinstance(vip, IPv6Interface):
         request["flags"] = IFA_F_NODAD
     try:
-        await ipr.addr("add", **request)
+        await netlink.request(ipr, lambda: ipr.addr("add", **request), f"add {vip}")
     except NetlinkError as error:
         if error.code != errno.EEXIST:
             raise
-        return await ensure_present(ipr, ifname, vip)  # lost a race: classify what is there
+        existing = await _same_ip(ipr, ifindex, vip)
+        if not existing:
+            return await ensure_present(ipr, ifname, vip)  # removed since the kernel said EEXIST
+        exact = [entry for entry in existing if entry.prefixlen == vip.network.prefixlen]
+        return AddResult.ALREADY_PRESENT if (exact or existing)[0].is_keepvip else AddResult.FOREIGN
     return AddResult.ADDED
 
 
@@ -120,19 +140,48 @@ async def remove_leftovers(ipr: Any, ifname: str | None = None) -> list[tuple[st
 
 
 async def _same_ip(ipr: Any, ifindex: int, vip: IPInterface) -> list[InterfaceAddress]:
-    return [entry for entry in await list_addresses(ipr, ifindex) if entry.address == vip.ip]
+    return [entry for entry in await _addresses_on(ipr, ifindex) if entry.address == vip.ip]
+
+
+# (socket, ifindex) -> the listing of that interface that is queued or being read now.
+_listings: dict[tuple[int, int], asyncio.Task[list[InterfaceAddress]]] = {}
+
+
+async def _addresses_on(ipr: Any, ifindex: int) -> list[InterfaceAddress]:
+    """The addresses of one interface, from a listing that started after this call.
+
+    A caller that finds a listing of the same interface queued or in progress shares
+    it instead of queuing another. That is safe for its own earlier changes: those
+    finished before this call, and requests on a socket never overlap (:mod:`.netlink`),
+    so a listing still in progress now began after they were done. The listing runs as
+    its own task, so one caller giving up (cancelled) does not cancel it for the others.
+    """
+    key = (id(ipr), ifindex)
+    listing = _listings.get(key)
+    if listing is None:
+        listing = asyncio.get_running_loop().create_task(list_addresses(ipr, ifindex))
+        _listings[key] = listing
+        listing.add_done_callback(lambda done: _forget_listing(key, done))
+    return await asyncio.shield(listing)
+
+
+def _forget_listing(key: tuple[int, int], done: asyncio.Task[list[InterfaceAddress]]) -> None:
+    if _listings.get(key) is done:
+        del _listings[key]
+    if not done.cancelled():
+        done.exception()  # retrieved here: the callers still waiting re-raise it themselves
 
 
 async def _delete(ipr: Any, entry: InterfaceAddress) -> bool:
     """Delete one address; ``False`` if it was already gone."""
+    request = {
+        "index": entry.ifindex,
+        "address": str(entry.address),
+        "prefixlen": entry.prefixlen,
+        "family": AF_INET if entry.address.version == 4 else AF_INET6,
+    }
     try:
-        await ipr.addr(
-            "del",
-            index=entry.ifindex,
-            address=str(entry.address),
-            prefixlen=entry.prefixlen,
-            family=AF_INET if entry.address.version == 4 else AF_INET6,
-        )
+        await netlink.request(ipr, lambda: ipr.addr("del", **request), f"delete {entry.address}")
     except NetlinkError as error:
         if error.code in (errno.EADDRNOTAVAIL, errno.ENOENT, errno.ENODEV):
             return False

@@ -13,6 +13,8 @@ from the kernel, never from configuration:
 
 All functions take an open ``pyroute2.AsyncIPRoute``. pyroute2 creates its netlink
 socket lazily, in whichever network namespace the thread is in at its first request.
+Every request goes through :mod:`.netlink`, which puts the socket's requests in one
+ordered line (the kernel refuses a second concurrent dump on a socket with EBUSY).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from ipaddress import IPv4Address, IPv6Address, ip_address, ip_interface
 from socket import AF_INET, AF_INET6
 from typing import Any, Final, TypeVar
 
+from keepvip.speaker.net import netlink
 from keepvip.speaker.net.marks import KEEPVIP_ADDRESS_PROTO
 
 IPAddress = IPv4Address | IPv6Address
@@ -59,9 +62,13 @@ class InterfaceAddress:
 
 
 async def list_addresses(ipr: Any, ifindex: int | None = None) -> list[InterfaceAddress]:
-    """Every IPv4 and IPv6 address, in the kernel's order, optionally of one interface."""
+    """Every IPv4 and IPv6 address, in the kernel's order, optionally of one interface.
+
+    One dump, read to its end before anything else is sent on ``ipr`` (thousands of
+    addresses are a few hundred kilobytes of messages: no limit applies here).
+    """
     found: list[InterfaceAddress] = []
-    async for message in await ipr.addr("dump"):
+    for message in await netlink.dump(ipr, "addr"):
         if ifindex is not None and message["index"] != ifindex:
             continue
         if message["family"] not in (AF_INET, AF_INET6):
@@ -82,7 +89,7 @@ async def list_addresses(ipr: Any, ifindex: int | None = None) -> list[Interface
 
 async def interface_index(ipr: Any, ifname: str) -> int:
     """The index of ``ifname``; ``LookupError`` if there is no such interface."""
-    indexes: list[int] = await ipr.link_lookup(ifname=ifname)
+    indexes: list[int] = await netlink.request(ipr, lambda: ipr.link_lookup(ifname=ifname), "link lookup")
     if not indexes:
         raise LookupError(f"no interface named {ifname!r}")
     return indexes[0]
@@ -90,7 +97,7 @@ async def interface_index(ipr: Any, ifname: str) -> int:
 
 async def interface_names(ipr: Any) -> dict[int, str]:
     """ifindex -> name for every interface."""
-    return {link["index"]: link.get("IFLA_IFNAME") async for link in await ipr.link("dump")}
+    return {link["index"]: link.get("IFLA_IFNAME") for link in await netlink.dump(ipr, "link")}
 
 
 async def interface_for(ipr: Any, address: IPAddress) -> str | None:
@@ -139,7 +146,7 @@ async def link_local_ipv6(ipr: Any, ifname: str) -> IPv6Address | None:
 async def is_link_up(ipr: Any, ifname: str) -> bool:
     """Administratively up *and* with carrier (``IFF_UP`` and ``IFF_RUNNING``)."""
     ifindex = await interface_index(ipr, ifname)
-    links = await ipr.link("get", index=ifindex)
+    links = await netlink.request(ipr, lambda: ipr.link("get", index=ifindex), "link get")
     flags: int = links[0]["flags"]
     return bool(flags & IFF_UP) and bool(flags & IFF_RUNNING)
 
