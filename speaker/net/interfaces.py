@@ -15,15 +15,25 @@ All functions take an open ``pyroute2.AsyncIPRoute``. pyroute2 creates its netli
 socket lazily, in whichever network namespace the thread is in at its first request.
 Every request goes through :mod:`.netlink`, which puts the socket's requests in one
 ordered line (the kernel refuses a second concurrent dump on a socket with EBUSY).
+
+The three address facts (subnet lookup, primary IPv4, link-local) are answered from a
+listing at most :data:`FACTS_MAX_AGE` old. The speaker resolves its routers one after
+the other when it starts, and with a thousand VIPs bound on an interface each listing
+of it is a thousand messages (~40-130 ms to read and parse): a fresh listing per router
+made a 1,000-VIP start take minutes (issue 15). These facts are about the node's own
+addresses, which keepvip does not change and which change rarely; keepvip's VIPs are
+excluded from every answer, so the VIPs bound meanwhile do not make a listing wrong.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address, ip_interface
 from socket import AF_INET, AF_INET6
 from typing import Any, Final, TypeVar
+from weakref import WeakKeyDictionary
 
 from keepvip.speaker.net import netlink
 from keepvip.speaker.net.marks import KEEPVIP_ADDRESS_PROTO
@@ -38,6 +48,7 @@ IFA_F_DADFAILED: Final = 0x08
 IFA_F_TENTATIVE: Final = 0x40
 IFF_UP: Final = 0x1
 IFF_RUNNING: Final = 0x40  # the kernel's "operationally up": admin up and carrier (RFC 2863)
+FACTS_MAX_AGE: Final = 1.0  # seconds a listing may answer the address facts (see above)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +98,22 @@ async def list_addresses(ipr: Any, ifindex: int | None = None) -> list[Interface
     return found
 
 
+# socket -> ifindex (None: every interface) -> (loop time of the listing, the listing)
+_recent: WeakKeyDictionary[Any, dict[int | None, tuple[float, list[InterfaceAddress]]]] = WeakKeyDictionary()
+
+
+async def _recent_addresses(ipr: Any, ifindex: int | None = None) -> list[InterfaceAddress]:
+    """:func:`list_addresses`, reusing a listing made less than FACTS_MAX_AGE ago on ``ipr``."""
+    now = asyncio.get_running_loop().time()
+    listings = _recent.setdefault(ipr, {})
+    cached = listings.get(ifindex)
+    if cached is not None and now - cached[0] < FACTS_MAX_AGE:
+        return cached[1]
+    found = await list_addresses(ipr, ifindex)
+    listings[ifindex] = (now, found)
+    return found
+
+
 async def interface_index(ipr: Any, ifname: str) -> int:
     """The index of ``ifname``; ``LookupError`` if there is no such interface."""
     indexes: list[int] = await netlink.request(ipr, lambda: ipr.link_lookup(ifname=ifname), "link lookup")
@@ -107,7 +134,7 @@ async def interface_for(ipr: Any, address: IPAddress) -> str | None:
     a VIP must land on the interface of the LAN it is reachable on, not on itself.
     """
     best: tuple[int, int] | None = None  # (prefixlen, ifindex)
-    for entry in await list_addresses(ipr):
+    for entry in await _recent_addresses(ipr):
         if entry.address.version != address.version or entry.is_keepvip:
             continue
         if entry.prefixlen >= entry.address.max_prefixlen or entry.address.is_link_local:
@@ -125,7 +152,7 @@ async def primary_ipv4(ipr: Any, ifname: str) -> IPv4Address | None:
     ifindex = await interface_index(ipr, ifname)
     return _first(
         entry.address
-        for entry in await list_addresses(ipr, ifindex)
+        for entry in await _recent_addresses(ipr, ifindex)
         if isinstance(entry.address, IPv4Address)
         and not entry.flags & IFA_F_SECONDARY
         and not entry.is_keepvip
@@ -138,7 +165,7 @@ async def link_local_ipv6(ipr: Any, ifname: str) -> IPv6Address | None:
     ifindex = await interface_index(ipr, ifname)
     return _first(
         entry.address
-        for entry in await list_addresses(ipr, ifindex)
+        for entry in await _recent_addresses(ipr, ifindex)
         if isinstance(entry.address, IPv6Address) and entry.address.is_link_local and entry.is_usable
     )
 
