@@ -124,7 +124,14 @@ class _Stop:
     done: asyncio.Future[None]
 
 
-_Input = _Packet | _Checks | _Fault | _Reconfigure | _Stop
+@dataclass(frozen=True)
+class _Release:
+    """Retry unbinding VIPs whose removal the kernel refused (unless master again by then)."""
+
+    addresses: tuple[IPAddress, ...]
+
+
+_Input = _Packet | _Checks | _Fault | _Reconfigure | _Release | _Stop
 
 
 def build_router_config(plan: RouterPlan, primary: IPAddress, priority: int | None = None) -> RouterConfig:
@@ -178,6 +185,7 @@ class RouterRunner:
         self._forms: dict[IPAddress, IPInterface] = {vip.ip: vip for vip in plan.addresses}
         self._drop_log = RateLimiter()
         self._backoff: dict[FaultReason, float] = {}
+        self._release_backoff = RETRY_FIRST
         self._retries: list[asyncio.TimerHandle] = []
         self._loop = asyncio.get_running_loop()
 
@@ -329,6 +337,12 @@ class RouterRunner:
             return self._router.leave_fault(item.reason, now, item.detail)
         if isinstance(item, _Reconfigure):
             return self._reconfigure(item.plan, now)
+        return self._release_again(item)
+
+    def _release_again(self, item: _Input) -> list[Action]:
+        """A release retry is moot once the router is master again (the VIPs belong here)."""
+        if isinstance(item, _Release) and self._router.state is not State.MASTER:
+            return [RemoveAddresses(item.addresses)]
         return []
 
     def _apply_checks(self, now: float) -> list[Action]:
@@ -412,8 +426,7 @@ class RouterRunner:
             for address in action.addresses:
                 await self._network.add_address(self.ifname, self._interface_form(address))
         elif isinstance(action, RemoveAddresses):
-            for address in action.addresses:
-                await self._network.remove_address(self.ifname, self._interface_form(address))
+            await self._release(action.addresses)
         elif isinstance(action, Announce):
             self._network.announce(name, self.ifname, action.addresses)
         elif isinstance(action, StateChanged):
@@ -431,6 +444,27 @@ class RouterRunner:
                 log.warning("advertisement disagrees with our configuration: %s", detail,
                             extra={"virtualip": name, "node": self._node})  # fmt: skip
                 self._report()
+
+    async def _release(self, addresses: tuple[IPAddress, ...]) -> None:
+        """Unbind every address; those the kernel refused are retried with a backoff.
+
+        A VIP left bound on a node that is no longer master answers for an address that
+        another node now holds, so a failed release is not left to chance.
+        """
+        failed: list[IPAddress] = []
+        errors: list[OSError] = []
+        for address in addresses:
+            try:
+                await self._network.remove_address(self.ifname, self._interface_form(address))
+            except OSError as error:
+                failed.append(address)
+                errors.append(error)
+        if not failed:
+            self._release_backoff = RETRY_FIRST
+            return
+        delay, self._release_backoff = self._release_backoff, min(self._release_backoff * 2, RETRY_MAX)
+        self._retries.append(self._loop.call_later(delay, self._inbox.put_nowait, _Release(tuple(failed))))
+        raise OSError(errors[0].errno, f"{errors[0]}; retrying in {delay:.0f} s")
 
     def _send(self, advertisement: Advertisement) -> None:
         assert self._socket is not None

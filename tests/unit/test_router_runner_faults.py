@@ -22,7 +22,7 @@ from keepvip.speaker.metrics import SpeakerMetrics
 from keepvip.speaker.runtime import router_runner
 from keepvip.speaker.runtime.router_runner import RouterReport, RouterRunner
 from keepvip.speaker.vrrp.constants import VRRP_GROUP_V4, ChecksumMode
-from keepvip.speaker.vrrp.state import State
+from keepvip.speaker.vrrp.state import FaultReason, State
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -45,6 +45,7 @@ class Node:
     bound: set[IPInterface] = field(default_factory=set)
     refuse_adds: int = 0  # refuse this many address adds (EBUSY, as the kernel did in issue 15)
     crash_adds: int = 0  # raise an unexpected error (a bug) on this many adds
+    refuse_removes: int = 0
     removed: list[IPInterface] = field(default_factory=list)
 
     async def add_address(self, ifname: str, vip: IPInterface) -> None:  # noqa: ARG002
@@ -59,6 +60,9 @@ class Node:
 
     async def remove_address(self, ifname: str, vip: IPInterface) -> None:  # noqa: ARG002
         await asyncio.sleep(0)
+        if self.refuse_removes:
+            self.refuse_removes -= 1
+            raise OSError(errno.ETIMEDOUT, "no answer from the kernel")
         self.removed.append(vip)
         self.bound.discard(vip)
 
@@ -196,3 +200,20 @@ def test_an_unexpected_error_releases_the_vips_and_the_router_recovers() -> None
     assert run.sample("keepvip_router_failures_total") == 1
     assert [r.reason for r in run.reports if r.state is State.FAULT] == ["fault_router"]
     assert run.sample("keepvip_pri_zero_sent_total") >= 1
+
+
+def test_a_release_the_kernel_refused_is_retried_until_the_vips_are_gone() -> None:
+    async def scenario() -> Node:
+        node = Node()
+        run = await start(node)
+        await wait_for(lambda: run.runner.state is State.MASTER)
+        node.refuse_removes = 3  # both VIPs at the first try, the first again at the retry
+        run.runner.set_fault(FaultReason.LINK_DOWN, True)
+        await wait_for(lambda: run.runner.state is State.FAULT)
+        assert node.bound == set(VIPS)  # not released yet: the kernel refused
+        await wait_for(lambda: not node.bound, timeout=5)
+        await run.runner.stop()
+        return node
+
+    node = asyncio.run(scenario())
+    assert node.refuse_removes == 0
