@@ -1,0 +1,33 @@
+"""How a refused value is quoted in an error message: short, whatever its size.
+
+An error message is logged, sent back by the admission webhook and written into a
+condition; echoing a 1 MB value there costs every one of them. Each refusal quotes the
+value through :func:`shown`, which keeps the start and says how long the rest was.
+"""
+
+from __future__ import annotations
+
+from keepvip.api.limits import SHOWN_VALUE_MAX
+
+
+def shown(value: object) -> str:
+    """``repr(value)`` cut to about :data:`SHOWN_VALUE_MAX` characters."""
+    text = repr(value)
+    if len(text) <= SHOWN_VALUE_MAX:
+        return text
+    return f"{text[: SHOWN_VALUE_MAX - 4]}… ({len(text)} characters in all)"
+
+
+def kind_of(value: object) -> str:
+    """What a YAML/JSON user wrote, in their words (a bool is ``true``, not "an int")."""
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, float):
+        return "a fraction"
+    if value is None:
+        return "null"
+    if isinstance(value, list | tuple):
+        return "a list"
+    return "a mapping" if isinstance(value, dict) else type(value).__name__
