@@ -36,7 +36,7 @@ from keepvip.api.constants import STANDARD_MULTICAST_GROUP
 from keepvip.api.durations import DURATION_PATTERN, format_duration, parse_duration
 from keepvip.api.limits import PREEMPT_DELAY_MAX, PROBE_DURATION_MAX
 from keepvip.api.names import HTTP_PATH_SCHEMA, IFNAME_SCHEMA, check_dns_label, check_http_path, check_ifname
-from keepvip.api.text import kind_of, shown
+from keepvip.api.text import not_a_whole_number, shown
 
 IPAddress = IPv4Address | IPv6Address
 IPInterface = IPv4Interface | IPv6Interface
@@ -89,7 +89,7 @@ def _to_address(value: object) -> IPAddress:
 def _whole_number(value: object) -> object:
     """Refuse ``true`` and ``"3"`` before a Literal of numbers coerces them."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"must be a whole number, not {kind_of(value)}")
+        raise ValueError(not_a_whole_number(value))
     return value
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from keepvip.api.model import VirtualIP
-from keepvip.api.text import kind_of, shown
+from keepvip.api.text import kind_of, not_a_whole_number, shown
 
 _FIELD_IN_MESSAGE = re.compile(r"^(?:Value error, )?@(?P<path>[^@]+)@ (?P<message>.*)$", re.DOTALL)
 
@@ -60,10 +60,9 @@ def _join(base: str, relative: str) -> str:
 def _plain(item: Any) -> str:
     """pydantic's message for a wrong type or size, said as the rule that was broken."""
     kind, value = item["type"], item.get("input")
-    hint = " (write numbers without quotes)" if isinstance(value, str) else ""
     plain = {
-        "int_type": f"must be a whole number, not {kind_of(value)}{hint}",
-        "int_parsing": f"must be a whole number, not {kind_of(value)}{hint}",
+        "int_type": not_a_whole_number(value),
+        "int_parsing": not_a_whole_number(value),
         "int_from_float": "must be a whole number, not a fraction",
         "bool_type": f"must be true or false, not {kind_of(value)}",
         "bool_parsing": f"must be true or false, not {kind_of(value)}",

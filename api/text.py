@@ -31,3 +31,9 @@ def kind_of(value: object) -> str:
     if isinstance(value, list | tuple):
         return "a list"
     return "a mapping" if isinstance(value, dict) else type(value).__name__
+
+
+def not_a_whole_number(value: object) -> str:
+    """The refusal of ``true``, ``"100"`` or ``1.5`` where a number is expected."""
+    hint = " (write numbers without quotes)" if isinstance(value, str) else ""
+    return f"must be a whole number, not {kind_of(value)}{hint}"
