@@ -36,7 +36,7 @@ from keepvip.api.constants import STANDARD_MULTICAST_GROUP
 from keepvip.api.durations import DURATION_PATTERN, format_duration, parse_duration
 from keepvip.api.limits import PREEMPT_DELAY_MAX, PROBE_DURATION_MAX
 from keepvip.api.names import HTTP_PATH_SCHEMA, IFNAME_SCHEMA, check_dns_label, check_http_path, check_ifname
-from keepvip.api.text import not_a_whole_number, shown
+from keepvip.api.text import bare, not_a_whole_number, shown
 
 IPAddress = IPv4Address | IPv6Address
 IPInterface = IPv4Interface | IPv6Interface
@@ -258,6 +258,22 @@ class Authentication(ApiModel):
     """PASS: keepalived's simple text password (at most 8 bytes are sent)."""
     secret_ref: SecretKeyRef
     """The Secret key holding the password. In standalone mode a Secret document in the same file."""
+
+    def password_problem(self, password: bytes) -> str | None:
+        """Why the Secret's value cannot be this PASS password, or None.
+
+        The model never sees the Secret; whoever resolves it (the standalone loader, the
+        speaker's desired state) asks here, so the rule is written once. An empty value
+        would send authentication type PASS with eight NUL bytes, which the speaker turns
+        into *no* authentication: a silent downgrade, refused instead.
+        """
+        if not password:
+            ref = self.secret_ref
+            return (
+                f"key {shown(ref.key)} of Secret {bare(ref.namespace)}/{bare(ref.name)} is empty, "
+                "and an empty PASS password means no authentication"
+            )
+        return None
 
 
 class ChecksumForm(enum.StrEnum):

@@ -18,6 +18,13 @@ def shown(value: object) -> str:
     return f"{text[: SHOWN_VALUE_MAX - 4]}… ({len(text)} characters in all)"
 
 
+def bare(text: str) -> str:
+    """``text`` unquoted (a name inside a path, ``Secret ns/name``), cut like :func:`shown`."""
+    if len(text) <= SHOWN_VALUE_MAX:
+        return text
+    return f"{text[: SHOWN_VALUE_MAX - 2]}… ({len(text)} characters in all)"
+
+
 def kind_of(value: object) -> str:
     """What a YAML/JSON user wrote, in their words (a bool is ``true``, not "an int")."""
     if isinstance(value, bool):

@@ -24,7 +24,7 @@ from typing import Any
 from keepvip.api.constants import API_VERSION
 from keepvip.api.model import VirtualIP
 from keepvip.api.parse import InvalidVirtualIP, parse_virtualip
-from keepvip.api.text import kind_of, shown
+from keepvip.api.text import bare, kind_of, shown
 from keepvip.speaker.desired import SecretKey
 from keepvip.speaker.sources import yaml_stream
 from keepvip.speaker.sources.snapshot import ConfigSnapshot
@@ -58,7 +58,7 @@ def _string_map(index: int, subject: str, document: dict[str, Any], field: str) 
             raise _refuse(index, subject, f"{field}: the key {shown(key)} is not a non-empty string")
         if not isinstance(item, str):
             # A mapping here used to become its Python repr, and that the password.
-            raise _refuse(index, subject, f"{field}.{shown(key)[1:-1]} must be a string, not {kind_of(item)}")
+            raise _refuse(index, subject, f"{field}.{bare(key)} must be a string, not {kind_of(item)}")
     return value
 
 
@@ -72,7 +72,7 @@ def _secret_entries(index: int, document: dict[str, Any]) -> tuple[tuple[str, st
         raise _refuse(index, "Secret", "metadata.name is required")
     if not isinstance(namespace, str) or not namespace:
         raise _refuse(index, f"Secret {shown(name)}", "metadata.namespace must be a non-empty string")
-    subject = f"Secret {namespace}/{shown(name)[1:-1]}"
+    subject = f"Secret {bare(namespace)}/{bare(name)}"
     found: dict[SecretKey, bytes] = {}
     for key, value in _string_map(index, subject, document, "stringData").items():
         found[(namespace, name, key)] = value.encode()
@@ -80,7 +80,7 @@ def _secret_entries(index: int, document: dict[str, Any]) -> tuple[tuple[str, st
         try:
             found[(namespace, name, key)] = base64.b64decode(value, validate=True)
         except (binascii.Error, ValueError):
-            raise _refuse(index, subject, f"data.{shown(key)[1:-1]} is not base64") from None
+            raise _refuse(index, subject, f"data.{bare(key)} is not base64") from None
     return (namespace, name), found
 
 
@@ -107,12 +107,11 @@ def _check_passwords(vips: list[tuple[int, VirtualIP]], secrets: dict[SecretKey,
         if auth is None:
             continue
         ref = auth.secret_ref
-        if secrets.get((ref.namespace, ref.name, ref.key)) == b"":
-            raise InvalidConfigFile(
-                f"document {index}: VirtualIP {shown(vip.name)}: spec.vrrp.authentication.secretRef: "
-                f"key {shown(ref.key)} of Secret {ref.namespace}/{ref.name} is empty, "
-                "and an empty PASS password means no authentication"
-            )
+        password = secrets.get((ref.namespace, ref.name, ref.key))
+        problem = None if password is None else auth.password_problem(password)
+        if problem is not None:
+            field = "spec.vrrp.authentication.secretRef"
+            raise InvalidConfigFile(f"document {index}: VirtualIP {shown(vip.name)}: {field}: {problem}")
 
 
 def parse_config_text(text: str) -> ConfigSnapshot:
@@ -132,7 +131,7 @@ def parse_config_text(text: str) -> ConfigSnapshot:
             assert isinstance(document, dict)
             secret, entries = _secret_entries(index, document)
             if secret in secret_names:
-                raise _refuse(index, "Secret", f"{secret[0]}/{secret[1]} is defined twice")
+                raise _refuse(index, "Secret", f"{bare(secret[0])}/{bare(secret[1])} is defined twice")
             secret_names.add(secret)
             secrets.update(entries)
             continue

@@ -250,3 +250,16 @@ def test_peers_and_an_arbiter_gateway_that_can_work_are_admitted() -> None:
         )
     ).spec
     assert len(spec.vrrp.unicast_peers) == 2
+
+
+def test_an_empty_pass_password_is_refused_wherever_the_secret_is_resolved() -> None:
+    auth = {"type": "PASS", "secretRef": {"namespace": "kube-system", "name": "vrrp", "key": "password"}}
+    authentication = parse_virtualip(
+        document(vrrp={"version": 2, "authentication": auth})
+    ).spec.vrrp.authentication
+    assert authentication is not None
+    assert authentication.password_problem(b"s3cret") is None
+    problem = authentication.password_problem(b"")
+    assert problem is not None
+    assert problem.startswith("key 'password' of Secret kube-system/vrrp is empty")
+    assert problem.endswith("an empty PASS password means no authentication")
