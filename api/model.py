@@ -36,7 +36,7 @@ from keepvip.api.constants import STANDARD_MULTICAST_GROUP
 from keepvip.api.durations import DURATION_PATTERN, format_duration, parse_duration
 from keepvip.api.limits import PREEMPT_DELAY_MAX, PROBE_DURATION_MAX
 from keepvip.api.names import HTTP_PATH_SCHEMA, IFNAME_SCHEMA, check_dns_label, check_http_path, check_ifname
-from keepvip.api.text import bare, not_a_whole_number, shown
+from keepvip.api.text import bare, kind_of, not_a_whole_number, shown
 
 IPAddress = IPv4Address | IPv6Address
 IPInterface = IPv4Interface | IPv6Interface
@@ -61,7 +61,7 @@ def _to_duration(value: object) -> timedelta:
         return value
     if isinstance(value, str):
         return parse_duration(value)
-    raise ValueError("must be a duration string such as '100ms' or '2s' (quote it)")
+    raise ValueError(f"must be a duration string such as '100ms' or '2s', not {kind_of(value)}")
 
 
 def _to_interface(value: object) -> IPInterface:

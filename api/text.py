@@ -25,19 +25,21 @@ def bare(text: str) -> str:
     return f"{text[: SHOWN_VALUE_MAX - 2]}… ({len(text)} characters in all)"
 
 
+# YAML/JSON kinds in the words of the file a user wrote; bool before int (True is an int).
+_KINDS: tuple[tuple[type | tuple[type, ...], str], ...] = (
+    (bool, "true/false"),
+    (str, "a string"),
+    (int, "a number"),
+    (float, "a fraction"),
+    (type(None), "null"),
+    ((list, tuple), "a list"),
+    (dict, "a mapping"),
+)
+
+
 def kind_of(value: object) -> str:
-    """What a YAML/JSON user wrote, in their words (a bool is ``true``, not "an int")."""
-    if isinstance(value, bool):
-        return "true/false"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, float):
-        return "a fraction"
-    if value is None:
-        return "null"
-    if isinstance(value, list | tuple):
-        return "a list"
-    return "a mapping" if isinstance(value, dict) else type(value).__name__
+    """What a YAML/JSON user wrote, in their words (a bool is ``true/false``, not "an int")."""
+    return next((words for kind, words in _KINDS if isinstance(value, kind)), type(value).__name__)
 
 
 def not_a_whole_number(value: object) -> str:
