@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
+from keepvip.api import limits
 from keepvip.speaker.vrrp.advertisement import IPAddress
 from keepvip.speaker.vrrp.constants import (
     PRIORITY_DEFAULT,
@@ -30,8 +31,9 @@ from keepvip.speaker.vrrp.constants import (
     AuthType,
 )
 
-# keepalived's upper bound for preempt_delay (seconds).
-PREEMPT_DELAY_MAX_S = 1000.0
+# keepalived's upper bound for preempt_delay (seconds); the VirtualIP model admits the
+# same range, so one constant serves both (an admitted VirtualIP never fails here).
+PREEMPT_DELAY_MAX_S = float(limits.PREEMPT_DELAY_MAX_S)
 
 
 @dataclass(frozen=True, slots=True)
