@@ -21,10 +21,6 @@ VRRP_TTL: Final = 255
 VRRP_GROUP_V4: Final = IPv4Address("224.0.0.18")
 VRRP_GROUP_V6: Final = IPv6Address("ff02::12")
 
-# RFC 9568 §7.3: the virtual MAC 00-00-5E-00-01-{VRID} (IPv4) / 00-00-5E-00-02-{VRID} (IPv6).
-VMAC_PREFIX_V4: Final = bytes.fromhex("00005e0001")
-VMAC_PREFIX_V6: Final = bytes.fromhex("00005e0002")
-
 # RFC 9568 §5.2.1 / RFC 3768 §5.3.1: the version nibble.
 VERSION_2: Final = 2
 VERSION_3: Final = 3
@@ -41,7 +37,6 @@ VRID_MAX: Final = 255
 PRIORITY_OWNER: Final = 255
 PRIORITY_DEFAULT: Final = 100
 PRIORITY_MIN_BACKUP: Final = 1
-PRIORITY_MAX_BACKUP: Final = 254
 PRIORITY_LEAVING: Final = 0
 
 # RFC 9568 §5.2.7: Max Adver Int is 12 bits of centiseconds; erratum: MUST be non-zero.
