@@ -31,6 +31,7 @@ from pydantic.alias_generators import to_camel
 
 from keepvip.api.constants import STANDARD_MULTICAST_GROUP
 from keepvip.api.durations import DURATION_PATTERN, format_duration, parse_duration
+from keepvip.api.phase import Phase
 
 IPAddress = IPv4Address | IPv6Address
 IPInterface = IPv4Interface | IPv6Interface
@@ -545,6 +546,22 @@ def _none_is_empty(value: object) -> object:
     return () if value is None else value
 
 
+class SettledView(ApiModel):
+    """Which nodes the operator counts as MASTER and BACKUP once a takeover has landed.
+
+    ``nodes`` is what each speaker reports right now, half-way through a takeover too;
+    this is the operator's settled reading of it, which status and Events tell. Kept in
+    status so a restarted operator goes on from the same reading.
+    """
+
+    masters: tuple[str, ...] = ()
+    """The nodes counted as MASTER (more than one: a split brain)."""
+    backups: tuple[str, ...] = ()
+    """The nodes counted as BACKUP."""
+    backup_pending: bool = False
+    """A new master has no backup yet, for less than the settling grace period."""
+
+
 class VirtualIPStatus(ApiModel):
     """What the operator and the speakers observed."""
 
@@ -554,8 +571,10 @@ class VirtualIPStatus(ApiModel):
     """The multicast group in use."""
     master: str | None = None
     """The node holding the VIP."""
-    state: str | None = None
+    state: Phase | None = None
     """Summary: Pending, Ready, Degraded, SplitBrain, Conflict or Invalid."""
+    settled: SettledView | None = None
+    """The operator's settled reading of the nodes (what it rebuilds its view from after a restart)."""
     nodes: Annotated[tuple[NodeStatus, ...], BeforeValidator(_none_is_empty)] = Field(
         default=(),
         json_schema_extra={
