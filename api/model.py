@@ -32,8 +32,8 @@ from pydantic.alias_generators import to_camel
 from keepvip.api.constants import STANDARD_MULTICAST_GROUP
 from keepvip.api.durations import DURATION_PATTERN, format_duration, parse_duration
 from keepvip.api.phase import Phase
+from keepvip.inet import IPAddress as IPAddress  # noqa: PLC0414 - re-exported for existing importers
 
-IPAddress = IPv4Address | IPv6Address
 IPInterface = IPv4Interface | IPv6Interface
 
 # RFC 9568 §5.2.6 Count IPvX Addr is 8 bits; an IPv6 advertisement must also fit a

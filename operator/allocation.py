@@ -28,18 +28,12 @@ import ipaddress
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv6Address
 
 from keepvip.api.constants import STANDARD_MULTICAST_GROUP
 from keepvip.api.model import VirtualIP
+from keepvip.inet import IPAddress, vrrp_group
 from keepvip.operator.problems import Problem
 from keepvip.operator.settings import AllocationSettings
-
-IPAddress = IPv4Address | IPv6Address
-
-# RFC 9568 §5.1.1.2 (IPv4) and §5.1.2.2 (IPv6): the IANA-assigned VRRP groups.
-STANDARD_GROUP_V4 = IPv4Address("224.0.0.18")
-STANDARD_GROUP_V6 = IPv6Address("ff02::12")
 
 
 @dataclass(frozen=True, order=True)
@@ -68,11 +62,6 @@ class LedgerEntry:
 
 Ledger = Mapping[str, LedgerEntry]
 """VirtualIP uid -> its allocation."""
-
-
-def standard_group(family: int) -> IPAddress:
-    """The RFC group of a family (what ``multicastGroup: standard`` means)."""
-    return STANDARD_GROUP_V4 if family == 4 else STANDARD_GROUP_V6
 
 
 def _expand(entry: str) -> list[IPAddress]:
@@ -135,7 +124,7 @@ class Request:
         if text is None:
             group = None
         elif text == STANDARD_MULTICAST_GROUP:
-            group = standard_group(family)
+            group = vrrp_group(family)
         else:
             group = ipaddress.ip_address(text)
         recorded = None

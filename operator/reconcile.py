@@ -19,15 +19,16 @@ Three stages:
 
 from __future__ import annotations
 
-import datetime
 import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from keepvip.api.model import IPAddress, NodeStatus, VirtualIP, VirtualIPStatus
+from keepvip.api.model import NodeStatus, VirtualIP, VirtualIPStatus
 from keepvip.api.parse import InvalidVirtualIP, parse_virtualip
+from keepvip.api.timestamps import utc_now
+from keepvip.inet import IPAddress
 from keepvip.operator import metrics
 from keepvip.operator.admission import Inventory, InventoryEntry, address_held_by_older, refusal_message
 from keepvip.operator.allocation import (
@@ -64,11 +65,6 @@ Readiness = Mapping[str, bool]
 """Node name -> whether its Node is Ready (kopf's node index); None trusts every entry."""
 
 log = logging.getLogger(__name__)
-
-
-def utc_now() -> str:
-    """RFC 3339, seconds, as Kubernetes writes times."""
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass

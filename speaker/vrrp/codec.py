@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 from typing import Final
 
-from keepvip.speaker.vrrp.advertisement import Advertisement, IPAddress
+from keepvip.inet import IPAddress
+from keepvip.speaker.vrrp.advertisement import Advertisement
 from keepvip.speaker.vrrp.checksum import (
     ChecksumForm,
     internet_checksum,

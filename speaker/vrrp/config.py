@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
-from keepvip.speaker.vrrp.advertisement import IPAddress
+from keepvip.inet import IPAddress
 from keepvip.speaker.vrrp.constants import (
     PRIORITY_DEFAULT,
     PRIORITY_MIN_BACKUP,

@@ -7,7 +7,6 @@ machine and the adapters never spell a protocol value twice.
 from __future__ import annotations
 
 import enum
-from ipaddress import IPv4Address, IPv6Address
 from typing import Final
 
 # RFC 9568 §5.1.1.4 / RFC 3768 §5.2.4: VRRP is IP protocol 112.
@@ -17,9 +16,8 @@ IPPROTO_VRRP: Final = 112
 # send; §7.1 receivers MUST discard a packet whose TTL/Hop Limit is not 255 (GTSM).
 VRRP_TTL: Final = 255
 
-# RFC 9568 §5.1.1.2 / §5.1.2.2: the IANA-assigned multicast destinations.
-VRRP_GROUP_V4: Final = IPv4Address("224.0.0.18")
-VRRP_GROUP_V6: Final = IPv6Address("ff02::12")
+# RFC 9568 §5.1.1.2 / §5.1.2.2: the IANA-assigned multicast destinations are
+# keepvip.inet.VRRP_GROUP_V4 / VRRP_GROUP_V6 (the operator allocates them too).
 
 # RFC 9568 §5.2.1 / RFC 3768 §5.3.1: the version nibble.
 VERSION_2: Final = 2

@@ -40,6 +40,7 @@ Where the RFCs are silent keepvip follows keepalived, so both can share a group:
 
 from __future__ import annotations
 
+from keepvip.inet import IPAddress
 from keepvip.speaker.vrrp.actions import (
     Action,
     AddAddresses,
@@ -50,7 +51,7 @@ from keepvip.speaker.vrrp.actions import (
     SendAdvertisement,
     StateChanged,
 )
-from keepvip.speaker.vrrp.advertisement import Advertisement, IPAddress
+from keepvip.speaker.vrrp.advertisement import Advertisement
 from keepvip.speaker.vrrp.config import RouterConfig
 from keepvip.speaker.vrrp.constants import (
     PRIORITY_LEAVING,

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from keepvip.api.parse import parse_virtualip
+from keepvip.inet import VRRP_GROUP_V4 as STANDARD_GROUP_V4
+from keepvip.inet import VRRP_GROUP_V6 as STANDARD_GROUP_V6
 from keepvip.operator.allocation import (
-    STANDARD_GROUP_V4,
-    STANDARD_GROUP_V6,
     Allocated,
     LedgerEntry,
     Pair,
