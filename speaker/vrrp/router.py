@@ -1,9 +1,9 @@
 """The VRRP state machine of one virtual router, as a pure function of its inputs.
 
 In the style of h11 and aioquic's ``QuicConnection``: `VirtualRouter` holds protocol
-state only. Every input (start, a received advertisement, a timer, a priority change,
-a fault, shutdown) carries ``now`` (monotonic seconds) and returns the `Action` values
-the adapter must execute; between inputs the adapter arms a single timer for
+state only. Every input (start, a received advertisement, a timer, the health checks'
+verdict, a priority change, a fault, shutdown) carries ``now`` (monotonic seconds) and
+returns the `Action` values the adapter must execute; between inputs the adapter arms a single timer for
 `VirtualRouter.next_deadline` and calls `VirtualRouter.handle_timer` when it expires.
 Nothing here reads a clock, a socket or an interface, so the whole protocol is tested
 on an in-memory wire with a virtual clock (tests/unit/wire.py).
@@ -34,6 +34,8 @@ Where the RFCs are silent keepvip follows keepalived, so both can share a group:
 * **Address owner** (priority 255): takes over at once (§6.4.1) and drops every received
   advertisement, as RFC 3768, 5798 and 9568 §7.1 say (keepalived processes them by
   default; keepvip follows the RFC).
+* **Unicast peers** (keepalived ``unicast_peer``): with peers configured, an
+  advertisement from any other source is dropped (``foreign_sender``).
 * **Address list**: checked on receive; a mismatch is reported (`ConfigMismatch`) and
   only dropped with ``strict_address_check`` (keepalived ``vrrp_strict``).
 """
