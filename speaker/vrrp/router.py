@@ -3,8 +3,9 @@
 In the style of h11 and aioquic's ``QuicConnection``: `VirtualRouter` holds protocol
 state only. Every input (start, a received advertisement, a timer, the health checks'
 verdict, a priority change, a fault, shutdown) carries ``now`` (monotonic seconds) and
-returns the `Action` values the adapter must execute; between inputs the adapter arms a single timer for
-`VirtualRouter.next_deadline` and calls `VirtualRouter.handle_timer` when it expires.
+returns the `Action` values the adapter must execute; between inputs the adapter arms a
+single timer for `VirtualRouter.next_deadline` and calls `VirtualRouter.handle_timer`
+when it expires.
 Nothing here reads a clock, a socket or an interface, so the whole protocol is tested
 on an in-memory wire with a virtual clock (tests/unit/wire.py).
 
