@@ -2,7 +2,8 @@
 
 Admission (the model) must never accept a value the speaker's VRRP core then refuses:
 the object would be stored, and every speaker would fail it. The core
-(:mod:`keepvip.speaker.vrrp.config`) imports these numbers instead of spelling them again;
+(:mod:`keepvip.speaker.vrrp.config`) may not import ``keepvip.api``: the bound both need lives in
+:mod:`keepvip.inet`, below both;
 ``tests/unit/test_ranges_agree.py`` checks every shared bound from both sides.
 """
 
@@ -11,8 +12,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Final
 
-# keepalived's upper bound for preempt_delay (vrrp_parser.c: "preempt_delay ... 0..1000").
-PREEMPT_DELAY_MAX_S: Final = 1000
+from keepvip.inet import PREEMPT_DELAY_MAX_S
+
 PREEMPT_DELAY_MAX: Final = timedelta(seconds=PREEMPT_DELAY_MAX_S)
 
 # Health checks and the arbiter: a probe period or timeout beyond an hour is a typo, and

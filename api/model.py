@@ -36,9 +36,10 @@ from keepvip.api.constants import STANDARD_MULTICAST_GROUP
 from keepvip.api.durations import DURATION_PATTERN, format_duration, parse_duration
 from keepvip.api.limits import PREEMPT_DELAY_MAX, PROBE_DURATION_MAX
 from keepvip.api.names import HTTP_PATH_SCHEMA, IFNAME_SCHEMA, check_dns_label, check_http_path, check_ifname
+from keepvip.api.phase import Phase
 from keepvip.api.text import bare, kind_of, not_a_whole_number, shown
+from keepvip.inet import IPAddress as IPAddress  # noqa: PLC0414 - re-exported for existing importers
 
-IPAddress = IPv4Address | IPv6Address
 IPInterface = IPv4Interface | IPv6Interface
 
 # RFC 9568 §5.2.6 Count IPvX Addr is 8 bits; an IPv6 advertisement must also fit a
@@ -644,6 +645,22 @@ def _none_is_empty(value: object) -> object:
     return () if value is None else value
 
 
+class SettledView(ApiModel):
+    """Which nodes the operator counts as MASTER and BACKUP once a takeover has landed.
+
+    ``nodes`` is what each speaker reports right now, half-way through a takeover too;
+    this is the operator's settled reading of it, which status and Events tell. Kept in
+    status so a restarted operator goes on from the same reading.
+    """
+
+    masters: tuple[str, ...] = ()
+    """The nodes counted as MASTER (more than one: a split brain)."""
+    backups: tuple[str, ...] = ()
+    """The nodes counted as BACKUP."""
+    backup_pending: bool = False
+    """A new master has no backup yet, for less than the settling grace period."""
+
+
 class VirtualIPStatus(ApiModel):
     """What the operator and the speakers observed."""
 
@@ -653,8 +670,10 @@ class VirtualIPStatus(ApiModel):
     """The multicast group in use."""
     master: str | None = None
     """The node holding the VIP."""
-    state: str | None = None
+    state: Phase | None = None
     """Summary: Pending, Ready, Degraded, SplitBrain, Conflict or Invalid."""
+    settled: SettledView | None = None
+    """The operator's settled reading of the nodes (what it rebuilds its view from after a restart)."""
     nodes: Annotated[tuple[NodeStatus, ...], BeforeValidator(_none_is_empty)] = Field(
         default=(),
         json_schema_extra={
