@@ -15,6 +15,7 @@ import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
+from typing import TypeVar
 
 from keepvip.convert.report import Outcome, Report
 from keepvip.convert.syntax import Location, ParsedFile, Statement
@@ -154,6 +155,9 @@ class NodeConfig:
     mail: bool = False
 
 
+_N = TypeVar("_N", int, float)
+
+
 class _Invalid(ValueError):
     """A value keepalived would reject; the message says what is allowed."""
 
@@ -164,26 +168,23 @@ def _one(statement: Statement) -> str:
     return statement.values[0].text
 
 
-def _int(statement: Statement, low: int, high: int) -> int:
+def _number(statement: Statement, kind: Callable[[str], _N], what: str, low: _N, high: _N) -> _N:
     text = _one(statement)
     try:
-        value = int(text)
+        value = kind(text)
     except ValueError as error:
-        raise _Invalid(f"{text!r} is not a whole number") from error
+        raise _Invalid(f"{text!r} is not {what}") from error
     if not low <= value <= high:
-        raise _Invalid(f"{value} is outside {low}..{high}")
+        raise _Invalid(f"{text} is outside {low:g}..{high:g}")
     return value
+
+
+def _int(statement: Statement, low: int, high: int) -> int:
+    return _number(statement, int, "a whole number", low, high)
 
 
 def _seconds(statement: Statement, low: float = 0.0, high: float = 1e6) -> float:
-    text = _one(statement)
-    try:
-        value = float(text)
-    except ValueError as error:
-        raise _Invalid(f"{text!r} is not a number of seconds") from error
-    if not low <= value <= high:
-        raise _Invalid(f"{text} is outside {low:g}..{high:g} seconds")
-    return value
+    return _number(statement, float, "a number of seconds", low, high)
 
 
 def _address(text: str) -> IPAddress:
@@ -334,11 +335,18 @@ class _Walker:
 
     # -- vrrp_script -----------------------------------------------------------------------
 
-    def vrrp_script(self, statement: Statement) -> None:
+    def named(self, statement: Statement) -> str | None:
+        """The block's name (``vrrp_script NAME {``), or None after reporting its absence."""
         if len(statement.values) != 1:
-            self.add(statement, Outcome.ERROR, "vrrp_script needs exactly one name")
+            self.add(statement, Outcome.ERROR, f"{statement.name} needs exactly one name")
+            return None
+        return statement.values[0].text
+
+    def vrrp_script(self, statement: Statement) -> None:
+        name = self.named(statement)
+        if name is None:
             return
-        script = Script(statement.values[0].text, statement.location)
+        script = Script(name, statement.location)
         if script.name in self.config.scripts:
             self.add(
                 statement, Outcome.ERROR, f"vrrp_script {script.name} is declared twice; the first is used"
@@ -424,10 +432,10 @@ class _Walker:
     # -- vrrp_instance ------------------------------------------------------------------
 
     def vrrp_instance(self, statement: Statement) -> None:
-        if len(statement.values) != 1:
-            self.add(statement, Outcome.ERROR, "vrrp_instance needs exactly one name")
+        name = self.named(statement)
+        if name is None:
             return
-        instance = Instance(statement.values[0].text, statement.location)
+        instance = Instance(name, statement.location)
         self.add(statement, Outcome.CONVERTED, "a VirtualIP (joined with the other nodes' instance)")
         self.block(statement, lambda child: self.instance_keyword(instance, child))
         if instance.vrid is None:
