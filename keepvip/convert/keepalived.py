@@ -547,7 +547,7 @@ class _Walker:
 
     def _set_priority(self, instance: Instance, statement: Statement) -> str:
         instance.priority = _int(statement, 1, 255)
-        return f"spec.nodePriorities (nodeName {self.node})"
+        return f"spec.nodePriorities (nodeName {self.node}), or spec.priority when every node agrees"
 
     def _set_advert(self, instance: Instance, statement: Statement) -> str:
         instance.advert_int = _seconds(statement, 0.01, 255)
@@ -635,15 +635,7 @@ class _Walker:
         target = "spec.addresses"
         if "/" not in statement.name:
             target += f" ({address.with_prefixlen}: keepalived's default prefix)"
-        if excluded:
-            self.add(
-                statement,
-                Outcome.NOTE,
-                f"{target}: keepvip has no excluded addresses, this one is "
-                "also listed in the advertisement (keepalived accepts that)",
-                keyword,
-            )
-        else:
+        if not excluded:  # an excluded one is reported by the mapper: it depends on the family
             self.add(statement, Outcome.CONVERTED, target, keyword)
 
     def peer_line(self, instance: Instance, statement: Statement) -> None:

@@ -23,7 +23,7 @@ from typing import Any
 from keepvip.api.durations import format_duration
 from keepvip.api.parse import InvalidVirtualIP, parse_virtualip
 from keepvip.convert.join import Member, Router
-from keepvip.convert.keepalived import PASS_LENGTH, Instance, Script, Track
+from keepvip.convert.keepalived import PASS_LENGTH, Instance, Script, Track, VipAddress
 from keepvip.convert.report import Outcome, Report
 from keepvip.convert.scripts import inverted, recognise
 
@@ -125,20 +125,32 @@ class _Mapper:
                         f"({instance.interface}); make a VirtualIP per interface",
                         at=vip.location,
                     )
-                if not vip.excluded or member is not self.first:
-                    continue
-                if vip.address.version != family:
-                    self.note(
-                        member,
-                        "virtual_ipaddress_excluded",
-                        Outcome.UNSUPPORTED,
-                        f"{vip.address}: not yet supported by keepvip, a VirtualIP has one address "
-                        "family; make a second VirtualIP for it",
-                        at=vip.location,
-                    )
-                elif vip.address.with_prefixlen not in result:
-                    result.append(vip.address.with_prefixlen)
+                if vip.excluded:
+                    self.excluded(member, vip, family, result)
         return result
+
+    def excluded(self, member: Member, vip: VipAddress, family: int, result: list[str]) -> None:
+        """A ``virtual_ipaddress_excluded`` line: another address of the VirtualIP, if it can be."""
+        if vip.address.version != family:
+            self.note(
+                member,
+                "virtual_ipaddress_excluded",
+                Outcome.UNSUPPORTED,
+                f"{vip.address}: not yet supported by keepvip, a VirtualIP has one address "
+                "family; make a second VirtualIP for it",
+                at=vip.location,
+            )
+            return
+        self.note(
+            member,
+            "virtual_ipaddress_excluded",
+            Outcome.NOTE,
+            "spec.addresses: keepvip has no excluded addresses, so this one is also listed in the "
+            "advertisement (keepalived accepts that)",
+            at=vip.location,
+        )
+        if vip.address.with_prefixlen not in result:
+            result.append(vip.address.with_prefixlen)
 
     def priorities(self, spec: dict[str, Any]) -> None:
         values: list[tuple[str, int]] = []
