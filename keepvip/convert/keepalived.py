@@ -105,6 +105,25 @@ class Track:
     reverse: bool | None = None
 
 
+@dataclass(frozen=True)
+class TrackedInterface:
+    """One ``track_interface`` line (parsed for the day keepvip supports it)."""
+
+    name: str
+    location: Location
+    weight: int | None = None
+    reverse: bool = False
+
+
+@dataclass
+class SyncGroup:
+    """A ``vrrp_sync_group``: instances that keepalived moves together."""
+
+    name: str
+    location: Location
+    instances: list[str] = field(default_factory=list)
+
+
 @dataclass
 class Instance:
     """A ``vrrp_instance`` block, with keepalived's defaults."""
@@ -129,6 +148,7 @@ class Instance:
     tracks: list[Track] = field(default_factory=list)
     notify: dict[str, str] = field(default_factory=dict)
     garp_refresh: float | None = None
+    track_interfaces: list[TrackedInterface] = field(default_factory=list)
 
     @property
     def advertised(self) -> list[VipAddress]:
@@ -153,6 +173,7 @@ class NodeConfig:
     mcast_group4: IPv4Address | None = None
     mcast_group6: IPv6Address | None = None
     mail: bool = False
+    sync_groups: list[SyncGroup] = field(default_factory=list)
 
 
 _N = TypeVar("_N", int, float)
@@ -229,12 +250,7 @@ class _Walker:
         elif name == "vrrp_instance":
             self.vrrp_instance(statement)
         elif name == "vrrp_sync_group":
-            self.add(
-                statement,
-                Outcome.UNSUPPORTED,
-                "not yet supported by keepvip: instances of a sync group change state together in "
-                "keepalived, keepvip runs every VirtualIP on its own (each instance is converted alone)",
-            )
+            self.sync_group(statement)
         elif name in ("virtual_server", "virtual_server_group", "real_server"):
             self.add(statement, Outcome.REFUSED, _REFUSED_LVS)
         elif name in ("vrrp_track_process", "vrrp_track_file", "track_file", "bfd_instance"):
@@ -332,6 +348,42 @@ class _Walker:
             self.add(statement, Outcome.DROPPED, "concerns keepalived's own processes or LVS")
         else:
             self.unknown(statement)
+
+    # -- vrrp_sync_group -----------------------------------------------------------------
+
+    def sync_group(self, statement: Statement) -> None:
+        name = self.named(statement)
+        if name is None or statement.block is None:
+            if name is not None:
+                self.add(statement, Outcome.ERROR, "needs a { } block")
+            return
+        group = SyncGroup(name, statement.location)
+        for child in statement.block:
+            if child.name == "group" and child.block is not None:
+                # keepalived reads every word of the block as a member, one per line or not
+                group.instances += [word for line in child.block for word in line.text().split()]
+        self.config.sync_groups.append(group)
+        self.add(
+            statement,
+            Outcome.UNSUPPORTED,
+            f"{name} ({', '.join(group.instances) or 'no instances'}): not yet supported by keepvip: "
+            "keepalived moves a sync group's instances together (one failing moves all), keepvip runs "
+            "each VirtualIP on its own; they are converted one by one and stay together only while "
+            "their priorities agree",
+        )
+
+    def check_sync_groups(self) -> None:
+        """A sync group that names an instance the file does not declare is an error, as in keepalived."""
+        declared = {instance.name for instance in self.config.instances}
+        for group in self.config.sync_groups:
+            for missing in (name for name in group.instances if name not in declared):
+                self.report.add(
+                    self.node,
+                    group.location,
+                    "vrrp_sync_group",
+                    Outcome.ERROR,
+                    f"{group.name} names {missing}, which is no vrrp_instance of this node",
+                )
 
     # -- vrrp_script -----------------------------------------------------------------------
 
@@ -482,13 +534,7 @@ class _Walker:
         elif name in GARP_KEYWORDS:
             self.garp(instance, statement)
         elif name == "track_interface":
-            self.add(
-                statement,
-                Outcome.UNSUPPORTED,
-                "not yet supported by keepvip: keepvip puts a router "
-                "in FAULT when its own interface goes down, but does not track other interfaces "
-                "or apply interface weights",
-            )
+            self.block(statement, lambda child: self.interface_line(instance, child))
         elif name in ("track_process", "track_file", "track_bfd"):
             self.add(
                 statement,
@@ -638,6 +684,34 @@ class _Walker:
         if not excluded:  # an excluded one is reported by the mapper: it depends on the family
             self.add(statement, Outcome.CONVERTED, target, keyword)
 
+    def interface_line(self, instance: Instance, statement: Statement) -> None:
+        values = [v.text for v in statement.values]
+        reverse = bool(values) and values[-1] == "reverse"
+        if values and values[-1] in ("reverse", "noreverse"):
+            values.pop()
+        weight: int | None = None
+        if values:
+            if len(values) != 2 or values[0] != "weight" or not values[1].lstrip("-").isdigit():
+                self.add(statement, Outcome.ERROR, "is `IFNAME [weight N [reverse]]`", "track_interface")
+                return
+            weight = int(values[1])
+        instance.track_interfaces.append(
+            TrackedInterface(statement.name, statement.location, weight, reverse)
+        )
+        effect = (
+            "a link down puts the instance in FAULT"
+            if not weight
+            else f"its state moves the priority by {weight}"
+        )
+        self.add(
+            statement,
+            Outcome.UNSUPPORTED,
+            f"{statement.text()} ({effect}): not yet supported by keepvip: keepvip puts a router in FAULT "
+            "when its own VRRP interface goes down, but tracks no other interface and applies no "
+            "interface weight",
+            "track_interface",
+        )
+
     def peer_line(self, instance: Instance, statement: Statement) -> None:
         try:
             instance.unicast_peers.append(_address(statement.name))
@@ -747,4 +821,5 @@ def read_node(node: str, parsed: ParsedFile, report: Report) -> NodeConfig:
     walker = _Walker(node, report)
     for statement in parsed.statements:
         walker.top(statement)
+    walker.check_sync_groups()
     return walker.config
