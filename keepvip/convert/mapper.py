@@ -107,7 +107,26 @@ class _Mapper:
                     f"{first.name} cannot become a VirtualIP: spec.{field_error}",
                 )
             return []
+        self.announce(spec)
         return [*self.documents, body]
+
+    def announce(self, spec: dict[str, Any]) -> None:
+        """Say, on each member's instance, which VirtualIP it became and who should be master."""
+        ranked = spec.get("nodePriorities") or []
+        nodes = ", ".join(m.node.node for m in self.router.members)
+        if len(ranked) > 1 and ranked[0]["priority"] > ranked[1]["priority"]:
+            master = f"{ranked[0]['nodeName']} is master by priority ({ranked[0]['priority']})"
+        elif len(self.router.members) > 1:
+            master = "equal priorities: the higher primary address wins (RFC 9568 §6.4.3)"
+        else:
+            master = "a single node"
+        for member in self.router.members:
+            self.note(
+                member,
+                "vrrp_instance",
+                Outcome.CONVERTED,
+                f"{member.instance.name} → VirtualIP {self.name} (nodes {nodes}; {master})",
+            )
 
     def addresses(self) -> list[str]:
         family = self.router.addresses[0].version
