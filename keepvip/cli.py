@@ -1,4 +1,4 @@
-"""The one ``keepvip`` entry point: ``speaker``, ``operator``, ``crd``, ``demo``.
+"""The one ``keepvip`` entry point: ``speaker``, ``operator``, ``crd``, ``demo``, ``convert``.
 
 Each subcommand's implementation is imported lazily, so ``keepvip crd`` does not pay for
 kopf or pyroute2, and a subcommand that is not built yet says so (exit status 2)
@@ -53,6 +53,11 @@ def _build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("crd", help="print the VirtualIP CustomResourceDefinition")
 
+    convert = commands.add_parser("convert", help="turn a keepalived setup into VirtualIP documents")
+    from keepvip.convert.arguments import add_arguments  # noqa: PLC0415 - standard library only
+
+    add_arguments(convert)
+
     demo = commands.add_parser("demo", help="the local demonstration (root)")
     demo.add_argument("--standalone", action="store_true", help="run without the local Kubernetes cluster")
     demo.add_argument("--interactive", action="store_true", help="wait for Enter between acts")
@@ -64,6 +69,7 @@ _COMMANDS = {
     "speaker": "keepvip.speaker.main",
     "operator": "keepvip.operator.main",
     "demo": "keepvip.localcluster.demo",
+    "convert": "keepvip.convert.command",
 }
 
 

@@ -22,8 +22,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from keepvip.api.model import IPAddress, VirtualIP
+from keepvip.api.model import VirtualIP
 from keepvip.api.parse import FieldError, InvalidVirtualIP, parse_virtualip
+from keepvip.inet import IPAddress
 from keepvip.operator.allocation import Pair, Request
 
 

@@ -14,7 +14,6 @@ thread pool). Writes that race with other writers use optimistic concurrency:
 
 from __future__ import annotations
 
-import datetime
 import logging
 import os
 import random
@@ -29,6 +28,7 @@ import kubernetes
 from kubernetes.client.exceptions import ApiException
 
 from keepvip.api.constants import GROUP, KIND, PLURAL, VERSION
+from keepvip.api.timestamps import utc_now
 from keepvip.operator.allocation import LedgerEntry, decode_ledger
 from keepvip.operator.daemonset import FIELD_MANAGER, Owner
 from keepvip.operator.settings import OperatorSettings
@@ -70,10 +70,6 @@ def load_configuration() -> None:
         config.load_incluster_config()
     else:
         config.load_kube_config()
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _jitter(attempt: int) -> None:
@@ -189,7 +185,7 @@ class Kube:
         Event times have whole seconds only, and the API lists by name, so events of the
         same second are listed (and shown by ``kubectl describe``) in the order they happened.
         """
-        now = _now()
+        now = utc_now()
         body = {
             "apiVersion": "v1",
             "kind": "Event",

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from keepvip.api.model import IPAddress
+from keepvip.inet import IPAddress
 
 
 def desired_ingress(

@@ -62,6 +62,12 @@ class SpeakerMetrics:
             ("virtualip", "interface", "reason"),
             registry=r,
         )
+        self.advert_checksum_form = Counter(
+            "keepvip_advert_checksum_form_total",
+            "Well-formed advertisements received, by the checksum form the sender used",
+            ("interface", "form"),
+            registry=r,
+        )
         self.advert_mismatch = Counter(
             "keepvip_advert_mismatch_total",
             "Advertisements processed that disagree with our configuration (VRID collision sign)",

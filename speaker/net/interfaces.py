@@ -35,10 +35,10 @@ from socket import AF_INET, AF_INET6
 from typing import Any, Final, TypeVar
 from weakref import WeakKeyDictionary
 
+from keepvip.inet import IPAddress
 from keepvip.speaker.net import netlink
 from keepvip.speaker.net.marks import KEEPVIP_ADDRESS_PROTO
 
-IPAddress = IPv4Address | IPv6Address
 _T = TypeVar("_T")
 
 # <linux/if_addr.h> and <linux/if.h>

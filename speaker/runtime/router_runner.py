@@ -147,6 +147,7 @@ def build_router_config(plan: RouterPlan, primary: IPAddress, priority: int | No
         preempt_delay=plan.preempt_delay,
         auth_type=AuthType.PASS if plan.password else AuthType.NONE,
         auth_data=plan.password or b"",
+        peers=plan.unicast_peers if plan.group is None else (),
         name=plan.name,
     )
 
@@ -211,7 +212,6 @@ class RouterRunner:
             self.socket_key,
             name=self.plan.name,
             vrid=self.plan.vrid,
-            peers=frozenset(self.plan.unicast_peers),
             deliver=self._deliver,
         )
         self._metrics.priority.labels(self.plan.name).set(self.plan.priority)
@@ -346,19 +346,10 @@ class RouterRunner:
         return []
 
     def _apply_checks(self, now: float) -> list[Action]:
-        """Effective priority from the weights; a failing weight-0 check is a FAULT of its own."""
+        """The checks' verdict (priority from the weights, failing weight-0 checks) into the core."""
         priority, _ = effective_priority(self.plan.priority, self._checks)
         self._metrics.effective_priority.labels(self.plan.name).set(priority)
-        faulting = set(faulting_checks(self._checks))
-        actions: list[Action] = []
-        for check in self._checks:
-            if check.name in faulting:
-                actions += self._router.enter_fault(FaultReason.CHECK_FAILED, now, check.name)
-        actions += self._router.set_effective_priority(priority, now)
-        for reason, name in self._router.faults:  # includes checks removed by a reconfiguration
-            if reason is FaultReason.CHECK_FAILED and name not in faulting:
-                actions += self._router.leave_fault(FaultReason.CHECK_FAILED, now, name)
-        return actions
+        return self._router.update_health(priority, frozenset(faulting_checks(self._checks)), now)
 
     def _reconfigure(self, plan: RouterPlan, now: float) -> list[Action]:
         self.plan = plan

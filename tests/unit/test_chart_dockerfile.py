@@ -12,13 +12,10 @@ from __future__ import annotations
 import fnmatch
 import json
 import re
-import sys
 import tomllib
 from dataclasses import dataclass
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from chart_helm import ROOT
+from tests.chart_helm import ROOT
 
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"

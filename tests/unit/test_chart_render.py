@@ -12,18 +12,15 @@ import json
 import re
 import ssl
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from chart_helm import CHART, ROOT, Helm, HelmError, Rendered
-
 from keepvip.operator.handlers import WEBHOOK_ID
 from keepvip.operator.settings import OperatorSettings
+from tests.chart_helm import CHART, ROOT, Helm, HelmError, Rendered
 
 NAMESPACE = "keepvip-system"
 

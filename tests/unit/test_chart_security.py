@@ -16,17 +16,13 @@ Policy (issue 5):
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from chart_helm import Helm, Rendered
-
 from keepvip.operator.daemonset import desired_daemonset
 from keepvip.operator.settings import OperatorSettings
+from tests.chart_helm import Helm, Rendered
 
 JSON = dict[str, Any]
 HOST_NAMESPACES = ("hostNetwork", "hostPID", "hostIPC")

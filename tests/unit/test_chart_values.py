@@ -12,20 +12,16 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from chart_helm import CHART, Helm, Rendered, nested
-
 from keepvip.operator.settings import OperatorSettings
+from tests.chart_helm import CHART, Helm, Rendered, nested
 
 Check = Callable[[Rendered], None]
 

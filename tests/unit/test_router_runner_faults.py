@@ -17,11 +17,12 @@ from typing import Any
 import pytest
 
 from keepvip.api.model import IPInterface
+from keepvip.inet import VRRP_GROUP_V4
 from keepvip.speaker.desired import RouterPlan
 from keepvip.speaker.metrics import SpeakerMetrics
 from keepvip.speaker.runtime import router_runner
 from keepvip.speaker.runtime.router_runner import RouterReport, RouterRunner
-from keepvip.speaker.vrrp.constants import VRRP_GROUP_V4, ChecksumMode
+from keepvip.speaker.vrrp.constants import ChecksumMode
 from keepvip.speaker.vrrp.state import FaultReason, State
 
 pytestmark = pytest.mark.timeout(30)
