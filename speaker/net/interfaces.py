@@ -104,13 +104,15 @@ _recent: WeakKeyDictionary[Any, dict[int | None, tuple[float, list[InterfaceAddr
 
 async def _recent_addresses(ipr: Any, ifindex: int | None = None) -> list[InterfaceAddress]:
     """:func:`list_addresses`, reusing a listing made less than FACTS_MAX_AGE ago on ``ipr``."""
-    now = asyncio.get_running_loop().time()
+    loop = asyncio.get_running_loop()
     listings = _recent.setdefault(ipr, {})
     cached = listings.get(ifindex)
-    if cached is not None and now - cached[0] < FACTS_MAX_AGE:
+    if cached is not None and loop.time() - cached[0] < FACTS_MAX_AGE:
         return cached[1]
     found = await list_addresses(ipr, ifindex)
-    listings[ifindex] = (now, found)
+    # Stamped when read, not when asked: behind a long line of adds, the wait for the
+    # socket can itself take longer than FACTS_MAX_AGE.
+    listings[ifindex] = (loop.time(), found)
     return found
 
 
