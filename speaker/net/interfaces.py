@@ -20,9 +20,11 @@ The three address facts (subnet lookup, primary IPv4, link-local) are answered f
 listing at most :data:`FACTS_MAX_AGE` old. The speaker resolves its routers one after
 the other when it starts, and with a thousand VIPs bound on an interface each listing
 of it is a thousand messages (~40-130 ms to read and parse): a fresh listing per router
-made a 1,000-VIP start take minutes (issue 15). These facts are about the node's own
-addresses, which keepvip does not change and which change rarely; keepvip's VIPs are
-excluded from every answer, so the VIPs bound meanwhile do not make a listing wrong.
+made a 1,000-VIP start take minutes (issue 15), and at 1 s the listings still took a
+third of a loaded speaker's CPU. These facts are about the node's own addresses,
+which keepvip does not change and which change rarely (the speaker reads them only
+when it applies a configuration); keepvip's VIPs are excluded from every answer, so
+the VIPs bound meanwhile do not make a listing wrong.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ IFA_F_DADFAILED: Final = 0x08
 IFA_F_TENTATIVE: Final = 0x40
 IFF_UP: Final = 0x1
 IFF_RUNNING: Final = 0x40  # the kernel's "operationally up": admin up and carrier (RFC 2863)
-FACTS_MAX_AGE: Final = 1.0  # seconds a listing may answer the address facts (see above)
+FACTS_MAX_AGE: Final = 5.0  # seconds a listing may answer the address facts (see above)
 
 
 @dataclass(frozen=True, slots=True)
