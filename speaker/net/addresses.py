@@ -19,10 +19,12 @@ as many times as it is asked, without surprises:
 Cost at scale (issue 15): an add does not list the interface's addresses first. It
 asks the kernel, and only the kernel's ``EEXIST`` ("this address is already here")
 leads to a look at what is there. A remove must know whose address it is (the kernel
-deletes by address and prefix, whatever the mark), so it looks, but every remove that
-asks while a listing of that interface is queued or being read shares that listing
-(:func:`_addresses_on`): a takeover or release of a thousand VIPs costs a handful of
-dumps, not one dump per VIP (which made the work grow with the square of the VIPs).
+deletes by address and prefix, whatever the mark): an address added (or found marked)
+through the same socket is remembered and deleted at once; any other is looked up,
+and every remove that asks while a listing of that interface is queued or being read
+shares that listing (:func:`_addresses_on`). A takeover or release of a thousand VIPs
+costs a handful of dumps at most, not one dump per VIP (which made the work grow with
+the square of the VIPs).
 
 One consequence of asking the kernel first: for IPv4 the kernel refuses only the same
 address *and* prefix, so a VIP whose address someone configured with another prefix
@@ -44,9 +46,11 @@ import errno
 from ipaddress import IPv4Interface, IPv6Interface, ip_interface
 from socket import AF_INET, AF_INET6
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from pyroute2.netlink.exceptions import NetlinkError
 
+from keepvip.inet import IPAddress
 from keepvip.speaker.net import netlink
 from keepvip.speaker.net.interfaces import (
     IFA_F_NODAD,
@@ -96,13 +100,24 @@ async def ensure_present(ipr: Any, ifname: str, vip: IPInterface) -> AddResult:
         if not existing:
             return await ensure_present(ipr, ifname, vip)  # removed since the kernel said EEXIST
         exact = [entry for entry in existing if entry.prefixlen == vip.network.prefixlen]
-        return AddResult.ALREADY_PRESENT if (exact or existing)[0].is_keepvip else AddResult.FOREIGN
+        found = (exact or existing)[0]
+        if not found.is_keepvip:
+            return AddResult.FOREIGN
+        _remember(ipr, found)
+        return AddResult.ALREADY_PRESENT
+    _remember(ipr, InterfaceAddress(ifindex, vip.ip, vip.network.prefixlen, 0, KEEPVIP_ADDRESS_PROTO))
     return AddResult.ADDED
 
 
 async def ensure_absent(ipr: Any, ifname: str, vip: IPInterface) -> RemoveResult:
     """Make ``vip``'s address absent from ``ifname`` if keepvip added it (any prefix)."""
     ifindex = await interface_index(ipr, ifname)
+    ours = _recall(ipr, ifindex, vip)
+    if ours:  # added through this socket: no need to look whose it is
+        removed = False
+        for entry in ours:
+            removed |= await _delete(ipr, entry)
+        return RemoveResult.REMOVED if removed else RemoveResult.ALREADY_ABSENT
     existing = await _same_ip(ipr, ifindex, vip)
     ours = [entry for entry in existing if entry.is_keepvip]
     if not ours:
@@ -141,6 +156,27 @@ async def remove_leftovers(ipr: Any, ifname: str | None = None) -> list[tuple[st
 
 async def _same_ip(ipr: Any, ifindex: int, vip: IPInterface) -> list[InterfaceAddress]:
     return [entry for entry in await _addresses_on(ipr, ifindex) if entry.address == vip.ip]
+
+
+# socket -> (ifindex, address) -> the keepvip-marked addresses this socket added or found.
+_added: WeakKeyDictionary[Any, dict[tuple[int, IPAddress], set[InterfaceAddress]]] = WeakKeyDictionary()
+
+
+def _remember(ipr: Any, entry: InterfaceAddress) -> None:
+    """Note a marked address that ``ipr`` added (or found in place) for a later remove.
+
+    A release then deletes it without listing the interface first. Without this, the
+    routers of a node losing a takeover one by one listed a thousand addresses per VIP
+    released (issue 15: the square of the VIPs again, on the node that can least afford it).
+    The one case this trusts memory over the kernel: someone deletes keepvip's address and
+    configures the same address and prefix themselves before keepvip releases it.
+    """
+    _added.setdefault(ipr, {}).setdefault((entry.ifindex, entry.address), set()).add(entry)
+
+
+def _recall(ipr: Any, ifindex: int, vip: IPInterface) -> list[InterfaceAddress]:
+    """The marked addresses for ``vip`` that ``ipr`` remembers on ``ifindex``, forgotten now."""
+    return sorted(_added.get(ipr, {}).pop((ifindex, vip.ip), set()), key=lambda entry: entry.prefixlen)
 
 
 # (socket, ifindex) -> the listing of that interface that is queued or being read now.
