@@ -29,7 +29,13 @@ from typing import Any
 from keepvip.api.model import IPAddress, NodeStatus, VirtualIP, VirtualIPStatus
 from keepvip.api.parse import InvalidVirtualIP, parse_virtualip
 from keepvip.operator import metrics
-from keepvip.operator.admission import Inventory, InventoryEntry, address_held_by_older, refusal_message
+from keepvip.operator.admission import (
+    Inventory,
+    InventoryEntry,
+    address_held_by_older,
+    exec_check_refusals,
+    refusal_message,
+)
 from keepvip.operator.allocation import (
     Allocated,
     LedgerEntry,
@@ -212,6 +218,12 @@ def reconcile_spec(
         outcome = SpecOutcome(
             _recorded_pair(previous), Problem.INVALID_SPEC, refusal_message(error.errors), generation
         )
+        publish(ctx, body, outcome, readiness)
+        return
+    refused = exec_check_refusals(vip, ctx.settings.speaker.exec_checks)
+    if refused:  # an exec check the chart does not allow (stored before the webhook, or past it)
+        message = refusal_message(refused)
+        outcome = SpecOutcome(_recorded_pair(previous), Problem.INVALID_SPEC, message, generation)
         publish(ctx, body, outcome, readiness)
         return
     lost = address_held_by_older(vip, metadata.get("creationTimestamp", ""), inventory.values())
