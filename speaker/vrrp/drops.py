@@ -29,3 +29,4 @@ class DropReason(enum.Enum):
     WRONG_GROUP = "wrong_group"  # sent to another multicast group / not to us
     FOREIGN_SENDER = "foreign_sender"  # unicast mode: source is not a configured peer
     OWN_PACKET = "own_packet"  # our own advertisement looped back
+    INBOX_FULL = "inbox_full"  # the router's queue of unprocessed packets is full (a flood)
