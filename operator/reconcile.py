@@ -50,7 +50,7 @@ from keepvip.operator.allocation import (
 )
 from keepvip.operator.daemonset import desired_daemonset
 from keepvip.operator.kube import Kube, LedgerChanges, ObjectRef
-from keepvip.operator.serviceref import desired_ingress
+from keepvip.operator.serviceref import NotOptedIn, desired_ingress
 from keepvip.operator.settings import OperatorSettings
 from keepvip.operator.settle import StatusMemory, first_sight, master_to_tell, settle
 from keepvip.operator.status import (
@@ -262,7 +262,12 @@ def _old_spec(old: Mapping[str, Any] | None) -> VirtualIP | None:
 
 
 def _sync_service(ctx: Context, vip: VirtualIP, before: VirtualIP | None) -> None:
-    """Publish the addresses in spec.serviceRef; unpublish from a previous Service or address."""
+    """Publish the addresses in spec.serviceRef; unpublish from a previous Service or address.
+
+    Only Services annotated ``keepvip.io/virtualip: <this VirtualIP>`` are written
+    (keepvip.operator.serviceref): otherwise a Warning Event names the missing annotation,
+    nothing is written, and the stage retries (the annotation may come later).
+    """
     ref = vip.spec.service_ref
     addresses: list[IPAddress] = [a.ip for a in vip.spec.addresses]
     if before is not None and before.spec.service_ref is not None:
@@ -270,19 +275,31 @@ def _sync_service(ctx: Context, vip: VirtualIP, before: VirtualIP | None) -> Non
         old_addresses = [a.ip for a in before.spec.addresses]
         gone = old_addresses if old_ref != ref else [a for a in old_addresses if a not in addresses]
         if gone:
-            ctx.kube.update_service_ingress(
-                old_ref.namespace, old_ref.name, lambda current: desired_ingress(current, remove=gone)
-            )
+            _unpublish(ctx, vip.name, old_ref.namespace, old_ref.name, gone)
     if ref is None:
         return
-    found = ctx.kube.update_service_ingress(
-        ref.namespace, ref.name, lambda current: desired_ingress(current, add=addresses)
-    )
+    event_ref = ObjectRef(vip.name, vip.metadata.uid or "")
+    try:
+        found = ctx.kube.update_service_ingress(
+            ref.namespace, ref.name, lambda current: desired_ingress(current, add=addresses), opt_in=vip.name
+        )
+    except NotOptedIn as refused:
+        ctx.kube.post_event(event_ref, EventSpec("Warning", refused.reason, str(refused)))
+        raise RetryLater(str(refused), delay=60) from None
     if not found:
         message = f"spec.serviceRef: Service {ref.namespace}/{ref.name} does not exist"
-        ref_ = ObjectRef(vip.name, vip.metadata.uid or "")
-        ctx.kube.post_event(ref_, EventSpec("Warning", "ServiceNotFound", message))
+        ctx.kube.post_event(event_ref, EventSpec("Warning", "ServiceNotFound", message))
         raise RetryLater(message, delay=60)
+
+
+def _unpublish(ctx: Context, virtualip: str, namespace: str, name: str, gone: list[IPAddress]) -> None:
+    """Remove ``gone`` from a Service that opted in; one that did not was never written."""
+    try:
+        ctx.kube.update_service_ingress(
+            namespace, name, lambda current: desired_ingress(current, remove=gone), opt_in=virtualip
+        )
+    except NotOptedIn as refused:
+        log.info("%s: not unpublishing: %s", virtualip, refused)
 
 
 # --- the status stage -----------------------------------------------------------------
@@ -317,10 +334,7 @@ def release(ctx: Context, body: Mapping[str, Any], waited: float, readiness: Rea
         vip = None
     if vip is not None and vip.spec.service_ref is not None:
         service = vip.spec.service_ref
-        gone = [a.ip for a in vip.spec.addresses]
-        ctx.kube.update_service_ingress(
-            service.namespace, service.name, lambda current: desired_ingress(current, remove=gone)
-        )
+        _unpublish(ctx, vip.name, service.namespace, service.name, [a.ip for a in vip.spec.addresses])
     uid = ref.uid
     ctx.kube.update_ledger(lambda ledger: ({uid: None} if uid in ledger else {}, None))
     metrics.forget_virtualip(ref.name)
