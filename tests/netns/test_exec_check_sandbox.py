@@ -12,8 +12,7 @@ started.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +20,9 @@ from pathlib import Path
 import pytest
 from lan import Lan
 from speaker_harness import SpeakerSet, virtualip, wait_until
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from sandbox_helpers import gone, secure_directory
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -35,16 +37,14 @@ PROBES = {
 @pytest.fixture
 def scripts() -> Iterator[Path]:
     """A root-owned 0755 directory (script security accepts it) with a root-only secret."""
-    path = Path(tempfile.mkdtemp(prefix="keepvip-exec-", dir="/tmp"))
-    path.chmod(0o755)
-    secret = path / "root-only"
-    secret.write_text("root only\n")
-    secret.chmod(0o600)
-    out = path / "out"
-    out.mkdir()
-    os.chown(out, 65534, 65534)  # where the hung check (running as nobody) records its pids
-    yield path
-    shutil.rmtree(path)
+    with secure_directory("keepvip-exec-") as path:
+        secret = path / "root-only"
+        secret.write_text("root only\n")
+        secret.chmod(0o600)
+        out = path / "out"
+        out.mkdir()
+        os.chown(out, 65534, 65534)  # where the hung check (running as nobody) records its pids
+        yield path
 
 
 def write_script(directory: Path, name: str, body: str) -> str:
@@ -92,14 +92,6 @@ def test_an_exec_check_cannot_add_an_address_open_a_raw_socket_or_read_a_root_on
         assert stolen(lan)
 
 
-def _gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")
-
-
 def test_a_hung_check_dies_with_its_children_on_timeout(speakers: SpeakerSet, scripts: Path) -> None:
     out = scripts / "out"
     hang = write_script(scripts, "hang", f'sleep 300 & echo $! > {out}/child-$$; exec sleep 300')
@@ -111,8 +103,8 @@ def test_a_hung_check_dies_with_its_children_on_timeout(speakers: SpeakerSet, sc
     first = min(out.glob("child-*"), key=lambda p: p.stat().st_mtime)  # a later run started: this one ended
     shell, child = int(first.name.removeprefix("child-")), int(first.read_text())
     deadline = time.monotonic() + 5
-    while not (_gone(shell) and _gone(child)) and time.monotonic() < deadline:
+    while not (gone(shell) and gone(child)) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert _gone(shell), "the check's own process survived its timeout"
-    assert _gone(child), "a child of the check survived the check's timeout"
+    assert gone(shell), "the check's own process survived its timeout"
+    assert gone(child), "a child of the check survived the check's timeout"
     assert speakers.metrics("node1").gauge("keepvip_check_status", virtualip="web", check="hang") == 0

@@ -6,6 +6,7 @@ import asyncio
 import socket
 import ssl
 import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, closing, suppress
@@ -34,6 +35,9 @@ from keepvip.speaker.checks.http_probe import BadResponse, parse_status_line
 from keepvip.speaker.checks.probe import Stopwatch
 from keepvip.speaker.sandbox import ScriptPolicy, resolve_script_user
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from sandbox_helpers import gone
+
 LOOPBACK = IPv4Address("127.0.0.1")
 AS_ROOT = ScriptPolicy(resolve_script_user("root"))
 """Root named explicitly (the test writes into its root-only tmp_path); tests/unit/test_speaker_sandbox.py
@@ -58,15 +62,6 @@ def free_port() -> int:
 
 async def close_at_once(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     writer.close()
-
-
-def gone(pid: int) -> bool:
-    """The process no longer runs: reaped, or a zombie waiting for its new parent."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] == "Z"
 
 
 # -- tcp ----------------------------------------------------------------------------

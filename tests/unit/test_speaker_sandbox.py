@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import stat
-import tempfile
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from sandbox_helpers import gone, secure_directory
 
 from keepvip.speaker.checks.exec_probe import ExecProbe
 from keepvip.speaker.notify import Notifier
@@ -40,10 +42,8 @@ OTHER_UID = 4242
 @pytest.fixture
 def secure_dir() -> Iterator[Path]:
     """A root-owned 0755 directory under /tmp (sticky, root-owned: acceptable as a parent)."""
-    path = Path(tempfile.mkdtemp(prefix="keepvip-sandbox-", dir="/tmp"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path)
+    with secure_directory("keepvip-sandbox-") as path:
+        yield path
 
 
 def script(directory: Path, name: str = "check", body: str = "exit 0", mode: int = 0o755) -> Path:
@@ -191,14 +191,6 @@ def test_output_is_read_up_to_a_bound_and_the_rest_is_drained() -> None:
     assert result.describe() == "exit status 4: " + "x" * 200
 
 
-def _gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")
-
-
 def test_a_timeout_kills_the_whole_process_group() -> None:
     started = time.monotonic()
     result = asyncio.run(
@@ -209,10 +201,10 @@ def test_a_timeout_kills_the_whole_process_group() -> None:
     children = [int(line) for line in result.output.split()]
     assert len(children) == 2
     deadline = time.monotonic() + 2
-    while not all(_gone(pid) for pid in children) and time.monotonic() < deadline:
+    while not all(gone(pid) for pid in children) and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert all(_gone(pid) for pid in children)
-    assert _gone(result.pid)
+    assert all(gone(pid) for pid in children)
+    assert gone(result.pid)
 
 
 def test_an_exec_check_that_cannot_be_vetted_never_starts(secure_dir: Path) -> None:

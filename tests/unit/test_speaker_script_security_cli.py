@@ -7,14 +7,15 @@ command line in the test's own process tree (root, for chown).
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from sandbox_helpers import secure_directory
 
 from keepvip.cli import _build_parser
 from keepvip.speaker.sandbox import ScriptPolicy
@@ -32,10 +33,8 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to chown f
 
 @pytest.fixture
 def directory() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="keepvip-cli-", dir="/tmp"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path)
+    with secure_directory("keepvip-cli-") as path:
+        yield path
 
 
 def speaker(*args: str) -> subprocess.CompletedProcess[str]:
