@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import contextlib
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from keepvip.speaker.metrics_server import serve_metrics
 
 _VIP = ("virtualip",)
 
@@ -117,8 +119,8 @@ class SpeakerMetrics:
                 labelled.remove(*labels)
 
     def serve(self, host: str, port: int) -> None:
-        """Expose /metrics over HTTP on host:port (a daemon thread)."""
-        start_http_server(port, addr=host, registry=self.registry)
+        """Expose /metrics over HTTP on host:port (a daemon thread, bounded connections)."""
+        serve_metrics(host, port, self.registry)
 
 
 def _label_sets(metric: Gauge | Counter) -> list[tuple[str, ...]]:
