@@ -26,6 +26,8 @@ class PlanProblem(enum.Enum):
     NOT_ALLOCATED = "not_allocated"  # kubernetes: the operator has not written status.vrid yet
     MISSING_SECRET = "missing_secret"  # noqa: S105 - a reason name: authentication.secretRef unreadable
     DUPLICATE_ROUTER = "duplicate_router"  # another VirtualIP already uses this (group, vrid)
+    INVALID_STATUS = "invalid_status"  # kubernetes: status.vrid / multicastGroup break the spec's rules
+    PLAN_FAILED = "plan_failed"  # planning this one VirtualIP raised: only it is affected
 
 
 @dataclass(frozen=True)
@@ -102,13 +104,20 @@ def desired_router(
     secrets: Mapping[SecretKey, bytes],
     *,
     use_status_allocation: bool,
+    invalid_status: str | None = None,
 ) -> RouterPlan | Skipped | None:
-    """The plan for one VirtualIP on this node; None when it does not select the node."""
+    """The plan for one VirtualIP on this node; None when it does not select the node.
+
+    ``invalid_status``: why the source refused this VirtualIP's status (it then counts
+    as not allocated, and the node reports why instead of waiting silently).
+    """
     spec = vip.spec
     if not spec.selects(node.labels):
         return None
     vrid, group = _vrid_and_group(vip, use_status_allocation)
     if vrid is None:
+        if use_status_allocation and invalid_status is not None:
+            return Skipped(vip.name, PlanProblem.INVALID_STATUS, invalid_status)
         if use_status_allocation:
             return Skipped(vip.name, PlanProblem.NOT_ALLOCATED, "waiting for the operator to allocate a VRID")
         return Skipped(vip.name, PlanProblem.MISSING_VRID, "spec.vrrp.vrid is required in standalone mode")
@@ -150,13 +159,24 @@ def desired_routers(
     secrets: Mapping[SecretKey, bytes],
     *,
     use_status_allocation: bool,
+    invalid_status: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, RouterPlan], list[Skipped]]:
-    """Plans for every VirtualIP selecting this node, and the ones that cannot run."""
+    """Plans for every VirtualIP selecting this node, and the ones that cannot run.
+
+    One VirtualIP that cannot be planned (whatever it raises) is skipped with a reason;
+    the others are planned as usual (issue 9: one bad object never costs the others).
+    """
     plans: dict[str, RouterPlan] = {}
     skipped: list[Skipped] = []
     owners: dict[tuple[int, str, int], str] = {}
+    refused = invalid_status or {}
     for vip in sorted(vips, key=lambda v: v.name):
-        outcome = desired_router(vip, node, secrets, use_status_allocation=use_status_allocation)
+        try:
+            outcome = desired_router(vip, node, secrets, use_status_allocation=use_status_allocation,
+                                     invalid_status=refused.get(vip.name))  # fmt: skip
+        except Exception as error:
+            skipped.append(Skipped(vip.name, PlanProblem.PLAN_FAILED, f"{type(error).__name__}: {error}"))
+            continue
         if outcome is None:
             continue
         if isinstance(outcome, Skipped):
