@@ -8,7 +8,7 @@ and touches only the routers whose plan changed.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address, ip_address
 
@@ -104,20 +104,13 @@ def desired_router(
     secrets: Mapping[SecretKey, bytes],
     *,
     use_status_allocation: bool,
-    invalid_status: str | None = None,
 ) -> RouterPlan | Skipped | None:
-    """The plan for one VirtualIP on this node; None when it does not select the node.
-
-    ``invalid_status``: why the source refused this VirtualIP's status (it then counts
-    as not allocated, and the node reports why instead of waiting silently).
-    """
+    """The plan for one VirtualIP on this node; None when it does not select the node."""
     spec = vip.spec
     if not spec.selects(node.labels):
         return None
     vrid, group = _vrid_and_group(vip, use_status_allocation)
     if vrid is None:
-        if use_status_allocation and invalid_status is not None:
-            return Skipped(vip.name, PlanProblem.INVALID_STATUS, invalid_status)
         if use_status_allocation:
             return Skipped(vip.name, PlanProblem.NOT_ALLOCATED, "waiting for the operator to allocate a VRID")
         return Skipped(vip.name, PlanProblem.MISSING_VRID, "spec.vrrp.vrid is required in standalone mode")
@@ -153,16 +146,37 @@ def desired_router(
     )
 
 
+def _unaccepted(
+    vip: VirtualIP, node: NodeIdentity, pending: Collection[str], invalid_status: Mapping[str, str]
+) -> Skipped | None:
+    """Kubernetes: a selecting VirtualIP the operator has not accepted, or whose status was refused.
+
+    Not even a pinned VRID runs before the operator accepted the generation (issue 10);
+    a refused status counts as not allocated, but the node reports why.
+    """
+    if not vip.spec.selects(node.labels):
+        return None
+    refusal = invalid_status.get(vip.name)
+    if refusal is not None:
+        return Skipped(vip.name, PlanProblem.INVALID_STATUS, refusal)
+    if vip.name in pending:
+        return Skipped(vip.name, PlanProblem.NOT_ALLOCATED, "waiting for the operator to accept it")
+    return None
+
+
 def desired_routers(
     vips: Sequence[VirtualIP],
     node: NodeIdentity,
     secrets: Mapping[SecretKey, bytes],
     *,
     use_status_allocation: bool,
+    pending: Collection[str] = (),
     invalid_status: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, RouterPlan], list[Skipped]]:
     """Plans for every VirtualIP selecting this node, and the ones that cannot run.
 
+    ``pending`` and ``invalid_status`` (kubernetes): VirtualIPs not accepted by the
+    operator, and refused statuses (see :mod:`keepvip.speaker.sources.status_gate`).
     One VirtualIP that cannot be planned (whatever it raises) is skipped with a reason;
     the others are planned as usual (issue 9: one bad object never costs the others).
     """
@@ -172,8 +186,11 @@ def desired_routers(
     refused = invalid_status or {}
     for vip in sorted(vips, key=lambda v: v.name):
         try:
-            outcome = desired_router(vip, node, secrets, use_status_allocation=use_status_allocation,
-                                     invalid_status=refused.get(vip.name))  # fmt: skip
+            outcome: RouterPlan | Skipped | None = None
+            if use_status_allocation:
+                outcome = _unaccepted(vip, node, pending, refused)
+            if outcome is None:
+                outcome = desired_router(vip, node, secrets, use_status_allocation=use_status_allocation)
         except Exception as error:
             skipped.append(Skipped(vip.name, PlanProblem.PLAN_FAILED, f"{type(error).__name__}: {error}"))
             continue

@@ -106,24 +106,26 @@ async def supervise_config(
     """
     last = initial
     first = True
+    failed = False
 
-    async def applied() -> AsyncIterator[ConfigSnapshot]:
+    async def applied() -> AsyncIterator[tuple[ConfigSnapshot, bool]]:
+        """(snapshot, from the source): the last one again first, then the source's."""
         nonlocal last
         if last is not None:
-            yield last
+            yield last, not failed  # at a restart, only the source's next snapshot proves it works
         async for snapshot in snapshots():
             last = snapshot
-            yield snapshot
+            yield snapshot, True
 
     while True:
         reason: ConfigError
         try:
-            async for snapshot in applied():
+            async for snapshot, fresh in applied():
                 try:
                     await speaker.apply(snapshot)
                 except Exception as error:
                     raise _ApplyFailed(f"{type(error).__name__}: {error}") from error
-                if not metrics.ready:
+                if fresh and not metrics.ready:
                     metrics.set_ready(True)
                     log.info("configuration loop running again")
                 if first:
@@ -134,6 +136,7 @@ async def supervise_config(
             reason, detail = ConfigError.APPLY_FAILED, str(error)
         except Exception as error:
             reason, detail = ConfigError.SOURCE_FAILED, f"{type(error).__name__}: {error}"
+        failed = reason is not ConfigError.APPLY_FAILED  # re-applying then proves the loop works again
         metrics.config_errors.labels(reason.value).inc()
         metrics.set_ready(False)
         log.error("configuration loop failed (%s): %s; restarting in %.0f s", reason.value, detail,

@@ -158,7 +158,7 @@ class Speaker:
                 self.node = NodeIdentity(self.node.name, dict(snapshot.node_labels))
             plans, skipped = desired_routers(
                 snapshot.virtualips, self.node, snapshot.secrets, use_status_allocation=self._use_status,
-                invalid_status=snapshot.invalid_status,
+                pending=snapshot.pending, invalid_status=snapshot.invalid_status,
             )  # fmt: skip
             failing = self._skip_failures(skipped)
             for name in [n for n in self._running if n not in plans]:

@@ -38,7 +38,7 @@ from keepvip.speaker.metrics import SpeakerMetrics
 from keepvip.speaker.runtime.failures import FailureReport
 from keepvip.speaker.runtime.router_runner import RouterReport
 from keepvip.speaker.sources.snapshot import ConfigSnapshot
-from keepvip.speaker.sources.status_gate import AcceptedGenerations, Refusal
+from keepvip.speaker.sources.status_gate import AcceptedGenerations, Refusal, Selection
 
 log = logging.getLogger("keepvip.speaker.kubernetes")
 
@@ -196,8 +196,8 @@ class KubernetesSource:
         if self._metrics is not None:
             self._metrics.status_invalid.labels(refusal.problem.value).inc()
 
-    def _virtualips(self) -> tuple[tuple[VirtualIP, ...], dict[str, str]]:
-        """The VirtualIPs to act on, and why some statuses were not believed."""
+    def _virtualips(self) -> Selection:
+        """The VirtualIPs to act on, those waiting for the operator, and refused statuses."""
         with self._lock:
             bodies = list(self._bodies.values())
         live: dict[str, dict[str, Any]] = {}
@@ -240,7 +240,12 @@ class KubernetesSource:
         return found
 
     async def snapshots(self) -> AsyncIterator[ConfigSnapshot]:
-        """A snapshot after every change (debounced), starting once the node is known."""
+        """A snapshot after every change (debounced), starting once the node is known.
+
+        Each new iterator starts with the current state (a restarted configuration loop
+        gets a snapshot at once, not at the next change).
+        """
+        self._changed.set()
         while True:
             await self._changed.wait()
             await asyncio.sleep(DEBOUNCE_SECONDS)
@@ -249,10 +254,15 @@ class KubernetesSource:
                 labels = self._labels
             if labels is None:
                 continue  # the Node has not been read yet: its labels decide the selection
-            vips, invalid_status = self._virtualips()
-            secrets = await self._read_secrets(vips)
-            yield ConfigSnapshot(virtualips=vips, secrets=secrets, node_labels=labels,
-                                 invalid_status=invalid_status)  # fmt: skip
+            selection = self._virtualips()
+            secrets = await self._read_secrets(selection.virtualips)
+            yield ConfigSnapshot(
+                virtualips=selection.virtualips,
+                secrets=secrets,
+                node_labels=labels,
+                pending=selection.pending,
+                invalid_status=selection.invalid_status,
+            )
 
 
 class StatusWriter:

@@ -25,6 +25,7 @@ import enum
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from ipaddress import ip_address
 from typing import Any
 
 from keepvip.api.model import VirtualIP, VirtualIPStatus
@@ -61,6 +62,15 @@ class Reading:
     refusals: tuple[Refusal, ...] = ()
 
 
+@dataclass(frozen=True)
+class Selection:
+    """What a speaker may act on, from one list of VirtualIPs."""
+
+    virtualips: tuple[VirtualIP, ...]
+    pending: frozenset[str]  # not accepted, never accepted before: the planner must wait
+    invalid_status: dict[str, str]  # name -> why its status was not believed
+
+
 def _quoted(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 64 else text[:61] + "..."
@@ -76,17 +86,33 @@ def _check_vrid(raw: object, body: Mapping[str, Any]) -> Refusal | None:
     return None
 
 
+def _group_shape(raw: object) -> str | None:
+    """What is wrong with ``raw`` as a group, before the spec's rules are asked; None: nothing."""
+    if not isinstance(raw, str):
+        return f"{_quoted(raw)} is not text"
+    if "%" in raw:
+        return f"{_quoted(raw)} has a zone index (it matches no packet)"
+    if raw == "standard":
+        return None
+    try:
+        group = ip_address(raw)
+    except ValueError:
+        return f"{_quoted(raw)} is not an IP address"
+    return None if group.is_multicast else f"{_quoted(raw)} is not a multicast group"
+
+
 def _check_group(raw: object, body: Mapping[str, Any]) -> Refusal | None:
     if raw is None:
         return None
-    if not isinstance(raw, str):
-        message = f"status.multicastGroup: {_quoted(raw)} is not text"
-        return Refusal(StatusProblem.INVALID_MULTICAST_GROUP, message)
+    problem = StatusProblem.INVALID_MULTICAST_GROUP
+    shape = _group_shape(raw)
+    if shape is not None:
+        return Refusal(problem, f"status.multicastGroup: {shape}")
     try:
         _with_vrrp(body, multicastGroup=raw, strict=True)
     except InvalidVirtualIP as error:
         detail = "; ".join(e.message for e in error.errors)
-        return Refusal(StatusProblem.INVALID_MULTICAST_GROUP, f"status.multicastGroup: {detail}")
+        return Refusal(problem, f"status.multicastGroup: {detail[:200]}")
     return None
 
 
@@ -145,14 +171,15 @@ class AcceptedGenerations:
         self._on_refused = on_refused
         self._reported: dict[str, tuple[Refusal, ...]] = {}
 
-    def select(self, bodies: Mapping[str, Mapping[str, Any]]) -> tuple[tuple[VirtualIP, ...], dict[str, str]]:
-        """The VirtualIPs to run, and name -> message for those whose status was refused.
+    def select(self, bodies: Mapping[str, Mapping[str, Any]]) -> Selection:
+        """The VirtualIPs to run, those to wait for, and why some statuses were refused.
 
         A VirtualIP whose generation is not accepted (yet) and that was never accepted is
-        passed on without allocation (the planner waits for the operator); one that was
-        accepted before keeps its last accepted version.
+        passed on as pending, without allocation (the planner waits for the operator, even
+        for a pinned VRID); one that was accepted before keeps its last accepted version.
         """
         chosen: list[VirtualIP] = []
+        pending: set[str] = set()
         invalid: dict[str, str] = {}
         for name in [n for n in self._last if n not in bodies]:
             del self._last[name]
@@ -174,9 +201,10 @@ class AcceptedGenerations:
                 chosen.append(self._last[name])  # fail static: the last accepted generation
             else:
                 chosen.append(reading.vip.model_copy(update={"status": None}))
+                pending.add(name)
                 if reading.refusals:
                     invalid[name] = "; ".join(r.message for r in reading.refusals)
-        return tuple(chosen), invalid
+        return Selection(tuple(chosen), frozenset(pending), invalid)
 
     def _report(self, name: str, refusals: tuple[Refusal, ...]) -> None:
         if self._reported.get(name, ()) == refusals:
