@@ -102,3 +102,54 @@ def test_a_virtualip_naming_a_missing_interface_fails_alone_and_later_edits_stil
     assert handover.reason == "priority_zero_received"
     assert not [a for a in lan.addresses("node1") if a.ip in (VIP4.ip, API_VIP4.ip, BAD_VIP4.ip)]
     assert [r for r in speakers.log_lines("node1") if r.get("level") == "RAW"] == []  # no traceback
+
+
+def test_two_virtualips_swapping_their_vrids_in_one_edit_both_keep_running(
+    lan: Lan, speakers: SpeakerSet
+) -> None:
+    def documents(web_vrid: int, api_vrid: int) -> list[dict[str, Any]]:
+        web = virtualip("web", vrid=web_vrid, node_priorities={"node1": 150, "node2": 120})
+        api = virtualip("api", vrid=api_vrid, addresses=[str(API_VIP4)],
+                        node_priorities={"node1": 150, "node2": 120})  # fmt: skip
+        return [web, api]
+
+    speakers.configure(*documents(94, 95), nodes=list(NODES))
+    speakers.start(*NODES)
+    wait_for_master(lan, VIP4, "node1")
+    wait_until(lambda: who_answers(lan, API_VIP4) == "node1", RELOAD_BOUND, what="api answers")
+
+    edited_at = time.time()
+    speakers.configure(*documents(95, 94), nodes=list(NODES))  # each takes the other's VRID
+
+    for node in NODES:
+        wait_until(partial(speakers.messages, node, "running VRRP", since=edited_at), RELOAD_BOUND,
+                   what=f"{node} restarts its routers")  # fmt: skip
+    wait_until(lambda: speakers.became("node1", "MASTER", "api", since=edited_at), RELOAD_BOUND,
+               what="node1 masters api again")  # fmt: skip
+    wait_until(lambda: speakers.became("node1", "MASTER", "web", since=edited_at), RELOAD_BOUND,
+               what="node1 masters web again")  # fmt: skip
+    wait_for_master(lan, VIP4, "node1")
+    wait_until(lambda: who_answers(lan, API_VIP4) == "node1", RELOAD_BOUND, what="api answers again")
+    for node in NODES:
+        assert speakers.errors(node) == [], speakers.errors(node)
+        assert speakers.metrics(node).value("keepvip_virtualip_failures_total") == 0
+
+
+def test_an_address_the_node_already_has_is_never_bound_and_the_node_stays_out_of_the_election(
+    lan: Lan, speakers: SpeakerSet
+) -> None:
+    own = lan.node("node1").ipv4  # node1's own address, as a VIP in node1's file only
+    clash = virtualip("clash", vrid=96, addresses=[str(own)])
+    speakers.configure(_web(), clash, nodes=["node1"])
+    speakers.configure(_web(), nodes=["node2"])
+    speakers.start(*NODES)
+    wait_for_master(lan, VIP4, "node1")  # the other VirtualIP is not affected
+
+    refusal = wait_until(partial(speakers.records, "node1", virtualip="clash"), RELOAD_BOUND,
+                         what="node1 refuses clash")  # fmt: skip
+    assert [r["reason"] for r in refusal] == ["address_conflict"]
+    assert f"spec.addresses[0]: {own.ip} is already an address of this node (eth0)" in refusal[0]["message"]
+    assert speakers.transitions("node1", "clash") == []  # never joined the election
+    assert speakers.metrics("node1").value("keepvip_address_conflicts_total", virtualip="clash") == 1
+    speakers.terminate("node1")
+    assert own.ip in {a.ip for a in lan.addresses("node1")}  # its own address, untouched at stop

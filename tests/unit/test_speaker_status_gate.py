@@ -9,15 +9,18 @@ one otherwise. The bodies below are what the API server would hand the watch.
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from ipaddress import ip_address
 from typing import Any
 
 import pytest
 from kubernetes import client
 
+from keepvip.api.model import NodeStatus
 from keepvip.speaker.desired import NodeIdentity, PlanProblem, desired_routers
 from keepvip.speaker.metrics import SpeakerMetrics
-from keepvip.speaker.sources.kubernetes import KubernetesSource
+from keepvip.speaker.runtime.failures import FailureReport
+from keepvip.speaker.sources.kubernetes import KubernetesSource, StatusWriter
 from keepvip.speaker.sources.snapshot import ConfigSnapshot
 from keepvip.speaker.sources.status_gate import AcceptedGenerations, StatusProblem
 
@@ -180,3 +183,26 @@ def test_a_deleted_virtualip_is_forgotten() -> None:
     plans, skipped = plans_for(gate, body(conditions=[]))
     assert plans == {}
     assert [s.problem for s in skipped] == [PlanProblem.NOT_ALLOCATED]
+
+
+def test_a_virtualip_that_cannot_run_gets_a_fault_entry_with_reason_and_message() -> None:
+    report = FailureReport(
+        virtualip="web",
+        reason="interface_not_found",
+        message="spec.interface: no interface named 'lan1' on this node",
+        interface="lan1",
+        priority=120,
+        since=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+    )
+    entry = StatusWriter("node-c", client.ApiClient()).entry(report)
+    assert entry == {
+        "node": "node-c",
+        "state": "FAULT",
+        "priority": 120,
+        "effectivePriority": 0,
+        "interface": "lan1",
+        "since": "2026-01-02T03:04:05Z",
+        "reason": "interface_not_found",
+        "message": "spec.interface: no interface named 'lan1' on this node",
+    }
+    NodeStatus.model_validate(entry)  # the API model (and so the CRD) has every field
