@@ -13,13 +13,10 @@ from __future__ import annotations
 import secrets
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-
-# The chart installed once for this module too (its own release and namespace).
-from test_e2e_failover import keepvip, virtualip, virtualip_document  # noqa: F401
 
 from keepvip.localcluster import LocalCluster, wait_until
 from keepvip.localcluster.lan import netns_addresses
@@ -30,6 +27,22 @@ pytestmark = pytest.mark.cluster
 LAN1 = "lan1"
 LAN1_HOSTS = {"node-a": "198.18.251.1/24", "node-b": "198.18.251.2/24"}
 LAN1_VIP = "198.18.251.100"
+
+
+@pytest.fixture(scope="module")
+def keepvip(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeepvipOnCluster]:
+    """The chart installed in its own namespace, and a web server on every node."""
+    deployment = KeepvipOnCluster(cluster, f"keepvip-iso-{secrets.token_hex(2)}")
+    helm = cluster.helm(tmp_path_factory.mktemp("helm"))
+    deployment.install(helm)
+    for node in cluster.nodes:
+        deployment.start_web(node)
+    try:
+        yield deployment
+    finally:
+        deployment.stop_all_web()
+        deployment.uninstall(helm)
+        cluster.core.delete_namespace(deployment.namespace)
 
 
 @pytest.fixture
@@ -48,14 +61,15 @@ def second_lan(cluster: LocalCluster) -> Iterator[None]:
         subprocess.run(["ip", "-n", a, "link", "del", LAN1], check=False)  # removes both ends
 
 
-def lan1_document(name: str) -> dict[str, Any]:
+def document(name: str, address: str, **spec: Any) -> dict[str, Any]:
+    """node-a preferred (150), node-b next (120), node-c the default priority."""
     return {
         "apiVersion": API_VERSION,
         "kind": "VirtualIP",
         "metadata": {"name": name},
         "spec": {
-            "addresses": [f"{LAN1_VIP}/24"],
-            "interface": LAN1,
+            "addresses": [f"{address}/24"],
+            **spec,
             "nodePriorities": [
                 {"nodeName": "node-a", "priority": 150},
                 {"nodeName": "node-b", "priority": 120},
@@ -81,15 +95,13 @@ def answer_from(cluster: LocalCluster, node: str, address: str) -> str:
 
 
 def test_a_node_without_the_named_interface_reports_fault_while_the_others_elect_and_serve(
-    keepvip: KeepvipOnCluster,  # noqa: F811 - the fixture imported above
-    cluster: LocalCluster,
-    second_lan: None,
-    virtualip: Callable[[int], tuple[str, str]],  # noqa: F811
+    keepvip: KeepvipOnCluster, cluster: LocalCluster, second_lan: None
 ) -> None:
-    other, other_address = virtualip(9)  # a VirtualIP every node can run
+    other, other_address = f"iso-{secrets.token_hex(3)}", str(cluster.vip(9))
+    keepvip.apply(document(other, other_address))  # a VirtualIP every node can run
     keepvip.wait_for_answer(other_address, "node-a", timeout=30)
     name = f"iso-{secrets.token_hex(3)}"
-    keepvip.apply(lan1_document(name))
+    keepvip.apply(document(name, LAN1_VIP, interface=LAN1))
     try:
         expected = {"node-a": "MASTER", "node-b": "BACKUP", "node-c": "FAULT"}
         wait_until(lambda: keepvip.node_states(name) == expected, timeout=30,
@@ -108,5 +120,6 @@ def test_a_node_without_the_named_interface_reports_fault_while_the_others_elect
         assert "Traceback" not in keepvip.speaker_log("node-c")
         assert keepvip.speakers_ready()
     finally:
-        keepvip.delete(name)
-        wait_until(lambda: keepvip.get(name) is None, timeout=40, what=f"{name} deleted")
+        for made in (name, other):
+            keepvip.delete(made)
+            wait_until(lambda m=made: keepvip.get(m) is None, timeout=40, what=f"{made} deleted")
