@@ -29,22 +29,6 @@ LAN1_HOSTS = {"node-a": "198.18.251.1/24", "node-b": "198.18.251.2/24"}
 LAN1_VIP = "198.18.251.100"
 
 
-@pytest.fixture(scope="module")
-def keepvip(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeepvipOnCluster]:
-    """The chart installed in its own namespace, and a web server on every node."""
-    deployment = KeepvipOnCluster(cluster, f"keepvip-iso-{secrets.token_hex(2)}")
-    helm = cluster.helm(tmp_path_factory.mktemp("helm"))
-    deployment.install(helm)
-    for node in cluster.nodes:
-        deployment.start_web(node)
-    try:
-        yield deployment
-    finally:
-        deployment.stop_all_web()
-        deployment.uninstall(helm)
-        cluster.core.delete_namespace(deployment.namespace)
-
-
 @pytest.fixture
 def second_lan(cluster: LocalCluster) -> Iterator[None]:
     """``lan1``: a veth pair between node-a and node-b only, removed afterwards."""
