@@ -65,7 +65,7 @@ NodeReport = RouterReport | FailureReport
 _SKIP_FAILURES: dict[PlanProblem, tuple[Failure, str]] = {
     PlanProblem.INVALID_STATUS: (Failure.INVALID_STATUS, ""),
     PlanProblem.MISSING_SECRET: (Failure.MISSING_SECRET, ""),
-    PlanProblem.DUPLICATE_ROUTER: (Failure.VRID_IN_USE, "vrrp.vrid"),
+    PlanProblem.DUPLICATE_ROUTER: (Failure.VRID_IN_USE, "spec.vrrp.vrid"),
     PlanProblem.PLAN_FAILED: (Failure.INTERNAL_ERROR, ""),
 }
 
@@ -304,7 +304,7 @@ class Speaker:
         owner = self._vrid_owner(plan, ifname)
         if owner is not None:
             detail = f"VirtualIP {owner!r} runs VRID {plan.vrid} on {ifname} to the same destination"
-            raise ApplyError(Failure.VRID_IN_USE, "vrrp.vrid", detail)
+            raise ApplyError(Failure.VRID_IN_USE, "spec.vrrp.vrid", detail)
         await self._start(plan, ifname, source)
 
     async def _start(self, plan: RouterPlan, ifname: str, source: IPAddress) -> None:
