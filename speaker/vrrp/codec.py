@@ -16,6 +16,7 @@ the header's source, destination and TTL / Hop Limit on receive.
 
 from __future__ import annotations
 
+import functools
 import struct
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
@@ -108,13 +109,13 @@ def pad_password(password: bytes) -> bytes:
     truncates them silently, keepvip refuses).
     """
     if len(password) > V2_AUTH_DATA_LEN:
-        raise ValueError(
-            f"a VRRPv2 PASS password has at most {V2_AUTH_DATA_LEN} bytes, got {len(password)}"
-        )
+        raise ValueError(f"a VRRPv2 PASS password has at most {V2_AUTH_DATA_LEN} bytes, got {len(password)}")
     return password.ljust(V2_AUTH_DATA_LEN, b"\x00")
 
 
 # --------------------------------------------------------------------------- encode
+
+ENCODE_CACHE_SIZE: Final = 8192  # advertisements remembered: every router's current one, with room
 
 
 def _check_common(adv: Advertisement, source: IPAddress, destination: IPAddress) -> bool:
@@ -122,13 +123,10 @@ def _check_common(adv: Advertisement, source: IPAddress, destination: IPAddress)
     if not VRID_MIN <= adv.vrid <= VRID_MAX:
         raise ValueError(f"VRID must be {VRID_MIN}..{VRID_MAX} (RFC 9568 §5.2.3), got {adv.vrid}")
     if not 0 <= adv.priority <= PRIORITY_OWNER:
-        raise ValueError(
-            f"priority must be 0..{PRIORITY_OWNER} (RFC 9568 §5.2.4), got {adv.priority}"
-        )
+        raise ValueError(f"priority must be 0..{PRIORITY_OWNER} (RFC 9568 §5.2.4), got {adv.priority}")
     if not adv.addresses:
         raise ValueError(
-            "an advertisement needs at least one address (a count of 0 is discarded, "
-            "RFC 9568 §5.2.5 erratum)"
+            "an advertisement needs at least one address (a count of 0 is discarded, RFC 9568 §5.2.5 erratum)"
         )
     if len(adv.addresses) > MAX_ADDRESSES:
         raise ValueError(
@@ -137,9 +135,7 @@ def _check_common(adv: Advertisement, source: IPAddress, destination: IPAddress)
         )
     family = type(source)
     if type(destination) is not family:
-        raise ValueError(
-            f"source {source} and destination {destination} are of different address families"
-        )
+        raise ValueError(f"source {source} and destination {destination} are of different address families")
     for address in adv.addresses:
         if type(address) is not family:
             raise ValueError(
@@ -217,7 +213,21 @@ def encode(
     pseudo-header; VRRPv3/IPv4 uses the IPv4 pseudo-header (``PSEUDO_HEADER``, as
     keepalived) or the message alone (``RFC9568``, RFC 9568 §5.2.8); VRRPv2 always
     sums the message alone (RFC 3768 §5.3.8). Raises ``ValueError`` on invalid input.
+
+    A master sends the same bytes every Master_Adver_Interval until its priority,
+    interval or addresses change, so the result is remembered per (advertisement,
+    source, destination, checksum form): a repeated advertisement costs a hash
+    lookup instead of an encoding and a checksum. Everything the bytes depend on is
+    in the key (``Advertisement`` is frozen), so a change is never served stale.
     """
+    return _encode_cached(adv, source, destination, checksum)
+
+
+@functools.lru_cache(maxsize=ENCODE_CACHE_SIZE)
+def _encode_cached(
+    adv: Advertisement, source: IPAddress, destination: IPAddress, checksum: ChecksumMode
+) -> bytes:
+    """:func:`encode` without the cache (errors are not cached: ``lru_cache`` keeps results only)."""
     ipv6 = _check_common(adv, source, destination)
     if adv.version == VERSION_2:
         if ipv6:
@@ -258,9 +268,7 @@ def _checksum_form(
     return None
 
 
-def _screen_header(
-    payload: bytes, source: IPAddress, destination: IPAddress, ttl: int
-) -> DropReason | None:
+def _screen_header(payload: bytes, source: IPAddress, destination: IPAddress, ttl: int) -> DropReason | None:
     """RFC 9568 §7.1, first checks: TTL, version, type and address family."""
     # RFC 9568 §5.1.1.3 / §5.1.2.3 and §7.1: TTL / Hop Limit MUST be 255 (GTSM).
     if ttl != VRRP_TTL:

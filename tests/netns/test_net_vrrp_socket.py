@@ -132,6 +132,39 @@ def test_a_socket_joined_to_one_group_never_sees_another_groups_packets(
     assert leaked is None
 
 
+@pytest.mark.parametrize(
+    ("group_a", "group_b"), [(GROUP4, OTHER_GROUP4), (GROUP6, OTHER_GROUP6)], ids=["ipv4", "ipv6"]
+)
+def test_the_kernel_filter_keeps_unwanted_packets_out_of_python(
+    lan: Lan, group_a: IPAddress, group_b: IPAddress
+) -> None:
+    """Packets a socket does not want never wake it: nothing read, nothing skipped in userspace.
+
+    Without the socket filter an unbound IPv6 raw socket reads every VRRP multicast the
+    host accepts and skips it in Python (``filtered`` counts those).
+    """
+    node1, node2 = lan.nodes[:2]
+    with lan.inside(node1):
+        sender = VrrpSocket.multicast("eth0", group_a)
+    with lan.inside(node2):
+        in_a = VrrpSocket.multicast("eth0", group_a)
+        in_b = VrrpSocket.multicast("eth0", group_b)
+        unicast_only = VrrpSocket.unicast("eth0", group_a.version)
+    source = source_of(node1, group_a.version)
+
+    with sender, in_a, in_b, unicast_only:
+        for vrid in (1, 2, 3):
+            sender.send(advertisement(source, group_a, vrid=vrid), source=source, destination=group_a)
+        got = [receive_within(in_a) for _ in range(3)]
+        woke_b = select.select([in_b.fileno()], [], [], 0.3)[0]
+        woke_unicast = select.select([unicast_only.fileno()], [], [], 0)[0]
+
+    assert [packet.payload[1] if packet else None for packet in got] == [1, 2, 3]
+    assert woke_b == []
+    assert woke_unicast == []
+    assert in_a.filtered == in_b.filtered == unicast_only.filtered == 0
+
+
 @pytest.mark.parametrize("group", [GROUP4, GROUP6], ids=["ipv4", "ipv6"])
 def test_a_speaker_never_hears_its_own_advertisements(lan: Lan, group: IPAddress) -> None:
     node1 = lan.nodes[0]

@@ -576,3 +576,26 @@ def test_check_auth_refuses_configurations_keepvip_does_not_support() -> None:
 def test_decode_reads_addresses_in_order() -> None:
     addresses = tuple(IPv4Address(f"198.18.1.{i}") for i in (5, 1, 4, 2, 3))
     assert decode4(raw_v2(addresses=addresses)) == adv_v2(addresses=addresses)
+
+
+def test_a_repeated_advertisement_is_encoded_once_and_a_changed_one_again() -> None:
+    """Encoding is remembered per input (a master repeats itself); any change re-encodes."""
+    from keepvip.speaker.vrrp import codec
+
+    source, group = IPv4Address("198.18.0.1"), IPv4Address("224.0.0.18")
+    adv = Advertisement(version=3, vrid=7, priority=150, interval_cs=100,
+                        addresses=(IPv4Address("198.18.4.7"),))  # fmt: skip
+    first = encode(adv, source=source, destination=group)
+    hits = codec._encode_cached.cache_info().hits
+    again = encode(adv, source=source, destination=group)
+    assert again is first
+    assert codec._encode_cached.cache_info().hits == hits + 1
+
+    lowered = encode(Advertisement(version=3, vrid=7, priority=0, interval_cs=100,
+                                   addresses=adv.addresses), source=source, destination=group)  # fmt: skip
+    other_form = encode(adv, source=source, destination=group, checksum=ChecksumMode.RFC9568)
+    assert lowered[2] == 0
+    assert lowered != first
+    assert other_form[:6] == first[:6]
+    assert other_form[6:8] != first[6:8]  # the checksum differs, the message does not
+    assert decode(first, source=source, destination=group, ttl=255) == adv
