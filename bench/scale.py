@@ -70,6 +70,7 @@ BACKUP_PRIORITY = 100
 IMPLEMENTATIONS = ("keepvip", "keepalived")
 DEFAULT_CELLS = "1@1,32@1,100@1,300@1,1000@1,32@0.1,100@0.1,300@0.1"
 MASTER = "MASTER"
+STARTUP_GRACE_S = 15.0  # after Master_Down_Interval: the target is 1 s, this is a wide margin
 
 
 # -- the job: N routers, both tools -------------------------------------------------------------
@@ -283,10 +284,17 @@ def run_one(bed: Bed, implementation: str, count: int, interval: float, window: 
     try:
         a.start()
         b.start()
-        run.startup = bed.wait_bound(bed.a, count, timeout=master_down + 60, daemon=a)
+        run.startup = bed.wait_bound(bed.a, count, timeout=master_down + STARTUP_GRACE_S, daemon=a)
         if run.startup is None:
-            run.notes.append("not all VIPs bound at start" + ("" if a.running else " (node-a exited)"))
-            return run
+            bound = len(bound_vips(bed.lan, bed.a))
+            run.notes.append(
+                f"{bound}/{count} VIPs bound on node-a {master_down + STARTUP_GRACE_S:.0f} s after start"
+            )
+            if not a.running or not b.running:
+                run.notes.append(
+                    "a daemon exited: " + (a.log_text() if not a.running else b.log_text())[-300:]
+                )
+                return run
         time.sleep(max(1.0, 3 * interval))  # the last takeovers' announcements and the backups settle
         run.masterless_start = masters_without_vip(bed.lan, bed.a, a) + masters_without_vip(bed.lan, bed.b, b)
         b_states, _ = router_states(b)
@@ -419,7 +427,11 @@ def table(runs: list[Run]) -> str:
             if run.master is None or run.backup is None
             else (f"{run.master.cpu_percent:.2f} / {run.backup.cpu_percent:.2f}")
         )
-        failover = _s(run.failover) if run.failover is not None else f"{run.answered}/{run.count} answered"
+        failover = (
+            _s(run.failover)
+            if run.failover is not None
+            else ("—" if run.masterless_crash is None else f"{run.answered}/{run.count} answered")
+        )
         target = master_down_interval(run.interval, BACKUP_PRIORITY) + 1
         row = [
             f"{run.count} @ {run.interval * 1000:.0f} ms",
