@@ -260,11 +260,12 @@ class Bed:
         assert probe.stdout is not None
         if probe.stdout.readline().strip() != "ready":
             raise RuntimeError("the ARP probe did not start")
-        injected = time.monotonic()
-        self.lan.set_port(self.a, up=False)
-        daemon.crash()
-        probe.stdin.write("\n")
+        probe.stdin.write("\n")  # it starts asking; node-a's answers do not count
         probe.stdin.flush()
+        self.lan.set_port(self.a, up=False)
+        # From here node-a sends nothing (the `ip` command has returned): the clock starts.
+        injected = time.monotonic()
+        daemon.crash()
         answers = []
         for line in probe.stdout:
             if line.strip() == "done":
