@@ -11,6 +11,7 @@ from ipaddress import IPv4Address, IPv6Address
 
 import pytest
 
+from keepvip.speaker.vrrp import codec
 from keepvip.speaker.vrrp.advertisement import Advertisement, IPAddress
 from keepvip.speaker.vrrp.checksum import ChecksumForm, internet_checksum, pseudo_header
 from keepvip.speaker.vrrp.codec import (
@@ -580,8 +581,6 @@ def test_decode_reads_addresses_in_order() -> None:
 
 def test_a_repeated_advertisement_is_encoded_once_and_a_changed_one_again() -> None:
     """Encoding is remembered per input (a master repeats itself); any change re-encodes."""
-    from keepvip.speaker.vrrp import codec
-
     source, group = IPv4Address("198.18.0.1"), IPv4Address("224.0.0.18")
     adv = Advertisement(version=3, vrid=7, priority=150, interval_cs=100,
                         addresses=(IPv4Address("198.18.4.7"),))  # fmt: skip
@@ -599,3 +598,24 @@ def test_a_repeated_advertisement_is_encoded_once_and_a_changed_one_again() -> N
     assert other_form[:6] == first[:6]
     assert other_form[6:8] != first[6:8]  # the checksum differs, the message does not
     assert decode(first, source=source, destination=group, ttl=255) == adv
+
+
+def test_a_repeated_packet_is_decoded_once_and_a_changed_one_again() -> None:
+    """The receive side's cache: same bytes and header → the same result; any change → decoded anew."""
+    source, group = IPv4Address("198.18.0.1"), IPv4Address("224.0.0.18")
+    adv = Advertisement(version=3, vrid=9, priority=150, interval_cs=100,
+                        addresses=(IPv4Address("198.18.4.9"),))  # fmt: skip
+    payload = encode(adv, source=source, destination=group)
+    first = decode(payload, source=source, destination=group, ttl=255)
+    hits = codec._decode_cached.cache_info().hits
+    assert decode(bytearray(payload), source=source, destination=group, ttl=255) is first
+    assert codec._decode_cached.cache_info().hits == hits + 1
+
+    assert first == adv
+    assert decode(payload, source=source, destination=group, ttl=254) is DropReason.BAD_TTL
+    corrupted = payload[:2] + bytes([payload[2] ^ 1]) + payload[3:]
+    assert decode(corrupted, source=source, destination=group, ttl=255) is DropReason.BAD_CHECKSUM
+    assert (
+        decode(payload, source=IPv4Address("198.18.0.2"), destination=group, ttl=255)
+        is DropReason.BAD_CHECKSUM
+    )
