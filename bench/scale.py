@@ -234,6 +234,15 @@ class Bed:
         config = ManyInstances(host.name, host.ifname, priority, count, interval)
         return KeepalivedDaemon(self.lan, host, workdir, config)  # type: ignore[arg-type]
 
+    def reset(self, count: int, *daemons: VrrpDaemon) -> None:
+        """Stop the daemons, remove every VIP from both nodes, plug node-a back in."""
+        for daemon in reversed(daemons):
+            if daemon.running:
+                daemon.stop()
+        for host in (self.a, self.b):
+            remove_vips(self.lan, host, count, self.workdir)
+        self.lan.set_port(self.a, up=True)
+
     def wait_bound(self, host: Host, count: int, timeout: float, daemon: VrrpDaemon) -> float | None:
         """Seconds until all ``count`` VIPs are on ``host`` (None after ``timeout``)."""
         started = time.monotonic()
@@ -326,12 +335,7 @@ def run_one(bed: Bed, implementation: str, count: int, interval: float, window: 
         run.masterless_crash = masters_without_vip(bed.lan, bed.b, b)
         return run
     finally:
-        for daemon in (b, a):
-            if daemon.running:
-                daemon.stop()
-        for host in (bed.a, bed.b):
-            remove_vips(bed.lan, host, count, bed.workdir)
-        bed.lan.set_port(bed.a, up=True)
+        bed.reset(count, a, b)
 
 
 # -- fast mode ------------------------------------------------------------------------------------
@@ -389,12 +393,7 @@ def run_fast(
             time.sleep(0.5)
         return result
     finally:
-        for daemon in (b, a):
-            if daemon.running:
-                daemon.stop()
-        for host in (bed.a, bed.b):
-            remove_vips(bed.lan, host, count, bed.workdir)
-        bed.lan.set_port(bed.a, up=True)
+        bed.reset(count, a, b)
         if busy is not None:
             bed.lan.stop(busy)
 
