@@ -19,20 +19,27 @@ from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
+    Strict,
     WithJsonSchema,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
 
+from keepvip.api.addresses import address_problem, broadcast_domains, destination_problem
 from keepvip.api.constants import STANDARD_MULTICAST_GROUP
 from keepvip.api.durations import DURATION_PATTERN, format_duration, parse_duration
+from keepvip.api.limits import PREEMPT_DELAY_MAX, PROBE_DURATION_MAX
+from keepvip.api.names import HTTP_PATH_SCHEMA, IFNAME_SCHEMA, check_dns_label, check_http_path, check_ifname
+from keepvip.api.phase import Phase
+from keepvip.api.text import bare, kind_of, not_a_whole_number, shown
+from keepvip.inet import IPAddress as IPAddress  # noqa: PLC0414 - re-exported for existing importers
 
-IPAddress = IPv4Address | IPv6Address
 IPInterface = IPv4Interface | IPv6Interface
 
 # RFC 9568 §5.2.6 Count IPvX Addr is 8 bits; an IPv6 advertisement must also fit a
@@ -47,6 +54,7 @@ V2_INTERVAL_MAX = timedelta(seconds=255)
 CENTISECOND = timedelta(milliseconds=10)
 
 _LINK_LOCAL_V4_MULTICAST = ipaddress.ip_network("224.0.0.0/24")
+_LINK_LOCAL_V6_MULTICAST = ipaddress.ip_network("ff02::/16")
 
 
 def _to_duration(value: object) -> timedelta:
@@ -54,7 +62,7 @@ def _to_duration(value: object) -> timedelta:
         return value
     if isinstance(value, str):
         return parse_duration(value)
-    raise ValueError("must be a duration string such as '100ms' or '2s'")
+    raise ValueError(f"must be a duration string such as '100ms' or '2s', not {kind_of(value)}")
 
 
 def _to_interface(value: object) -> IPInterface:
@@ -65,7 +73,7 @@ def _to_interface(value: object) -> IPInterface:
     try:
         return ipaddress.ip_interface(value)
     except ValueError as error:
-        raise ValueError(f"{value!r} is not an IPv4 or IPv6 address (with optional /prefix)") from error
+        raise ValueError(f"{shown(value)} is not an IPv4 or IPv6 address (with optional /prefix)") from error
 
 
 def _to_address(value: object) -> IPAddress:
@@ -76,7 +84,30 @@ def _to_address(value: object) -> IPAddress:
     try:
         return ipaddress.ip_address(value)
     except ValueError as error:
-        raise ValueError(f"{value!r} is not an IPv4 or IPv6 address") from error
+        raise ValueError(f"{shown(value)} is not an IPv4 or IPv6 address") from error
+
+
+def _whole_number(value: object) -> object:
+    """Refuse ``true`` and ``"3"`` before a Literal of numbers coerces them."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(not_a_whole_number(value))
+    return value
+
+
+def _claimable(value: IPInterface) -> IPInterface:
+    problem = address_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+def _at_most(maximum: timedelta) -> AfterValidator:
+    def check(value: timedelta) -> timedelta:
+        if value > maximum:
+            raise ValueError(f"at most {format_duration(maximum)} (got {format_duration(value)})")
+        return value
+
+    return AfterValidator(check)
 
 
 Duration = Annotated[
@@ -87,6 +118,7 @@ Duration = Annotated[
 ]
 Address = Annotated[
     IPInterface,
+    AfterValidator(_claimable),
     BeforeValidator(_to_interface),
     PlainSerializer(str, return_type=str),
     WithJsonSchema({"type": "string", "minLength": 2}),
@@ -97,10 +129,21 @@ HostAddress = Annotated[
     PlainSerializer(str, return_type=str),
     WithJsonSchema({"type": "string", "minLength": 2}),
 ]
-Priority = Annotated[int, Field(ge=1, le=254)]
-Port = Annotated[int, Field(ge=1, le=65535)]
-DnsLabel = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")]
-InterfaceName = Annotated[str, Field(pattern=r"^[^/\s:]{1,15}$")]
+PreemptDelay = Annotated[Duration, _at_most(PREEMPT_DELAY_MAX)]
+ProbeDuration = Annotated[Duration, _at_most(PROBE_DURATION_MAX)]
+# Numbers are strict everywhere: YAML's `true` is not 1 and "100" is not 100.
+Integer = Annotated[int, Strict()]
+Priority = Annotated[int, Strict(), Field(ge=1, le=254)]
+Port = Annotated[int, Strict(), Field(ge=1, le=65535)]
+Count = Annotated[int, Strict(), Field(ge=1)]
+Flag = Annotated[bool, Strict()]
+DnsLabel = Annotated[
+    str,
+    AfterValidator(check_dns_label),
+    WithJsonSchema({"type": "string", "pattern": r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"}),
+]
+InterfaceName = Annotated[str, AfterValidator(check_ifname), WithJsonSchema(IFNAME_SCHEMA)]
+HttpPath = Annotated[str, AfterValidator(check_http_path), WithJsonSchema(HTTP_PATH_SCHEMA)]
 
 
 def invalid(path: str, message: str) -> ValueError:
@@ -217,6 +260,22 @@ class Authentication(ApiModel):
     secret_ref: SecretKeyRef
     """The Secret key holding the password. In standalone mode a Secret document in the same file."""
 
+    def password_problem(self, password: bytes) -> str | None:
+        """Why the Secret's value cannot be this PASS password, or None.
+
+        The model never sees the Secret; whoever resolves it (the standalone loader, the
+        speaker's desired state) asks here, so the rule is written once. An empty value
+        would send authentication type PASS with eight NUL bytes, which the speaker turns
+        into *no* authentication: a silent downgrade, refused instead.
+        """
+        if not password:
+            ref = self.secret_ref
+            return (
+                f"key {shown(ref.key)} of Secret {bare(ref.namespace)}/{bare(ref.name)} is empty, "
+                "and an empty PASS password means no authentication"
+            )
+        return None
+
 
 class ChecksumForm(enum.StrEnum):
     """How a VRRPv3-over-IPv4 checksum is sent; receive accepts both (RFC 9568 §5.2.8)."""
@@ -228,18 +287,18 @@ class ChecksumForm(enum.StrEnum):
 class Vrrp(ApiModel):
     """VRRP protocol settings."""
 
-    version: Literal[2, 3] = 3
+    version: Annotated[Literal[2, 3], BeforeValidator(_whole_number)] = 3
     """VRRP version: 2 (RFC 3768, keepalived's default, allows PASS auth) or 3 (RFC 9568, needed for IPv6)."""
     advertisement_interval: Duration = timedelta(seconds=1)
     """How often the master advertises. v3: 10ms..40.95s in 10 ms steps; v2: whole seconds 1s..255s."""
-    vrid: Annotated[int, Field(ge=1, le=255)] | None = None
+    vrid: Annotated[int, Strict(), Field(ge=1, le=255)] | None = None
     """Virtual router ID 1..255; allocated by the operator when absent."""
     multicast_group: str | None = None
     """Multicast destination in 224.0.0.0/24 or ff02::/16, or 'standard' (224.0.0.18 / ff02::12).
 
     Allocated by the operator when absent."""
     unicast_peers: tuple[HostAddress, ...] = ()
-    """Send advertisements to these addresses instead of a multicast group."""
+    """Send advertisements to these addresses instead of a multicast group (each once; not a VIP)."""
     checksum: ChecksumForm = ChecksumForm.PSEUDO_HEADER
     """VRRPv3 over IPv4 checksum form sent: pseudoHeader (keepalived) or rfc9568; receive accepts both."""
     authentication: Authentication | None = None
@@ -276,21 +335,31 @@ class Vrrp(ApiModel):
             raise invalid("authentication", "PASS authentication exists only in VRRPv2 (set version: 2)")
         if self.multicast_group not in (None, STANDARD_MULTICAST_GROUP):
             self._check_group(str(self.multicast_group))
+        for index, peer in enumerate(self.unicast_peers):
+            problem = destination_problem(peer, "peer")
+            if problem is not None:
+                raise invalid(f"unicastPeers[{index}]", problem)
+            if peer in self.unicast_peers[:index]:
+                raise invalid(f"unicastPeers[{index}]", f"{peer} is listed twice")
         return self
 
     @staticmethod
     def _check_group(text: str) -> None:
+        if "%" in text:
+            # A zone index ("ff02::12%eth0") parses, but no received packet's destination
+            # carries one, so the group would match nothing; the interface names the link.
+            raise invalid("multicastGroup", f"{shown(text)}: write the group without a zone index (%...)")
         try:
             group = ipaddress.ip_address(text)
         except ValueError as error:
             raise invalid(
-                "multicastGroup", f"{text!r} is neither 'standard' nor a multicast address"
+                "multicastGroup", f"{shown(text)} is neither 'standard' nor a multicast address"
             ) from error
         if isinstance(group, IPv4Address) and group not in _LINK_LOCAL_V4_MULTICAST:
             # Groups outside 224.0.0.0/24 are pruned by IGMP snooping without a querier
             # (keepalived PR#1663: both nodes held the VIP with 224.0.10.18).
             raise invalid("multicastGroup", f"{text} must lie in 224.0.0.0/24 (link-local, always flooded)")
-        if isinstance(group, IPv6Address) and not (group.is_multicast and text.lower().startswith("ff02:")):
+        if isinstance(group, IPv6Address) and group not in _LINK_LOCAL_V6_MULTICAST:
             raise invalid("multicastGroup", f"{text} must be a link-local multicast address in ff02::/16")
 
 
@@ -317,14 +386,16 @@ class HttpCheck(ApiModel):
 
     port: Port
     """TCP port."""
-    path: Annotated[str, Field(pattern=r"^/")] = "/"
-    """Request path."""
+    path: HttpPath = "/"
+    """Request path: starts with '/', no spaces or control characters."""
     scheme: HttpScheme = HttpScheme.HTTP
     """HTTP or HTTPS."""
     host: HostAddress = IPv4Address("127.0.0.1")
     """Address to connect to; default the node's loopback."""
-    expected_statuses: tuple[Annotated[int, Field(ge=100, le=599)], ...] = (200,)
-    """Status codes that count as passing."""
+    expected_statuses: Annotated[
+        tuple[Annotated[int, Strict(), Field(ge=100, le=599)], ...], Field(min_length=1)
+    ] = (200,)
+    """Status codes (100..599) that count as passing; at least one."""
 
 
 class IcmpCheck(ApiModel):
@@ -338,7 +409,13 @@ class ExecCheck(ApiModel):
     """Passes when the command exits 0 within the timeout (keepalived vrrp_script)."""
 
     command: Annotated[tuple[str, ...], Field(min_length=1)]
-    """Program and arguments, run without a shell."""
+    """Program and arguments, run without a shell; the program is not empty."""
+
+    @model_validator(mode="after")
+    def _program_named(self) -> ExecCheck:
+        if not self.command[0].strip():
+            raise invalid("command[0]", "the program is empty")
+        return self
 
 
 class HealthCheck(ApiModel):
@@ -354,15 +431,15 @@ class HealthCheck(ApiModel):
     """ICMP echo check."""
     exec: ExecCheck | None = None
     """Command check."""
-    interval: Duration = timedelta(seconds=1)
-    """Time between two runs."""
-    timeout: Duration = timedelta(seconds=1)
-    """A run that takes longer fails; at most the interval."""
-    rise: Annotated[int, Field(ge=1)] = 1
+    interval: ProbeDuration = timedelta(seconds=1)
+    """Time between two runs, more than 0 and at most 1h."""
+    timeout: ProbeDuration = timedelta(seconds=1)
+    """A run that takes longer fails; more than 0 and at most the interval."""
+    rise: Count = 1
     """Consecutive passes needed to count as passing."""
-    fall: Annotated[int, Field(ge=1)] = 1
+    fall: Count = 1
     """Consecutive failures needed to count as failing."""
-    weight: Annotated[int, Field(ge=-253, le=253)] = 0
+    weight: Annotated[int, Strict(), Field(ge=-253, le=253)] = 0
     """-253..253. Failing adds a negative weight to the priority, passing a positive one.
 
     0: failing puts the node in FAULT (it gives up the VIP)."""
@@ -377,10 +454,12 @@ class HealthCheck(ApiModel):
         kinds = [k for k in ("tcp", "http", "icmp", "exec") if getattr(self, k) is not None]
         if len(kinds) != 1:
             raise invalid("tcp", f"set exactly one of tcp, http, icmp, exec (got {len(kinds)})")
+        if self.interval <= timedelta(0):
+            raise invalid("interval", "must be more than 0")
+        if self.timeout <= timedelta(0):
+            raise invalid("timeout", "must be more than 0")
         if self.timeout > self.interval:
             raise invalid("timeout", "must not exceed the interval")
-        if self.timeout <= timedelta(0) or self.interval <= timedelta(0):
-            raise invalid("interval", "interval and timeout must be positive")
         return self
 
 
@@ -389,13 +468,13 @@ class Arbiter(ApiModel):
 
     gateway: str = "auto"
     """'auto' (the default route's gateway of the VRRP interface) or an address to ping."""
-    interval: Duration = timedelta(seconds=1)
-    """Time between two probes."""
-    timeout: Duration = timedelta(milliseconds=500)
-    """A probe without an answer by then fails."""
-    fall: Annotated[int, Field(ge=1)] = 3
+    interval: ProbeDuration = timedelta(seconds=1)
+    """Time between two probes, more than 0 and at most 1h."""
+    timeout: ProbeDuration = timedelta(milliseconds=500)
+    """A probe without an answer by then fails; more than 0 and less than the interval."""
+    fall: Count = 3
     """Consecutive failed probes that count as lost."""
-    rise: Annotated[int, Field(ge=1)] = 2
+    rise: Count = 2
     """Consecutive answered probes that count as reachable again."""
 
     def gateway_address(self) -> IPAddress | None:
@@ -406,9 +485,19 @@ class Arbiter(ApiModel):
     def _gateway_is_auto_or_address(self) -> Arbiter:
         if self.gateway != "auto":
             try:
-                ipaddress.ip_address(self.gateway)
+                gateway = ipaddress.ip_address(self.gateway)
             except ValueError as error:
-                raise invalid("gateway", f"{self.gateway!r} is neither 'auto' nor an address") from error
+                raise invalid("gateway", f"{shown(self.gateway)} is neither 'auto' nor an address") from error
+            problem = destination_problem(gateway, "gateway")
+            if problem is not None:
+                raise invalid("gateway", problem)
+        if self.interval <= timedelta(0):
+            raise invalid("interval", "must be more than 0")
+        if self.timeout <= timedelta(0):
+            raise invalid("timeout", "must be more than 0")
+        if self.timeout >= self.interval:
+            # The next probe leaves before the previous one's answer is given up on.
+            raise invalid("timeout", "must be less than the interval")
         return self
 
 
@@ -434,10 +523,10 @@ class VirtualIPSpec(ApiModel):
     """Base VRRP priority 1..254 (higher wins)."""
     node_priorities: tuple[NodePriority, ...] = ()
     """Per-node priorities; the first matching entry wins, else priority."""
-    preempt: bool = True
+    preempt: Flag = True
     """A higher-priority node takes the VIP back; false = keepalived nopreempt."""
-    preempt_delay: Duration = timedelta(0)
-    """How long a higher-priority node waits before it pre-empts."""
+    preempt_delay: PreemptDelay = timedelta(0)
+    """How long a higher-priority node waits before it pre-empts; at most 1000s (keepalived's bound)."""
     vrrp: Vrrp = Field(default_factory=Vrrp)
     """VRRP protocol settings."""
     health_checks: tuple[HealthCheck, ...] = ()
@@ -463,6 +552,19 @@ class VirtualIPSpec(ApiModel):
                 return entry.priority
         return self.priority
 
+    def _check_peers(self) -> None:
+        """Peers of the VIP's family, none of them the VIP itself or its subnet's broadcast."""
+        own = {a.ip for a in self.addresses}
+        for index, peer in enumerate(self.vrrp.unicast_peers):
+            field = f"vrrp.unicastPeers[{index}]"
+            if peer.version != self.family:
+                raise invalid(field, f"must be IPv{self.family} like the addresses")
+            if peer in own:
+                raise invalid(field, f"{peer} is one of this VirtualIP's addresses")
+            for network in broadcast_domains(self.addresses):
+                if peer == network.broadcast_address:
+                    raise invalid(field, f"{peer} is the broadcast address of {network}")
+
     @model_validator(mode="after")
     def _cross_field_rules(self) -> VirtualIPSpec:
         families = {a.version for a in self.addresses}
@@ -479,9 +581,7 @@ class VirtualIPSpec(ApiModel):
         group = self.vrrp.multicast_address()
         if group is not None and group.version != family:
             raise invalid("vrrp.multicastGroup", f"must be an IPv{family} group like the addresses")
-        for index, peer in enumerate(self.vrrp.unicast_peers):
-            if peer.version != family:
-                raise invalid(f"vrrp.unicastPeers[{index}]", f"must be IPv{family} like the addresses")
+        self._check_peers()
         names = [check.name for check in self.health_checks]
         for index, name in enumerate(names):
             if name in names[:index]:
@@ -509,9 +609,9 @@ class NodeStatus(ApiModel):
     """The node name (the list's key)."""
     state: VrrpState
     """INITIALIZE, BACKUP, MASTER or FAULT."""
-    priority: Annotated[int, Field(ge=0, le=255)] | None = None
+    priority: Annotated[int, Strict(), Field(ge=0, le=255)] | None = None
     """The node's base priority."""
-    effective_priority: Annotated[int, Field(ge=0, le=255)] | None = None
+    effective_priority: Annotated[int, Strict(), Field(ge=0, le=255)] | None = None
     """The priority after health-check weights."""
     interface: str | None = None
     """The interface running VRRP on the node."""
@@ -536,7 +636,7 @@ class Condition(ApiModel):
     """A human-readable explanation."""
     last_transition_time: str | None = None
     """When the status last changed (RFC 3339)."""
-    observed_generation: int | None = None
+    observed_generation: Integer | None = None
     """The generation this condition was computed from."""
 
 
@@ -545,17 +645,35 @@ def _none_is_empty(value: object) -> object:
     return () if value is None else value
 
 
+class SettledView(ApiModel):
+    """Which nodes the operator counts as MASTER and BACKUP once a takeover has landed.
+
+    ``nodes`` is what each speaker reports right now, half-way through a takeover too;
+    this is the operator's settled reading of it, which status and Events tell. Kept in
+    status so a restarted operator goes on from the same reading.
+    """
+
+    masters: tuple[str, ...] = ()
+    """The nodes counted as MASTER (more than one: a split brain)."""
+    backups: tuple[str, ...] = ()
+    """The nodes counted as BACKUP."""
+    backup_pending: bool = False
+    """A new master has no backup yet, for less than the settling grace period."""
+
+
 class VirtualIPStatus(ApiModel):
     """What the operator and the speakers observed."""
 
-    vrid: Annotated[int, Field(ge=1, le=255)] | None = None
+    vrid: Annotated[int, Strict(), Field(ge=1, le=255)] | None = None
     """The VRID in use."""
     multicast_group: str | None = None
     """The multicast group in use."""
     master: str | None = None
     """The node holding the VIP."""
-    state: str | None = None
+    state: Phase | None = None
     """Summary: Pending, Ready, Degraded, SplitBrain, Conflict or Invalid."""
+    settled: SettledView | None = None
+    """The operator's settled reading of the nodes (what it rebuilds its view from after a restart)."""
     nodes: Annotated[tuple[NodeStatus, ...], BeforeValidator(_none_is_empty)] = Field(
         default=(),
         json_schema_extra={
@@ -574,7 +692,7 @@ class VirtualIPStatus(ApiModel):
         },
     )
     """Ready, Allocated, Degraded, SplitBrain, Conflict, InvalidSpec."""
-    observed_generation: int | None = None
+    observed_generation: Integer | None = None
     """The generation the operator last reconciled."""
 
 
@@ -586,7 +704,7 @@ class ObjectMeta(BaseModel):
     name: Annotated[str, Field(min_length=1)]
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
-    generation: int | None = None
+    generation: Integer | None = None
     uid: str | None = None
     resource_version: str | None = None
 

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from keepvip.api.model import VirtualIP
+from keepvip.api.text import kind_of, not_a_whole_number, shown
 
 _FIELD_IN_MESSAGE = re.compile(r"^(?:Value error, )?@(?P<path>[^@]+)@ (?P<message>.*)$", re.DOTALL)
 
@@ -36,7 +37,7 @@ class InvalidVirtualIP(ValueError):
     def __init__(self, name: str | None, errors: list[FieldError]) -> None:
         self.name = name
         self.errors = errors
-        subject = f"VirtualIP {name!r}" if name else "VirtualIP"
+        subject = f"VirtualIP {shown(name)}" if name else "VirtualIP"
         super().__init__(f"{subject} is invalid: " + "; ".join(str(e) for e in errors))
 
 
@@ -56,6 +57,26 @@ def _join(base: str, relative: str) -> str:
     return f"{base}{relative}" if relative.startswith("[") else f"{base}.{relative}"
 
 
+def _plain(item: Any) -> str:
+    """pydantic's message for a wrong type or size, said as the rule that was broken."""
+    kind, value = item["type"], item.get("input")
+    plain = {
+        "int_type": not_a_whole_number(value),
+        "int_parsing": not_a_whole_number(value),
+        "int_from_float": "must be a whole number, not a fraction",
+        "bool_type": f"must be true or false, not {kind_of(value)}",
+        "bool_parsing": f"must be true or false, not {kind_of(value)}",
+        "string_type": f"must be a string, not {kind_of(value)}",
+        "tuple_type": f"must be a list, not {kind_of(value)}",
+        "list_type": f"must be a list, not {kind_of(value)}",
+        "dict_type": f"must be a mapping, not {kind_of(value)}",
+        "model_type": f"must be a mapping, not {kind_of(value)}",
+        "model_attributes_type": f"must be a mapping, not {kind_of(value)}",
+        "too_short": f"needs at least {item.get('ctx', {}).get('min_length')} item(s)",
+    }
+    return plain.get(kind, str(item["msg"]))
+
+
 def field_errors(error: ValidationError) -> list[FieldError]:
     """Translate pydantic's errors into field paths a Kubernetes user recognises."""
     result: list[FieldError] = []
@@ -65,7 +86,7 @@ def field_errors(error: ValidationError) -> list[FieldError]:
             part for part in item["loc"] if isinstance(part, int) or not str(part).startswith("function-")
         )
         path = _render_location(location)
-        message = str(item["msg"])
+        message = _plain(item)
         matched = _FIELD_IN_MESSAGE.match(message)
         if matched:
             path = _join(path, matched["path"])
@@ -80,8 +101,7 @@ def field_errors(error: ValidationError) -> list[FieldError]:
         e
         for e in result
         if not (
-            e.message.startswith("Tuple should have at least")
-            and any(o.path.startswith(e.path + "[") for o in result)
+            e.message.startswith("needs at least") and any(o.path.startswith(e.path + "[") for o in result)
         )
     ]
 

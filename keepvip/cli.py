@@ -1,4 +1,4 @@
-"""The one ``keepvip`` entry point: ``speaker``, ``operator``, ``crd``, ``demo``.
+"""The one ``keepvip`` entry point: ``speaker``, ``operator``, ``crd``, ``demo``, ``convert``.
 
 Each subcommand's implementation is imported lazily, so ``keepvip crd`` does not pay for
 kopf or pyroute2, and a subcommand that is not built yet says so (exit status 2)
@@ -35,6 +35,28 @@ def _build_parser() -> argparse.ArgumentParser:
         "--notify", metavar="CMD", help="run CMD INSTANCE NAME STATE PRIORITY on transitions"
     )
     speaker.add_argument(
+        "--notify-timeout", type=float, default=30.0, metavar="SECONDS",
+        help="kill the notify command (and its process group) after this long (default 30)",
+    )
+    speaker.add_argument(
+        "--exec-checks", choices=("on", "off"),
+        help="run exec health checks (default: on standalone, off with --kubernetes)",
+    )
+    speaker.add_argument(
+        "--exec-allow", action="append", metavar="GLOB",
+        help="exec checks may only run programs whose absolute path matches GLOB (repeatable; "
+        "with --kubernetes none given means none allowed)",
+    )
+    speaker.add_argument(
+        "--script-user", metavar="USER[:GROUP]",
+        help="run exec checks and --notify as this user (default keepalived_script if it exists, "
+        "else nobody; root only when named)",
+    )
+    speaker.add_argument(
+        "--no-script-security", action="store_true",
+        help="do not refuse programs and --config files that someone other than root could modify",
+    )
+    speaker.add_argument(
         "--garp-refresh",
         type=float,
         default=0.0,
@@ -53,6 +75,11 @@ def _build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("crd", help="print the VirtualIP CustomResourceDefinition")
 
+    convert = commands.add_parser("convert", help="turn a keepalived setup into VirtualIP documents")
+    from keepvip.convert.arguments import add_arguments  # noqa: PLC0415 - standard library only
+
+    add_arguments(convert)
+
     demo = commands.add_parser("demo", help="the local demonstration (root)")
     demo.add_argument("--standalone", action="store_true", help="run without the local Kubernetes cluster")
     demo.add_argument("--interactive", action="store_true", help="wait for Enter between acts")
@@ -64,6 +91,7 @@ _COMMANDS = {
     "speaker": "keepvip.speaker.main",
     "operator": "keepvip.operator.main",
     "demo": "keepvip.localcluster.demo",
+    "convert": "keepvip.convert.command",
 }
 
 

@@ -17,17 +17,17 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from keepvip.api.timestamps import utc_now
 from keepvip.localcluster.podspec import ContainerPlan, Probe
 from keepvip.localcluster.procs import ChildProcess
 
 
 def now_rfc3339() -> str:
     """The current time the way the API writes timestamps."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return utc_now()
 
 
 def namespace_prefix(netns: str, launcher: Path) -> list[str]:

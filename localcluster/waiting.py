@@ -33,3 +33,18 @@ def wait_until(check: Callable[[], T | None], timeout: float = 30.0, interval: f
             detail = f" (last error: {last_error!r})" if last_error else ""
             raise TimeoutError(f"timed out after {timeout} s waiting for {what}{detail}")
         time.sleep(interval)
+
+
+def holds_for(check: Callable[[], object], duration: float, interval: float = 0.1) -> bool:
+    """Whether ``check`` stays truthy for the whole of ``duration`` seconds.
+
+    The counterpart of :func:`wait_until` for "nothing happens": instead of sleeping a
+    fixed time and looking once, it looks all along, so a change that comes and goes
+    within the period is caught too. Returns False at the first falsy result.
+    """
+    deadline = time.monotonic() + duration
+    while time.monotonic() < deadline:
+        if not check():
+            return False
+        time.sleep(interval)
+    return bool(check())

@@ -12,7 +12,7 @@ keeps it in a ConfigMap written with compare-and-swap, and this module only deci
 * an existing ledger entry is kept while it still satisfies the spec's pins (stable
   across restarts, upgrades and pool changes);
 * explicit pins (``spec.vrrp.vrid``, ``spec.vrrp.multicastGroup``) are honoured, and a
-  pinned pair held by another VirtualIP is refused (:attr:`AllocationProblem.PAIR_IN_USE`);
+  pinned pair held by another VirtualIP is refused (:attr:`Problem.PAIR_IN_USE`);
 * a pair the VirtualIP's status already records is re-adopted when free (a lost
   ledger is rebuilt from the statuses instead of reshuffling every VIP);
 * otherwise the search starts at a point derived from the VirtualIP's first address, so
@@ -23,23 +23,17 @@ keeps it in a ConfigMap written with compare-and-swap, and this module only deci
 
 from __future__ import annotations
 
-import enum
 import hashlib
 import ipaddress
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv6Address
 
 from keepvip.api.constants import STANDARD_MULTICAST_GROUP
 from keepvip.api.model import VirtualIP
+from keepvip.inet import IPAddress, vrrp_group
+from keepvip.operator.problems import Problem
 from keepvip.operator.settings import AllocationSettings
-
-IPAddress = IPv4Address | IPv6Address
-
-# RFC 9568 §5.1.1.2 (IPv4) and §5.1.2.2 (IPv6): the IANA-assigned VRRP groups.
-STANDARD_GROUP_V4 = IPv4Address("224.0.0.18")
-STANDARD_GROUP_V6 = IPv6Address("ff02::12")
 
 
 @dataclass(frozen=True, order=True)
@@ -68,11 +62,6 @@ class LedgerEntry:
 
 Ledger = Mapping[str, LedgerEntry]
 """VirtualIP uid -> its allocation."""
-
-
-def standard_group(family: int) -> IPAddress:
-    """The RFC group of a family (what ``multicastGroup: standard`` means)."""
-    return STANDARD_GROUP_V4 if family == 4 else STANDARD_GROUP_V6
 
 
 def _expand(entry: str) -> list[IPAddress]:
@@ -135,7 +124,7 @@ class Request:
         if text is None:
             group = None
         elif text == STANDARD_MULTICAST_GROUP:
-            group = standard_group(family)
+            group = vrrp_group(family)
         else:
             group = ipaddress.ip_address(text)
         recorded = None
@@ -164,13 +153,6 @@ class Request:
         )
 
 
-class AllocationProblem(enum.StrEnum):
-    """Why a VirtualIP has no pair (the Allocated condition's reason, a metric label)."""
-
-    POOL_EXHAUSTED = "PoolExhausted"
-    PAIR_IN_USE = "PairInUse"
-
-
 @dataclass(frozen=True)
 class Allocated:
     """The VirtualIP holds ``pair``; ``is_new`` means the ledger must record it."""
@@ -183,7 +165,7 @@ class Allocated:
 class Refused:
     """No pair, and why (a message that names the field to change)."""
 
-    problem: AllocationProblem
+    problem: Problem  # POOL_EXHAUSTED or PAIR_IN_USE
     message: str
 
 
@@ -224,7 +206,7 @@ def allocate(
         holder = taken.get(pinned)
         if holder is not None:
             return Refused(
-                AllocationProblem.PAIR_IN_USE,
+                Problem.PAIR_IN_USE,
                 f"spec.vrrp.vrid: {pinned} is already used by VirtualIP {holder!r}",
             )
         return Allocated(pinned, is_new=True)
@@ -234,7 +216,7 @@ def allocate(
     found = _search(request, pool, taken.keys() | avoid)
     if found is not None:
         return Allocated(found, is_new=True)
-    return Refused(AllocationProblem.POOL_EXHAUSTED, _exhausted_message(request, pool))
+    return Refused(Problem.POOL_EXHAUSTED, _exhausted_message(request, pool))
 
 
 def _search(request: Request, pool: Pool, unavailable: set[Pair]) -> Pair | None:

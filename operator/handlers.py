@@ -38,14 +38,13 @@ from keepvip.operator.reconcile import (
     aggregate_status,
     apply_daemonset,
     collect_stale_allocations,
-    forget,
+    drop_status_memory,
     inventory_entry,
-    plain,
-    publish_pool_usage,
+    json_copy,
     reconcile_spec,
     release,
+    update_pool_gauges,
 )
-from keepvip.operator.settle import node_is_ready
 from keepvip.operator.webhook import KeepvipWebhookServer
 
 log = logging.getLogger(__name__)
@@ -70,6 +69,17 @@ def _inventory(index: Any) -> dict[str, InventoryEntry]:
 def _readiness(index: Any) -> dict[str, bool]:
     """kopf's node index (name -> store of one bool) as a plain mapping."""
     return {name: any(store) for name, store in index.items()}
+
+
+def node_is_ready(status: Mapping[str, Any] | None) -> bool:
+    """Whether a Node's ``status.conditions`` say Ready=True (Unknown and False are not).
+
+    Read here, where kopf hands over the raw Node, so the stages see only booleans.
+    """
+    conditions = (status or {}).get("conditions") or ()
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
 
 
 def recheck_interval(settle_seconds: float) -> float:
@@ -134,31 +144,31 @@ def register(
 
     @kopf.index(*resource, id=INDEX, registry=registry)
     def virtualip_inventory(name: str, body: kopf.Body, **_: Any) -> dict[str, InventoryEntry] | None:
-        entry = inventory_entry(plain(body))
+        entry = inventory_entry(json_copy(body))
         return {name: entry} if entry is not None else None
 
     @kopf.on.resume(*resource, id="spec", registry=registry)
     @kopf.on.create(*resource, id="spec", registry=registry)
     @kopf.on.update(*resource, id="spec", registry=registry)
     def spec(body: kopf.Body, old: Any, **kwargs: Any) -> None:
-        old_body = plain(old) if isinstance(old, Mapping) else None
+        old_body = json_copy(old) if isinstance(old, Mapping) else None
         inventory = _inventory(kwargs[INDEX])
         readiness = _readiness(kwargs[NODE_INDEX])
-        _counted("spec", reconcile_spec, ctx, plain(body), old_body, inventory, readiness)
+        _counted("spec", reconcile_spec, ctx, json_copy(body), old_body, inventory, readiness)
 
     _register_status(registry, ctx)
 
     @kopf.on.delete(*resource, registry=registry)
     def finalize(body: kopf.Body, runtime: Any, **kwargs: Any) -> None:
         readiness = _readiness(kwargs[NODE_INDEX])
-        _counted("delete", release, ctx, plain(body), runtime.total_seconds(), readiness)
+        _counted("delete", release, ctx, json_copy(body), runtime.total_seconds(), readiness)
 
     if webhook is not None:
 
         @kopf.on.validate(*resource, id=WEBHOOK_ID, operations=["CREATE", "UPDATE"], registry=registry)
         def validate(body: kopf.Body, **kwargs: Any) -> None:
             old = kwargs.get("old")
-            old_body = plain(old) if isinstance(old, Mapping) and old else None
+            old_body = json_copy(old) if isinstance(old, Mapping) and old else None
             # A fresh list, not kopf's index: a replica paused by peering serves the webhook
             # too, but does not watch, so its index is empty.
             inventory = {
@@ -166,7 +176,7 @@ def register(
                 for item in ctx.kube.list_virtualips()
                 if (entry := inventory_entry(item)) is not None
             }
-            errors = review(plain(body), old_body, inventory, ctx.kube)
+            errors = review(json_copy(body), old_body, inventory, ctx.kube, ctx.settings.speaker.exec_checks)
             metrics.RECONCILES.labels(handler="admission", result="refused" if errors else "ok").inc()
             if errors:
                 raise kopf.AdmissionError(refusal_message(errors), code=422)
@@ -178,15 +188,15 @@ def _register_status(registry: kopf.OperatorRegistry, ctx: Context) -> None:
 
     @kopf.index("v1", "nodes", id=NODE_INDEX, registry=registry)
     def node_readiness(name: str, status: kopf.Status, **_: Any) -> dict[str, bool]:
-        return {name: node_is_ready(plain(status))}
+        return {name: node_is_ready(json_copy(status))}
 
     @kopf.on.event(*resource, registry=registry)
     def status(type: str | None, body: kopf.Body, name: str, uid: str, **kwargs: Any) -> None:
         if type == "DELETED":
-            metrics.forget_virtualip(name)
-            forget(ctx, uid)
+            metrics.remove_series(name)
+            drop_status_memory(ctx, uid)
             return
-        _counted("status", aggregate_status, ctx, plain(body), _readiness(kwargs[NODE_INDEX]))
+        _counted("status", aggregate_status, ctx, json_copy(body), _readiness(kwargs[NODE_INDEX]))
 
     interval = recheck_interval(ctx.settings.status.settle_seconds)
 
@@ -194,7 +204,8 @@ def _register_status(registry: kopf.OperatorRegistry, ctx: Context) -> None:
     async def settle(body: kopf.Body, name: str, stopped: kopf.DaemonStopped, **kwargs: Any) -> None:
         while not stopped:
             try:
-                await asyncio.to_thread(aggregate_status, ctx, plain(body), _readiness(kwargs[NODE_INDEX]))
+                readiness = _readiness(kwargs[NODE_INDEX])
+                await asyncio.to_thread(aggregate_status, ctx, json_copy(body), readiness)
             except Exception as error:  # a failed tick is retried by the next one
                 log.warning("%s: re-deriving status failed: %s", name, error)
                 metrics.RECONCILE_ERRORS.labels(handler="settle", reason=type(error).__name__).inc()
@@ -202,12 +213,12 @@ def _register_status(registry: kopf.OperatorRegistry, ctx: Context) -> None:
 
 
 async def _maintain(ctx: Context) -> None:
-    """Forever: keep the DaemonSet applied, collect stale allocations, publish pool usage."""
+    """Forever: keep the DaemonSet applied, collect stale allocations, update the pool gauges."""
     while True:
         for name, job in (
             ("daemonset", apply_daemonset),
             ("ledger", collect_stale_allocations),
-            ("pool", publish_pool_usage),
+            ("pool", update_pool_gauges),
         ):
             try:
                 await asyncio.to_thread(job, ctx)

@@ -14,7 +14,6 @@ thread pool). Writes that race with other writers use optimistic concurrency:
 
 from __future__ import annotations
 
-import datetime
 import logging
 import os
 import random
@@ -29,8 +28,10 @@ import kubernetes
 from kubernetes.client.exceptions import ApiException
 
 from keepvip.api.constants import GROUP, KIND, PLURAL, VERSION
+from keepvip.api.timestamps import utc_now
 from keepvip.operator.allocation import LedgerEntry, decode_ledger
 from keepvip.operator.daemonset import FIELD_MANAGER, Owner
+from keepvip.operator.serviceref import check_opt_in
 from keepvip.operator.settings import OperatorSettings
 from keepvip.operator.status import EventSpec
 
@@ -70,10 +71,6 @@ def load_configuration() -> None:
         config.load_incluster_config()
     else:
         config.load_kube_config()
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _jitter(attempt: int) -> None:
@@ -189,7 +186,7 @@ class Kube:
         Event times have whole seconds only, and the API lists by name, so events of the
         same second are listed (and shown by ``kubectl describe``) in the order they happened.
         """
-        now = _now()
+        now = utc_now()
         body = {
             "apiVersion": "v1",
             "kind": "Event",
@@ -250,8 +247,13 @@ class Kube:
         namespace: str,
         name: str,
         change: Callable[[Sequence[Mapping[str, Any]]], list[dict[str, Any]]],
+        opt_in: str | None = None,
     ) -> bool:
-        """Rewrite a Service's ``status.loadBalancer.ingress``; False when it does not exist."""
+        """Rewrite a Service's ``status.loadBalancer.ingress``; False when it does not exist.
+
+        ``opt_in``: the VirtualIP's name, which the Service must carry in its
+        ``keepvip.io/virtualip`` annotation (else :class:`NotOptedIn`, nothing written).
+        """
         for attempt in range(_CAS_ATTEMPTS):
             try:
                 found = self.core.read_namespaced_service(name, namespace)
@@ -260,6 +262,8 @@ class Kube:
                 if error.status == 404:
                     return False
                 raise
+            if opt_in is not None:
+                check_opt_in(service, opt_in)
             current = service.get("status", {}).get("loadBalancer", {}).get("ingress") or []
             wanted = change(current)
             if wanted == current:

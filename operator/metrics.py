@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, start_http_server
 
-from keepvip.operator.status import Phase
+from keepvip.api.phase import Phase
 
 RECONCILES = Counter(
     "keepvip_operator_reconcile_total",
@@ -38,13 +38,13 @@ VIRTUALIP_STATE = Gauge(
 )
 
 
-def record_state(name: str, state: str | None) -> None:
-    """Publish a VirtualIP's current state (one series per state, exactly one at 1)."""
+def record_state(name: str, state: Phase | None) -> None:
+    """Set a VirtualIP's state gauges (one series per state, exactly one at 1)."""
     for phase in Phase:
-        VIRTUALIP_STATE.labels(virtualip=name, state=phase.value).set(1 if phase.value == state else 0)
+        VIRTUALIP_STATE.labels(virtualip=name, state=phase.value).set(1 if phase is state else 0)
 
 
-def forget_virtualip(name: str) -> None:
+def remove_series(name: str) -> None:
     """Drop a deleted VirtualIP's series."""
     for phase in Phase:
         try:

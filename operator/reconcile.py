@@ -6,7 +6,7 @@ Three stages:
 
 * :func:`reconcile_spec` (create / update / resume): parse the spec, check the
   address against older VirtualIPs, allocate the pair through the ledger, publish the
-  addresses in the referenced Service, write status.
+  addresses in the referenced Service, write status (:func:`settle_and_write_status`).
 * :func:`aggregate_status` (every watch event, and periodically): re-derive master,
   state and conditions from the speakers' ``status.nodes``, settled
   (:mod:`keepvip.operator.settle`: a takeover seen half-way is not news); patch only
@@ -19,17 +19,24 @@ Three stages:
 
 from __future__ import annotations
 
-import datetime
 import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from keepvip.api.model import IPAddress, NodeStatus, VirtualIP, VirtualIPStatus
+from keepvip.api.model import NodeStatus, VirtualIP, VirtualIPStatus
 from keepvip.api.parse import InvalidVirtualIP, parse_virtualip
+from keepvip.api.timestamps import utc_now
+from keepvip.inet import IPAddress
 from keepvip.operator import metrics
-from keepvip.operator.admission import Inventory, InventoryEntry, address_held_by_older, refusal_message
+from keepvip.operator.admission import (
+    Inventory,
+    InventoryEntry,
+    address_held_by_older,
+    exec_check_refusals,
+    refusal_message,
+)
 from keepvip.operator.allocation import (
     Allocated,
     LedgerEntry,
@@ -44,13 +51,14 @@ from keepvip.operator.allocation import (
 )
 from keepvip.operator.daemonset import desired_daemonset
 from keepvip.operator.kube import Kube, LedgerChanges, ObjectRef
-from keepvip.operator.serviceref import desired_ingress
+from keepvip.operator.memory import StatusMemory
+from keepvip.operator.problems import Problem
+from keepvip.operator.serviceref import NotOptedIn, desired_ingress
 from keepvip.operator.settings import OperatorSettings
-from keepvip.operator.settle import StatusMemory, first_sight, master_to_tell, settle
+from keepvip.operator.settle import first_sight, master_to_tell, settle
 from keepvip.operator.status import (
     EventSpec,
     Observation,
-    Problem,
     SpecOutcome,
     build_status,
     master_changed,
@@ -63,11 +71,6 @@ Readiness = Mapping[str, bool]
 """Node name -> whether its Node is Ready (kopf's node index); None trusts every entry."""
 
 log = logging.getLogger(__name__)
-
-
-def utc_now() -> str:
-    """RFC 3339, seconds, as Kubernetes writes times."""
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass
@@ -93,12 +96,12 @@ class RetryLater(Exception):
         self.delay = delay
 
 
-def plain(value: Any) -> Any:
+def json_copy(value: Any) -> Any:
     """A JSON-shaped copy of a kopf body view (Mappings → dicts, sequences → lists)."""
     if isinstance(value, Mapping):
-        return {str(k): plain(v) for k, v in value.items()}
+        return {str(k): json_copy(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [plain(v) for v in value]
+        return [json_copy(v) for v in value]
     return value
 
 
@@ -154,7 +157,7 @@ def _problem_events(previous: VirtualIPStatus | None, outcome: SpecOutcome) -> l
     return []
 
 
-def publish(
+def settle_and_write_status(
     ctx: Context,
     body: Mapping[str, Any],
     outcome: SpecOutcome | None,
@@ -168,7 +171,7 @@ def publish(
     ref = _ref(body)
     with ctx.memory.hold(ref.uid) as memory:
         recorded = read_status(body)
-        previous = memory.published if memory.published is not None else recorded
+        previous = memory.written if memory.written is not None else recorded
         outcome = outcome if outcome is not None else outcome_from_status(previous)
         if outcome is None:
             return None  # the spec stage has not run yet: it writes the first status
@@ -182,7 +185,7 @@ def publish(
         if recorded is None or operator_fields(recorded) != wanted:
             ctx.kube.patch_virtualip_status(ref.name, wanted)
         settling, change = master_to_tell(settling, now, grace)
-        memory.settling, memory.published = settling, status
+        memory.settling, memory.written = settling, status
         events = _problem_events(previous, outcome)
         events += [master_changed(*told) for told in (held, change) if told is not None]
         for event in [*events, *transition_events(previous, status)]:
@@ -212,22 +215,28 @@ def reconcile_spec(
         outcome = SpecOutcome(
             _recorded_pair(previous), Problem.INVALID_SPEC, refusal_message(error.errors), generation
         )
-        publish(ctx, body, outcome, readiness)
+        settle_and_write_status(ctx, body, outcome, readiness)
+        return
+    refused = exec_check_refusals(vip, ctx.settings.speaker.exec_checks)
+    if refused:  # an exec check the chart does not allow (stored before the webhook, or past it)
+        message = refusal_message(refused)
+        outcome = SpecOutcome(_recorded_pair(previous), Problem.INVALID_SPEC, message, generation)
+        settle_and_write_status(ctx, body, outcome, readiness)
         return
     lost = address_held_by_older(vip, metadata.get("creationTimestamp", ""), inventory.values())
     if lost is not None:
         outcome = SpecOutcome(None, Problem.ADDRESS_IN_USE, str(lost), generation)
-        publish(ctx, body, outcome, readiness)
+        settle_and_write_status(ctx, body, outcome, readiness)
         raise RetryLater(str(lost), delay=30)
     reserved = {entry.pair: entry.name for entry in inventory.values() if entry.pair is not None}
     request = Request.from_virtualip(vip)
     decision = ctx.kube.update_ledger(lambda ledger: _allocation(request, ledger, ctx.pool, reserved))
     if isinstance(decision, Refused):
-        outcome = SpecOutcome(None, Problem(decision.problem.value), decision.message, generation)
-        publish(ctx, body, outcome, readiness)
+        outcome = SpecOutcome(None, decision.problem, decision.message, generation)
+        settle_and_write_status(ctx, body, outcome, readiness)
         raise RetryLater(decision.message, delay=60)
     outcome = SpecOutcome(decision.pair, None, "", generation)
-    publish(ctx, body, outcome, readiness)
+    settle_and_write_status(ctx, body, outcome, readiness)
     _sync_service(ctx, vip, _old_spec(old))
 
 
@@ -250,7 +259,12 @@ def _old_spec(old: Mapping[str, Any] | None) -> VirtualIP | None:
 
 
 def _sync_service(ctx: Context, vip: VirtualIP, before: VirtualIP | None) -> None:
-    """Publish the addresses in spec.serviceRef; unpublish from a previous Service or address."""
+    """Publish the addresses in spec.serviceRef; unpublish from a previous Service or address.
+
+    Only Services annotated ``keepvip.io/virtualip: <this VirtualIP>`` are written
+    (keepvip.operator.serviceref): otherwise a Warning Event names the missing annotation,
+    nothing is written, and the stage retries (the annotation may come later).
+    """
     ref = vip.spec.service_ref
     addresses: list[IPAddress] = [a.ip for a in vip.spec.addresses]
     if before is not None and before.spec.service_ref is not None:
@@ -258,19 +272,31 @@ def _sync_service(ctx: Context, vip: VirtualIP, before: VirtualIP | None) -> Non
         old_addresses = [a.ip for a in before.spec.addresses]
         gone = old_addresses if old_ref != ref else [a for a in old_addresses if a not in addresses]
         if gone:
-            ctx.kube.update_service_ingress(
-                old_ref.namespace, old_ref.name, lambda current: desired_ingress(current, remove=gone)
-            )
+            _unpublish(ctx, vip.name, old_ref.namespace, old_ref.name, gone)
     if ref is None:
         return
-    found = ctx.kube.update_service_ingress(
-        ref.namespace, ref.name, lambda current: desired_ingress(current, add=addresses)
-    )
+    event_ref = ObjectRef(vip.name, vip.metadata.uid or "")
+    try:
+        found = ctx.kube.update_service_ingress(
+            ref.namespace, ref.name, lambda current: desired_ingress(current, add=addresses), opt_in=vip.name
+        )
+    except NotOptedIn as refused:
+        ctx.kube.post_event(event_ref, EventSpec("Warning", refused.reason, str(refused)))
+        raise RetryLater(str(refused), delay=60) from None
     if not found:
         message = f"spec.serviceRef: Service {ref.namespace}/{ref.name} does not exist"
-        ref_ = ObjectRef(vip.name, vip.metadata.uid or "")
-        ctx.kube.post_event(ref_, EventSpec("Warning", "ServiceNotFound", message))
+        ctx.kube.post_event(event_ref, EventSpec("Warning", "ServiceNotFound", message))
         raise RetryLater(message, delay=60)
+
+
+def _unpublish(ctx: Context, virtualip: str, namespace: str, name: str, gone: list[IPAddress]) -> None:
+    """Remove ``gone`` from a Service that opted in; one that did not was never written."""
+    try:
+        ctx.kube.update_service_ingress(
+            namespace, name, lambda current: desired_ingress(current, remove=gone), opt_in=virtualip
+        )
+    except NotOptedIn as refused:
+        log.info("%s: not unpublishing: %s", virtualip, refused)
 
 
 # --- the status stage -----------------------------------------------------------------
@@ -280,12 +306,12 @@ def aggregate_status(ctx: Context, body: Mapping[str, Any], readiness: Readiness
     """Re-derive status from the speakers' entries; False when there is nothing to do yet."""
     if body.get("metadata", {}).get("deletionTimestamp"):
         return False
-    return publish(ctx, body, None, readiness) is not None
+    return settle_and_write_status(ctx, body, None, readiness) is not None
 
 
-def forget(ctx: Context, uid: str) -> None:
+def drop_status_memory(ctx: Context, uid: str) -> None:
     """A VirtualIP is gone: drop what the operator remembered of it."""
-    ctx.memory.forget(uid)
+    ctx.memory.drop(uid)
 
 
 # --- the finalizer --------------------------------------------------------------------
@@ -305,14 +331,11 @@ def release(ctx: Context, body: Mapping[str, Any], waited: float, readiness: Rea
         vip = None
     if vip is not None and vip.spec.service_ref is not None:
         service = vip.spec.service_ref
-        gone = [a.ip for a in vip.spec.addresses]
-        ctx.kube.update_service_ingress(
-            service.namespace, service.name, lambda current: desired_ingress(current, remove=gone)
-        )
+        _unpublish(ctx, vip.name, service.namespace, service.name, [a.ip for a in vip.spec.addresses])
     uid = ref.uid
     ctx.kube.update_ledger(lambda ledger: ({uid: None} if uid in ledger else {}, None))
-    metrics.forget_virtualip(ref.name)
-    forget(ctx, uid)
+    metrics.remove_series(ref.name)
+    drop_status_memory(ctx, uid)
 
 
 # --- maintenance ----------------------------------------------------------------------
@@ -339,7 +362,7 @@ def collect_stale_allocations(ctx: Context) -> set[str]:
     return ctx.kube.update_ledger(decide)
 
 
-def publish_pool_usage(ctx: Context) -> None:
+def update_pool_gauges(ctx: Context) -> None:
     """The pool gauges, from the ledger."""
     ledger = ctx.kube.read_ledger()
     for family in (4, 6):

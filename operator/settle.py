@@ -19,7 +19,7 @@ Events follow the view, with one more wait (:func:`master_to_tell`): the first m
 after none is told once it has held a quarter of a second.
 
 Everything here is pure: every call carries ``now`` (monotonic seconds). The caller
-keeps a :class:`Settling` per VirtualIP in memory (:class:`StatusMemory`) and
+keeps a :class:`Settling` per VirtualIP in memory (:mod:`keepvip.operator.memory`) and
 re-evaluates periodically, so a lasting transient is adopted without waiting for the
 next change. Memory is lost on restart by design: :func:`first_sight` rebuilds the view
 from the status the previous run wrote.
@@ -28,11 +28,7 @@ from the status the previous run wrote.
 from __future__ import annotations
 
 import math
-import threading
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import dataclass, replace
 
 from keepvip.api.model import VirtualIPStatus
 from keepvip.operator.status import Observation, view_from_status
@@ -129,51 +125,3 @@ def _name_master(seen: Observation, before: Observation) -> Observation:
         return replace(seen, preferred=before.master)
     newcomers = [m for m in seen.masters if m != before.master]
     return replace(seen, preferred=newcomers[0])
-
-
-def node_is_ready(status: Mapping[str, Any] | None) -> bool:
-    """Whether a Node's ``status.conditions`` say Ready=True (Unknown and False are not)."""
-    conditions = (status or {}).get("conditions") or ()
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
-
-
-# --- the operator's memory of each VirtualIP -------------------------------------------
-
-
-@dataclass
-class Remembered:
-    """What the operator last decided for one VirtualIP (mutated under its lock)."""
-
-    settling: Settling | None = None
-    published: VirtualIPStatus | None = None
-    """The status last written: the base for the next Events, newer than a lagging watch body."""
-
-
-@dataclass
-class StatusMemory:
-    """Per-VirtualIP :class:`Remembered`, each used by one thread at a time.
-
-    The watch-event handler and the periodic re-evaluation run in different threads;
-    holding the VirtualIP's lock from reading the memory to posting the Events makes
-    each settled change produce its Events exactly once.
-    """
-
-    _entries: dict[str, Remembered] = field(default_factory=dict)
-    _locks: dict[str, threading.Lock] = field(default_factory=dict)
-    _guard: threading.Lock = field(default_factory=threading.Lock)
-
-    @contextmanager
-    def hold(self, uid: str) -> Iterator[Remembered]:
-        """The VirtualIP's memory, exclusively, for the duration of the block."""
-        with self._guard:
-            lock = self._locks.setdefault(uid, threading.Lock())
-        with lock:
-            with self._guard:
-                entry = self._entries.setdefault(uid, Remembered())
-            yield entry
-
-    def forget(self, uid: str) -> None:
-        """Drop a deleted VirtualIP's memory."""
-        with self._guard:
-            self._entries.pop(uid, None)
-            self._locks.pop(uid, None)

@@ -2,7 +2,10 @@
 
 Speakers own ``status.nodes`` (one server-side-apply field manager per node); the
 operator owns everything else in status: the allocated pair, ``master``, the summary
-``state`` and the conditions. Everything here is pure: the same inputs always give
+``state``, its settled reading of the nodes (``settled``) and the conditions. What the
+operator needs to go on after a restart it reads back from typed fields (``master``,
+``settled``, the Allocated and InvalidSpec reasons); condition messages are free text
+for people and are never parsed. Everything here is pure: the same inputs always give
 the same status, and a condition keeps its ``lastTransitionTime`` while its status
 does not change, so re-deriving after the operator's own patch changes nothing and the
 watch does not loop.
@@ -15,19 +18,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import ip_address
 
-from keepvip.api.model import Condition, NodeStatus, VirtualIPStatus, VrrpState
+from keepvip.api.model import Condition, NodeStatus, SettledView, VirtualIPStatus, VrrpState
+from keepvip.api.phase import Phase
 from keepvip.operator.allocation import Pair
-
-
-class Phase(enum.StrEnum):
-    """``status.state``: the one-word summary ``kubectl get vip`` shows."""
-
-    PENDING = "Pending"
-    READY = "Ready"
-    DEGRADED = "Degraded"
-    SPLIT_BRAIN = "SplitBrain"
-    CONFLICT = "Conflict"
-    INVALID = "Invalid"
+from keepvip.operator.problems import Problem
 
 
 class ConditionType(enum.StrEnum):
@@ -41,22 +35,7 @@ class ConditionType(enum.StrEnum):
     INVALID_SPEC = "InvalidSpec"
 
 
-class Problem(enum.StrEnum):
-    """Why the spec stage gave no usable pair (a condition reason and a metric label)."""
-
-    INVALID_SPEC = "InvalidSpec"
-    POOL_EXHAUSTED = "PoolExhausted"
-    PAIR_IN_USE = "PairInUse"
-    ADDRESS_IN_USE = "AddressInUse"
-
-
 _CONFLICTS = (Problem.PAIR_IN_USE, Problem.ADDRESS_IN_USE)
-_MASTERS = "MASTER on "
-"""The SplitBrain condition's message prefix (read back by :func:`view_from_status`)."""
-_BACKUP_PENDING = "BackupPending"
-"""The Degraded condition's reason while a master has had no backup for less than the grace period."""
-_BACKUPS = "backups: "
-"""The Degraded condition's message prefix (read back by :func:`view_from_status`)."""
 _PROBLEMS = {problem.value for problem in Problem}
 
 
@@ -210,13 +189,13 @@ def build_status(
             ConditionType.DEGRADED,
             phase is Phase.DEGRADED,
             _degraded_reason(phase, seen),
-            f"{_BACKUPS}{', '.join(seen.backups)}" if seen.backups else "no node is BACKUP",
+            f"backups: {', '.join(seen.backups)}" if seen.backups else "no node is BACKUP",
         ),
         make(
             ConditionType.SPLIT_BRAIN,
             len(seen.masters) > 1,
             "MultipleMasters" if len(seen.masters) > 1 else "SingleMaster",
-            f"{_MASTERS}{', '.join(seen.masters)}" if seen.masters else "no node is MASTER",
+            f"MASTER on {', '.join(seen.masters)}" if seen.masters else "no node is MASTER",
         ),
         make(
             ConditionType.CONFLICT,
@@ -235,7 +214,8 @@ def build_status(
         vrid=outcome.pair.vrid if outcome.pair is not None else None,
         multicast_group=str(outcome.pair.group) if outcome.pair is not None else None,
         master=seen.master,
-        state=phase.value,
+        state=phase,
+        settled=SettledView(masters=seen.masters, backups=seen.backups, backup_pending=seen.backups_pending),
         conditions=tuple(conditions),
         observed_generation=generation,
     )
@@ -246,7 +226,7 @@ def _degraded_reason(phase: Phase, seen: Observation) -> str:
         return "NoBackup"
     if seen.backups:
         return "Redundant"
-    return _BACKUP_PENDING if seen.master and seen.backups_pending else "NoMaster"
+    return "BackupPending" if seen.master and seen.backups_pending else "NoMaster"
 
 
 def _ready_message(seen: Observation) -> str:
@@ -287,30 +267,20 @@ def outcome_from_status(status: VirtualIPStatus | None) -> SpecOutcome | None:
 
 
 def view_from_status(status: VirtualIPStatus | None) -> Observation:
-    """The view a status shows (master, masters, backups), as :func:`build_status` wrote it.
+    """The settled view a status records (``master`` and ``settled``), as :func:`build_status` wrote it.
 
     What the operator starts from when it first sees a VirtualIP (after a restart), so
-    that a takeover in flight at that moment does not flip the recorded story.
+    that a takeover in flight at that moment does not flip the recorded story. A status
+    without ``settled`` (none written yet) gives its ``master`` alone.
     """
     if status is None:
         return Observation((), ())
-    masters: tuple[str, ...] = (status.master,) if status.master else ()
-    backups: tuple[str, ...] = ()
-    pending = False
-    for condition in status.conditions:
-        message = condition.message or ""
-        if condition.type == ConditionType.SPLIT_BRAIN.value and condition.status == "True":
-            masters = _names_after(_MASTERS, message) or masters
-        if condition.type == ConditionType.DEGRADED.value:
-            backups = _names_after(_BACKUPS, message)
-            pending = condition.reason == _BACKUP_PENDING
-    return Observation(masters, backups, preferred=status.master, backups_pending=pending)
-
-
-def _names_after(prefix: str, message: str) -> tuple[str, ...]:
-    if not message.startswith(prefix):
-        return ()
-    return tuple(name for name in message[len(prefix) :].split(", ") if name)
+    if status.settled is None:
+        return Observation((status.master,) if status.master else (), (), preferred=status.master)
+    settled = status.settled
+    return Observation(
+        settled.masters, settled.backups, preferred=status.master, backups_pending=settled.backup_pending
+    )
 
 
 def operator_fields(status: VirtualIPStatus) -> dict[str, object]:
@@ -341,9 +311,9 @@ def transition_events(previous: VirtualIPStatus | None, current: VirtualIPStatus
     events: list[EventSpec] = []
     old_state = previous.state if previous is not None else None
     if current.state != old_state:
-        if current.state == Phase.SPLIT_BRAIN.value:
+        if current.state is Phase.SPLIT_BRAIN:
             split = next(c for c in current.conditions if c.type == ConditionType.SPLIT_BRAIN.value)
             events.append(EventSpec("Warning", "SplitBrain", split.message or "several masters"))
-        elif current.state == Phase.DEGRADED.value:
+        elif current.state is Phase.DEGRADED:
             events.append(EventSpec("Warning", "Degraded", "the master has no backup"))
     return events

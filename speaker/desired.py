@@ -10,12 +10,12 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv6Address, ip_address
+from ipaddress import ip_address
 
 from keepvip.api.model import Arbiter, HealthCheck, IPInterface, VirtualIP
-from keepvip.speaker.vrrp.constants import VRRP_GROUP_V4, VRRP_GROUP_V6, ChecksumMode
+from keepvip.inet import IPAddress, vrrp_group
+from keepvip.speaker.vrrp.constants import ChecksumMode
 
-IPAddress = IPv4Address | IPv6Address
 SecretKey = tuple[str, str, str]  # (namespace, name, key)
 
 
@@ -90,7 +90,7 @@ def _vrid_and_group(vip: VirtualIP, use_status: bool) -> tuple[int | None, IPAdd
         return None, None
     if vrrp.unicast_peers:
         return vrid, None
-    standard = VRRP_GROUP_V4 if vip.spec.family == 4 else VRRP_GROUP_V6
+    standard = vrrp_group(vip.spec.family)
     if group_text in (None, "standard"):
         return vrid, standard
     return vrid, ip_address(group_text)

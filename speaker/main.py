@@ -29,6 +29,8 @@ from keepvip.speaker.net.links import LinkMonitor
 from keepvip.speaker.notify import Notifier
 from keepvip.speaker.runtime.router_runner import RouterReport
 from keepvip.speaker.runtime.speaker import Speaker
+from keepvip.speaker.sandbox import ScriptPolicy, insecure_reason
+from keepvip.speaker.script_options import script_policy
 from keepvip.speaker.sources.file import FileSource, InvalidConfigFile, load_config_file
 from keepvip.speaker.sources.snapshot import ConfigSnapshot
 
@@ -104,7 +106,8 @@ async def _serve(
             ipr,
             metrics,
             use_status_allocation=use_status_allocation,
-            notifier=Notifier(args.notify),
+            notifier=Notifier(args.notify, args.scripts),
+            scripts=args.scripts,
             on_report=on_report,
             on_forget=on_forget,
             garp_refresh=args.garp_refresh,
@@ -145,6 +148,10 @@ async def run_standalone(args: argparse.Namespace) -> int:
         node = NodeIdentity(args.node, parse_labels(args.node_labels))
         if args.metrics_address:
             parse_host_port(args.metrics_address)
+        scripts: ScriptPolicy = args.scripts
+        insecure = insecure_reason(path) if scripts.script_security else None
+        if insecure is not None:
+            raise ValueError(f"SECURITY VIOLATION: --config {path} refused: {insecure}")
         first = load_config_file(path)
     except (InvalidConfigFile, ValueError) as error:
         log.error("refusing to start: %s", error)
@@ -201,5 +208,14 @@ async def run_kubernetes(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``keepvip speaker``."""
     configure_logging(args.log_format, args.log_level)
+    try:
+        args.scripts = script_policy(args)
+    except ValueError as error:
+        log.error("refusing to start: %s", error)
+        return EXIT_BAD_CONFIG
+    refusal = Notifier(args.notify, args.scripts).refusal()
+    if refusal is not None:
+        log.error("refusing to start: --notify: %s", refusal, extra={"reason": refusal.reason.value})
+        return EXIT_BAD_CONFIG
     main = run_kubernetes if args.kubernetes else run_standalone
     return asyncio.run(main(args))

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import contextlib
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from keepvip.speaker.metrics_server import serve_metrics
 
 _VIP = ("virtualip",)
 
@@ -60,6 +62,12 @@ class SpeakerMetrics:
             "keepvip_advert_dropped_total",
             "Received VRRP packets dropped, by reason (virtualip empty when no router matched)",
             ("virtualip", "interface", "reason"),
+            registry=r,
+        )
+        self.advert_checksum_form = Counter(
+            "keepvip_advert_checksum_form_total",
+            "Well-formed advertisements received, by the checksum form the sender used",
+            ("interface", "form"),
             registry=r,
         )
         self.advert_mismatch = Counter(
@@ -111,8 +119,8 @@ class SpeakerMetrics:
                 labelled.remove(*labels)
 
     def serve(self, host: str, port: int) -> None:
-        """Expose /metrics over HTTP on host:port (a daemon thread)."""
-        start_http_server(port, addr=host, registry=self.registry)
+        """Expose /metrics over HTTP on host:port (a daemon thread, bounded connections)."""
+        serve_metrics(host, port, self.registry)
 
 
 def _label_sets(metric: Gauge | Counter) -> list[tuple[str, ...]]:

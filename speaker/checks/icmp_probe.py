@@ -29,6 +29,7 @@ from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Final
 
 from keepvip.speaker.checks.probe import ProbeResult, Stopwatch, describe_error, format_seconds
+from keepvip.speaker.vrrp.checksum import internet_checksum
 
 ICMP_ECHO_REQUEST: Final = 8  # RFC 792
 ICMP_ECHO_REPLY: Final = 0
@@ -42,16 +43,6 @@ ICMP6_FILTER: Final = 1  # <netinet/icmp6.h>: 256-bit mask, a set bit drops the 
 
 _HEADER: Final = struct.Struct("!BBHHH")  # type, code, checksum, identifier, sequence
 _PAYLOAD_SIZE: Final = 16
-
-
-def internet_checksum(data: bytes) -> int:
-    """RFC 1071 one's-complement sum of 16-bit words (the ICMPv4 checksum)."""
-    if len(data) % 2:
-        data += b"\0"
-    total: int = sum(int(word) for word in struct.unpack(f"!{len(data) // 2}H", data))
-    while total > 0xFFFF:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
 
 
 def echo_request(version: int, identifier: int, sequence: int, payload: bytes) -> bytes:

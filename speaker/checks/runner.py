@@ -10,6 +10,9 @@ Every result feeds a :class:`~keepvip.speaker.checks.tracker.CheckTracker`; the
 ``on_change`` callback fires only when the tracked status changes, so the router
 recomputes its priority on transitions, not on every probe. The callback runs on the
 event loop and must not block; an exception in it is logged and the check goes on.
+
+Time comes from a :class:`Clock` (by default the event loop's), so the spacing rules
+are tested on a virtual clock, without waiting and without wall-clock windows.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from keepvip.speaker.checks.probe import Probe, ProbeResult
 from keepvip.speaker.checks.tracker import CheckState, CheckStatus, CheckTracker
@@ -27,6 +31,23 @@ log = logging.getLogger(__name__)
 
 OnChange = Callable[[str, bool, str], None]
 """``on_change(check_name, passing, detail)``: the check's status changed."""
+
+
+class Clock(Protocol):
+    """Where the runner reads the time and waits: monotonic seconds."""
+
+    def now(self) -> float: ...
+    async def sleep(self, seconds: float) -> None: ...
+
+
+class LoopClock:
+    """The running event loop's monotonic clock (what the speaker uses)."""
+
+    def now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
 
 
 @dataclass
@@ -47,6 +68,8 @@ class CheckRunner:
         tracker: CheckTracker,
         interval: float,
         on_change: OnChange | None = None,
+        *,
+        clock: Clock | None = None,
     ) -> None:
         if interval <= 0:
             raise ValueError(f"interval must be positive (got {interval})")
@@ -55,6 +78,7 @@ class CheckRunner:
         self.tracker = tracker
         self.interval = interval
         self.on_change = on_change
+        self.clock: Clock = clock if clock is not None else LoopClock()
         self.counters = RunCounters()
         self.last_result: ProbeResult | None = None
         self._task: asyncio.Task[None] | None = None
@@ -117,8 +141,7 @@ class CheckRunner:
         return result
 
     async def _loop(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
-            started = loop.time()
+            started = self.clock.now()
             await self.run_once()
-            await asyncio.sleep(max(0.0, started + self.interval - loop.time()))
+            await self.clock.sleep(max(0.0, started + self.interval - self.clock.now()))

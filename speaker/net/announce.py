@@ -18,6 +18,8 @@ import struct
 from ipaddress import IPv4Address, IPv6Address
 from typing import Final
 
+from keepvip.speaker.vrrp.checksum import internet_checksum, pseudo_header
+
 # Ethernet, <linux/if_ether.h>
 ETH_P_IP: Final = 0x0800
 ETH_P_ARP: Final = 0x0806
@@ -108,12 +110,7 @@ def multicast_mac(group: IPv6Address) -> bytes:
 
 def icmpv6_checksum(source: IPv6Address, destination: IPv6Address, message: bytes) -> int:
     """RFC 4443 §2.3: one's-complement sum over the RFC 8200 §8.1 pseudo-header and message."""
-    pseudo = source.packed + destination.packed + struct.pack("!IxxxB", len(message), IPPROTO_ICMPV6)
-    data = pseudo + message + (b"\0" if len(message) % 2 else b"")
-    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total > 0xFFFF:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
+    return internet_checksum(pseudo_header(source, destination, len(message), IPPROTO_ICMPV6) + message)
 
 
 class Announcer:

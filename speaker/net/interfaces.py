@@ -23,9 +23,9 @@ from ipaddress import IPv4Address, IPv6Address, ip_address, ip_interface
 from socket import AF_INET, AF_INET6
 from typing import Any, Final, TypeVar
 
+from keepvip.inet import IPAddress
 from keepvip.speaker.net.marks import KEEPVIP_ADDRESS_PROTO
 
-IPAddress = IPv4Address | IPv6Address
 _T = TypeVar("_T")
 
 # <linux/if_addr.h> and <linux/if.h>

@@ -47,9 +47,8 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Final
 
+from keepvip.inet import IPAddress
 from keepvip.speaker.vrrp.constants import IPPROTO_VRRP, VRRP_TTL
-
-IPAddress = IPv4Address | IPv6Address
 
 # <linux/in.h>, <linux/in6.h>: not all exported by Python's socket module.
 IP_PKTINFO: Final = 8

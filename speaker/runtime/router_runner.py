@@ -41,10 +41,15 @@ from keepvip.speaker.vrrp.advertisement import Advertisement, IPAddress
 from keepvip.speaker.vrrp.codec import encode
 from keepvip.speaker.vrrp.config import RouterConfig
 from keepvip.speaker.vrrp.constants import PRIORITY_LEAVING, AuthType
+from keepvip.speaker.vrrp.drops import DropReason
 from keepvip.speaker.vrrp.router import VirtualRouter
 from keepvip.speaker.vrrp.state import FaultReason, State, TransitionReason
 
 log = logging.getLogger("keepvip.speaker.router")
+
+INBOX_PACKET_LIMIT = 1024
+"""Received advertisements a router may have waiting; more are dropped as ``inbox_full``.
+A legitimate segment sends a few per second per VRID; only a flood fills this."""
 
 
 class NodeNetwork(Protocol):
@@ -117,6 +122,7 @@ def build_router_config(plan: RouterPlan, primary: IPAddress, priority: int | No
         preempt_delay=plan.preempt_delay,
         auth_type=AuthType.PASS if plan.password else AuthType.NONE,
         auth_data=plan.password or b"",
+        peers=plan.unicast_peers if plan.group is None else (),
         name=plan.name,
     )
 
@@ -146,6 +152,7 @@ class RouterRunner:
         self._node = node
         self._router = VirtualRouter(build_router_config(plan, primary))
         self._inbox: asyncio.Queue[_Input] = asyncio.Queue()
+        self._queued_packets = 0  # packets in the inbox: bounded, control items never are
         self._task: asyncio.Task[None] | None = None
         self._socket: VrrpSocket | None = None
         self._checks: tuple[CheckState, ...] = ()
@@ -178,7 +185,6 @@ class RouterRunner:
             self.socket_key,
             name=self.plan.name,
             vrid=self.plan.vrid,
-            peers=frozenset(self.plan.unicast_peers),
             deliver=self._deliver,
         )
         self._metrics.priority.labels(self.plan.name).set(self.plan.priority)
@@ -223,6 +229,14 @@ class RouterRunner:
         return self._loop.time()
 
     def _deliver(self, advertisement: Advertisement, packet: Received) -> None:
+        if self._queued_packets >= INBOX_PACKET_LIMIT:  # a flood: memory stays bounded, counted
+            reason = DropReason.INBOX_FULL.value
+            self._metrics.advert_dropped.labels(self.plan.name, self.ifname, reason).inc()
+            if self._drop_log.allow((reason,), self._now()):
+                log.warning("advertisements dropped: the router's inbox is full",
+                            extra={"virtualip": self.plan.name, "reason": reason})  # fmt: skip
+            return
+        self._queued_packets += 1
         self._inbox.put_nowait(_Packet(advertisement, packet.source))
 
     async def _run(self) -> None:
@@ -247,6 +261,7 @@ class RouterRunner:
 
     def _handle(self, item: _Input, now: float) -> list[Action]:
         if isinstance(item, _Packet):
+            self._queued_packets -= 1
             self._metrics.advert_received.labels(self.plan.name).inc()
             if item.advertisement.priority == PRIORITY_LEAVING:
                 self._metrics.priority_zero_received.labels(self.plan.name).inc()
@@ -263,19 +278,10 @@ class RouterRunner:
         return []
 
     def _apply_checks(self, now: float) -> list[Action]:
-        """Effective priority from the weights; a failing weight-0 check is a FAULT of its own."""
+        """The checks' verdict (priority from the weights, failing weight-0 checks) into the core."""
         priority, _ = effective_priority(self.plan.priority, self._checks)
         self._metrics.effective_priority.labels(self.plan.name).set(priority)
-        faulting = set(faulting_checks(self._checks))
-        actions: list[Action] = []
-        for check in self._checks:
-            if check.name in faulting:
-                actions += self._router.enter_fault(FaultReason.CHECK_FAILED, now, check.name)
-        actions += self._router.set_effective_priority(priority, now)
-        for reason, name in self._router.faults:  # includes checks removed by a reconfiguration
-            if reason is FaultReason.CHECK_FAILED and name not in faulting:
-                actions += self._router.leave_fault(FaultReason.CHECK_FAILED, now, name)
-        return actions
+        return self._router.update_health(priority, frozenset(faulting_checks(self._checks)), now)
 
     def _reconfigure(self, plan: RouterPlan, now: float) -> list[Action]:
         self.plan = plan

@@ -19,7 +19,7 @@ from keepvip.speaker.logs import RateLimiter
 from keepvip.speaker.metrics import SpeakerMetrics
 from keepvip.speaker.net.vrrp_socket import Received, VrrpSocket
 from keepvip.speaker.vrrp.advertisement import Advertisement, IPAddress
-from keepvip.speaker.vrrp.codec import decode
+from keepvip.speaker.vrrp.codec import decode_detailed
 from keepvip.speaker.vrrp.drops import DropReason
 
 log = logging.getLogger("keepvip.speaker.sockets")
@@ -33,7 +33,6 @@ Deliver = Callable[[Advertisement, Received], None]
 class _Subscription:
     name: str
     vrid: int
-    peers: frozenset[IPAddress]  # unicast mode: who may talk to us
     deliver: Deliver
 
 
@@ -57,7 +56,6 @@ class SocketPool:
         *,
         name: str,
         vrid: int,
-        peers: frozenset[IPAddress],
         deliver: Deliver,
     ) -> VrrpSocket:
         """Receive the advertisements for ``vrid`` on ``key``; returns the socket to send with."""
@@ -72,7 +70,7 @@ class SocketPool:
             asyncio.get_running_loop().add_reader(sock.fileno(), self._readable, key)
         if vrid in shared.subscriptions and shared.subscriptions[vrid].name != name:
             raise ValueError(f"VRID {vrid} on {key} is already used by {shared.subscriptions[vrid].name}")
-        shared.subscriptions[vrid] = _Subscription(name, vrid, peers, deliver)
+        shared.subscriptions[vrid] = _Subscription(name, vrid, deliver)
         return shared.sock
 
     def unsubscribe(self, key: SocketKey, vrid: int) -> None:
@@ -108,16 +106,14 @@ class SocketPool:
                         extra={"virtualip": name, "reason": reason.value})  # fmt: skip
 
     def _dispatch(self, key: SocketKey, shared: _SharedSocket, packet: Received) -> None:
-        decoded = decode(packet.payload, source=packet.source, destination=packet.destination, ttl=packet.ttl)
+        decoded = decode_detailed(packet.payload, source=packet.source, destination=packet.destination,
+                                  ttl=packet.ttl)  # fmt: skip
         if isinstance(decoded, DropReason):
             self._drop(key, decoded, packet.source)
             return
-        subscription = shared.subscriptions.get(decoded.vrid)
+        self._metrics.advert_checksum_form.labels(key[0], decoded.checksum_form.value).inc()
+        subscription = shared.subscriptions.get(decoded.advertisement.vrid)
         if subscription is None:
             self._drop(key, DropReason.WRONG_VRID, packet.source)
             return
-        if key[2] is None and packet.source not in subscription.peers:
-            # Unicast mode: only the configured peers take part (keepalived unicast_peer).
-            self._drop(key, DropReason.FOREIGN_SENDER, packet.source, subscription.name)
-            return
-        subscription.deliver(decoded, packet)
+        subscription.deliver(decoded.advertisement, packet)

@@ -29,6 +29,7 @@ from keepvip.speaker.notify import Notifier
 from keepvip.speaker.runtime.network import LinuxNetwork
 from keepvip.speaker.runtime.router_runner import RouterReport, RouterRunner
 from keepvip.speaker.runtime.sockets import SocketPool
+from keepvip.speaker.sandbox import ScriptPolicy
 from keepvip.speaker.sources.snapshot import ConfigSnapshot
 from keepvip.speaker.vrrp.advertisement import IPAddress
 from keepvip.speaker.vrrp.state import FaultReason
@@ -61,6 +62,7 @@ class Speaker:
         on_report: Callable[[RouterReport], None] | None = None,
         on_forget: Callable[[str], None] | None = None,
         garp_refresh: float = 0.0,
+        scripts: ScriptPolicy | None = None,
     ) -> None:
         self.node = node
         self._ipr = ipr
@@ -69,6 +71,7 @@ class Speaker:
         self._notifier = notifier or Notifier(None)
         self._on_report = on_report
         self._on_forget = on_forget
+        self._scripts = scripts or ScriptPolicy.refuse_all()  # exec checks: what may run, as whom
         self._pool = SocketPool(metrics)
         self._network = LinuxNetwork(ipr, metrics, garp_refresh)
         self._running: dict[str, _Running] = {}
@@ -211,7 +214,7 @@ class Speaker:
                         extra={"virtualip": plan.name})  # fmt: skip
             runner.set_fault(FaultReason.ARBITER_LOST, not reachable, "")
 
-        running.checks = [build_runner(check, checks_changed) for check in plan.health_checks]
+        running.checks = [build_runner(check, checks_changed, self._scripts) for check in plan.health_checks]
         for check in running.checks:
             check.start()
         if plan.arbiter is not None:

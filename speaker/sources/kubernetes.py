@@ -21,7 +21,6 @@ import contextlib
 import logging
 import threading
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC
 from typing import Any, Final
 
 from kubernetes import client, config, watch
@@ -29,6 +28,7 @@ from kubernetes import client, config, watch
 from keepvip.api.constants import GROUP, PLURAL, VERSION
 from keepvip.api.model import VirtualIP
 from keepvip.api.parse import InvalidVirtualIP, parse_virtualip
+from keepvip.api.timestamps import rfc3339
 from keepvip.speaker.desired import SecretKey
 from keepvip.speaker.runtime.router_runner import RouterReport
 from keepvip.speaker.sources.snapshot import ConfigSnapshot
@@ -263,7 +263,7 @@ class StatusWriter:
             "priority": report.priority,
             "effectivePriority": report.effective_priority,
             "interface": report.interface,
-            "since": report.since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "since": rfc3339(report.since),
             "reason": report.reason,
         }
         if report.conflict:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from keepvip.speaker.vrrp.advertisement import Advertisement, IPAddress
+from keepvip.inet import IPAddress
+from keepvip.speaker.vrrp.advertisement import Advertisement
 from keepvip.speaker.vrrp.drops import DropReason
 from keepvip.speaker.vrrp.state import State, TransitionReason
 

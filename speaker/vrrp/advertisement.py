@@ -8,11 +8,9 @@ ever looks at raw VRRP bytes.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv6Address
 
+from keepvip.inet import IPAddress as IPAddress  # noqa: PLC0414 - re-exported for existing importers
 from keepvip.speaker.vrrp.constants import AuthType
-
-IPAddress = IPv4Address | IPv6Address
 
 
 @dataclass(frozen=True, slots=True)

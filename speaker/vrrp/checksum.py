@@ -1,5 +1,8 @@
 """The Internet checksum and the pseudo-headers VRRP puts under it.
 
+The one checksum module of keepvip: the ICMP echo of the health checks and the
+unsolicited Neighbor Advertisements (ICMPv6, RFC 4443 §2.3) use it too.
+
 Kept apart from the codec because the checksum is where VRRP implementations disagree:
 VRRPv2 sums the message alone (RFC 3768 §5.3.8), VRRPv3 over IPv6 adds the IPv6
 pseudo-header (RFC 9568 §5.2.8, RFC 8200 §8.1), and VRRPv3 over IPv4 is computed with
@@ -19,9 +22,8 @@ import enum
 from ipaddress import IPv4Address, IPv6Address
 from typing import Final
 
+from keepvip.inet import IPAddress
 from keepvip.speaker.vrrp.constants import IPPROTO_VRRP
-
-IPAddress = IPv4Address | IPv6Address
 
 _ONES: Final = 0xFFFF
 
@@ -53,18 +55,20 @@ def internet_checksum(data: bytes) -> int:
     return _ONES - residue
 
 
-def pseudo_header(source: IPAddress, destination: IPAddress, length: int) -> bytes:
-    """The pseudo-header for a VRRP message of ``length`` bytes between two addresses.
+def pseudo_header(
+    source: IPAddress, destination: IPAddress, length: int, protocol: int = IPPROTO_VRRP
+) -> bytes:
+    """The pseudo-header for a message of ``length`` bytes between two addresses.
 
     IPv4 (as keepalived, tcpdump and scapy's ``in4_chksum``): source, destination,
-    a zero byte, protocol 112, 16-bit length. IPv6 (RFC 8200 §8.1): source,
-    destination, 32-bit upper-layer length, three zero bytes, next header 112.
+    a zero byte, the protocol (VRRP: 112), 16-bit length. IPv6 (RFC 8200 §8.1):
+    source, destination, 32-bit upper-layer length, three zero bytes, next header.
     """
     if isinstance(source, IPv4Address) and isinstance(destination, IPv4Address):
         return (
             source.packed
             + destination.packed
-            + bytes((0, IPPROTO_VRRP))
+            + bytes((0, protocol))
             + length.to_bytes(2, "big")
         )
     if isinstance(source, IPv6Address) and isinstance(destination, IPv6Address):
@@ -72,7 +76,7 @@ def pseudo_header(source: IPAddress, destination: IPAddress, length: int) -> byt
             source.packed
             + destination.packed
             + length.to_bytes(4, "big")
-            + bytes((0, 0, 0, IPPROTO_VRRP))
+            + bytes((0, 0, 0, protocol))
         )
     raise ValueError(
         f"pseudo-header needs two addresses of one family, got {source!r} and {destination!r}"

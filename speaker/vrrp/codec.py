@@ -11,7 +11,8 @@ the header's source, destination and TTL / Hop Limit on receive.
   is discarded. It performs the RFC 9568 §7.1 checks that concern the packet alone, in
   the RFC's order; the checks that need the configuration (VRID, owner, version
   configured, v2 authentication and interval, address list) belong to the router's
-  receive filter. :func:`check_auth` is the pure part of the v2 authentication check.
+  receive filter. :func:`decode_detailed` also names the checksum form the sender
+  used (the ``keepvip_advert_checksum_form_total`` metric).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 from typing import Final
 
-from keepvip.speaker.vrrp.advertisement import Advertisement, IPAddress
+from keepvip.inet import IPAddress
+from keepvip.speaker.vrrp.advertisement import Advertisement
 from keepvip.speaker.vrrp.checksum import (
     ChecksumForm,
     internet_checksum,
@@ -52,12 +54,10 @@ __all__ = [
     "MAX_ADDRESSES",
     "ChecksumForm",
     "Decoded",
-    "check_auth",
     "decode",
     "decode_detailed",
     "encode",
     "encoded_length",
-    "pad_password",
 ]
 
 # RFC 3768 §5.1 / RFC 9568 §5.1: two 32-bit words before the addresses.
@@ -100,19 +100,6 @@ def encoded_length(version: int, ipv6: bool, count: int) -> int:
     if version == VERSION_3:
         return HEADER_LEN + (16 if ipv6 else 4) * count
     raise ValueError(f"VRRP version must be 2 or 3, got {version}")
-
-
-def pad_password(password: bytes) -> bytes:
-    """The 8-byte v2 Authentication Data for a simple text password (RFC 2338 §5.3.10).
-
-    NUL-padded on the right; longer passwords are a configuration error (keepalived
-    truncates them silently, keepvip refuses).
-    """
-    if len(password) > V2_AUTH_DATA_LEN:
-        raise ValueError(
-            f"a VRRPv2 PASS password has at most {V2_AUTH_DATA_LEN} bytes, got {len(password)}"
-        )
-    return password.ljust(V2_AUTH_DATA_LEN, b"\x00")
 
 
 # --------------------------------------------------------------------------- encode
@@ -161,7 +148,13 @@ def _encode_v2(adv: Advertisement) -> bytearray:
             f"(RFC 3768 §5.3.7), got {adv.interval_cs} cs"
         )
     if adv.auth_type == AuthType.PASS:
-        auth_data = pad_password(adv.auth_data)
+        # RFC 2338 §5.3.10: NUL-padded on the right; a longer password is a
+        # configuration error (keepalived truncates it silently, keepvip refuses).
+        if len(adv.auth_data) > V2_AUTH_DATA_LEN:
+            raise ValueError(
+                f"a VRRPv2 PASS password has at most {V2_AUTH_DATA_LEN} bytes, got {len(adv.auth_data)}"
+            )
+        auth_data = adv.auth_data.ljust(V2_AUTH_DATA_LEN, b"\x00")
     elif adv.auth_type == AuthType.NONE:
         if any(adv.auth_data):
             raise ValueError("auth_data is only sent with auth type PASS (RFC 3768 §5.3.10)")
@@ -410,30 +403,3 @@ def _decode_cached(
     """:func:`decode` without the cache."""
     result = decode_detailed(payload, source=source, destination=destination, ttl=ttl)
     return result if isinstance(result, DropReason) else result.advertisement
-
-
-# --------------------------------------------------------------------------- auth
-
-
-def check_auth(
-    adv: Advertisement, expected_type: AuthType, expected_password: bytes = b""
-) -> DropReason | None:
-    """RFC 3768 §7.1: a v2 advertisement's Auth Type (and PASS data) must match ours.
-
-    Returns ``AUTH_MISMATCH`` or None. VRRPv3 has no authentication (RFC 9568 §9),
-    so a v3 advertisement always passes. ``expected_password`` is the configured
-    password, at most 8 bytes; it is compared NUL-padded as it travels. (The password
-    crosses the wire in clear text, RFC 3768 §10, so a constant-time compare would
-    protect nothing.)
-    """
-    if expected_type is AuthType.AH:
-        raise ValueError("keepvip does not implement VRRPv2 IP Authentication Header")
-    if expected_type is AuthType.NONE and expected_password:
-        raise ValueError("a password is configured only with auth type PASS")
-    if adv.version != VERSION_2:
-        return None
-    if adv.auth_type != expected_type:
-        return DropReason.AUTH_MISMATCH
-    if expected_type is AuthType.PASS and adv.auth_data != pad_password(expected_password):
-        return DropReason.AUTH_MISMATCH
-    return None

@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
-from keepvip.speaker.vrrp.advertisement import IPAddress
+from keepvip.inet import PREEMPT_DELAY_MAX_S as SHARED_PREEMPT_DELAY_MAX_S
+from keepvip.inet import IPAddress
 from keepvip.speaker.vrrp.constants import (
     PRIORITY_DEFAULT,
     PRIORITY_MIN_BACKUP,
@@ -30,8 +31,9 @@ from keepvip.speaker.vrrp.constants import (
     AuthType,
 )
 
-# keepalived's upper bound for preempt_delay (seconds).
-PREEMPT_DELAY_MAX_S = 1000.0
+# keepalived's upper bound for preempt_delay (seconds); the VirtualIP model admits the
+# same range, so one constant serves both (an admitted VirtualIP never fails here).
+PREEMPT_DELAY_MAX_S = float(SHARED_PREEMPT_DELAY_MAX_S)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +56,8 @@ class RouterConfig:
       a mismatch is reported as a `ConfigMismatch` and the advertisement still counts,
       so a VirtualIP whose address list is being edited does not split the group while
       the speakers pick up the change one by one.
+    * ``peers``: unicast mode (keepalived ``unicast_peer``): the only sources whose
+      advertisements count; empty in multicast mode, where any source on the group does.
     * ``name``: for logs only.
     """
 
@@ -68,6 +72,7 @@ class RouterConfig:
     auth_type: AuthType = AuthType.NONE
     auth_data: bytes = b""
     strict_address_check: bool = False
+    peers: tuple[IPAddress, ...] = ()
     name: str = ""
 
     def __post_init__(self) -> None:
@@ -115,6 +120,8 @@ class RouterConfig:
             raise ValueError(
                 "the addresses and the primary address must be one family (RFC 9568 §5.2.9)"
             )
+        if not isinstance(self.peers, tuple) or any(peer.version != family for peer in self.peers):
+            raise ValueError("peers must be a tuple of the primary address's family")
         if self.version == VERSION_2 and not isinstance(self.primary_address, IPv4Address):
             raise ValueError("VRRPv2 is IPv4 only (RFC 3768); use version 3 for IPv6")
 

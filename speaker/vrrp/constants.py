@@ -7,7 +7,6 @@ machine and the adapters never spell a protocol value twice.
 from __future__ import annotations
 
 import enum
-from ipaddress import IPv4Address, IPv6Address
 from typing import Final
 
 # RFC 9568 §5.1.1.4 / RFC 3768 §5.2.4: VRRP is IP protocol 112.
@@ -17,13 +16,8 @@ IPPROTO_VRRP: Final = 112
 # send; §7.1 receivers MUST discard a packet whose TTL/Hop Limit is not 255 (GTSM).
 VRRP_TTL: Final = 255
 
-# RFC 9568 §5.1.1.2 / §5.1.2.2: the IANA-assigned multicast destinations.
-VRRP_GROUP_V4: Final = IPv4Address("224.0.0.18")
-VRRP_GROUP_V6: Final = IPv6Address("ff02::12")
-
-# RFC 9568 §7.3: the virtual MAC 00-00-5E-00-01-{VRID} (IPv4) / 00-00-5E-00-02-{VRID} (IPv6).
-VMAC_PREFIX_V4: Final = bytes.fromhex("00005e0001")
-VMAC_PREFIX_V6: Final = bytes.fromhex("00005e0002")
+# RFC 9568 §5.1.1.2 / §5.1.2.2: the IANA-assigned multicast destinations are
+# keepvip.inet.VRRP_GROUP_V4 / VRRP_GROUP_V6 (the operator allocates them too).
 
 # RFC 9568 §5.2.1 / RFC 3768 §5.3.1: the version nibble.
 VERSION_2: Final = 2
@@ -41,7 +35,6 @@ VRID_MAX: Final = 255
 PRIORITY_OWNER: Final = 255
 PRIORITY_DEFAULT: Final = 100
 PRIORITY_MIN_BACKUP: Final = 1
-PRIORITY_MAX_BACKUP: Final = 254
 PRIORITY_LEAVING: Final = 0
 
 # RFC 9568 §5.2.7: Max Adver Int is 12 bits of centiseconds; erratum: MUST be non-zero.

@@ -26,6 +26,6 @@ class DropReason(enum.Enum):
     INTERVAL_MISMATCH = "interval_mismatch"  # v2 Adver Int differs from ours (RFC 3768 §7.1)
     ADDRESS_MISMATCH = "address_mismatch"  # address list differs, sender not owner (§7.1 MAY)
     OWNER = "owner"  # we are the address owner (priority 255) (§7.1)
-    WRONG_GROUP = "wrong_group"  # sent to another multicast group / not to us
     FOREIGN_SENDER = "foreign_sender"  # unicast mode: source is not a configured peer
     OWN_PACKET = "own_packet"  # our own advertisement looped back
+    INBOX_FULL = "inbox_full"  # the router's queue of unprocessed packets is full (a flood)

@@ -1,10 +1,11 @@
 """The VRRP state machine of one virtual router, as a pure function of its inputs.
 
 In the style of h11 and aioquic's ``QuicConnection``: `VirtualRouter` holds protocol
-state only. Every input (start, a received advertisement, a timer, a priority change,
-a fault, shutdown) carries ``now`` (monotonic seconds) and returns the `Action` values
-the adapter must execute; between inputs the adapter arms a single timer for
-`VirtualRouter.next_deadline` and calls `VirtualRouter.handle_timer` when it expires.
+state only. Every input (start, a received advertisement, a timer, the health checks'
+verdict, a priority change, a fault, shutdown) carries ``now`` (monotonic seconds) and
+returns the `Action` values the adapter must execute; between inputs the adapter arms a
+single timer for `VirtualRouter.next_deadline` and calls `VirtualRouter.handle_timer`
+when it expires.
 Nothing here reads a clock, a socket or an interface, so the whole protocol is tested
 on an in-memory wire with a virtual clock (tests/unit/wire.py).
 
@@ -34,12 +35,15 @@ Where the RFCs are silent keepvip follows keepalived, so both can share a group:
 * **Address owner** (priority 255): takes over at once (§6.4.1) and drops every received
   advertisement, as RFC 3768, 5798 and 9568 §7.1 say (keepalived processes them by
   default; keepvip follows the RFC).
+* **Unicast peers** (keepalived ``unicast_peer``): with peers configured, an
+  advertisement from any other source is dropped (``foreign_sender``).
 * **Address list**: checked on receive; a mismatch is reported (`ConfigMismatch`) and
   only dropped with ``strict_address_check`` (keepalived ``vrrp_strict``).
 """
 
 from __future__ import annotations
 
+from keepvip.inet import IPAddress
 from keepvip.speaker.vrrp.actions import (
     Action,
     AddAddresses,
@@ -50,7 +54,7 @@ from keepvip.speaker.vrrp.actions import (
     SendAdvertisement,
     StateChanged,
 )
-from keepvip.speaker.vrrp.advertisement import Advertisement, IPAddress
+from keepvip.speaker.vrrp.advertisement import Advertisement
 from keepvip.speaker.vrrp.config import RouterConfig
 from keepvip.speaker.vrrp.constants import (
     PRIORITY_LEAVING,
@@ -61,7 +65,13 @@ from keepvip.speaker.vrrp.constants import (
     AuthType,
 )
 from keepvip.speaker.vrrp.drops import DropReason
-from keepvip.speaker.vrrp.state import FAULT_TRANSITIONS, FaultReason, State, TransitionReason
+from keepvip.speaker.vrrp.state import (
+    FAULT_TRANSITIONS,
+    FaultReason,
+    State,
+    TransitionReason,
+    transition,
+)
 from keepvip.speaker.vrrp.timers import interval_seconds, master_down_interval, skew_time
 
 FaultKey = tuple[FaultReason, str]
@@ -178,12 +188,8 @@ class VirtualRouter:
         if self._state is not State.INITIALIZE:
             return []
         if self._faults:
-            self._state = State.FAULT
-            return [
-                StateChanged(State.INITIALIZE, State.FAULT, self._fault_transition()),
-                RemoveAddresses(self._config.addresses),
-            ]
-        actions = self._initialize(now, State.INITIALIZE, TransitionReason.STARTUP)
+            return [self._move(self._fault_transition()), RemoveAddresses(self._config.addresses)]
+        actions = self._initialize(now, TransitionReason.STARTUP)
         if not self.is_owner:  # now a backup
             actions.append(RemoveAddresses(self._config.addresses))
         return actions
@@ -228,7 +234,7 @@ class VirtualRouter:
         ):
             # RFC 9568 §6.4.2: Master_Down_Timer fires → send an ADVERTISEMENT, announce
             # the addresses, set the Adver_Timer, become master.
-            actions += self._become_master(now, State.BACKUP, self._down_reason)
+            actions += self._become_master(now, self._down_reason)
         if (
             self._state is State.MASTER
             and self._adver_deadline is not None
@@ -253,8 +259,26 @@ class VirtualRouter:
         if self._state is State.MASTER:
             return [self._send_advertisement(now)]
         if self._state is State.BACKUP and self.is_owner:
-            return self._become_master(now, State.BACKUP, TransitionReason.ADDRESS_OWNER)
+            return self._become_master(now, TransitionReason.ADDRESS_OWNER)
         return []
+
+    def update_health(self, priority: int, failing_checks: frozenset[str], now: float) -> list[Action]:
+        """The health checks' verdict, whole: the effective priority their weights give,
+        and the names of the weight-0 checks that are failing (each a fault of its own).
+
+        The router compares with the check faults it holds, so the adapter passes the
+        current verdict and never diffs: newly failing checks enter FAULT, the priority
+        is applied, then the checks that pass again (or are gone) clear.
+        """
+        _check_priority(priority)
+        held = {name for reason, name in self._faults if reason is FaultReason.CHECK_FAILED}
+        actions: list[Action] = []
+        for name in sorted(failing_checks - held):
+            actions += self.enter_fault(FaultReason.CHECK_FAILED, now, name)
+        actions += self.set_effective_priority(priority, now)
+        for name in sorted(held - failing_checks):
+            actions += self.leave_fault(FaultReason.CHECK_FAILED, now, name)
+        return actions
 
     def enter_fault(
         self,
@@ -270,19 +294,14 @@ class VirtualRouter:
         self._faults.add((reason, detail))
         if self._state in (State.FAULT, State.INITIALIZE):
             return []
-        old = self._state
-        actions: list[Action] = [StateChanged(old, State.FAULT, FAULT_TRANSITIONS[reason])]
-        if old is State.MASTER:
-            actions += [self._leaving_advertisement(), RemoveAddresses(self._config.addresses)]
-        self._stop(State.FAULT)
-        return actions
+        return self._stop(FAULT_TRANSITIONS[reason])
 
     def leave_fault(self, reason: FaultReason, now: float, detail: str = "") -> list[Action]:
         """A fault ended; when none remains, apply the Initialize rules (§6.4.1)."""
         self._faults.discard((reason, detail))
         if self._faults or self._state is not State.FAULT:
             return []
-        return self._initialize(now, State.FAULT, TransitionReason.FAULT_CLEARED)
+        return self._initialize(now, TransitionReason.FAULT_CLEARED)
 
     def shutdown(self, now: float) -> list[Action]:  # noqa: ARG002 - every input carries now
         """The Shutdown event: back to INITIALIZE (RFC 9568 §6.4.2, §6.4.3).
@@ -292,12 +311,7 @@ class VirtualRouter:
         """
         if self._state is State.INITIALIZE:
             return []
-        old = self._state
-        actions: list[Action] = [StateChanged(old, State.INITIALIZE, TransitionReason.SHUTDOWN)]
-        if old is State.MASTER:
-            actions += [self._leaving_advertisement(), RemoveAddresses(self._config.addresses)]
-        self._stop(State.INITIALIZE)
-        return actions
+        return self._stop(TransitionReason.SHUTDOWN)
 
     def reconfigure(
         self, config: RouterConfig, now: float, effective_priority: int | None = None
@@ -338,21 +352,21 @@ class VirtualRouter:
 
     # ------------------------------------------------------------------ the protocol
 
-    def _initialize(self, now: float, old: State, reason: TransitionReason) -> list[Action]:
+    def _initialize(self, now: float, reason: TransitionReason) -> list[Action]:
         """RFC 9568 §6.4.1, on Startup or when the last fault clears."""
         if self.is_owner:
             # §6.4.1: the owner sends an ADVERTISEMENT, announces and becomes master.
-            return self._become_master(now, old, TransitionReason.ADDRESS_OWNER)
+            return self._become_master(now, TransitionReason.ADDRESS_OWNER)
         # §6.4.1: Master_Adver_Interval = Advertisement_Interval, arm the
         # Master_Down_Timer for Master_Down_Interval, become backup.
-        self._state = State.BACKUP
+        changed = self._move(reason)
         self._master_adver_interval_cs = self._config.interval_cs
         self._arm_master_down(now, TransitionReason.MASTER_DOWN_TIMER)
         self._master_address = None
         self._master_priority = None
         # keepalived preempt_delay counts from startup.
         self._preempt_hold_until = now + self._config.preempt_delay
-        return [StateChanged(old, State.BACKUP, reason)]
+        return [changed]
 
     def _backup_receive(
         self, advertisement: Advertisement, source: IPAddress, now: float
@@ -404,7 +418,7 @@ class VirtualRouter:
             return [self._send_advertisement(now), *self._reannounce(now)]
         # §6.4.3: cancel the Adver_Timer, adopt the sender's interval (v3), recompute
         # Skew_Time and Master_Down_Interval, arm the Master_Down_Timer, become backup.
-        self._state = State.BACKUP
+        changed = self._move(reason)
         self._adver_deadline = None
         if self._config.version != VERSION_2:
             self._master_adver_interval_cs = advertisement.interval_cs
@@ -417,7 +431,7 @@ class VirtualRouter:
         # master existed (a healed split brain), so it re-announces the VIPs (see
         # `_reannounce`) and clients drop our MAC.
         return [
-            StateChanged(State.MASTER, State.BACKUP, reason),
+            changed,
             RemoveAddresses(self._config.addresses),
             SendAdvertisement(self._advertisement()),
         ]
@@ -435,16 +449,16 @@ class VirtualRouter:
         self._reannounced_at = now
         return [Announce(self._config.addresses)]
 
-    def _become_master(self, now: float, old: State, reason: TransitionReason) -> list[Action]:
+    def _become_master(self, now: float, reason: TransitionReason) -> list[Action]:
         """RFC 9568 §6.4.1 / §6.4.2: bind the VIPs, advertise, announce, arm Adver_Timer."""
-        self._state = State.MASTER
+        changed = self._move(reason)
         self._master_down_deadline = None
         self._reannounced_at = now  # the Announce below is the first one
         self._master_address = None
         self._master_priority = None
         self._preempt_hold_until = None
         return [
-            StateChanged(old, State.MASTER, reason),
+            changed,
             AddAddresses(self._config.addresses),
             self._send_advertisement(now),
             Announce(self._config.addresses),
@@ -453,8 +467,9 @@ class VirtualRouter:
     def _receive_check(self, advertisement: Advertisement, source: IPAddress) -> DropReason | None:
         """RFC 9568 §7.1 / RFC 3768 §7.1 checks that need the router's configuration."""
         config = self._config
-        if advertisement.vrid != config.vrid:
-            return DropReason.WRONG_VRID  # §7.1: VRID configured on the receiving interface
+        reason = self._ours_check(advertisement, source)
+        if reason is not None:
+            return reason
         if advertisement.version != config.version:
             return DropReason.BAD_VERSION  # §7.1: the version this virtual router speaks
         family = config.primary_address.version
@@ -465,6 +480,14 @@ class VirtualRouter:
         if self.is_owner:
             return DropReason.OWNER  # §7.1: MUST verify the local router is not the owner
         return self._v2_receive_check(advertisement) if config.version == VERSION_2 else None
+
+    def _ours_check(self, advertisement: Advertisement, source: IPAddress) -> DropReason | None:
+        """Is this advertisement for this router at all (its VRID, from one of its peers)?"""
+        if advertisement.vrid != self._config.vrid:
+            return DropReason.WRONG_VRID  # §7.1: VRID configured on the receiving interface
+        if self._config.peers and source not in self._config.peers:
+            return DropReason.FOREIGN_SENDER  # unicast: only the peers take part (keepalived)
+        return None
 
     def _v2_receive_check(self, advertisement: Advertisement) -> DropReason | None:
         """RFC 3768 §7.1 checks that VRRPv3 dropped."""
@@ -519,13 +542,27 @@ class VirtualRouter:
             auth_data=config.padded_auth_data if password else b"",
         )
 
-    def _stop(self, state: State) -> None:
-        self._state = state
+    def _move(self, reason: TransitionReason) -> StateChanged:
+        """The one place the state changes: the table decides where ``reason`` leads."""
+        old, self._state = self._state, transition(self._state, reason)
+        return StateChanged(old, self._state, reason)
+
+    def _stop(self, reason: TransitionReason) -> list[Action]:
+        """Leave a running state for FAULT or INITIALIZE: stop every timer.
+
+        A master first sends priority 0 (RFC 9568 §6.4.3 Shutdown; keepalived does the
+        same entering FAULT) so a backup takes over after Skew_Time, and releases its VIPs.
+        """
+        was_master = self._state is State.MASTER
+        actions: list[Action] = [self._move(reason)]
+        if was_master:
+            actions += [self._leaving_advertisement(), RemoveAddresses(self._config.addresses)]
         self._adver_deadline = None
         self._master_down_deadline = None
         self._master_address = None
         self._master_priority = None
         self._preempt_hold_until = None
+        return actions
 
     def _fault_transition(self) -> TransitionReason:
         reason, _ = min(self._faults, key=lambda key: (key[0].value, key[1]))

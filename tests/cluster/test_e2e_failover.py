@@ -61,7 +61,7 @@ def virtualip_document(name: str, address: str, **extra: Any) -> dict[str, Any]:
                 "weight": -60,
             }
         ],
-        "arbiter": {"gateway": "auto", "interval": "200ms", "timeout": "200ms", "fall": 3, "rise": 3},
+        "arbiter": {"gateway": "auto", "interval": "200ms", "timeout": "150ms", "fall": 3, "rise": 3},
         **extra,
     }
     return {"apiVersion": API_VERSION, "kind": "VirtualIP", "metadata": {"name": name}, "spec": spec}

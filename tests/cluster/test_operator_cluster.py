@@ -17,7 +17,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ import yaml
 
 from keepvip.api.crd import build_crd
 from keepvip.localcluster import LocalCluster, Objects, wait_until
+from keepvip.localcluster.waiting import holds_for
 
 pytestmark = pytest.mark.cluster
 
@@ -305,8 +305,9 @@ def test_fifty_virtualips_get_fifty_distinct_pairs_stable_across_a_sigkill_midwa
 
         env.operator.stop()
         env.operator.start()  # a plain restart (resume handlers) changes nothing either
-        time.sleep(3)
-        assert {n: (env.status(n)["multicastGroup"], env.status(n)["vrid"]) for n in names} == pairs
+        assert holds_for(
+            lambda: {n: (env.status(n)["multicastGroup"], env.status(n)["vrid"]) for n in names} == pairs, 3
+        )
 
         for name in names:
             env.objects.delete(API, "VirtualIP", name)
@@ -416,18 +417,21 @@ def test_master_state_conditions_and_events_follow_the_speakers_reports(env: Env
     env.speaker_reports("story", node_b="MASTER")
     env.speaker_reports("story", node_a="BACKUP")
     wait_until(lambda: env.status("story").get("master") == "node-b", what="master moved")
-    time.sleep(SETTLE + 1)  # long enough for a transient to have been told, had it been
-    told = [(e["reason"], e["message"]) for e in env.events("story")]
-    master_changes = [message for reason, message in told if reason == "MasterChanged"]
-    assert sorted(master_changes) == ["(none) → node-a", "node-a → node-b"], told  # each told once
-    assert "SplitBrain" not in [reason for reason, _ in told]
+
+    def told_once(*changes: str) -> bool:
+        told = [(e["reason"], e["message"]) for e in env.events("story")]
+        master_changes = [message for reason, message in told if reason == "MasterChanged"]
+        return sorted(master_changes) == sorted(changes) and "SplitBrain" not in [r for r, _ in told]
+
+    # Long enough for a transient to have been told, had it been: each change told once.
+    assert holds_for(lambda: told_once("(none) → node-a", "node-a → node-b"), SETTLE + 1), env.events("story")
     # ... and back through a moment without master: one more change, told once.
     env.speaker_reports("story", node_b="BACKUP")
     env.speaker_reports("story", node_a="MASTER")
     wait_until(lambda: env.status("story").get("master") == "node-a", what="master moved back")
-    time.sleep(SETTLE + 1)
-    master_changes = [e["message"] for e in env.events("story") if e["reason"] == "MasterChanged"]
-    assert sorted(master_changes) == ["(none) → node-a", "node-a → node-b", "node-b → node-a"]
+    assert holds_for(
+        lambda: told_once("(none) → node-a", "node-a → node-b", "node-b → node-a"), SETTLE + 1
+    ), env.events("story")
     env.speaker_reports("story", node_a="BACKUP")
     env.speaker_reports("story", node_b="MASTER")
 
@@ -456,9 +460,12 @@ def test_a_master_entry_of_a_node_that_is_not_ready_is_stale_not_a_split_brain(e
         wait_until(lambda: allocated(env, "stale"), what="stale allocated")
         env.speaker_reports("stale", node_a="MASTER", node_b="BACKUP", **{ghost: "MASTER"})
         status = wait_until(lambda: (s := env.status("stale")).get("state") == "Ready" and s, what="Ready")
-        time.sleep(SETTLE + 1)
+        def master_and_state() -> tuple[str, str]:
+            current = env.status("stale")
+            return current["master"], current["state"]
+
+        assert holds_for(lambda: master_and_state() == ("node-a", "Ready"), SETTLE + 1), env.status("stale")
         status = env.status("stale")
-        assert (status["master"], status["state"]) == ("node-a", "Ready")
         assert f"{ghost}: last reported MASTER, node NotReady" in condition(status, "Ready")["message"]
         assert "SplitBrain" not in [e["reason"] for e in env.events("stale")]
     finally:
@@ -475,28 +482,41 @@ def test_deletion_waits_for_the_master_to_let_go_then_releases_the_pair(env: Env
     env.speaker_reports("leaving", node_a="MASTER", node_b="BACKUP")
     wait_until(lambda: env.status("leaving").get("master") == "node-a", what="master reported")
     env.objects.delete(API, "VirtualIP", "leaving")
-    time.sleep(2)
-    assert env.get("leaving") is not None  # held by the finalizer while node-a is MASTER
-    assert uid in env.ledger()
+    # Held by the finalizer while node-a is MASTER.
+    assert holds_for(lambda: env.get("leaving") is not None and uid in env.ledger(), 2)
     env.speaker_reports("leaving", node_a="BACKUP")  # the speaker stopped the router
     wait_until(lambda: env.get("leaving") is None, timeout=30, what="VirtualIP gone")
     assert uid not in env.ledger()
 
 
+def _service_ingress(env: Env, name: str) -> list[str]:
+    service = env.objects.get("v1", "Service", name, env.namespace) or {}
+    entries = ((service.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+    return [entry.get("ip") for entry in entries]
+
+
 def test_service_ref_receives_the_addresses_and_loses_them_on_delete(env: Env) -> None:
-    env.objects.create({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "ingress"},
-                        "spec": {"type": "ClusterIP", "ports": [{"port": 80}]}}, env.namespace)
+    env.objects.create({"apiVersion": "v1", "kind": "Service",
+                        "metadata": {"name": "ingress", "annotations": {"keepvip.io/virtualip": "published"}},
+                        "spec": {"type": "ClusterIP", "ports": [{"port": 80}]}}, env.namespace)  # fmt: skip
 
     def ingress() -> list[str]:
-        service = env.objects.get("v1", "Service", "ingress", env.namespace) or {}
-        entries = ((service.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
-        return [entry.get("ip") for entry in entries]
+        return _service_ingress(env, "ingress")
 
     env.vip("published", addresses=["198.18.6.1/24", "198.18.6.2/24"],
             serviceRef={"namespace": env.namespace, "name": "ingress"})
     wait_until(lambda: ingress() == ["198.18.6.1", "198.18.6.2"], what="addresses published")
     env.objects.delete(API, "VirtualIP", "published")
     wait_until(lambda: ingress() == [], timeout=30, what="addresses unpublished")
+
+
+def test_service_ref_never_writes_to_a_service_that_did_not_opt_in(env: Env) -> None:
+    env.objects.create({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "victim"},
+                        "spec": {"type": "ClusterIP", "ports": [{"port": 80}]}}, env.namespace)  # fmt: skip
+    env.vip("deputy", addresses=["198.18.6.9/24"], serviceRef={"namespace": env.namespace, "name": "victim"})
+    wait_until(lambda: any(e.get("reason") == "ServiceNotOptedIn" for e in env.events("deputy")),
+               what="a ServiceNotOptedIn event")  # fmt: skip
+    assert _service_ingress(env, "victim") == []
 
 
 def test_the_operator_never_hit_a_permission_it_was_not_granted(env: Env) -> None:

@@ -8,15 +8,13 @@ behind are swept once per session.
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-# lan.py is plain Python imported by path, so bench/ and demos can use it too.
+# lan.py and the harnesses are plain Python imported by bare name (pytest's pythonpath
+# puts tests/netns on sys.path), so bench/ and demos can import them by path too.
 from lan import Lan, sweep_stale
 from speaker_harness import SpeakerSet, speaker_set
 

@@ -46,6 +46,7 @@ from keepalived_harness import (
     wait_for_state,
 )
 from lan import Host, Lan
+from speaker_harness import holds_for
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -244,8 +245,9 @@ def test_a_mismatched_pass_password_does_not_form_one_router(
 
     wait_for_state(keepvip, MASTER, V2_PASS.timeout)
     wait_for_state(keepalived, MASTER, V2_PASS.timeout)
-    time.sleep(2.5)  # two more adverts each way: nobody yields
-    assert (keepvip.transitions()[-1].state, keepalived.transitions()[-1].state) == (MASTER, MASTER)
+    # Two more adverts each way: nobody yields.
+    assert holds_for(lambda: (keepvip.transitions()[-1].state, keepalived.transitions()[-1].state)
+                     == (MASTER, MASTER), 2.5)  # fmt: skip
     assert sorted(vip_holders(lan, V2_PASS.vip, lan.nodes)) == ["node1", "node2"]
     deadline = time.monotonic() + 5.0  # keepalived advertises once a second
     drops = keepvip_drops(keepvip)
@@ -269,9 +271,8 @@ def test_keepvip_sending_the_rfc9568_form_accepts_keepalived_pseudo_header_adver
     keepvip.start()
 
     assert_master(lan, V3_RFC9568, keepalived, keepvip)
-    time.sleep(1.0)
-    assert keepvip.transitions()[-1].state == BACKUP
-    assert keepvip_drops(keepvip) == {}, keepvip.log_text()
+    stays_backup = lambda: keepvip.transitions()[-1].state == BACKUP and keepvip_drops(keepvip) == {}  # noqa: E731
+    assert holds_for(stays_backup, 1.0), keepvip.log_text()
 
 
 def test_keepalived_2_2_7_refuses_the_rfc9568_form_so_both_sides_become_master(
@@ -286,8 +287,7 @@ def test_keepalived_2_2_7_refuses_the_rfc9568_form_so_both_sides_become_master(
 
     wait_for_state(keepvip, MASTER, V3_RFC9568.timeout)
     wait_for_state(keepalived, MASTER, V3_RFC9568.timeout)
-    time.sleep(0.5)
-    assert keepalived.transitions()[-1].state == MASTER
+    assert holds_for(lambda: keepalived.transitions()[-1].state == MASTER, 0.5)
     assert "Invalid VRRPv3 checksum" in keepalived.log_text()
 
 

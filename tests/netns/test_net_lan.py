@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import time
 from ipaddress import IPv4Interface, IPv6Interface
 
 import pytest
 from lan import Lan
+from speaker_harness import holds_for
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -41,8 +41,7 @@ def test_close_kills_spawned_processes_and_deletes_every_namespace() -> None:
         names = {lan.switch, *(host.netns for host in lan.hosts)}
         assert names <= namespaces()
         sleeper = lan.spawn("node1", ["sleep", "60"])
-        time.sleep(0.1)
-        assert sleeper.poll() is None
+        assert holds_for(lambda: sleeper.poll() is None, 0.1)
 
     assert sleeper.poll() is not None
     assert not names & namespaces()

@@ -19,14 +19,14 @@ from scapy.layers.inet import IP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.vrrp import VRRPv3
 
+from keepvip.inet import VRRP_GROUP_V4 as GROUP4
+from keepvip.inet import VRRP_GROUP_V6 as GROUP6
+from keepvip.inet import IPAddress
 from keepvip.speaker.net.vrrp_socket import Received, VrrpSocket
 
 pytestmark = pytest.mark.timeout(30)
 
-IPAddress = IPv4Address | IPv6Address
-GROUP4 = IPv4Address("224.0.0.18")
 OTHER_GROUP4 = IPv4Address("224.0.0.19")
-GROUP6 = IPv6Address("ff02::12")
 OTHER_GROUP6 = IPv6Address("ff02::1:12")
 
 

@@ -11,19 +11,15 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from chart_helm import CHART, Helm, Rendered
-
 from keepvip.operator import metrics as operator_metrics
 from keepvip.speaker.metrics import SpeakerMetrics
 from keepvip.speaker.vrrp.state import State
+from tests.chart_helm import CHART, Helm, Rendered
 
 DASHBOARD = CHART / "dashboards" / "keepvip.json"
 ALERTS = {"KeepvipNoMaster", "KeepvipSplitBrain", "KeepvipFlapping", "KeepvipAllocationPoolNearlyExhausted"}

@@ -8,18 +8,14 @@ peering uses, rolls pods without downtime and spreads them over nodes.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from kopf._cogs.structs import references
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from chart_helm import CHART, Helm, Rendered
-
 from keepvip.operator.settings import OperatorSettings
+from tests.chart_helm import CHART, Helm, Rendered
 
 PEERING_CRD = CHART / "crds" / "clusterkopfpeerings.kopf.dev.yaml"
 

@@ -8,7 +8,6 @@ tests, which run the operator and the speakers under these roles.
 
 from __future__ import annotations
 
-import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -16,8 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from chart_helm import ROOT, Helm, Rendered, nested
+from tests.chart_helm import ROOT, Helm, Rendered, nested
 
 REVIEWED = ROOT / "tests" / "chart_rbac_reviewed.yaml"
 

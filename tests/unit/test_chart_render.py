@@ -12,18 +12,15 @@ import json
 import re
 import ssl
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from chart_helm import CHART, ROOT, Helm, HelmError, Rendered
-
 from keepvip.operator.handlers import WEBHOOK_ID
 from keepvip.operator.settings import OperatorSettings
+from tests.chart_helm import CHART, ROOT, Helm, HelmError, Rendered
 
 NAMESPACE = "keepvip-system"
 
@@ -370,6 +367,12 @@ INVALID_VALUES = [
                  "operator.resources.limits: Additional property cpus", id="typo-in-resources"),
     pytest.param({"monitoring": {"prometheusRule": {"noMasterFor": "one minute"}}},
                  "monitoring.prometheusRule.noMasterFor: Does not match pattern", id="bad-duration"),
+    pytest.param({"speaker": {"execChecks": {"runAsUser": 0}}},
+                 "speaker.execChecks.runAsUser: Must be greater than or equal to 1", id="exec-as-root"),
+    pytest.param({"speaker": {"execChecks": {"allowedCommands": ["check.sh"]}}},
+                 "speaker.execChecks.allowedCommands.0: Does not match pattern", id="relative-cmd"),
+    pytest.param({"operator": {"networkPolicy": {"metricsFrom": [{"podSelectr": {}}]}}},
+                 "operator.networkPolicy.metricsFrom.0: Additional property podSelectr", id="typo-in-peer"),
 ]  # fmt: skip
 
 

@@ -11,7 +11,8 @@ from scapy.compat import raw
 from scapy.layers.inet import ICMP, IP
 from scapy.layers.inet6 import ICMPv6EchoReply, ICMPv6EchoRequest
 
-from keepvip.speaker.checks.icmp_probe import echo_request, internet_checksum, is_our_reply
+from keepvip.speaker.checks.icmp_probe import echo_request, is_our_reply
+from keepvip.speaker.vrrp.checksum import internet_checksum
 
 PAYLOAD = bytes(range(16))
 

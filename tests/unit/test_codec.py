@@ -16,12 +16,10 @@ from keepvip.speaker.vrrp.advertisement import Advertisement, IPAddress
 from keepvip.speaker.vrrp.checksum import ChecksumForm, internet_checksum, pseudo_header
 from keepvip.speaker.vrrp.codec import (
     MAX_ADDRESSES,
-    check_auth,
     decode,
     decode_detailed,
     encode,
     encoded_length,
-    pad_password,
 )
 from keepvip.speaker.vrrp.constants import AuthType, ChecksumMode
 from keepvip.speaker.vrrp.drops import DropReason
@@ -317,11 +315,11 @@ def test_encode_accepts_the_boundary_values() -> None:
         assert decode4(encode(adv, source=SRC4, destination=GROUP4)) == adv
 
 
-def test_pad_password_pads_to_eight_bytes_and_refuses_longer() -> None:
-    assert pad_password(b"") == bytes(8)
-    assert pad_password(b"abc") == b"abc" + bytes(5)
+def test_encode_pads_a_v2_password_to_eight_bytes_and_refuses_a_longer_one() -> None:
+    adv = adv_v2(auth_type=AuthType.PASS, auth_data=b"abc")
+    assert encode(adv, source=SRC4, destination=GROUP4)[-8:] == b"abc" + bytes(5)
     with pytest.raises(ValueError, match="at most 8"):
-        pad_password(b"123456789")
+        encode(adv_v2(auth_type=AuthType.PASS, auth_data=b"123456789"), source=SRC4, destination=GROUP4)
 
 
 # ------------------------------------------------------------ decode: known answers
@@ -381,7 +379,6 @@ def test_v2_ah_is_decoded_so_the_auth_check_can_reject_it() -> None:
     result = decode4(raw_v2(auth_type=2, auth_data=b"ahdata!!"))
     assert isinstance(result, Advertisement)
     assert result.auth_type is AuthType.AH
-    assert check_auth(result, AuthType.NONE) is DropReason.AUTH_MISMATCH
 
 
 def test_priority_zero_and_owner_priority_are_decoded_as_sent() -> None:
@@ -534,44 +531,6 @@ def test_checks_run_in_rfc9568_7_1_order() -> None:
     assert decode4(truncated_with_bad_type) is DropReason.BAD_TYPE
     bad_version_and_checksum = b"\x41" + raw_v3()[1:6] + b"\x00\x00" + raw_v3()[8:]
     assert decode4(bad_version_and_checksum) is DropReason.BAD_VERSION
-
-
-# ------------------------------------------------------------ v2 authentication check
-
-
-def test_check_auth_accepts_matching_none() -> None:
-    assert check_auth(adv_v2(), AuthType.NONE) is None
-
-
-def test_check_auth_accepts_a_matching_password_compared_nul_padded() -> None:
-    adv = adv_v2(auth_type=AuthType.PASS, auth_data=b"secret\x00\x00")
-    assert check_auth(adv, AuthType.PASS, b"secret") is None
-
-
-def test_check_auth_rejects_a_wrong_password() -> None:
-    adv = adv_v2(auth_type=AuthType.PASS, auth_data=b"secret\x00\x00")
-    assert check_auth(adv, AuthType.PASS, b"secreT") is DropReason.AUTH_MISMATCH
-    assert check_auth(adv, AuthType.PASS, b"secret\x00x") is DropReason.AUTH_MISMATCH
-
-
-def test_check_auth_rejects_a_different_auth_type_either_way() -> None:
-    pass_adv = adv_v2(auth_type=AuthType.PASS, auth_data=pad_password(b"pw"))
-    assert check_auth(pass_adv, AuthType.NONE) is DropReason.AUTH_MISMATCH
-    assert check_auth(adv_v2(), AuthType.PASS, b"pw") is DropReason.AUTH_MISMATCH
-
-
-def test_check_auth_passes_v3_which_has_no_authentication() -> None:
-    assert check_auth(adv_v3(), AuthType.PASS, b"pw") is None
-    assert check_auth(adv_v3(), AuthType.NONE) is None
-
-
-def test_check_auth_refuses_configurations_keepvip_does_not_support() -> None:
-    with pytest.raises(ValueError, match="Authentication Header"):
-        check_auth(adv_v2(), AuthType.AH)
-    with pytest.raises(ValueError, match="only with auth type PASS"):
-        check_auth(adv_v2(), AuthType.NONE, b"pw")
-    with pytest.raises(ValueError, match="at most 8"):
-        check_auth(adv_v2(auth_type=AuthType.PASS), AuthType.PASS, b"123456789")
 
 
 def test_decode_reads_addresses_in_order() -> None:

@@ -16,9 +16,14 @@ from hypothesis import strategies as st
 
 from keepvip.speaker.vrrp.advertisement import Advertisement, IPAddress
 from keepvip.speaker.vrrp.checksum import ChecksumForm, internet_checksum
-from keepvip.speaker.vrrp.codec import decode, decode_detailed, encode, pad_password
+from keepvip.speaker.vrrp.codec import decode, decode_detailed, encode
 from keepvip.speaker.vrrp.constants import AuthType, ChecksumMode
 from keepvip.speaker.vrrp.drops import DropReason
+
+
+def _padded(password: bytes) -> bytes:
+    """The 8-byte v2 Authentication Data field as it travels (RFC 3768 §5.3.10)."""
+    return password.ljust(8, b"\x00")
 
 LAN4 = IPv4Network("198.18.0.0/15")
 LAN6 = IPv6Network("2001:db8::/32")
@@ -84,7 +89,7 @@ def sent_advertisements(draw: st.DrawFn) -> Sent:
         adv = Advertisement(
             interval_cs=100 * draw(st.integers(1, 255)),
             auth_type=auth_type,
-            auth_data=pad_password(password) if auth_type is AuthType.PASS else b"",
+            auth_data=_padded(password) if auth_type is AuthType.PASS else b"",
             **common,  # type: ignore[arg-type]
         )
     return Sent(adv, source, destination, draw(st.sampled_from(ChecksumMode)))

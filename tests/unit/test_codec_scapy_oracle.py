@@ -25,9 +25,14 @@ from scapy.utils import checksum as scapy_checksum
 
 from keepvip.speaker.vrrp.advertisement import Advertisement, IPAddress
 from keepvip.speaker.vrrp.checksum import ChecksumForm
-from keepvip.speaker.vrrp.codec import decode, decode_detailed, encode, pad_password
+from keepvip.speaker.vrrp.codec import decode, decode_detailed, encode
 from keepvip.speaker.vrrp.constants import AuthType, ChecksumMode
 from keepvip.speaker.vrrp.drops import DropReason
+
+
+def _padded(password: bytes) -> bytes:
+    """The 8-byte v2 Authentication Data field as it travels (RFC 3768 §5.3.10)."""
+    return password.ljust(8, b"\x00")
 
 SRC4 = IPv4Address("198.18.0.1")
 GROUP4 = IPv4Address("224.0.0.18")
@@ -57,7 +62,7 @@ def v6(*hosts: int) -> tuple[IPv6Address, ...]:
 CASES = {
     "v2-none": Case(Advertisement(2, 51, 100, 100, v4(100)), SRC4, GROUP4),
     "v2-pass": Case(
-        Advertisement(2, 1, 254, 300, v4(100, 101), AuthType.PASS, pad_password(b"k33pv1p")),
+        Advertisement(2, 1, 254, 300, v4(100, 101), AuthType.PASS, _padded(b"k33pv1p")),
         SRC4,
         GROUP4,
     ),
@@ -261,7 +266,7 @@ def cases(draw: st.DrawFn) -> Case:
             destination4,
         )
     auth_type = draw(st.sampled_from([AuthType.NONE, AuthType.PASS]))
-    auth_data = pad_password(draw(st.binary(max_size=8))) if auth_type is AuthType.PASS else b""
+    auth_data = _padded(draw(st.binary(max_size=8))) if auth_type is AuthType.PASS else b""
     seconds = draw(st.integers(1, 255))
     return Case(
         Advertisement(2, vrid, priority, seconds * 100, addresses, auth_type, auth_data),

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from keepvip.api.crd import build_crd, render_crd
+from keepvip.api.names import check_http_path, check_ifname
 from keepvip.cli import main
 
 ROOT = Path(__file__).parents[2]
@@ -88,3 +91,49 @@ def test_status_lists_may_be_null_because_server_side_apply_leaves_null_behind()
     status = version()["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
     assert status["nodes"]["nullable"] is True
     assert status["conditions"]["nullable"] is True
+
+
+def crd_node(path: str) -> dict[str, Any]:
+    """The schema node at a dotted spec path ('spec.interface', 'spec.healthChecks[].http.path')."""
+    nodes = dict(schema_nodes(version()["schema"]["openAPIV3Schema"]))
+    return nodes["." + path]
+
+
+def server_accepts(node: dict[str, Any], value: str) -> bool:
+    """The API server's string checks (pattern, min/maxLength) as Python sees them.
+
+    The patterns stay inside the syntax Go's RE2 and Python's re read alike.
+    """
+    return (
+        node.get("minLength", 0) <= len(value) <= node.get("maxLength", len(value))
+        and re.search(node["pattern"], value) is not None
+    )
+
+
+NAMES = ["eth0", "ens3", "bond0.100", "vlan-7_a", "é" * 7, "x" * 15, "x" * 16, "é" * 8, "", ".", "..",
+         "eth0/1", "eth0:1", "eth 0", "eth\t0", "eth\x000", ":"]  # fmt: skip
+PATHS = ["/", "/healthz", "/a?b=c&d=%20", "/ünï", "healthz", "", "/a b", "/a\r\nHost: x", "/\x00", "/\x7f"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_crd_never_refuses_an_interface_name_the_model_admits(name: str) -> None:
+    """Server validation and admission must agree: a name the model takes passes the CRD,
+    and every refusal the CRD can express by characters or length it does express."""
+    try:
+        check_ifname(name)
+        admitted = True
+    except ValueError:
+        admitted = False
+    crd = server_accepts(crd_node("spec.interface"), name)
+    beyond_openapi = name in (".", "..") or len(name) <= 15 < len(name.encode())  # RE2 has no lookahead
+    assert crd is (admitted or beyond_openapi)
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_the_crd_and_the_model_agree_on_http_paths(path: str) -> None:
+    try:
+        check_http_path(path)
+        admitted = True
+    except ValueError:
+        admitted = False
+    assert server_accepts(crd_node("spec.healthChecks[].http.path"), path) is admitted

@@ -157,3 +157,109 @@ def test_the_cluster_example_is_a_valid_virtualip() -> None:
     vip = parse_virtualip(yaml.safe_load(example.read_text()))
     assert vip.name == "ingress"
     assert vip.spec.vrrp.vrid is None  # the operator allocates it
+
+
+def refusal(**spec: Any) -> InvalidVirtualIP:
+    with pytest.raises(InvalidVirtualIP) as refused:
+        parse_virtualip(document(**spec))
+    return refused.value
+
+
+HUGE = "9" * 1_000_000
+
+
+@pytest.mark.parametrize(
+    ("spec", "field"),
+    [
+        ({"addresses": [HUGE]}, "spec.addresses[0]"),
+        ({"interface": HUGE}, "spec.interface"),
+        ({"vrrp": {"multicastGroup": HUGE}}, "spec.vrrp.multicastGroup"),
+        ({"arbiter": {"gateway": HUGE}}, "spec.arbiter.gateway"),
+        ({"preemptDelay": HUGE + "s"}, "spec.preemptDelay"),
+        ({"healthChecks": [{"name": HUGE, "tcp": {"port": 80}}]}, "spec.healthChecks[0].name"),
+        ({"healthChecks": [{"name": "web", "http": {"port": 80, "path": "/\n" + HUGE}}]},
+         "spec.healthChecks[0].http.path"),
+    ],
+)  # fmt: skip
+def test_a_megabyte_value_is_quoted_in_at_most_about_64_characters(spec: dict[str, Any], field: str) -> None:
+    error = refusal(**spec)
+    assert [e.path for e in error.errors] == [field]
+    message = error.errors[0].message
+    assert "9" * 50 in message, message  # the start of the value ...
+    assert "9" * 65 not in message, message  # ... never the whole
+    assert len(message) < 300
+
+
+def test_a_megabyte_name_is_quoted_short() -> None:
+    with pytest.raises(InvalidVirtualIP) as refused:
+        parse_virtualip(document(name=HUGE, priority=0))
+    assert len(str(refused.value)) < 300
+
+
+@pytest.mark.parametrize("case", INVALID_CASES, ids=[c["name"] for c in INVALID_CASES])
+def test_refusals_say_the_rule_in_words_not_as_a_pattern(case: dict[str, Any]) -> None:
+    with pytest.raises(InvalidVirtualIP) as refused:
+        parse_virtualip(document(name=case["name"], **case["spec"]))
+    for error in refused.value.errors:
+        assert "pattern" not in error.message, error
+        assert "^" not in error.message, error
+        assert "Input should be a valid" not in error.message, error  # pydantic's type words
+
+
+@pytest.mark.parametrize(
+    ("spec", "field", "words"),
+    [
+        ({"vrrp": {"vrid": True}}, "spec.vrrp.vrid", "must be a whole number, not true/false"),
+        ({"vrrp": {"version": "3"}}, "spec.vrrp.version", "without quotes"),
+        ({"priority": "100"}, "spec.priority", "without quotes"),
+        ({"preempt": 1}, "spec.preempt", "must be true or false"),
+        ({"healthChecks": [{"name": "web", "tcp": {"port": 80}, "rise": True}]}, "spec.healthChecks[0].rise",
+         "whole number"),
+        ({"interface": "éééééééé"}, "spec.interface", "1 to 15 bytes"),
+        ({"interface": "eth0:1"}, "spec.interface", "no '/', ':', whitespace or NUL"),
+        ({"interface": "."}, "spec.interface", "not an interface name"),
+        ({"preemptDelay": "20m"}, "spec.preemptDelay", "at most 1000s"),
+        ({"preemptDelay": "100000000000h"}, "spec.preemptDelay", "longer than any duration"),
+        ({"addresses": ["198.18.0.0/24"]}, "spec.addresses[0]", "network address of 198.18.0.0/24"),
+        ({"addresses": ["198.18.0.255/24"]}, "spec.addresses[0]", "broadcast address of 198.18.0.0/24"),
+        ({"addresses": ["169.254.169.254"]}, "spec.addresses[0]", "metadata"),
+        ({"addresses": ["127.0.0.1/8"]}, "spec.addresses[0]", "loopback"),
+        ({"addresses": ["::ffff:198.18.0.1"]}, "spec.addresses[0]", "write the IPv4 one"),
+    ],
+)  # fmt: skip
+def test_refusal_messages_explain_why(spec: dict[str, Any], field: str, words: str) -> None:
+    errors = {e.path: e.message for e in refusal(**spec).errors}
+    assert words in errors[field], errors
+
+
+@pytest.mark.parametrize(
+    "address", ["198.18.0.100/24", "198.18.0.0/31", "198.18.0.1/31", "198.18.0.7/32", "198.18.0.255/23",
+                "2001:db8::1/64", "2001:db8::/127", "2001:db8::/128"],
+)  # fmt: skip
+def test_host_addresses_at_the_edges_of_a_prefix_stay_admitted(address: str) -> None:
+    assert parse_virtualip(document(addresses=[address])).spec.addresses[0] == ip_interface(address)
+
+
+def test_peers_and_an_arbiter_gateway_that_can_work_are_admitted() -> None:
+    spec = parse_virtualip(
+        document(
+            addresses=["198.18.0.100/24"],
+            vrrp={"unicastPeers": ["198.18.0.2", "198.18.0.3"]},
+            arbiter={"gateway": "198.18.0.1", "interval": "1s", "timeout": "900ms"},
+            healthChecks=[{"name": "web", "http": {"port": 80, "path": "/healthz?full=1%20x"}}],
+        )
+    ).spec
+    assert len(spec.vrrp.unicast_peers) == 2
+
+
+def test_an_empty_pass_password_is_refused_wherever_the_secret_is_resolved() -> None:
+    auth = {"type": "PASS", "secretRef": {"namespace": "kube-system", "name": "vrrp", "key": "password"}}
+    authentication = parse_virtualip(
+        document(vrrp={"version": 2, "authentication": auth})
+    ).spec.vrrp.authentication
+    assert authentication is not None
+    assert authentication.password_problem(b"s3cret") is None
+    problem = authentication.password_problem(b"")
+    assert problem is not None
+    assert problem.startswith("key 'password' of Secret kube-system/vrrp is empty")
+    assert problem.endswith("an empty PASS password means no authentication")

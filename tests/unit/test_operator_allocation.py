@@ -9,11 +9,10 @@ from typing import Any
 import pytest
 
 from keepvip.api.parse import parse_virtualip
+from keepvip.inet import VRRP_GROUP_V4 as STANDARD_GROUP_V4
+from keepvip.inet import VRRP_GROUP_V6 as STANDARD_GROUP_V6
 from keepvip.operator.allocation import (
-    STANDARD_GROUP_V4,
-    STANDARD_GROUP_V6,
     Allocated,
-    AllocationProblem,
     LedgerEntry,
     Pair,
     Pool,
@@ -25,6 +24,7 @@ from keepvip.operator.allocation import (
     pool_usage,
     stale_uids,
 )
+from keepvip.operator.problems import Problem
 from keepvip.operator.settings import AllocationSettings
 
 DEFAULT_POOL = Pool.from_settings(AllocationSettings())
@@ -125,7 +125,7 @@ def test_a_pinned_pair_held_by_another_virtualip_is_refused_naming_the_holder() 
     ledger = {"uid-x": LedgerEntry("x", Pair(STANDARD_GROUP_V4, 51))}
     decision = allocate(request("a", "198.18.0.100", vrid=51, group=STANDARD_GROUP_V4), ledger, DEFAULT_POOL)
     assert isinstance(decision, Refused)
-    assert decision.problem is AllocationProblem.PAIR_IN_USE
+    assert decision.problem is Problem.PAIR_IN_USE
     assert decision.message.startswith("spec.vrrp.vrid:")
     assert "'x'" in decision.message
 
@@ -184,7 +184,7 @@ def test_exhaustion_is_a_named_refusal_not_an_exception() -> None:
         record(ledger, r := request(f"v{i}", f"198.18.0.{i}"), allocate(r, ledger, pool))
     decision = allocate(request("late", "198.18.0.99"), ledger, pool)
     assert isinstance(decision, Refused)
-    assert decision.problem is AllocationProblem.POOL_EXHAUSTED
+    assert decision.problem is Problem.POOL_EXHAUSTED
     assert "6 pairs" in decision.message
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from keepvip.api.model import NodeStatus, VirtualIPStatus
 from keepvip.operator.allocation import LedgerEntry, Pair, decode_ledger, encode_entry
-from keepvip.operator.handlers import recheck_interval
+from keepvip.operator.handlers import node_is_ready, recheck_interval
 from keepvip.operator.kube import Kube, LedgerChanges, ObjectRef
 from keepvip.operator.reconcile import Context, aggregate_status, reconcile_spec
 from keepvip.operator.settings import OperatorSettings
@@ -25,7 +25,6 @@ from keepvip.operator.settle import (
     Settling,
     first_master_hold,
     first_sight,
-    node_is_ready,
     settle,
 )
 from keepvip.operator.status import (
@@ -276,6 +275,21 @@ def test_the_view_a_status_shows_reads_back_as_written() -> None:
         assert (back.master, back.masters, back.backups, back.backups_pending) == (
             seen.master, seen.masters, seen.backups, seen.backups_pending)
     assert view_from_status(None) == Observation((), ())
+
+
+def test_the_view_is_read_from_typed_fields_never_from_condition_messages() -> None:
+    seen = Observation(("node-a", "node-b"), ("node-c",), preferred="node-b")
+    status = build_status(OK, seen, None, T0)
+    assert status.settled is not None
+    assert (status.settled.masters, status.settled.backups) == (("node-a", "node-b"), ("node-c",))
+    reworded = status.model_copy(
+        update={"conditions": tuple(c.model_copy(update={"message": "free text"}) for c in status.conditions)}
+    )
+    back = view_from_status(reworded)
+    assert (back.master, back.masters, back.backups) == ("node-b", seen.masters, seen.backups)
+    # A status written before ``settled`` existed gives its master alone.
+    older = view_from_status(status.model_copy(update={"settled": None}))
+    assert (older.masters, older.backups, older.master) == (("node-b",), (), "node-b")
 
 
 # --- stale entries of nodes that are not Ready ------------------------------------------

@@ -5,12 +5,12 @@ from __future__ import annotations
 from ipaddress import IPv4Address
 
 from keepvip.api.model import NodeStatus, VirtualIPStatus
+from keepvip.api.phase import Phase
 from keepvip.operator.allocation import Pair
+from keepvip.operator.problems import Problem
 from keepvip.operator.status import (
     EventSpec,
     Observation,
-    Phase,
-    Problem,
     SpecOutcome,
     build_status,
     master_changed,

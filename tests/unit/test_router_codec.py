@@ -11,11 +11,12 @@ from ipaddress import IPv6Address
 
 import pytest
 
+from keepvip.inet import VRRP_GROUP_V4, VRRP_GROUP_V6
 from keepvip.speaker.vrrp.actions import SendAdvertisement
 from keepvip.speaker.vrrp.advertisement import Advertisement, IPAddress
 from keepvip.speaker.vrrp.codec import decode, encode
 from keepvip.speaker.vrrp.config import RouterConfig
-from keepvip.speaker.vrrp.constants import VRRP_GROUP_V4, VRRP_GROUP_V6, AuthType
+from keepvip.speaker.vrrp.constants import AuthType
 from keepvip.speaker.vrrp.router import VirtualRouter
 from keepvip.speaker.vrrp.state import State
 from tests.unit.wire import config

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from keepvip.speaker.vrrp.config import RouterConfig
-from keepvip.speaker.vrrp.state import FaultReason, State
+from keepvip.speaker.vrrp.state import TRANSITIONS, FaultReason, State
 from tests.unit.wire import Wire, config
 
 NODES = ("n1", "n2", "n3")
@@ -113,6 +113,8 @@ def test_a_healthy_wire_settles_on_exactly_one_master(wire: Wire, history: list[
 
     wire.run_for(SETTLE_SECONDS)
     settled_at = wire.now
+    for seen in wire.transitions:  # every move the router made is one the table allows
+        assert TRANSITIONS[seen.old].get(seen.reason) is seen.new, seen
     wire.run_for(QUIET_SECONDS)
 
     running = [

@@ -31,6 +31,8 @@ metadata: {name: other, namespace: prod}
 data: {pw: aGVsbG8=}
 """
 
+VIP_HEAD = "apiVersion: keepvip.io/v1alpha1\nkind: VirtualIP\n"
+
 
 def test_a_stream_of_virtualips_and_secrets_is_read() -> None:
     snapshot = parse_config_text(VALID)
@@ -52,10 +54,10 @@ def test_an_invalid_document_is_refused_naming_its_index_name_and_field() -> Non
         ("a: [unclosed", "not valid YAML"),
         ("- just a list", "expected a mapping"),
         ("kind: ConfigMap\nmetadata: {name: x}", "kind must be VirtualIP or Secret"),
-        ("kind: Secret\nmetadata: {name: s}\ndata: {k: '***'}", r"data\.k is not base64"),
+        ("apiVersion: v1\nkind: Secret\nmetadata: {name: s}\ndata: {k: '***'}", r"data\.k is not base64"),
         (
-            "kind: VirtualIP\nmetadata: {name: a}\nspec: {addresses: [198.18.0.1]}\n---\n"
-            "kind: VirtualIP\nmetadata: {name: a}\nspec: {addresses: [198.18.0.2]}",
+            f"{VIP_HEAD}metadata: {{name: a}}\nspec: {{addresses: [198.18.0.1]}}\n---\n"
+            f"{VIP_HEAD}metadata: {{name: a}}\nspec: {{addresses: [198.18.0.2]}}",
             "'a' is used twice",
         ),
     ],

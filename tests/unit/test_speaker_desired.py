@@ -6,8 +6,9 @@ from ipaddress import ip_address
 from typing import Any
 
 from keepvip.api.parse import parse_virtualip
+from keepvip.inet import VRRP_GROUP_V4, VRRP_GROUP_V6
 from keepvip.speaker.desired import NodeIdentity, PlanProblem, RouterPlan, Skipped, desired_routers
-from keepvip.speaker.vrrp.constants import VRRP_GROUP_V4, VRRP_GROUP_V6, ChecksumMode
+from keepvip.speaker.vrrp.constants import ChecksumMode
 
 
 def vip(name: str, status: dict[str, Any] | None = None, **spec: Any) -> Any:
