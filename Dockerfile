@@ -16,11 +16,21 @@
 # dropped except NET_ADMIN and NET_RAW, a read-only root filesystem and no privilege
 # escalation (see docs/install.md, "Security").
 
-ARG PYTHON_IMAGE=python:3.11-slim
+# The base image, pinned by digest: a tag can be re-pointed, a digest cannot. Tag and
+# digest of the official image python:3.11.10-slim-bookworm as recorded by public
+# digest pins (e.g. nalabelle/build images/digests.Dockerfile); the digest is what is
+# pulled, the tag documents which release it is. To update: `docker buildx imagetools
+# inspect python:3.11-slim-bookworm` and replace both (docs/security.md, "Supply chain").
+ARG PYTHON_IMAGE=python:3.11.10-slim-bookworm@sha256:5148c0e4bbb64271bca1d3322360ebf4bfb7564507ae32dd639322e4952a6b16
 
 FROM ${PYTHON_IMAGE} AS builder
 WORKDIR /src
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+# Runtime dependencies: exactly the wheels in requirements.lock, each checked against its
+# sha256 (hack/lock-requirements.py writes the file); a changed upload fails the build.
+COPY requirements.lock ./
+RUN pip download --require-hashes --no-deps --only-binary=:all: --dest /wheels -r requirements.lock \
+ && cp requirements.lock /wheels/
 # The package maps the top-level folders into `keepvip` (pyproject.toml package-dir);
 # copy exactly those folders, nothing else from the working tree.
 COPY pyproject.toml README.md ./
@@ -29,7 +39,7 @@ COPY api/ api/
 COPY operator/ operator/
 COPY speaker/ speaker/
 COPY localcluster/ localcluster/
-RUN pip wheel --wheel-dir /wheels .
+RUN pip wheel --no-deps --wheel-dir /wheels .
 
 FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="keepvip" \
@@ -41,7 +51,8 @@ RUN groupadd --system --gid 65532 keepvip \
  && useradd --system --uid 65532 --gid 65532 --no-create-home --home-dir /nonexistent \
       --shell /usr/sbin/nologin keepvip
 RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
-    pip install --no-index --find-links=/wheels keepvip
+    pip install --no-index --find-links=/wheels --no-deps --require-hashes -r /wheels/requirements.lock \
+ && pip install --no-index --no-deps /wheels/keepvip-*.whl
 USER 65532:65532
 ENTRYPOINT ["keepvip"]
 CMD ["--help"]

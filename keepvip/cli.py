@@ -35,6 +35,28 @@ def _build_parser() -> argparse.ArgumentParser:
         "--notify", metavar="CMD", help="run CMD INSTANCE NAME STATE PRIORITY on transitions"
     )
     speaker.add_argument(
+        "--notify-timeout", type=float, default=30.0, metavar="SECONDS",
+        help="kill the notify command (and its process group) after this long (default 30)",
+    )
+    speaker.add_argument(
+        "--exec-checks", choices=("on", "off"),
+        help="run exec health checks (default: on standalone, off with --kubernetes)",
+    )
+    speaker.add_argument(
+        "--exec-allow", action="append", metavar="GLOB",
+        help="exec checks may only run programs whose absolute path matches GLOB (repeatable; "
+        "with --kubernetes none given means none allowed)",
+    )
+    speaker.add_argument(
+        "--script-user", metavar="USER[:GROUP]",
+        help="run exec checks and --notify as this user (default keepalived_script if it exists, "
+        "else nobody; root only when named)",
+    )
+    speaker.add_argument(
+        "--no-script-security", action="store_true",
+        help="do not refuse programs and --config files that someone other than root could modify",
+    )
+    speaker.add_argument(
         "--garp-refresh",
         type=float,
         default=0.0,

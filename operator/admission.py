@@ -9,7 +9,9 @@ plain dictionaries):
 
 * an address already used by another VirtualIP;
 * a pinned (multicastGroup, vrid) pair that another VirtualIP holds or pins;
-* an authentication Secret or a serviceRef Service that does not exist.
+* an authentication Secret or a serviceRef Service that does not exist;
+* an exec health check the chart does not allow (:func:`exec_check_refusals`: the
+  reconcile calls it too, for what was stored before or around the webhook).
 
 Writes that do not change the spec (kopf's finalizer and annotations, the speakers'
 status) are always admitted: refusing them would make an object stored before the
@@ -18,6 +20,7 @@ webhook existed impossible to delete.
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -26,6 +29,10 @@ from keepvip.api.model import VirtualIP
 from keepvip.api.parse import FieldError, InvalidVirtualIP, parse_virtualip
 from keepvip.inet import IPAddress
 from keepvip.operator.allocation import Pair, Request
+from keepvip.operator.settings import ExecChecksSettings
+
+EXEC_CHECKS_VALUE = "speaker.execChecks.enabled"
+ALLOWED_COMMANDS_VALUE = "speaker.execChecks.allowedCommands"
 
 
 @dataclass(frozen=True)
@@ -126,13 +133,43 @@ def missing_references(vip: VirtualIP, references: References) -> list[FieldErro
     return errors
 
 
+def exec_check_refusals(vip: VirtualIP, allowed: ExecChecksSettings) -> list[FieldError]:
+    """Each exec check the chart's ``speaker.execChecks`` does not allow, by field.
+
+    Off (the default): every exec check, naming the chart value that turns them on. On:
+    a program that is not an absolute path matching ``allowedCommands``. The speakers
+    apply the same rules themselves (they never assume admission ran); this is so the
+    author learns at ``kubectl apply`` time, not from a failing check.
+    """
+    errors: list[FieldError] = []
+    for index, check in enumerate(vip.spec.health_checks):
+        if check.exec is None:
+            continue
+        if not allowed.enabled:
+            message = f"exec checks are disabled in this cluster (chart value {EXEC_CHECKS_VALUE}=false)"
+            errors.append(FieldError(f"spec.healthChecks[{index}].exec", message))
+            continue
+        program = check.exec.command[0]
+        if not program.startswith("/"):
+            message = f"{program!r} must be an absolute path"
+            errors.append(FieldError(f"spec.healthChecks[{index}].exec.command[0]", message))
+        elif not any(fnmatch.fnmatchcase(program, pattern) for pattern in allowed.allowed_commands):
+            message = f"{program!r} is not in the chart value {ALLOWED_COMMANDS_VALUE}"
+            errors.append(FieldError(f"spec.healthChecks[{index}].exec.command[0]", message))
+    return errors
+
+
 def review(
     body: Mapping[str, Any],
     old: Mapping[str, Any] | None,
     inventory: Inventory,
     references: References,
+    exec_checks: ExecChecksSettings | None = None,
 ) -> list[FieldError]:
-    """Every reason to refuse a CREATE (``old`` None) or UPDATE of a VirtualIP; empty: admit."""
+    """Every reason to refuse a CREATE (``old`` None) or UPDATE of a VirtualIP; empty: admit.
+
+    ``exec_checks``: the chart's ``speaker.execChecks``; None: the default (off).
+    """
     if old is not None and (old.get("spec") == body.get("spec") or _is_deleting(body)):
         return []
     try:
@@ -145,6 +182,7 @@ def review(
     if conflict is not None:
         errors.append(conflict)
     errors.extend(missing_references(vip, references))
+    errors.extend(exec_check_refusals(vip, exec_checks or ExecChecksSettings()))
     return errors
 
 

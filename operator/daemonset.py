@@ -11,6 +11,11 @@ Why each security choice:
 * capabilities ``NET_ADMIN`` (addresses, via netlink) and ``NET_RAW`` (raw VRRP sockets,
   gratuitous ARP / unsolicited NA) only; everything else dropped, not privileged, no
   privilege escalation, read-only root filesystem.
+* exec checks (off unless ``speaker.execChecks.enabled``) run as ``runAsUser`` with
+  the bounding set cleared and ``no_new_privs``: the speaker drops privileges for them
+  (keepvip.speaker.sandbox), so the container's root never reaches a check.
+* metrics on ``status.hostIP`` only, so no VIP and no other node address serves them.
+* no tolerations unless the chart opts in: a taint keeps the speaker off like any pod.
 * ``runAsUser: 0``: Kubernetes grants added capabilities to root processes only (it sets
   no ambient capabilities), and the shared image runs as a non-root user by default.
 
@@ -54,10 +59,22 @@ def speaker_command(settings: OperatorSettings) -> list[str]:
         "--node",
         "$(NODE_NAME)",
         "--metrics-address",
-        f"0.0.0.0:{speaker.metrics_port}",
+        f"[$(HOST_IP)]:{speaker.metrics_port}",
         "--log-format",
         speaker.log_format,
+        *exec_check_flags(settings),
     ]
+
+
+def exec_check_flags(settings: OperatorSettings) -> list[str]:
+    """The speaker's exec-check flags, always explicit (the speaker's cluster default is off too)."""
+    execs = settings.speaker.exec_checks
+    if not execs.enabled:
+        return ["--exec-checks", "off"]
+    flags = ["--exec-checks", "on", "--script-user", f"{execs.run_as_user}:{execs.run_as_group}"]
+    for pattern in execs.allowed_commands:
+        flags += ["--exec-allow", pattern]
+    return flags
 
 
 def security_context() -> dict[str, Any]:
@@ -91,12 +108,17 @@ def desired_daemonset(settings: OperatorSettings, owner: Owner | None = None) ->
         "image": speaker.image,
         "imagePullPolicy": speaker.image_pull_policy,
         "command": speaker_command(settings),
-        "env": [{"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}],
+        "env": [
+            {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+            # Metrics listen on the node's own address, never 0.0.0.0: a VIP bound on
+            # this node must not expose them (nor must any other address of the node).
+            {"name": "HOST_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}},
+        ],
         "ports": [{"name": "metrics", "containerPort": speaker.metrics_port, "protocol": "TCP"}],
-        # Ready once the speaker serves metrics: it has loaded and is about to watch.
+        # Ready while the speaker's configuration loop runs (/readyz turns 503 when it fails).
         # Deliberately no liveness probe: restarting a speaker would itself move VIPs.
         "readinessProbe": {
-            "httpGet": {"path": "/metrics", "port": "metrics"},
+            "httpGet": {"path": "/readyz", "port": "metrics"},
             "periodSeconds": 5,
             "timeoutSeconds": 2,
         },

@@ -176,7 +176,7 @@ def register(
                 for item in ctx.kube.list_virtualips()
                 if (entry := inventory_entry(item)) is not None
             }
-            errors = review(json_copy(body), old_body, inventory, ctx.kube)
+            errors = review(json_copy(body), old_body, inventory, ctx.kube, ctx.settings.speaker.exec_checks)
             metrics.RECONCILES.labels(handler="admission", result="refused" if errors else "ok").inc()
             if errors:
                 raise kopf.AdmissionError(refusal_message(errors), code=422)

@@ -31,6 +31,7 @@ from keepvip.api.constants import GROUP, KIND, PLURAL, VERSION
 from keepvip.api.timestamps import utc_now
 from keepvip.operator.allocation import LedgerEntry, decode_ledger
 from keepvip.operator.daemonset import FIELD_MANAGER, Owner
+from keepvip.operator.serviceref import check_opt_in
 from keepvip.operator.settings import OperatorSettings
 from keepvip.operator.status import EventSpec
 
@@ -246,8 +247,13 @@ class Kube:
         namespace: str,
         name: str,
         change: Callable[[Sequence[Mapping[str, Any]]], list[dict[str, Any]]],
+        opt_in: str | None = None,
     ) -> bool:
-        """Rewrite a Service's ``status.loadBalancer.ingress``; False when it does not exist."""
+        """Rewrite a Service's ``status.loadBalancer.ingress``; False when it does not exist.
+
+        ``opt_in``: the VirtualIP's name, which the Service must carry in its
+        ``keepvip.io/virtualip`` annotation (else :class:`NotOptedIn`, nothing written).
+        """
         for attempt in range(_CAS_ATTEMPTS):
             try:
                 found = self.core.read_namespaced_service(name, namespace)
@@ -256,6 +262,8 @@ class Kube:
                 if error.status == 404:
                     return False
                 raise
+            if opt_in is not None:
+                check_opt_in(service, opt_in)
             current = service.get("status", {}).get("loadBalancer", {}).get("ingress") or []
             wanted = change(current)
             if wanted == current:

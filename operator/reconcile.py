@@ -30,7 +30,13 @@ from keepvip.api.parse import InvalidVirtualIP, parse_virtualip
 from keepvip.api.timestamps import utc_now
 from keepvip.inet import IPAddress
 from keepvip.operator import metrics
-from keepvip.operator.admission import Inventory, InventoryEntry, address_held_by_older, refusal_message
+from keepvip.operator.admission import (
+    Inventory,
+    InventoryEntry,
+    address_held_by_older,
+    exec_check_refusals,
+    refusal_message,
+)
 from keepvip.operator.allocation import (
     Allocated,
     LedgerEntry,
@@ -47,7 +53,7 @@ from keepvip.operator.daemonset import desired_daemonset
 from keepvip.operator.kube import Kube, LedgerChanges, ObjectRef
 from keepvip.operator.memory import StatusMemory
 from keepvip.operator.problems import Problem
-from keepvip.operator.serviceref import desired_ingress
+from keepvip.operator.serviceref import NotOptedIn, desired_ingress
 from keepvip.operator.settings import OperatorSettings
 from keepvip.operator.settle import first_sight, master_to_tell, settle
 from keepvip.operator.status import (
@@ -211,6 +217,12 @@ def reconcile_spec(
         )
         settle_and_write_status(ctx, body, outcome, readiness)
         return
+    refused = exec_check_refusals(vip, ctx.settings.speaker.exec_checks)
+    if refused:  # an exec check the chart does not allow (stored before the webhook, or past it)
+        message = refusal_message(refused)
+        outcome = SpecOutcome(_recorded_pair(previous), Problem.INVALID_SPEC, message, generation)
+        settle_and_write_status(ctx, body, outcome, readiness)
+        return
     lost = address_held_by_older(vip, metadata.get("creationTimestamp", ""), inventory.values())
     if lost is not None:
         outcome = SpecOutcome(None, Problem.ADDRESS_IN_USE, str(lost), generation)
@@ -247,7 +259,12 @@ def _old_spec(old: Mapping[str, Any] | None) -> VirtualIP | None:
 
 
 def _sync_service(ctx: Context, vip: VirtualIP, before: VirtualIP | None) -> None:
-    """Publish the addresses in spec.serviceRef; unpublish from a previous Service or address."""
+    """Publish the addresses in spec.serviceRef; unpublish from a previous Service or address.
+
+    Only Services annotated ``keepvip.io/virtualip: <this VirtualIP>`` are written
+    (keepvip.operator.serviceref): otherwise a Warning Event names the missing annotation,
+    nothing is written, and the stage retries (the annotation may come later).
+    """
     ref = vip.spec.service_ref
     addresses: list[IPAddress] = [a.ip for a in vip.spec.addresses]
     if before is not None and before.spec.service_ref is not None:
@@ -255,19 +272,31 @@ def _sync_service(ctx: Context, vip: VirtualIP, before: VirtualIP | None) -> Non
         old_addresses = [a.ip for a in before.spec.addresses]
         gone = old_addresses if old_ref != ref else [a for a in old_addresses if a not in addresses]
         if gone:
-            ctx.kube.update_service_ingress(
-                old_ref.namespace, old_ref.name, lambda current: desired_ingress(current, remove=gone)
-            )
+            _unpublish(ctx, vip.name, old_ref.namespace, old_ref.name, gone)
     if ref is None:
         return
-    found = ctx.kube.update_service_ingress(
-        ref.namespace, ref.name, lambda current: desired_ingress(current, add=addresses)
-    )
+    event_ref = ObjectRef(vip.name, vip.metadata.uid or "")
+    try:
+        found = ctx.kube.update_service_ingress(
+            ref.namespace, ref.name, lambda current: desired_ingress(current, add=addresses), opt_in=vip.name
+        )
+    except NotOptedIn as refused:
+        ctx.kube.post_event(event_ref, EventSpec("Warning", refused.reason, str(refused)))
+        raise RetryLater(str(refused), delay=60) from None
     if not found:
         message = f"spec.serviceRef: Service {ref.namespace}/{ref.name} does not exist"
-        ref_ = ObjectRef(vip.name, vip.metadata.uid or "")
-        ctx.kube.post_event(ref_, EventSpec("Warning", "ServiceNotFound", message))
+        ctx.kube.post_event(event_ref, EventSpec("Warning", "ServiceNotFound", message))
         raise RetryLater(message, delay=60)
+
+
+def _unpublish(ctx: Context, virtualip: str, namespace: str, name: str, gone: list[IPAddress]) -> None:
+    """Remove ``gone`` from a Service that opted in; one that did not was never written."""
+    try:
+        ctx.kube.update_service_ingress(
+            namespace, name, lambda current: desired_ingress(current, remove=gone), opt_in=virtualip
+        )
+    except NotOptedIn as refused:
+        log.info("%s: not unpublishing: %s", virtualip, refused)
 
 
 # --- the status stage -----------------------------------------------------------------
@@ -302,10 +331,7 @@ def release(ctx: Context, body: Mapping[str, Any], waited: float, readiness: Rea
         vip = None
     if vip is not None and vip.spec.service_ref is not None:
         service = vip.spec.service_ref
-        gone = [a.ip for a in vip.spec.addresses]
-        ctx.kube.update_service_ingress(
-            service.namespace, service.name, lambda current: desired_ingress(current, remove=gone)
-        )
+        _unpublish(ctx, vip.name, service.namespace, service.name, [a.ip for a in vip.spec.addresses])
     uid = ref.uid
     ctx.kube.update_ledger(lambda ledger: ({uid: None} if uid in ledger else {}, None))
     metrics.remove_series(ref.name)

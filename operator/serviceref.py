@@ -3,6 +3,13 @@
 So that ingress controllers and external-dns, which read a LoadBalancer Service's
 status, see the VIP. Entries written by others (another controller, another
 VirtualIP) are kept; only this VirtualIP's addresses are added or removed.
+
+Only a Service that opts in is written: it must carry the annotation
+``keepvip.io/virtualip: <VirtualIP name>``. Without that, anyone allowed to create a
+VirtualIP could make the operator (which may patch every Service's status) publish an
+address in any Service — a confused deputy of the CVE-2020-8554 class, where
+``status.loadBalancer.ingress`` steers other components' traffic. The Service's owner
+consents by annotating it; the VirtualIP's author cannot.
 """
 
 from __future__ import annotations
@@ -11,6 +18,28 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from keepvip.inet import IPAddress
+
+OPT_IN_ANNOTATION = "keepvip.io/virtualip"
+
+
+class NotOptedIn(Exception):
+    """The Service does not name this VirtualIP in its opt-in annotation: nothing is written."""
+
+    def __init__(self, namespace: str, name: str, virtualip: str, found: str | None) -> None:
+        self.reason = "ServiceNotOptedIn"
+        has = f"it has {found!r}" if found is not None else "it has none"
+        super().__init__(
+            f"spec.serviceRef: Service {namespace}/{name} does not opt in: it needs the annotation "
+            f"{OPT_IN_ANNOTATION}: {virtualip} ({has})"
+        )
+
+
+def check_opt_in(service: Mapping[str, Any], virtualip: str) -> None:
+    """Raise :class:`NotOptedIn` unless ``service`` (a Service as a dict) names ``virtualip``."""
+    metadata = service.get("metadata") or {}
+    found = (metadata.get("annotations") or {}).get(OPT_IN_ANNOTATION)
+    if found != virtualip:
+        raise NotOptedIn(metadata.get("namespace", ""), metadata.get("name", ""), virtualip, found)
 
 
 def desired_ingress(

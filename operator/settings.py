@@ -24,6 +24,22 @@ class SettingsModel(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
 
 
+class ExecChecksSettings(SettingsModel):
+    """Whether speakers run ``exec`` health checks, which programs, and as whom.
+
+    Off by default: a program named in a VirtualIP would run on every selected node, in
+    the host's network namespace, so writing a VirtualIP would mean running code on the
+    nodes. When on, only absolute paths matching ``allowedCommands`` (glob patterns)
+    run, as ``runAsUser``/``runAsGroup`` with no capabilities (docs/security.md).
+    """
+
+    enabled: bool = False
+    allowed_commands: tuple[Annotated[str, Field(pattern=r"^/")], ...] = ()
+    run_as_user: Annotated[int, Field(ge=1)] = 65534
+    """Never root: root with the speaker's capabilities is exactly what this prevents."""
+    run_as_group: Annotated[int, Field(ge=1)] = 65534
+
+
 class SpeakerSettings(SettingsModel):
     """How the operator renders the speaker DaemonSet."""
 
@@ -34,7 +50,9 @@ class SpeakerSettings(SettingsModel):
     command: tuple[str, ...] = ("keepvip",)
     """The entry point inside the image; the speaker subcommand and flags are appended."""
     node_selector: dict[str, str] = Field(default_factory=lambda: {"kubernetes.io/os": "linux"})
-    tolerations: tuple[dict[str, Any], ...] = ({"operator": "Exists"},)
+    tolerations: tuple[dict[str, Any], ...] = ()
+    """None by default: a speaker (NET_ADMIN, NET_RAW, host network) runs only where
+    ordinary workloads may; the chart's ``speaker.tolerateAllTaints`` opts in to every node."""
     priority_class_name: str | None = "system-node-critical"
     resources: dict[str, Any] = Field(
         default_factory=lambda: {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}}
@@ -48,6 +66,7 @@ class SpeakerSettings(SettingsModel):
     """Extra labels for the DaemonSet and its pods."""
     annotations: dict[str, str] = Field(default_factory=dict)
     """Extra annotations for the speaker pods."""
+    exec_checks: ExecChecksSettings = Field(default_factory=ExecChecksSettings)
 
 
 class AllocationSettings(SettingsModel):

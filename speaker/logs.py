@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections import OrderedDict
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -65,16 +66,42 @@ class RateLimiter:
 
     A forged or misconfigured peer can send hundreds of packets a second; the counters
     count every one, the log tells each distinct problem at most every ``every`` seconds.
+    Keys are ``(reason, detail...)``. Spoofed packets can make every key distinct (one
+    source address each), so two bounds hold whatever arrives:
+
+    * at most ``per_reason`` lines per reason (the key's first element) per ``every``
+      seconds, however many distinct keys share that reason;
+    * at most ``max_keys`` keys remembered: least recently used ones are forgotten first
+      (memory stays flat under a flood of random sources; a forgotten key may be told
+      again, within the per-reason budget).
     """
 
-    def __init__(self, every: float = 10.0) -> None:
+    def __init__(self, every: float = 10.0, *, per_reason: int = 5, max_keys: int = 1024) -> None:
         self.every = every
-        self._last: dict[tuple[str, ...], float] = {}
+        self.per_reason = per_reason
+        self.max_keys = max_keys
+        self._last: OrderedDict[tuple[str, ...], float] = OrderedDict()
+        self._budget: dict[str, tuple[float, int]] = {}  # reason -> (window start, lines told)
 
     def allow(self, key: tuple[str, ...], now: float) -> bool:
         """Whether to log the event ``key`` at monotonic time ``now``."""
         last = self._last.get(key)
         if last is not None and now - last < self.every:
+            self._last.move_to_end(key)
             return False
+        reason = key[0] if key else ""
+        start, told = self._budget.get(reason, (now, 0))
+        if now - start >= self.every:
+            start, told = now, 0
+        if told >= self.per_reason:
+            return False
+        self._budget[reason] = (start, told + 1)
         self._last[key] = now
+        self._last.move_to_end(key)
+        while len(self._last) > self.max_keys:
+            self._last.popitem(last=False)
         return True
+
+    def __len__(self) -> int:
+        """How many keys are remembered (bounded by ``max_keys``)."""
+        return len(self._last)

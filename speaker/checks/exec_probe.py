@@ -1,31 +1,32 @@
 """Command check: passes when the command exits 0 within the timeout (keepalived vrrp_script).
 
-The command runs without a shell, with stdin, stdout and stderr on /dev/null: a check
-that forks a daemon holding our pipes open could otherwise keep a run alive forever.
-It runs in a new session, so on timeout (or when the runner is cancelled) the whole
-process group we created is killed with SIGKILL — ``sh -c 'sleep 60'`` leaves no
-orphaned ``sleep`` — and the child we started is reaped before the probe returns.
+What may run, and as whom, is the :class:`~keepvip.speaker.sandbox.ScriptPolicy`'s
+decision, taken before every run (a program swapped for an insecure one after start is
+refused at its next run). A refused check never starts a process: it fails, with the
+refusal as its detail, so the VirtualIP's priority reflects a check that cannot vouch
+for the service. An admitted one runs through :func:`~keepvip.speaker.sandbox.spawn`:
+no shell, unprivileged, in a new session whose whole process group a timeout (or a
+cancelled runner) kills, with its output read up to a bound for the detail.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import os
-import signal
+import subprocess
 from collections.abc import Sequence
 
 from keepvip.speaker.checks.probe import ProbeResult, Stopwatch, format_seconds
+from keepvip.speaker.sandbox import Refused, ScriptPolicy, spawn
 
 
 class ExecProbe:
-    """Run ``command``; pass on exit status 0."""
+    """Run ``command`` under ``policy``; pass on exit status 0."""
 
-    def __init__(self, command: Sequence[str], timeout: float) -> None:
+    def __init__(self, command: Sequence[str], timeout: float, policy: ScriptPolicy) -> None:
         if not command:
             raise ValueError("an exec check needs a command")
         self.command = tuple(command)
         self.timeout = timeout
+        self.policy = policy
         self.last_pid: int | None = None  # the pid of the most recent run, for logs and tests
 
     @property
@@ -34,38 +35,19 @@ class ExecProbe:
 
     async def run(self) -> ProbeResult:
         watch = Stopwatch()
+        argv = self.policy.vet_check(self.command)
+        if isinstance(argv, Refused):
+            return watch.result(False, f"refused ({argv.reason.value}): {argv.detail}")
         try:
-            process = await asyncio.create_subprocess_exec(
-                *self.command,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.DEVNULL,
-                start_new_session=True,
-            )
+            outcome = await spawn(argv, self.policy.run_as, self.timeout, path=self.policy.path,
+                                  on_start=self._started)  # fmt: skip
         except OSError as error:
-            return watch.result(False, f"cannot start {self.command[0]}: {error.strerror or error}")
-        self.last_pid = process.pid
-        try:
-            async with asyncio.timeout(self.timeout):
-                code = await process.wait()
-        except TimeoutError:
-            await _kill_and_reap(process)
-            return watch.result(False, f"killed after {format_seconds(self.timeout)} (pid {process.pid})")
-        except asyncio.CancelledError:
-            await _kill_and_reap(process)
-            raise
-        if code == 0:
-            return watch.result(True, "exit status 0")
-        if code < 0:
-            return watch.result(False, f"killed by {signal.Signals(-code).name}")
-        return watch.result(False, f"exit status {code}")
+            return watch.result(False, f"cannot start {argv[0]}: {error.strerror or error}")
+        except subprocess.SubprocessError as error:  # the privilege drop failed: nothing ran
+            return watch.result(False, f"cannot start {argv[0]}: {error}")
+        if outcome.code is None:
+            return watch.result(False, f"killed after {format_seconds(self.timeout)} (pid {outcome.pid})")
+        return watch.result(outcome.code == 0, outcome.describe())
 
-
-async def _kill_and_reap(process: asyncio.subprocess.Process) -> None:
-    """SIGKILL the process group we created (its pgid is the child's pid), then reap the child."""
-    if process.returncode is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        with contextlib.suppress(ProcessLookupError):
-            process.kill()
-    await process.wait()
+    def _started(self, pid: int) -> None:
+        self.last_pid = pid

@@ -58,6 +58,7 @@ from keepvip.speaker.vrrp.advertisement import Advertisement, IPAddress
 from keepvip.speaker.vrrp.codec import encode
 from keepvip.speaker.vrrp.config import RouterConfig
 from keepvip.speaker.vrrp.constants import PRIORITY_LEAVING, AuthType
+from keepvip.speaker.vrrp.drops import DropReason
 from keepvip.speaker.vrrp.router import VirtualRouter
 from keepvip.speaker.vrrp.state import FaultReason, State, TransitionReason
 
@@ -65,6 +66,9 @@ log = logging.getLogger("keepvip.speaker.router")
 
 RETRY_FIRST: Final = 1.0  # seconds in FAULT after the first bind (or router) failure
 RETRY_MAX: Final = 30.0  # the backoff doubles up to this
+INBOX_PACKET_LIMIT = 1024
+"""Received advertisements a router may have waiting; more are dropped as ``inbox_full``.
+A legitimate segment sends a few per second per VRID; only a flood fills this."""
 
 
 class NodeNetwork(Protocol):
@@ -177,6 +181,7 @@ class RouterRunner:
         self._node = node
         self._router = VirtualRouter(build_router_config(plan, primary))
         self._inbox: asyncio.Queue[_Input] = asyncio.Queue()
+        self._queued_packets = 0  # packets in the inbox: bounded, control items never are
         self._task: asyncio.Task[None] | None = None
         self._socket: VrrpSocket | None = None
         self._checks: tuple[CheckState, ...] = ()
@@ -261,6 +266,14 @@ class RouterRunner:
         return self._loop.time()
 
     def _deliver(self, advertisement: Advertisement, packet: Received) -> None:
+        if self._queued_packets >= INBOX_PACKET_LIMIT:  # a flood: memory stays bounded, counted
+            reason = DropReason.INBOX_FULL.value
+            self._metrics.advert_dropped.labels(self.plan.name, self.ifname, reason).inc()
+            if self._drop_log.allow((reason,), self._now()):
+                log.warning("advertisements dropped: the router's inbox is full",
+                            extra={"virtualip": self.plan.name, "reason": reason})  # fmt: skip
+            return
+        self._queued_packets += 1
         self._inbox.put_nowait(_Packet(advertisement, packet.source))
 
     async def _run(self) -> None:
@@ -324,6 +337,7 @@ class RouterRunner:
 
     def _handle(self, item: _Input, now: float) -> list[Action]:
         if isinstance(item, _Packet):
+            self._queued_packets -= 1
             self._metrics.advert_received.labels(self.plan.name).inc()
             if item.advertisement.priority == PRIORITY_LEAVING:
                 self._metrics.priority_zero_received.labels(self.plan.name).inc()

@@ -28,3 +28,4 @@ class DropReason(enum.Enum):
     OWNER = "owner"  # we are the address owner (priority 255) (§7.1)
     FOREIGN_SENDER = "foreign_sender"  # unicast mode: source is not a configured peer
     OWN_PACKET = "own_packet"  # our own advertisement looped back
+    INBOX_FULL = "inbox_full"  # the router's queue of unprocessed packets is full (a flood)

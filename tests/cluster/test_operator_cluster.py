@@ -489,20 +489,34 @@ def test_deletion_waits_for_the_master_to_let_go_then_releases_the_pair(env: Env
     assert uid not in env.ledger()
 
 
+def _service_ingress(env: Env, name: str) -> list[str]:
+    service = env.objects.get("v1", "Service", name, env.namespace) or {}
+    entries = ((service.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+    return [entry.get("ip") for entry in entries]
+
+
 def test_service_ref_receives_the_addresses_and_loses_them_on_delete(env: Env) -> None:
-    env.objects.create({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "ingress"},
-                        "spec": {"type": "ClusterIP", "ports": [{"port": 80}]}}, env.namespace)
+    env.objects.create({"apiVersion": "v1", "kind": "Service",
+                        "metadata": {"name": "ingress", "annotations": {"keepvip.io/virtualip": "published"}},
+                        "spec": {"type": "ClusterIP", "ports": [{"port": 80}]}}, env.namespace)  # fmt: skip
 
     def ingress() -> list[str]:
-        service = env.objects.get("v1", "Service", "ingress", env.namespace) or {}
-        entries = ((service.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
-        return [entry.get("ip") for entry in entries]
+        return _service_ingress(env, "ingress")
 
     env.vip("published", addresses=["198.18.6.1/24", "198.18.6.2/24"],
             serviceRef={"namespace": env.namespace, "name": "ingress"})
     wait_until(lambda: ingress() == ["198.18.6.1", "198.18.6.2"], what="addresses published")
     env.objects.delete(API, "VirtualIP", "published")
     wait_until(lambda: ingress() == [], timeout=30, what="addresses unpublished")
+
+
+def test_service_ref_never_writes_to_a_service_that_did_not_opt_in(env: Env) -> None:
+    env.objects.create({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "victim"},
+                        "spec": {"type": "ClusterIP", "ports": [{"port": 80}]}}, env.namespace)  # fmt: skip
+    env.vip("deputy", addresses=["198.18.6.9/24"], serviceRef={"namespace": env.namespace, "name": "victim"})
+    wait_until(lambda: any(e.get("reason") == "ServiceNotOptedIn" for e in env.events("deputy")),
+               what="a ServiceNotOptedIn event")  # fmt: skip
+    assert _service_ingress(env, "victim") == []
 
 
 def test_the_operator_never_hit_a_permission_it_was_not_granted(env: Env) -> None:

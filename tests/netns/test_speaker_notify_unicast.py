@@ -19,7 +19,7 @@ def test_notify_runs_with_keepalived_arguments_on_every_transition(
     script = tmp_path / "notify.sh"
     script.write_text('echo "$@" >> "$(dirname "$0")/notified-$(hostname)-$$"\n')
     speakers.configure(virtualip("web", vrid=61, node_priorities={"node1": 150}))
-    speakers.start(extra=["--notify", f"sh {shlex.quote(str(script))}"])
+    speakers.start(extra=["--notify", f"sh {shlex.quote(str(script))}", "--script-user", "root"])
     wait_for_master(lan, VIP4, "node1")
 
     def lines() -> list[str]:

@@ -74,17 +74,53 @@ def stages() -> list[Stage]:
     return found
 
 
-def test_it_is_a_multi_stage_build_on_python_3_11_slim() -> None:
+def test_it_is_a_multi_stage_build_on_python_3_11_slim_pinned_by_digest() -> None:
     built = stages()
     assert len(built) >= 2
-    assert all(stage.base == "python:3.11-slim" for stage in built)
+    assert len({stage.base for stage in built}) == 1
+    assert all(re.fullmatch(r"python:3\.11\.\d+-slim-bookworm@sha256:[0-9a-f]{64}", s.base) for s in built)
     assert built[0].name == "builder"
     assert PYPROJECT["project"]["requires-python"] == ">=3.11"
 
 
 def test_the_builder_stage_turns_the_project_into_wheels() -> None:
     builder = stages()[0]
-    assert any(re.search(r"\bpip wheel\b.*--wheel-dir /wheels\b.*\s\.$", run) for run in builder.of("RUN"))
+    pattern = r"\bpip wheel --no-deps\b.*--wheel-dir /wheels\b.*\s\.$"
+    assert any(re.search(pattern, run) for run in builder.of("RUN"))
+
+
+def test_the_builder_downloads_the_dependencies_only_from_the_lock_file_with_hashes() -> None:
+    builder = stages()[0]
+    downloads = [run for run in builder.of("RUN") if "pip download" in run]
+    assert len(downloads) == 1
+    assert "--require-hashes" in downloads[0]
+    assert "-r requirements.lock" in downloads[0]
+    assert "requirements.lock ./" in builder.of("COPY")
+
+
+def _locked() -> dict[str, list[str]]:
+    """requirements.lock: name -> its hashes (every entry pinned with ==)."""
+    entries: dict[str, list[str]] = {}
+    text = (ROOT / "requirements.lock").read_text().replace("\\\n", " ")
+    for line in text.splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        requirement, *options = line.split()
+        name, sep, version = requirement.partition("==")
+        assert sep, f"{requirement} is not pinned with =="
+        assert version, f"{requirement} has no version"
+        entries[name] = [o.removeprefix("--hash=sha256:") for o in options]
+    return entries
+
+
+def test_the_lock_file_pins_every_runtime_dependency_with_sha256_hashes() -> None:
+    locked = _locked()
+    for name, hashes in locked.items():
+        assert hashes, f"{name} has no hash"
+        assert all(re.fullmatch(r"[0-9a-f]{64}", h) for h in hashes), name
+    direct = {re.split(r"[<>=!~ ]", text, maxsplit=1)[0].lower().replace("_", "-")
+              for text in PYPROJECT["project"]["dependencies"]}  # fmt: skip
+    assert direct <= set(locked), f"not locked: {direct - set(locked)}"
 
 
 def test_the_runtime_stage_installs_only_the_builders_wheels_offline() -> None:
@@ -92,7 +128,8 @@ def test_the_runtime_stage_installs_only_the_builders_wheels_offline() -> None:
     installs = [run for run in runtime.of("RUN") if "pip install" in run]
     assert len(installs) == 1
     assert "from=builder" in installs[0]
-    assert "--no-index" in installs[0]
+    assert installs[0].count("pip install --no-index") == 2
+    assert "--require-hashes -r /wheels/requirements.lock" in installs[0]
     assert not runtime.of("COPY"), "nothing from the working tree reaches the runtime image"
 
 

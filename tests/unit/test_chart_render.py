@@ -367,6 +367,12 @@ INVALID_VALUES = [
                  "operator.resources.limits: Additional property cpus", id="typo-in-resources"),
     pytest.param({"monitoring": {"prometheusRule": {"noMasterFor": "one minute"}}},
                  "monitoring.prometheusRule.noMasterFor: Does not match pattern", id="bad-duration"),
+    pytest.param({"speaker": {"execChecks": {"runAsUser": 0}}},
+                 "speaker.execChecks.runAsUser: Must be greater than or equal to 1", id="exec-as-root"),
+    pytest.param({"speaker": {"execChecks": {"allowedCommands": ["check.sh"]}}},
+                 "speaker.execChecks.allowedCommands.0: Does not match pattern", id="relative-cmd"),
+    pytest.param({"operator": {"networkPolicy": {"metricsFrom": [{"podSelectr": {}}]}}},
+                 "operator.networkPolicy.metricsFrom.0: Additional property podSelectr", id="typo-in-peer"),
 ]  # fmt: skip
 
 

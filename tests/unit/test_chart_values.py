@@ -87,6 +87,8 @@ def expect(predicate: Callable[[Rendered], bool], what: str) -> Check:
 PM = {"monitoring.podMonitor.enabled": True}
 PR = {"monitoring.prometheusRule.enabled": True}
 DB = {"dashboards.enabled": True}
+NP = {"operator.networkPolicy.enabled": True}
+PEER = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
 TOLERATION = {"key": "dedicated", "operator": "Equal", "value": "edge", "effect": "NoSchedule"}
 AFFINITY = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
     {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}]}}}  # fmt: skip
@@ -144,10 +146,30 @@ ROWS = [
         lambda r: operator_template(r)["metadata"]["labels"].get("team") == "net", "pod label")),
     Row("operator.podAnnotations", {"a/b": "c"}, expect(
         lambda r: operator_template(r)["metadata"]["annotations"].get("a/b") == "c", "pod annotation")),
+    Row("operator.networkPolicy.enabled", True, expect(lambda r: [
+        sorted(p["port"] for p in rule["ports"]) for rule in r.one("NetworkPolicy")["spec"]["ingress"]
+    ] == [[9474], [9443]], "health and webhook ports only; metrics closed")),
+    Row("operator.networkPolicy.metricsFrom", [PEER], expect(lambda r: any(
+        rule["ports"] == [{"protocol": "TCP", "port": 9473}] and rule["from"] == [PEER]
+        for rule in r.one("NetworkPolicy")["spec"]["ingress"]), "metrics from the monitoring namespace"), NP),
+    Row("operator.networkPolicy.webhookFrom", [{"ipBlock": {"cidr": "198.18.0.0/24"}}], expect(lambda r: any(
+        rule["ports"] == [{"protocol": "TCP", "port": 9443}]
+        and rule.get("from") == [{"ipBlock": {"cidr": "198.18.0.0/24"}}]
+        for rule in r.one("NetworkPolicy")["spec"]["ingress"]), "webhook from the API server's network"), NP),
     Row("speaker.nodeSelector", {"vip": "yes"}, expect(lambda r: speaker(r)["nodeSelector"] == {
         "vip": "yes", "kubernetes.io/os": "linux"}, "merged with the default")),
     Row("speaker.tolerations", [TOLERATION], expect(
         lambda r: speaker(r)["tolerations"] == [TOLERATION], "speaker tolerations")),
+    Row("speaker.tolerateAllTaints", True, expect(
+        lambda r: speaker(r)["tolerations"] == [{"operator": "Exists"}], "every taint tolerated")),
+    Row("speaker.execChecks.enabled", True, expect(
+        lambda r: speaker(r)["execChecks"]["enabled"] is True, "exec checks on")),
+    Row("speaker.execChecks.allowedCommands", ["/usr/local/bin/check-*"], expect(
+        lambda r: speaker(r)["execChecks"]["allowedCommands"] == ["/usr/local/bin/check-*"], "allowlist")),
+    Row("speaker.execChecks.runAsUser", 1001, expect(
+        lambda r: speaker(r)["execChecks"]["runAsUser"] == 1001, "check user")),
+    Row("speaker.execChecks.runAsGroup", 1002, expect(
+        lambda r: speaker(r)["execChecks"]["runAsGroup"] == 1002, "check group")),
     Row("speaker.priorityClassName", "", expect(
         lambda r: speaker(r)["priorityClassName"] is None, "no priority class")),
     Row("speaker.resources", RESOURCES, expect(lambda r: speaker(r)["resources"] == RESOURCES, "resources")),

@@ -32,9 +32,14 @@ from keepvip.speaker.checks import (
     effective_priority,
 )
 from keepvip.speaker.checks.http_probe import BadResponse, parse_status_line
+from keepvip.speaker.sandbox import ScriptPolicy, resolve_script_user
+from tests.sandbox_helpers import gone
 from tests.unit.virtual_clock import VirtualClock
 
 LOOPBACK = IPv4Address("127.0.0.1")
+AS_ROOT = ScriptPolicy(resolve_script_user("root"))
+"""Root named explicitly (the test writes into its root-only tmp_path); tests/unit/test_speaker_sandbox.py
+covers the unprivileged runs."""
 T = TypeVar("T")
 
 
@@ -69,14 +74,6 @@ def exits_within(pid: int, seconds: float) -> bool:
     finally:
         os.close(pidfd)
 
-
-def gone(pid: int) -> bool:
-    """The process no longer runs: reaped, or a zombie waiting for its new parent."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] == "Z"
 
 
 # -- tcp ----------------------------------------------------------------------------
@@ -284,26 +281,26 @@ def test_https_fails_against_a_plain_http_server() -> None:
 
 
 def test_exec_true_passes() -> None:
-    result = run(ExecProbe(["true"], timeout=1).run())
+    result = run(ExecProbe(["true"], timeout=1, policy=AS_ROOT).run())
     assert result.ok
     assert result.detail == "exit status 0"
 
 
 def test_exec_false_fails_with_its_status() -> None:
-    result = run(ExecProbe(["sh", "-c", "exit 3"], timeout=1).run())
+    result = run(ExecProbe(["sh", "-c", "exit 3"], timeout=1, policy=AS_ROOT).run())
     assert not result.ok
     assert result.detail == "exit status 3"
 
 
 def test_exec_of_a_missing_program_fails() -> None:
-    result = run(ExecProbe(["/nonexistent/keepvip-check"], timeout=1).run())
+    result = run(ExecProbe(["/nonexistent/keepvip-check"], timeout=1, policy=AS_ROOT).run())
     assert not result.ok
-    assert result.detail.startswith("cannot start /nonexistent/keepvip-check")
+    assert result.detail == "refused (not_found): /nonexistent/keepvip-check: no such program"
 
 
 def test_exec_past_its_timeout_is_killed_with_its_children(tmp_path: Path) -> None:
     pids = tmp_path / "pids"
-    probe = ExecProbe(["sh", "-c", f"sleep 30 & echo $! > {pids}; wait"], timeout=0.3)
+    probe = ExecProbe(["sh", "-c", f"sleep 30 & echo $! > {pids}; wait"], timeout=0.3, policy=AS_ROOT)
     result = run(probe.run())
     assert not result.ok
     assert result.detail.startswith("killed after 300ms")
@@ -448,7 +445,7 @@ def test_runner_never_overlaps_a_run_that_outlasts_the_interval() -> None:
 
 
 def test_stopping_a_runner_kills_the_running_command() -> None:
-    probe = ExecProbe(["sleep", "30"], timeout=20)
+    probe = ExecProbe(["sleep", "30"], timeout=20, policy=AS_ROOT)
 
     async def scenario() -> CheckRunner:
         runner = CheckRunner("slow", probe, CheckTracker(1, 1, 0), 30)
@@ -488,7 +485,7 @@ def test_a_failing_callback_does_not_stop_the_check() -> None:
 
 def test_the_runner_state_feeds_the_effective_priority() -> None:
     async def scenario() -> CheckRunner:
-        runner = CheckRunner("db", ExecProbe(["false"], 1), CheckTracker(1, 1, -30), 10)
+        runner = CheckRunner("db", ExecProbe(["false"], 1, AS_ROOT), CheckTracker(1, 1, -30), 10)
         await runner.run_once()
         return runner
 

@@ -38,10 +38,11 @@ def test_the_command_runs_the_kubernetes_speaker_for_its_own_node() -> None:
     ds = render(command=("/usr/local/bin/keepvip",), metrics_port=9999, log_format="text")
     assert container(ds)["command"] == [
         "/usr/local/bin/keepvip", "speaker", "--kubernetes", "--node", "$(NODE_NAME)",
-        "--metrics-address", "0.0.0.0:9999", "--log-format", "text",
+        "--metrics-address", "[$(HOST_IP)]:9999", "--log-format", "text", "--exec-checks", "off",
     ]
     assert container(ds)["env"] == [
-        {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}
+        {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+        {"name": "HOST_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}},
     ]
     assert container(ds)["ports"] == [{"name": "metrics", "containerPort": 9999, "protocol": "TCP"}]
 
@@ -95,3 +96,25 @@ def test_the_operator_deployment_owns_the_daemonset_when_known() -> None:
 
 def test_the_daemonset_depends_on_settings_only() -> None:
     assert render() == render()
+
+
+def test_metrics_listen_on_the_nodes_own_address_never_on_every_address() -> None:
+    command = container(render())["command"]
+    address = command[command.index("--metrics-address") + 1]
+    assert address.startswith("[$(HOST_IP)]:")
+    assert "0.0.0.0" not in " ".join(command)
+
+
+def test_exec_checks_are_off_unless_enabled_and_then_allowlisted_and_unprivileged() -> None:
+    command = container(render())["command"]
+    assert command[-2:] == ["--exec-checks", "off"]
+    enabled = render(exec_checks={"enabled": True, "allowedCommands": ["/usr/local/bin/check-*", "/bin/true"],
+                                  "runAsUser": 1001, "runAsGroup": 1002})
+    command = container(enabled)["command"]
+    tail = command[command.index("--exec-checks"):]
+    assert tail == ["--exec-checks", "on", "--script-user", "1001:1002",
+                    "--exec-allow", "/usr/local/bin/check-*", "--exec-allow", "/bin/true"]
+
+
+def test_the_speaker_tolerates_no_taint_by_default() -> None:
+    assert render()["spec"]["template"]["spec"]["tolerations"] == []

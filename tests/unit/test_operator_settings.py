@@ -69,3 +69,13 @@ def test_service_ingress_gains_and_loses_only_this_virtualips_addresses() -> Non
     added = desired_ingress(current, add=[ip_address("198.18.0.100"), ip_address("198.18.0.100")])
     assert added == [{"ip": "203.0.113.9"}, {"hostname": "lb.example"}, {"ip": "198.18.0.100"}]
     assert desired_ingress(added, remove=[ip_address("198.18.0.100")]) == current
+
+
+def test_exec_checks_are_off_by_default_and_never_run_as_root() -> None:
+    execs = OperatorSettings().speaker.exec_checks
+    assert execs.enabled is False
+    assert (execs.run_as_user, execs.run_as_group) == (65534, 65534)
+    with pytest.raises(ValidationError, match="runAsUser"):
+        OperatorSettings.model_validate({"speaker": {"execChecks": {"runAsUser": 0}}})
+    with pytest.raises(ValidationError, match="allowedCommands"):
+        OperatorSettings.model_validate({"speaker": {"execChecks": {"allowedCommands": ["check.sh"]}}})

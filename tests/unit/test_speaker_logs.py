@@ -37,3 +37,29 @@ def test_a_repeated_drop_is_logged_once_per_period_per_reason_and_sender() -> No
     assert limiter.allow(("bad_checksum", "198.18.0.9"), 105.0)
     assert limiter.allow(("bad_ttl", "198.18.0.8"), 105.0)
     assert limiter.allow(("bad_ttl", "198.18.0.9"), 110.0)
+
+
+def test_a_flood_from_random_sources_keeps_memory_flat_and_logs_a_few_lines_per_reason() -> None:
+    limiter = RateLimiter(every=10.0, per_reason=5, max_keys=1024)
+    told = [
+        (second, reason)
+        for second in range(60)
+        for n in range(2000)  # 2,000 spoofed sources a second, every one new
+        for reason in ("bad_ttl", "foreign_vrid")
+        if limiter.allow((reason, f"198.18.{n // 250}.{n % 250}:{second}"), second + n / 2000)
+    ]
+    assert len(limiter) <= 1024
+    for reason in ("bad_ttl", "foreign_vrid"):
+        lines = [second for second, r in told if r == reason]
+        assert len(lines) == 6 * 5  # five per ten-second window, six windows
+        assert all(lines.count(s) <= 5 for s in set(lines))
+
+
+def test_a_forgotten_key_can_be_told_again_and_a_remembered_one_cannot() -> None:
+    limiter = RateLimiter(every=10.0, per_reason=100, max_keys=2)
+    assert limiter.allow(("r", "a"), 0.0)
+    assert limiter.allow(("r", "b"), 0.1)
+    assert not limiter.allow(("r", "a"), 0.2)  # remembered (and now most recently used)
+    assert limiter.allow(("r", "c"), 0.3)  # evicts b, the least recently used
+    assert limiter.allow(("r", "b"), 0.4)
+    assert len(limiter) == 2

@@ -1,0 +1,237 @@
+"""Flood benchmark: spoofed VRRP advertisements from many sources must cost the speaker nothing that grows.
+
+Topology (tests/netns/lan.py): two nodes and a client on one bridge, in namespaces this
+run creates and removes. node1 (priority 150) and node2 (120) run standalone keepvip
+speakers holding 198.18.0.100 with VRRPv3 in the standard group 224.0.0.18 at a 1 s
+advertisement interval (keepalived's default). The client writes prebuilt Ethernet
+frames onto the LAN through an AF_PACKET socket: ``--rate`` advertisements per second
+(default 100,000) for ``--duration`` seconds (default 60), from ``--sources`` random
+source addresses (default 60,000, all inside 198.18.0.0/15), in three equal kinds:
+
+* ``lower``: a valid advertisement for the VIP's VRID with priority 100 (below both
+  nodes: the master ignores it, the backup too — RFC 9568 §6.4.2/§6.4.3);
+* ``wrong_vrid``: a valid advertisement for a VRID nobody runs (dropped and counted);
+* ``bad_ttl``: TTL 254 (dropped before anything else, RFC 9568 §7.1).
+
+Reported (text and ``--json``): the rate the sender achieved; each speaker's RSS before,
+at its peak during the flood and after, and the growth; state changes during the flood
+(target 0); API writes (0 by construction: standalone speakers have no API client);
+log lines per second during the flood, total and per reason (target ≤ 1 per reason);
+and the drops each speaker counted, by reason.
+
+Usage (root; two cores are plenty, the sender takes one)::
+
+    python bench/flood.py                       # 100,000/s, 60,000 sources, 60 s
+    python bench/flood.py --duration 5 --rate 20000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent / "tests" / "netns")]
+
+from lan import Lan  # noqa: E402
+from speaker_harness import VIP4, SpeakerSet, speaker_set, virtualip  # noqa: E402
+
+from keepvip.speaker.vrrp.advertisement import Advertisement  # noqa: E402
+from keepvip.speaker.vrrp.codec import encode  # noqa: E402
+
+GROUP = IPv4Address("224.0.0.18")
+GROUP_MAC = bytes.fromhex("01005e000012")
+VRID = 71
+SPOOF_POOL = IPv4Network("198.18.0.0/15")
+KINDS = ("lower", "wrong_vrid", "bad_ttl")
+FRAME_SIZE = 14 + 20 + 12  # Ethernet + IPv4 + VRRPv3 with one address
+
+
+def _ip_checksum(header: bytes) -> int:
+    total = sum(struct.unpack(f"!{len(header) // 2}H", header))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def build_frame(source: IPv4Address, client_mac: bytes, kind: str) -> bytes:
+    """One Ethernet frame carrying a spoofed VRRPv3 advertisement of ``kind``."""
+    vrid = 99 if kind == "wrong_vrid" else VRID
+    ttl = 254 if kind == "bad_ttl" else 255
+    advert = Advertisement(version=3, vrid=vrid, priority=100, interval_cs=100, addresses=(VIP4.ip,))
+    payload = encode(advert, source=source, destination=GROUP)
+    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0xC0, 20 + len(payload), 0, 0, ttl, 112, 0,
+                         source.packed, GROUP.packed)  # fmt: skip
+    header = header[:10] + struct.pack("!H", _ip_checksum(header)) + header[12:]
+    return GROUP_MAC + client_mac + b"\x08\x00" + header + payload
+
+
+def build_frames(count: int, client_mac: bytes, avoid: set[IPv4Address], seed: int) -> bytes:
+    """``count`` frames, each from its own random source, the kinds interleaved."""
+    rng = random.Random(seed)  # noqa: S311 - reproducible spoofed sources, not secrets
+    sources: set[IPv4Address] = set()
+    while len(sources) < count:
+        address = SPOOF_POOL[rng.randrange(1, SPOOF_POOL.num_addresses - 1)]
+        if address not in avoid:
+            sources.add(address)
+    ordered = sorted(sources, key=lambda _: rng.random())
+    return b"".join(build_frame(s, client_mac, KINDS[i % len(KINDS)]) for i, s in enumerate(ordered))
+
+
+def send(ifname: str, frames_path: Path, rate: int, duration: float) -> None:
+    """The sender (runs inside the client's namespace): paced batches every 10 ms."""
+    data = frames_path.read_bytes()
+    frames = [data[i : i + FRAME_SIZE] for i in range(0, len(data), FRAME_SIZE)]
+    raw = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+    raw.bind((ifname, 0))
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+    out = raw.send
+    batch = max(1, rate // 100)
+    sent, index, start = 0, 0, time.monotonic()
+    end = start + duration
+    while (now := time.monotonic()) < end:
+        due = int((now - start) * rate) + batch
+        while sent < due:
+            try:
+                out(frames[index])
+            except BlockingIOError:
+                break
+            except OSError:  # ENOBUFS: the qdisc is full; count it as not sent
+                break
+            sent += 1
+            index = index + 1 if index + 1 < len(frames) else 0
+        time.sleep(0.002)
+    print(json.dumps({"sent": sent, "seconds": time.monotonic() - start}), flush=True)
+
+
+def rss_kib(pid: int) -> int:
+    """Resident set size of ``pid`` in KiB (VmRSS)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def drops(speakers: SpeakerSet, node: str) -> dict[str, float]:
+    metrics = speakers.metrics(node)
+    reasons = ("wrong_vrid", "bad_ttl", "inbox_full", "bad_checksum", "address_mismatch")
+    return {reason: metrics.value("keepvip_advert_dropped_total", reason=reason) for reason in reasons}
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Build the LAN, start the speakers, flood, measure."""
+    with Lan.build(nodes=2, client=True) as lan, tempfile.TemporaryDirectory(prefix="keepvip-flood-") as work:
+        workdir = Path(work)
+        with speaker_set(lan, workdir) as speakers:
+            priorities = {"node1": 150, "node2": 120}
+            speakers.configure(virtualip("web", vrid=VRID, interval="1s", node_priorities=priorities))
+            speakers.start()
+            speakers.wait_state("node1", "MASTER", "web", timeout=20)
+            speakers.wait_state("node2", "BACKUP", "web")
+            client = lan.node("client")
+            avoid = {lan.node(n).ipv4.ip for n in ("node1", "node2", "client")} | {VIP4.ip}
+            frames_path = workdir / "frames.bin"
+            client_mac = bytes.fromhex(client.mac.replace(":", ""))
+            frames_path.write_bytes(build_frames(args.sources, client_mac, avoid, args.seed))
+            nodes = speakers.node_names
+            pids = {node: speakers.speakers[node].pid for node in nodes}
+            time.sleep(2)  # settle
+            before_rss = {node: rss_kib(pid) for node, pid in pids.items()}
+            before_drops = {node: drops(speakers, node) for node in nodes}
+            before_lines = {node: len(speakers.log_lines(node)) for node in nodes}
+            started = time.time()
+            senders = [
+                lan.spawn("client", [sys.executable, str(Path(__file__).resolve()), "_send", client.ifname,
+                                     str(frames_path), str(args.rate // args.senders), str(args.duration)],
+                          stdout=subprocess.PIPE, text=True)
+                for _ in range(args.senders)
+            ]  # fmt: skip
+            peak = dict(before_rss)
+            while any(sender.poll() is None for sender in senders):
+                for node, pid in pids.items():
+                    peak[node] = max(peak[node], rss_kib(pid))
+                time.sleep(0.5)
+            flood_seconds = time.time() - started
+            reports = [json.loads(sender.stdout.read() if sender.stdout else "{}") for sender in senders]
+            report = {"sent": sum(r.get("sent", 0) for r in reports),
+                      "seconds": max(r.get("seconds", 0) for r in reports)}  # fmt: skip
+            time.sleep(3)  # let the queues drain
+            after_rss = {node: rss_kib(pid) for node, pid in pids.items()}
+            result: dict[str, Any] = {
+                "rate_requested": args.rate,
+                "sources": args.sources,
+                "duration_s": args.duration,
+                "senders": args.senders,
+                "sent": report.get("sent"),
+                "rate_achieved": round(report.get("sent", 0) / max(report.get("seconds", 1), 1e-9)),
+                "api_writes": 0,  # standalone: the speakers have no API client at all
+                "nodes": {},
+            }
+            for node in nodes:
+                lines = speakers.log_lines(node)[before_lines[node]:]
+                per_reason = Counter(str(line.get("reason", "-")) for line in lines)
+                after_drops = drops(speakers, node)
+                result["nodes"][node] = {
+                    "rss_before_kib": before_rss[node],
+                    "rss_peak_kib": peak[node],
+                    "rss_after_kib": after_rss[node],
+                    "rss_growth_kib": max(peak[node], after_rss[node]) - before_rss[node],
+                    "state_changes": len(speakers.transitions(node, since=started)),
+                    "log_lines": len(lines),
+                    "log_lines_per_s": round(len(lines) / flood_seconds, 3),
+                    "log_lines_per_reason_per_s": {
+                        r: round(c / flood_seconds, 3) for r, c in per_reason.items()
+                    },
+                    "drops": {r: after_drops[r] - before_drops[node][r] for r in after_drops},
+                }
+            result["state"] = {node: speakers.state(node, "web") for node in nodes}
+            return result
+
+
+def print_report(result: dict[str, Any]) -> None:
+    print(f"flood: {result['sent']:,} adverts sent, {result['rate_achieved']:,}/s achieved "
+          f"(requested {result['rate_requested']:,}/s), {result['sources']:,} sources, "
+          f"{result['duration_s']} s")  # fmt: skip
+    print(f"API writes caused: {result['api_writes']} (standalone: no API client, by construction)")
+    for node, n in result["nodes"].items():
+        print(f"{node}: RSS {n['rss_before_kib'] / 1024:.1f} MiB -> peak {n['rss_peak_kib'] / 1024:.1f} MiB, "
+              f"after {n['rss_after_kib'] / 1024:.1f} MiB (growth {n['rss_growth_kib'] / 1024:.2f} MiB); "
+              f"state changes {n['state_changes']}; log {n['log_lines_per_s']} lines/s "
+              f"{n['log_lines_per_reason_per_s']}; drops {n['drops']}")  # fmt: skip
+    print(f"final states: {result['state']}")
+
+
+def main() -> int:
+    if len(sys.argv) > 1 and sys.argv[1] == "_send":
+        ifname, path, rate, duration = sys.argv[2:6]
+        send(ifname, Path(path), int(rate), float(duration))
+        return 0
+    raw = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=raw)
+    parser.add_argument("--rate", type=int, default=100_000, help="advertisements per second")
+    parser.add_argument("--sources", type=int, default=60_000, help="distinct spoofed source addresses")
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds of flood")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--senders", type=int, default=1, help="sending processes sharing the rate")
+    parser.add_argument("--json", type=Path, help="also write the result here")
+    args = parser.parse_args()
+    result = run(args)
+    print_report(result)
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,121 @@
+"""serviceRef writes only to a Service that opts in (``keepvip.io/virtualip: <name>``).
+
+The spec stage runs against a stand-in for the API module that keeps Services in
+memory and applies the same opt-in check as the real one (``Kube.update_service_ingress``
+calls :func:`check_opt_in` on the Service it read); the cluster tier runs it against a
+real API server (tests/cluster/test_operator_cluster.py).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import pytest
+
+from keepvip.operator.allocation import LedgerEntry, decode_ledger
+from keepvip.operator.kube import Kube, LedgerChanges, ObjectRef
+from keepvip.operator.reconcile import Context, RetryLater, reconcile_spec, release
+from keepvip.operator.serviceref import OPT_IN_ANNOTATION, NotOptedIn, check_opt_in
+from keepvip.operator.settings import OperatorSettings
+from keepvip.operator.status import EventSpec
+
+T = TypeVar("T")
+
+
+def service(annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"name": "nginx", "namespace": "ingress"}
+    if annotations is not None:
+        metadata["annotations"] = annotations
+    return {"metadata": metadata, "status": {"loadBalancer": {"ingress": [{"ip": "198.18.9.9"}]}}}
+
+
+def test_only_the_annotation_naming_the_virtualip_opts_in() -> None:
+    check_opt_in(service({OPT_IN_ANNOTATION: "web"}), "web")
+    expected = re.escape("needs the annotation keepvip.io/virtualip: web (it has none)")
+    with pytest.raises(NotOptedIn, match=expected):
+        check_opt_in(service(), "web")
+    with pytest.raises(NotOptedIn, match=re.escape("(it has 'other')")):
+        check_opt_in(service({OPT_IN_ANNOTATION: "other"}), "web")
+
+
+class Services(Kube):
+    """Services in memory behind the real opt-in check; records Events."""
+
+    def __init__(self, settings: OperatorSettings, stored: dict[str, Any]) -> None:
+        super().__init__(settings)
+        self.service = stored
+        self.events: list[EventSpec] = []
+        self.writes = 0
+        self.ledger: dict[str, str] = {}
+
+    def update_service_ingress(
+        self,
+        namespace: str,  # noqa: ARG002
+        name: str,  # noqa: ARG002
+        change: Callable[[Sequence[Mapping[str, Any]]], list[dict[str, Any]]],
+        opt_in: str | None = None,
+    ) -> bool:
+        if opt_in is not None:
+            check_opt_in(self.service, opt_in)
+        balancer = self.service["status"]["loadBalancer"]
+        balancer["ingress"] = change(balancer["ingress"])
+        self.writes += 1
+        return True
+
+    def patch_virtualip_status(self, name: str, fields: Mapping[str, Any]) -> None:
+        pass
+
+    def post_event(self, ref: ObjectRef, event: EventSpec) -> None:  # noqa: ARG002
+        self.events.append(event)
+
+    def update_ledger(self, decide: Callable[[dict[str, LedgerEntry]], tuple[LedgerChanges, T]]) -> T:
+        changes, result = decide(decode_ledger(self.ledger))
+        self.ledger.update({k: v for k, v in changes.items() if v is not None})
+        return result
+
+
+def body() -> dict[str, Any]:
+    return {
+        "apiVersion": "keepvip.io/v1alpha1", "kind": "VirtualIP",
+        "metadata": {"name": "web", "uid": "u-1", "generation": 1},
+        "spec": {"addresses": ["198.18.0.100/24"], "serviceRef": {"namespace": "ingress", "name": "nginx"}},
+    }  # fmt: skip
+
+
+def run(stored: dict[str, Any]) -> tuple[Services, RetryLater | None]:
+    settings = OperatorSettings()
+    kube = Services(settings, stored)
+    ctx = Context(settings, kube, clock=lambda: "T", monotonic=lambda: 0.0)
+    try:
+        reconcile_spec(ctx, body(), None, {})
+    except RetryLater as retry:
+        return kube, retry
+    return kube, None
+
+
+def test_a_service_that_did_not_opt_in_is_not_written_and_the_reason_is_told() -> None:
+    kube, retry = run(service())
+    assert kube.writes == 0
+    assert kube.service["status"]["loadBalancer"]["ingress"] == [{"ip": "198.18.9.9"}]
+    [refusal] = [e for e in kube.events if e.type == "Warning"]
+    assert refusal.reason == "ServiceNotOptedIn"
+    assert "keepvip.io/virtualip: web" in refusal.message
+    assert retry is not None
+
+
+def test_a_service_that_opted_in_receives_the_addresses_and_loses_them_on_release() -> None:
+    kube, retry = run(service({OPT_IN_ANNOTATION: "web"}))
+    assert retry is None
+    assert kube.service["status"]["loadBalancer"]["ingress"] == [{"ip": "198.18.9.9"}, {"ip": "198.18.0.100"}]
+    ctx = Context(OperatorSettings(), kube, clock=lambda: "T", monotonic=lambda: 0.0)
+    release(ctx, body(), waited=0.0)
+    assert kube.service["status"]["loadBalancer"]["ingress"] == [{"ip": "198.18.9.9"}]
+
+
+def test_releasing_never_writes_to_a_service_that_did_not_opt_in() -> None:
+    kube = Services(OperatorSettings(), service({OPT_IN_ANNOTATION: "someone-else"}))
+    ctx = Context(OperatorSettings(), kube, clock=lambda: "T", monotonic=lambda: 0.0)
+    release(ctx, body(), waited=0.0)
+    assert kube.writes == 0
