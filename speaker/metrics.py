@@ -102,6 +102,18 @@ class SpeakerMetrics:
             "keepvip_config_reloads_total", "Configuration loads by result", ("result",), registry=r
         )
         self.routers = Gauge("keepvip_routers", "Virtual routers running on this node", registry=r)
+        self.address_bind_failures = Counter(
+            "keepvip_address_bind_failures_total",
+            "Times the kernel refused or did not finish binding a router's VIPs (the router went FAULT)",
+            _VIP,
+            registry=r,
+        )
+        self.router_failures = Counter(
+            "keepvip_router_failures_total",
+            "Router tasks that ended with an unexpected error (the router went FAULT)",
+            _VIP,
+            registry=r,
+        )
         self.virtualip_failures = Counter(
             "keepvip_virtualip_failures_total",
             "VirtualIPs that could not run on this node (each new failure once), by reason",
@@ -142,6 +154,9 @@ class SpeakerMetrics:
         ):  # fmt: skip
             with contextlib.suppress(KeyError):
                 metric.remove(virtualip)
+        for counter in (self.address_bind_failures, self.router_failures):
+            with contextlib.suppress(KeyError):
+                counter.remove(virtualip)
         for labelled in (self.vrrp_state, self.transitions, self.check_status,
                          self.advert_mismatch):  # fmt: skip
             for labels in [s for s in _label_sets(labelled) if s and s[0] == virtualip]:

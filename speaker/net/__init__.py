@@ -4,6 +4,7 @@ Each module does one job in bytes and addresses and knows nothing of VRRP semant
 (the sans-IO core in :mod:`keepvip.speaker.vrrp` decides; the runtime glues):
 
 * :mod:`.vrrp_socket` raw IP-protocol-112 sockets (TTL 255, groups, receive metadata);
+* :mod:`.netlink` one ordered line of rtnetlink requests per socket (no EBUSY, no hang);
 * :mod:`.addresses` VIPs added/removed over rtnetlink, marked, leftovers swept;
 * :mod:`.interfaces` interface facts: subnet lookup, primary IPv4, link-local, link state;
 * :mod:`.announce` gratuitous ARP and unsolicited Neighbour Advertisements;

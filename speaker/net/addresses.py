@@ -16,19 +16,42 @@ as many times as it is asked, without surprises:
   after a second of duplicate address detection, and the VRRP election has already
   decided that no one else holds it (keepalived does the same).
 
-All functions take an open ``pyroute2.AsyncIPRoute`` (see :mod:`.interfaces`).
+Cost at scale (issue 15): an add does not list the interface's addresses first. It
+asks the kernel, and only the kernel's ``EEXIST`` ("this address is already here")
+leads to a look at what is there. A remove must know whose address it is (the kernel
+deletes by address and prefix, whatever the mark): an address added (or found marked)
+through the same socket is remembered and deleted at once; any other is looked up,
+and every remove that asks while a listing of that interface is queued or being read
+shares that listing (:func:`_addresses_on`). A takeover or release of a thousand VIPs
+costs a handful of dumps at most, not one dump per VIP (which made the work grow with
+the square of the VIPs).
+
+One consequence of asking the kernel first: for IPv4 the kernel refuses only the same
+address *and* prefix, so a VIP whose address someone configured with another prefix
+is added next to theirs (marked as keepvip's) instead of being reported ``FOREIGN``;
+their address is never touched, and removing the VIP removes only keepvip's copy.
+For IPv6 the kernel refuses the same address with any prefix, as before.
+
+All functions take an open ``pyroute2.AsyncIPRoute`` (see :mod:`.interfaces`); every
+request goes through the socket's ordered line in :mod:`.netlink`. Errors from the
+kernel other than the ones classified here propagate as pyroute2's ``NetlinkError``,
+and a request the kernel does not answer as :class:`.netlink.NetlinkTimeout`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import errno
 from ipaddress import IPv4Interface, IPv6Interface, ip_interface
 from socket import AF_INET, AF_INET6
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from pyroute2.netlink.exceptions import NetlinkError
 
+from keepvip.inet import IPAddress
+from keepvip.speaker.net import netlink
 from keepvip.speaker.net.interfaces import (
     IFA_F_NODAD,
     InterfaceAddress,
@@ -60,9 +83,6 @@ class RemoveResult(enum.Enum):
 async def ensure_present(ipr: Any, ifname: str, vip: IPInterface) -> AddResult:
     """Make ``vip`` (address and prefix) present on ``ifname``, marked as keepvip's."""
     ifindex = await interface_index(ipr, ifname)
-    existing = await _same_ip(ipr, ifindex, vip)
-    if existing:
-        return AddResult.ALREADY_PRESENT if existing[0].is_keepvip else AddResult.FOREIGN
     request: dict[str, Any] = {
         "index": ifindex,
         "address": str(vip.ip),
@@ -72,17 +92,32 @@ async def ensure_present(ipr: Any, ifname: str, vip: IPInterface) -> AddResult:
     if isinstance(vip, IPv6Interface):
         request["flags"] = IFA_F_NODAD
     try:
-        await ipr.addr("add", **request)
+        await netlink.request(ipr, lambda: ipr.addr("add", **request), f"add {vip}")
     except NetlinkError as error:
         if error.code != errno.EEXIST:
             raise
-        return await ensure_present(ipr, ifname, vip)  # lost a race: classify what is there
+        existing = await _same_ip(ipr, ifindex, vip)
+        if not existing:
+            return await ensure_present(ipr, ifname, vip)  # removed since the kernel said EEXIST
+        exact = [entry for entry in existing if entry.prefixlen == vip.network.prefixlen]
+        found = (exact or existing)[0]
+        if not found.is_keepvip:
+            return AddResult.FOREIGN
+        _remember(ipr, found)
+        return AddResult.ALREADY_PRESENT
+    _remember(ipr, InterfaceAddress(ifindex, vip.ip, vip.network.prefixlen, 0, KEEPVIP_ADDRESS_PROTO))
     return AddResult.ADDED
 
 
 async def ensure_absent(ipr: Any, ifname: str, vip: IPInterface) -> RemoveResult:
     """Make ``vip``'s address absent from ``ifname`` if keepvip added it (any prefix)."""
     ifindex = await interface_index(ipr, ifname)
+    ours = _recall(ipr, ifindex, vip)
+    if ours:  # added through this socket: no need to look whose it is
+        removed = False
+        for entry in ours:
+            removed |= await _delete(ipr, entry)
+        return RemoveResult.REMOVED if removed else RemoveResult.ALREADY_ABSENT
     existing = await _same_ip(ipr, ifindex, vip)
     ours = [entry for entry in existing if entry.is_keepvip]
     if not ours:
@@ -120,19 +155,69 @@ async def remove_leftovers(ipr: Any, ifname: str | None = None) -> list[tuple[st
 
 
 async def _same_ip(ipr: Any, ifindex: int, vip: IPInterface) -> list[InterfaceAddress]:
-    return [entry for entry in await list_addresses(ipr, ifindex) if entry.address == vip.ip]
+    return [entry for entry in await _addresses_on(ipr, ifindex) if entry.address == vip.ip]
+
+
+# socket -> (ifindex, address) -> the keepvip-marked addresses this socket added or found.
+_added: WeakKeyDictionary[Any, dict[tuple[int, IPAddress], set[InterfaceAddress]]] = WeakKeyDictionary()
+
+
+def _remember(ipr: Any, entry: InterfaceAddress) -> None:
+    """Note a marked address that ``ipr`` added (or found in place) for a later remove.
+
+    A release then deletes it without listing the interface first. Without this, the
+    routers of a node losing a takeover one by one listed a thousand addresses per VIP
+    released (issue 15: the square of the VIPs again, on the node that can least afford it).
+    The one case this trusts memory over the kernel: someone deletes keepvip's address and
+    configures the same address and prefix themselves before keepvip releases it.
+    """
+    _added.setdefault(ipr, {}).setdefault((entry.ifindex, entry.address), set()).add(entry)
+
+
+def _recall(ipr: Any, ifindex: int, vip: IPInterface) -> list[InterfaceAddress]:
+    """The marked addresses for ``vip`` that ``ipr`` remembers on ``ifindex``, forgotten now."""
+    return sorted(_added.get(ipr, {}).pop((ifindex, vip.ip), set()), key=lambda entry: entry.prefixlen)
+
+
+# (socket, ifindex) -> the listing of that interface that is queued or being read now.
+_listings: dict[tuple[int, int], asyncio.Task[list[InterfaceAddress]]] = {}
+
+
+async def _addresses_on(ipr: Any, ifindex: int) -> list[InterfaceAddress]:
+    """The addresses of one interface, from a listing that started after this call.
+
+    A caller that finds a listing of the same interface queued or in progress shares
+    it instead of queuing another. That is safe for its own earlier changes: those
+    finished before this call, and requests on a socket never overlap (:mod:`.netlink`),
+    so a listing still in progress now began after they were done. The listing runs as
+    its own task, so one caller giving up (cancelled) does not cancel it for the others.
+    """
+    key = (id(ipr), ifindex)
+    listing = _listings.get(key)
+    if listing is None:
+        listing = asyncio.get_running_loop().create_task(list_addresses(ipr, ifindex))
+        _listings[key] = listing
+        listing.add_done_callback(lambda done: _forget_listing(key, done))
+    return await asyncio.shield(listing)
+
+
+def _forget_listing(key: tuple[int, int], done: asyncio.Task[list[InterfaceAddress]]) -> None:
+    if _listings.get(key) is done:
+        del _listings[key]
+    if not done.cancelled():
+        done.exception()  # retrieved here: the callers still waiting re-raise it themselves
 
 
 async def _delete(ipr: Any, entry: InterfaceAddress) -> bool:
     """Delete one address; ``False`` if it was already gone."""
+    request = {
+        "index": entry.ifindex,
+        "address": str(entry.address),
+        "prefixlen": entry.prefixlen,
+        "family": AF_INET if entry.address.version == 4 else AF_INET6,
+    }
     try:
-        await ipr.addr(
-            "del",
-            index=entry.ifindex,
-            address=str(entry.address),
-            prefixlen=entry.prefixlen,
-            family=AF_INET if entry.address.version == 4 else AF_INET6,
-        )
+        await netlink.request(ipr, lambda: ipr.addr("del", **request), f"delete {entry.address}")
     except NetlinkError as error:
         if error.code in (errno.EADDRNOTAVAIL, errno.ENOENT, errno.ENODEV):
             return False

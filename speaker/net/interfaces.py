@@ -13,17 +13,32 @@ from the kernel, never from configuration:
 
 All functions take an open ``pyroute2.AsyncIPRoute``. pyroute2 creates its netlink
 socket lazily, in whichever network namespace the thread is in at its first request.
+Every request goes through :mod:`.netlink`, which puts the socket's requests in one
+ordered line (the kernel refuses a second concurrent dump on a socket with EBUSY).
+
+The three address facts (subnet lookup, primary IPv4, link-local) are answered from a
+listing at most :data:`FACTS_MAX_AGE` old. The speaker resolves its routers one after
+the other when it starts, and with a thousand VIPs bound on an interface each listing
+of it is a thousand messages (~40-130 ms to read and parse): a fresh listing per router
+made a 1,000-VIP start take minutes (issue 15), and at 1 s the listings still took a
+third of a loaded speaker's CPU. These facts are about the node's own addresses,
+which keepvip does not change and which change rarely (the speaker reads them only
+when it applies a configuration); keepvip's VIPs are excluded from every answer, so
+the VIPs bound meanwhile do not make a listing wrong.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address, ip_interface
 from socket import AF_INET, AF_INET6
 from typing import Any, Final, TypeVar
+from weakref import WeakKeyDictionary
 
 from keepvip.inet import IPAddress
+from keepvip.speaker.net import netlink
 from keepvip.speaker.net.marks import KEEPVIP_ADDRESS_PROTO
 
 _T = TypeVar("_T")
@@ -35,6 +50,7 @@ IFA_F_DADFAILED: Final = 0x08
 IFA_F_TENTATIVE: Final = 0x40
 IFF_UP: Final = 0x1
 IFF_RUNNING: Final = 0x40  # the kernel's "operationally up": admin up and carrier (RFC 2863)
+FACTS_MAX_AGE: Final = 5.0  # seconds a listing may answer the address facts (see above)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,9 +75,13 @@ class InterfaceAddress:
 
 
 async def list_addresses(ipr: Any, ifindex: int | None = None) -> list[InterfaceAddress]:
-    """Every IPv4 and IPv6 address, in the kernel's order, optionally of one interface."""
+    """Every IPv4 and IPv6 address, in the kernel's order, optionally of one interface.
+
+    One dump, read to its end before anything else is sent on ``ipr`` (thousands of
+    addresses are a few hundred kilobytes of messages: no limit applies here).
+    """
     found: list[InterfaceAddress] = []
-    async for message in await ipr.addr("dump"):
+    for message in await netlink.dump(ipr, "addr"):
         if ifindex is not None and message["index"] != ifindex:
             continue
         if message["family"] not in (AF_INET, AF_INET6):
@@ -80,9 +100,27 @@ async def list_addresses(ipr: Any, ifindex: int | None = None) -> list[Interface
     return found
 
 
+# socket -> ifindex (None: every interface) -> (loop time of the listing, the listing)
+_recent: WeakKeyDictionary[Any, dict[int | None, tuple[float, list[InterfaceAddress]]]] = WeakKeyDictionary()
+
+
+async def _recent_addresses(ipr: Any, ifindex: int | None = None) -> list[InterfaceAddress]:
+    """:func:`list_addresses`, reusing a listing made less than FACTS_MAX_AGE ago on ``ipr``."""
+    loop = asyncio.get_running_loop()
+    listings = _recent.setdefault(ipr, {})
+    cached = listings.get(ifindex)
+    if cached is not None and loop.time() - cached[0] < FACTS_MAX_AGE:
+        return cached[1]
+    found = await list_addresses(ipr, ifindex)
+    # Stamped when read, not when asked: behind a long line of adds, the wait for the
+    # socket can itself take longer than FACTS_MAX_AGE.
+    listings[ifindex] = (loop.time(), found)
+    return found
+
+
 async def interface_index(ipr: Any, ifname: str) -> int:
     """The index of ``ifname``; ``LookupError`` if there is no such interface."""
-    indexes: list[int] = await ipr.link_lookup(ifname=ifname)
+    indexes: list[int] = await netlink.request(ipr, lambda: ipr.link_lookup(ifname=ifname), "link lookup")
     if not indexes:
         raise LookupError(f"no interface named {ifname!r}")
     return indexes[0]
@@ -90,7 +128,7 @@ async def interface_index(ipr: Any, ifname: str) -> int:
 
 async def interface_names(ipr: Any) -> dict[int, str]:
     """ifindex -> name for every interface."""
-    return {link["index"]: link.get("IFLA_IFNAME") async for link in await ipr.link("dump")}
+    return {link["index"]: link.get("IFLA_IFNAME") for link in await netlink.dump(ipr, "link")}
 
 
 async def interface_for(ipr: Any, address: IPAddress) -> str | None:
@@ -100,7 +138,7 @@ async def interface_for(ipr: Any, address: IPAddress) -> str | None:
     a VIP must land on the interface of the LAN it is reachable on, not on itself.
     """
     best: tuple[int, int] | None = None  # (prefixlen, ifindex)
-    for entry in await list_addresses(ipr):
+    for entry in await _recent_addresses(ipr):
         if entry.address.version != address.version or entry.is_keepvip:
             continue
         if entry.prefixlen >= entry.address.max_prefixlen or entry.address.is_link_local:
@@ -118,7 +156,7 @@ async def primary_ipv4(ipr: Any, ifname: str) -> IPv4Address | None:
     ifindex = await interface_index(ipr, ifname)
     return _first(
         entry.address
-        for entry in await list_addresses(ipr, ifindex)
+        for entry in await _recent_addresses(ipr, ifindex)
         if isinstance(entry.address, IPv4Address)
         and not entry.flags & IFA_F_SECONDARY
         and not entry.is_keepvip
@@ -131,7 +169,7 @@ async def link_local_ipv6(ipr: Any, ifname: str) -> IPv6Address | None:
     ifindex = await interface_index(ipr, ifname)
     return _first(
         entry.address
-        for entry in await list_addresses(ipr, ifindex)
+        for entry in await _recent_addresses(ipr, ifindex)
         if isinstance(entry.address, IPv6Address) and entry.address.is_link_local and entry.is_usable
     )
 
@@ -139,7 +177,7 @@ async def link_local_ipv6(ipr: Any, ifname: str) -> IPv6Address | None:
 async def is_link_up(ipr: Any, ifname: str) -> bool:
     """Administratively up *and* with carrier (``IFF_UP`` and ``IFF_RUNNING``)."""
     ifindex = await interface_index(ipr, ifname)
-    links = await ipr.link("get", index=ifindex)
+    links = await netlink.request(ipr, lambda: ipr.link("get", index=ifindex), "link get")
     flags: int = links[0]["flags"]
     return bool(flags & IFF_UP) and bool(flags & IFF_RUNNING)
 

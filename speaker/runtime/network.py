@@ -12,15 +12,25 @@ the old MAC until the second burst, 5 s later (measured by ``keepvip demo``: 5.2
 silence). MetalLB repeats every 1.1 s for the same reason. Each round is a gratuitous
 ARP request and reply per IPv4 VIP, or an unsolicited Neighbour Advertisement with the
 Override flag per IPv6 VIP.
+
+Errors: whatever the kernel or pyroute2 answers to an address change (pyroute2's
+``NetlinkError`` is *not* an ``OSError``; an interface that vanished is a
+``LookupError``; a request the kernel never answered times out) leaves this class as
+:class:`AddressChangeFailed`, an ``OSError``, which is the one failure the routers
+handle (issue 15: a ``NetlinkError`` escaping here ended a router's task silently).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
+from collections.abc import Iterator
 from ipaddress import IPv4Address
 from typing import Any, Final
+
+from pyroute2.netlink.exceptions import NetlinkError
 
 from keepvip.api.model import IPInterface
 from keepvip.speaker.metrics import SpeakerMetrics
@@ -37,6 +47,22 @@ BURST: Final = 5  # keepalived garp_master_repeat
 SECOND_BURST_DELAY: Final = 5.0  # keepalived garp_master_delay
 
 
+class AddressChangeFailed(OSError):
+    """The kernel refused, or did not answer, an address change (``errno`` says why)."""
+
+
+@contextlib.contextmanager
+def _address_change(what: str) -> Iterator[None]:
+    try:
+        yield
+    except NetlinkError as error:
+        raise AddressChangeFailed(error.code, f"{what}: {error}") from error
+    except LookupError as error:
+        raise AddressChangeFailed(errno.ENODEV, f"{what}: {error}") from error
+    except OSError as error:  # includes netlink.NetlinkTimeout (a TimeoutError)
+        raise AddressChangeFailed(error.errno or errno.EIO, f"{what}: {error}") from error
+
+
 class LinuxNetwork:
     """VIPs and announcements on this host (one per speaker process)."""
 
@@ -49,13 +75,15 @@ class LinuxNetwork:
 
     async def add_address(self, ifname: str, vip: IPInterface) -> None:
         """Bind the VIP (marked as keepvip's); an address someone else configured is left alone."""
-        result = await ensure_present(self._ipr, ifname, vip)
+        with _address_change(f"adding {vip} to {ifname}"):
+            result = await ensure_present(self._ipr, ifname, vip)
         if result is AddResult.FOREIGN:
             log.warning("%s is already configured on %s by someone else; leaving it", vip, ifname)
 
     async def remove_address(self, ifname: str, vip: IPInterface) -> None:
         """Unbind the VIP if keepvip bound it."""
-        result = await ensure_absent(self._ipr, ifname, vip)
+        with _address_change(f"removing {vip} from {ifname}"):
+            result = await ensure_absent(self._ipr, ifname, vip)
         if result is RemoveResult.FOREIGN:
             log.warning("%s on %s was not added by keepvip; leaving it", vip, ifname)
 

@@ -7,6 +7,22 @@ the shared raw socket, VIPs in and out of the kernel with netlink, announcements
 metrics, logs, the notify script and the status report. All inputs go through one
 queue and one task, so the router never sees two inputs at once and an action list is
 always executed to its end before the next input.
+
+Two promises hold whatever the kernel or a bug does (issue 15):
+
+* **MASTER only with its VIPs bound.** On becoming master the VIPs are bound *before*
+  the MASTER state is published, advertised or announced. If the kernel refuses or
+  does not finish the bind, the rest of that transition is dropped and the router
+  enters FAULT (`FaultReason.ADDRESS_BIND_FAILED`): the core sends priority 0 so a
+  backup takes over after Skew_Time (RFC 9568 §6.4.3) and releases whatever was bound.
+  The failure is logged and counted (``keepvip_address_bind_failures_total``); after a
+  backoff (1 s, doubling to 30 s, back to 1 s after a bind succeeds) the fault clears,
+  the router rejoins as BACKUP and binds again when it next wins the election.
+* **A failed router never stays a silent MASTER.** If the router's task meets an
+  unexpected exception, it logs it, counts it (``keepvip_router_failures_total``),
+  enters FAULT (`FaultReason.ROUTER_FAILED`: priority 0, VIPs released, best effort)
+  and restarts its loop; the fault clears after the same kind of backoff. The other
+  routers and the speaker are not affected.
 """
 
 from __future__ import annotations
@@ -14,11 +30,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from ipaddress import ip_interface
-from typing import Protocol
+from typing import Final, Protocol
 
 from keepvip.api.model import IPInterface
 from keepvip.speaker.checks.tracker import CheckState, effective_priority, faulting_checks
@@ -47,13 +64,18 @@ from keepvip.speaker.vrrp.state import FaultReason, State, TransitionReason
 
 log = logging.getLogger("keepvip.speaker.router")
 
+RETRY_FIRST: Final = 1.0  # seconds in FAULT after the first bind (or router) failure
+RETRY_MAX: Final = 30.0  # the backoff doubles up to this
 INBOX_PACKET_LIMIT = 1024
 """Received advertisements a router may have waiting; more are dropped as ``inbox_full``.
 A legitimate segment sends a few per second per VRID; only a flood fills this."""
 
 
 class NodeNetwork(Protocol):
-    """What a router needs from the node's network (implemented with netlink)."""
+    """What a router needs from the node's network (implemented with netlink).
+
+    ``add_address`` and ``remove_address`` report every failure as an ``OSError``.
+    """
 
     async def add_address(self, ifname: str, vip: IPInterface) -> None: ...
     async def remove_address(self, ifname: str, vip: IPInterface) -> None: ...
@@ -106,7 +128,14 @@ class _Stop:
     done: asyncio.Future[None]
 
 
-_Input = _Packet | _Checks | _Fault | _Reconfigure | _Stop
+@dataclass(frozen=True)
+class _Release:
+    """Retry unbinding VIPs whose removal the kernel refused (unless master again by then)."""
+
+    addresses: tuple[IPAddress, ...]
+
+
+_Input = _Packet | _Checks | _Fault | _Reconfigure | _Release | _Stop
 
 
 def build_router_config(plan: RouterPlan, primary: IPAddress, priority: int | None = None) -> RouterConfig:
@@ -161,6 +190,9 @@ class RouterRunner:
         self._conflict: str | None = None
         self._forms: dict[IPAddress, IPInterface] = {vip.ip: vip for vip in plan.addresses}
         self._drop_log = RateLimiter()
+        self._backoff: dict[FaultReason, float] = {}
+        self._release_backoff = RETRY_FIRST
+        self._retries: list[asyncio.TimerHandle] = []
         self._loop = asyncio.get_running_loop()
 
     # ------------------------------------------------------------------ lifecycle
@@ -195,7 +227,10 @@ class RouterRunner:
         if link_down:
             actions += self._router.enter_fault(FaultReason.LINK_DOWN, self._now(), "")
         actions += self._router.start(self._now())
-        await self._execute(actions)
+        try:
+            await self._execute(actions)
+        except Exception as error:
+            await self._recover(error)
         self._task = self._loop.create_task(self._run(), name=f"vrrp-{self.plan.name}")
 
     def update(self, plan: RouterPlan) -> None:
@@ -212,6 +247,8 @@ class RouterRunner:
 
     async def stop(self) -> None:
         """Shutdown event: a master sends priority 0 and releases its VIPs (RFC 9568 §6.4.3)."""
+        for retry in self._retries:
+            retry.cancel()
         if self._task is None or self._task.done():
             await self._execute(self._router.shutdown(self._now()))
         else:
@@ -240,6 +277,15 @@ class RouterRunner:
         self._inbox.put_nowait(_Packet(advertisement, packet.source))
 
     async def _run(self) -> None:
+        """Serve inputs until stopped; an unexpected error is survived, never hidden."""
+        while True:
+            try:
+                await self._serve()
+                return
+            except Exception as error:
+                await self._recover(error)
+
+    async def _serve(self) -> None:
         while True:
             deadline = self._router.next_deadline
             timeout = None if deadline is None else max(0.0, deadline - self._now())
@@ -254,10 +300,40 @@ class RouterRunner:
                 await self._execute(self._router.handle_timer(now))
                 continue
             if isinstance(item, _Stop):
-                await self._execute(self._router.shutdown(now))
-                item.done.set_result(None)
+                try:
+                    await self._execute(self._router.shutdown(now))
+                finally:
+                    item.done.set_result(None)
                 return
             await self._execute(self._handle(item, now))
+
+    async def _recover(self, error: Exception) -> None:
+        """FAULT after an unexpected error: priority 0 and VIPs released (best effort), then retry."""
+        name = self.plan.name
+        delay = self._next_backoff(FaultReason.ROUTER_FAILED)
+        self._metrics.router_failures.labels(name).inc()
+        log.error("router failed (%s: %s); FAULT, VIPs released, rejoining in %.0f s",
+                  type(error).__name__, error, delay, exc_info=error,
+                  extra={"virtualip": name, "node": self._node,
+                         "reason": FaultReason.ROUTER_FAILED.value})  # fmt: skip
+        try:
+            await self._execute(self._router.enter_fault(FaultReason.ROUTER_FAILED, self._now()))
+        except Exception:
+            log.exception("releasing after the failure failed too", extra={"virtualip": name})
+            for vip in self.plan.addresses:
+                with contextlib.suppress(Exception):
+                    await self._network.remove_address(self.ifname, vip)
+        self._retry_later(FaultReason.ROUTER_FAILED, delay)
+
+    def _next_backoff(self, reason: FaultReason) -> float:
+        delay = self._backoff.get(reason, RETRY_FIRST)
+        self._backoff[reason] = min(delay * 2, RETRY_MAX)
+        return delay
+
+    def _retry_later(self, reason: FaultReason, delay: float) -> None:
+        """Clear ``reason`` after ``delay``: the router rejoins (and may bind again)."""
+        self._retries = [handle for handle in self._retries if not handle.cancelled()]
+        self._retries.append(self._loop.call_later(delay, self.set_fault, reason, False))
 
     def _handle(self, item: _Input, now: float) -> list[Action]:
         if isinstance(item, _Packet):
@@ -275,6 +351,12 @@ class RouterRunner:
             return self._router.leave_fault(item.reason, now, item.detail)
         if isinstance(item, _Reconfigure):
             return self._reconfigure(item.plan, now)
+        return self._release_again(item)
+
+    def _release_again(self, item: _Input) -> list[Action]:
+        """A release retry is moot once the router is master again (the VIPs belong here)."""
+        if isinstance(item, _Release) and self._router.state is not State.MASTER:
+            return [RemoveAddresses(item.addresses)]
         return []
 
     def _apply_checks(self, now: float) -> list[Action]:
@@ -297,10 +379,16 @@ class RouterRunner:
         return self._forms.get(address) or ip_interface(f"{address}/{address.max_prefixlen}")
 
     async def _execute(self, actions: list[Action]) -> None:
-        for action in actions:
+        pending = deque(_bind_before_master(actions))
+        while pending:
+            action = pending.popleft()
             try:
                 await self._execute_one(action)
             except OSError as error:
+                if isinstance(action, AddAddresses):
+                    # Not bound: what is left of this list (MASTER, advertise, announce) is false.
+                    pending = deque(self._bind_failed(action, error, list(pending)))
+                    continue
                 # The kernel refused (link gone, buffer full): log, keep the router running;
                 # VRRP's own timers recover (the next advertisement, the next transition).
                 log.warning(
@@ -309,6 +397,31 @@ class RouterRunner:
                     error,
                     extra={"virtualip": self.plan.name, "node": self._node},
                 )
+            else:
+                if isinstance(action, AddAddresses):
+                    self._backoff.pop(FaultReason.ADDRESS_BIND_FAILED, None)
+
+    def _bind_failed(self, action: AddAddresses, error: OSError, skipped: list[Action]) -> list[Action]:
+        """FAULT instead of a MASTER without its VIPs; the core sends priority 0 and unbinds."""
+        name = self.plan.name
+        delay = self._next_backoff(FaultReason.ADDRESS_BIND_FAILED)
+        self._metrics.address_bind_failures.labels(name).inc()
+        log.error("binding %s on %s failed: %s; FAULT (priority 0), retrying in %.0f s",
+                  ", ".join(str(a) for a in action.addresses), self.ifname, error, delay,
+                  extra={"virtualip": name, "node": self._node,
+                         "reason": FaultReason.ADDRESS_BIND_FAILED.value})  # fmt: skip
+        actions = self._router.enter_fault(FaultReason.ADDRESS_BIND_FAILED, self._now())
+        self._retry_later(FaultReason.ADDRESS_BIND_FAILED, delay)
+        # The MASTER of this transition was never published: report the move from before it.
+        before = next((a.old for a in skipped if isinstance(a, StateChanged) and a.new is State.MASTER), None)
+        if before is None:
+            return actions
+        return [
+            StateChanged(before, a.new, a.reason)
+            if isinstance(a, StateChanged) and a.old is State.MASTER
+            else a
+            for a in actions
+        ]
 
     async def _execute_one(self, action: Action) -> None:
         name = self.plan.name
@@ -318,8 +431,7 @@ class RouterRunner:
             for address in action.addresses:
                 await self._network.add_address(self.ifname, self._interface_form(address))
         elif isinstance(action, RemoveAddresses):
-            for address in action.addresses:
-                await self._network.remove_address(self.ifname, self._interface_form(address))
+            await self._release(action.addresses)
         elif isinstance(action, Announce):
             self._network.announce(name, self.ifname, action.addresses)
         elif isinstance(action, StateChanged):
@@ -337,6 +449,27 @@ class RouterRunner:
                 log.warning("advertisement disagrees with our configuration: %s", detail,
                             extra={"virtualip": name, "node": self._node})  # fmt: skip
                 self._report()
+
+    async def _release(self, addresses: tuple[IPAddress, ...]) -> None:
+        """Unbind every address; those the kernel refused are retried with a backoff.
+
+        A VIP left bound on a node that is no longer master answers for an address that
+        another node now holds, so a failed release is not left to chance.
+        """
+        failed: list[IPAddress] = []
+        errors: list[OSError] = []
+        for address in addresses:
+            try:
+                await self._network.remove_address(self.ifname, self._interface_form(address))
+            except OSError as error:
+                failed.append(address)
+                errors.append(error)
+        if not failed:
+            self._release_backoff = RETRY_FIRST
+            return
+        delay, self._release_backoff = self._release_backoff, min(self._release_backoff * 2, RETRY_MAX)
+        self._retries.append(self._loop.call_later(delay, self._inbox.put_nowait, _Release(tuple(failed))))
+        raise OSError(errors[0].errno, f"{errors[0]}; retrying in {delay:.0f} s")
 
     def _send(self, advertisement: Advertisement) -> None:
         assert self._socket is not None
@@ -399,6 +532,24 @@ class RouterRunner:
         )
 
 
+def _bind_before_master(actions: list[Action]) -> list[Action]:
+    """The actions with each ``AddAddresses`` moved before the MASTER ``StateChanged`` it follows.
+
+    The core lists the state change first; executing the bind first means that MASTER
+    is published (log, metric, status, notify) only once the VIPs are bound.
+    """
+    ordered = list(actions)
+    for index in range(len(ordered) - 1):
+        current, following = ordered[index], ordered[index + 1]
+        if (
+            isinstance(current, StateChanged)
+            and current.new is State.MASTER
+            and isinstance(following, AddAddresses)
+        ):
+            ordered[index], ordered[index + 1] = following, current
+    return ordered
+
+
 _REASON_TEXT = {
     TransitionReason.STARTUP: "started",
     TransitionReason.ADDRESS_OWNER: "address owner",
@@ -410,6 +561,8 @@ _REASON_TEXT = {
     TransitionReason.FAULT_CHECK: "health check failed",
     TransitionReason.FAULT_LINK: "link down",
     TransitionReason.FAULT_ARBITER: "arbiter unreachable",
+    TransitionReason.FAULT_ADDRESS_BIND: "could not bind the VIPs",
+    TransitionReason.FAULT_ROUTER: "router failed",
     TransitionReason.FAULT_CLEARED: "fault cleared",
     TransitionReason.SHUTDOWN: "shutting down",
 }

@@ -46,7 +46,11 @@ class FaultReason(enum.Enum):
     CHECK_FAILED = "check_failed"  # a health check with weight 0 is failing
     LINK_DOWN = "link_down"  # the VRRP interface is down
     ARBITER_LOST = "arbiter_lost"  # the split-brain arbiter is unreachable
+    # The kernel refused (or did not finish) binding the VIPs on becoming master: a
+    # master without its addresses would be a silent outage, so it lets the backups
+    # take over (priority 0) and retries later (issue 15).
     ADDRESS_BIND_FAILED = "AddressBindFailed"
+    ROUTER_FAILED = "router_failed"  # the router's task ended with an unexpected error
 
 
 class TransitionReason(enum.Enum):
@@ -63,6 +67,7 @@ class TransitionReason(enum.Enum):
     FAULT_LINK = "fault_link"  # FaultReason.LINK_DOWN
     FAULT_ARBITER = "fault_arbiter"  # FaultReason.ARBITER_LOST
     FAULT_ADDRESS_BIND = "fault_address_bind"  # FaultReason.ADDRESS_BIND_FAILED
+    FAULT_ROUTER = "fault_router"  # FaultReason.ROUTER_FAILED
     FAULT_CLEARED = "fault_cleared"  # the last fault reason cleared → Initialize rules
     SHUTDOWN = "shutdown"  # §6.4.2 / §6.4.3 Shutdown event
 
@@ -72,6 +77,7 @@ FAULT_TRANSITIONS: dict[FaultReason, TransitionReason] = {
     FaultReason.LINK_DOWN: TransitionReason.FAULT_LINK,
     FaultReason.ARBITER_LOST: TransitionReason.FAULT_ARBITER,
     FaultReason.ADDRESS_BIND_FAILED: TransitionReason.FAULT_ADDRESS_BIND,
+    FaultReason.ROUTER_FAILED: TransitionReason.FAULT_ROUTER,
 }
 
 _INTO_FAULT: Final = dict.fromkeys(FAULT_TRANSITIONS.values(), State.FAULT)

@@ -11,7 +11,7 @@ from keepvip.speaker.vrrp.actions import (
 )
 from keepvip.speaker.vrrp.advertisement import Advertisement
 from keepvip.speaker.vrrp.router import VirtualRouter
-from keepvip.speaker.vrrp.state import FaultReason, State, TransitionReason
+from keepvip.speaker.vrrp.state import FAULT_TRANSITIONS, FaultReason, State, TransitionReason
 from tests.unit.wire import VIP, VRID, Wire, config
 
 EXACT = 1e-9
@@ -33,6 +33,8 @@ def master_and_backup() -> Wire:
         (FaultReason.CHECK_FAILED, TransitionReason.FAULT_CHECK),
         (FaultReason.LINK_DOWN, TransitionReason.FAULT_LINK),
         (FaultReason.ARBITER_LOST, TransitionReason.FAULT_ARBITER),
+        (FaultReason.ADDRESS_BIND_FAILED, TransitionReason.FAULT_ADDRESS_BIND),  # issue 15
+        (FaultReason.ROUTER_FAILED, TransitionReason.FAULT_ROUTER),
     ],
 )
 def test_a_master_entering_fault_sends_priority_zero_and_releases_the_vip(
@@ -63,6 +65,31 @@ def test_the_backup_takes_over_skew_time_after_the_master_faults() -> None:
     wire.run_for(30)
     assert wire.router("a").state is State.FAULT  # no adverts, no elections while faulty
     assert wire.masters() == ["b"]
+
+
+def test_after_a_failed_bind_the_backup_takes_over_and_the_master_preempts_once_it_clears() -> None:
+    """Issue 15: a master that cannot bind its VIPs lets the backup take over, then retries.
+
+    The adapter enters the fault when the kernel refuses the bind and clears it after a
+    backoff; the router then rejoins as BACKUP and, with the higher priority, pre-empts.
+    """
+    wire = master_and_backup()
+
+    wire.enter_fault("a", FaultReason.ADDRESS_BIND_FAILED)
+    takeover = wire.run_until_state("b", State.MASTER, limit=5)
+    assert takeover == pytest.approx(10.5 + 156 / 256, abs=EXACT)  # Skew_Time of b (§6.1)
+    wire.run_for(10)
+    assert wire.holders() == ["b"]
+
+    wire.leave_fault("a", FaultReason.ADDRESS_BIND_FAILED)
+    assert wire.router("a").state is State.BACKUP
+    wire.run_for(10)
+    assert wire.masters() == ["a"]
+    assert wire.holders() == ["a"]
+
+
+def test_every_fault_reason_has_its_transition_reason() -> None:
+    assert set(FAULT_TRANSITIONS) == set(FaultReason)
 
 
 def test_a_backup_in_fault_never_takes_over() -> None:
