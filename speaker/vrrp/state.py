@@ -47,6 +47,8 @@ class FaultReason(enum.Enum):
     LINK_DOWN = "link_down"  # the VRRP interface is down
     ARBITER_LOST = "arbiter_lost"  # the split-brain arbiter is unreachable
     ADDRESS_BIND_FAILED = "AddressBindFailed"
+    INTERFACE_DOWN = "tracked_interface_down"  # a tracked interface with weight 0 is down
+    SYNC_GROUP = "sync_group"  # another member of the VirtualIP's sync group holds it
 
 
 class TransitionReason(enum.Enum):
@@ -63,6 +65,8 @@ class TransitionReason(enum.Enum):
     FAULT_LINK = "fault_link"  # FaultReason.LINK_DOWN
     FAULT_ARBITER = "fault_arbiter"  # FaultReason.ARBITER_LOST
     FAULT_ADDRESS_BIND = "fault_address_bind"  # FaultReason.ADDRESS_BIND_FAILED
+    FAULT_TRACKED_INTERFACE = "fault_tracked_interface"  # FaultReason.INTERFACE_DOWN
+    FAULT_SYNC_GROUP = "fault_sync_group"  # FaultReason.SYNC_GROUP (keepalived vrrp_sync_group)
     FAULT_CLEARED = "fault_cleared"  # the last fault reason cleared → Initialize rules
     SHUTDOWN = "shutdown"  # §6.4.2 / §6.4.3 Shutdown event
 
@@ -72,6 +76,8 @@ FAULT_TRANSITIONS: dict[FaultReason, TransitionReason] = {
     FaultReason.LINK_DOWN: TransitionReason.FAULT_LINK,
     FaultReason.ARBITER_LOST: TransitionReason.FAULT_ARBITER,
     FaultReason.ADDRESS_BIND_FAILED: TransitionReason.FAULT_ADDRESS_BIND,
+    FaultReason.INTERFACE_DOWN: TransitionReason.FAULT_TRACKED_INTERFACE,
+    FaultReason.SYNC_GROUP: TransitionReason.FAULT_SYNC_GROUP,
 }
 
 _INTO_FAULT: Final = dict.fromkeys(FAULT_TRANSITIONS.values(), State.FAULT)
