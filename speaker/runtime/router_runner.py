@@ -162,6 +162,9 @@ class RouterRunner:
         self._forms: dict[IPAddress, IPInterface] = {vip.ip: vip for vip in plan.addresses}
         self._drop_log = RateLimiter()
         self._loop = asyncio.get_running_loop()
+        # Hook (track-sync): told when an input changed the router's fault set,
+        # so a sync group (keepvip.speaker.runtime.sync_groups) can decide again.
+        self.on_faults: Callable[[], None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -174,6 +177,11 @@ class RouterRunner:
     def state(self) -> State:
         """The router's current state."""
         return self._router.state
+
+    @property
+    def faults(self) -> frozenset[FaultReason]:
+        """The kinds of fault holding the router now (hook, track-sync: read by sync groups)."""
+        return frozenset(reason for reason, _ in self._router.faults)
 
     async def start(self, initial_checks: tuple[CheckState, ...] = (), *, link_down: bool = False) -> None:
         """Join the VRRP group, start the router and its timer task.
@@ -257,7 +265,11 @@ class RouterRunner:
                 await self._execute(self._router.shutdown(now))
                 item.done.set_result(None)
                 return
-            await self._execute(self._handle(item, now))
+            faults = self._router.faults
+            actions = self._handle(item, now)
+            await self._execute(actions)
+            if self.on_faults is not None and self._router.faults != faults:  # hook (track-sync)
+                self.on_faults()
 
     def _handle(self, item: _Input, now: float) -> list[Action]:
         if isinstance(item, _Packet):

@@ -21,6 +21,7 @@ from typing import Any
 from keepvip.speaker.checks.arbiter import ArbiterRunner
 from keepvip.speaker.checks.build import build_runner
 from keepvip.speaker.checks.runner import CheckRunner
+from keepvip.speaker.checks.tracker import CheckState  # hook (track-sync)
 from keepvip.speaker.desired import NodeIdentity, RouterPlan, desired_routers
 from keepvip.speaker.metrics import SpeakerMetrics
 from keepvip.speaker.net.addresses import remove_leftovers
@@ -29,6 +30,8 @@ from keepvip.speaker.notify import Notifier
 from keepvip.speaker.runtime.network import LinuxNetwork
 from keepvip.speaker.runtime.router_runner import RouterReport, RouterRunner
 from keepvip.speaker.runtime.sockets import SocketPool
+from keepvip.speaker.runtime.sync_groups import SyncGroups  # hook (track-sync)
+from keepvip.speaker.runtime.tracking import InterfaceTracking  # hook (track-sync)
 from keepvip.speaker.sandbox import ScriptPolicy
 from keepvip.speaker.sources.snapshot import ConfigSnapshot
 from keepvip.speaker.vrrp.advertisement import IPAddress
@@ -78,6 +81,8 @@ class Speaker:
         self._snapshot: ConfigSnapshot | None = None
         self._lock = asyncio.Lock()
         self._retry: asyncio.TimerHandle | None = None
+        self._tracking = InterfaceTracking(ipr)  # hook (track-sync): spec.trackInterfaces
+        self._sync = SyncGroups()  # hook (track-sync): spec.syncGroup
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -173,6 +178,7 @@ class Speaker:
                 if (old.health_checks, old.arbiter) != (plan.health_checks, plan.arbiter):
                     await self._stop_checks(current)
                     self._start_checks(current, plan)
+                await self._follow_plan(current, old)  # hook (track-sync)
                 log.info("reconfigured in place", extra={"virtualip": plan.name})
                 return True
             await self._stop(plan.name)
@@ -194,7 +200,11 @@ class Speaker:
         self._running[plan.name] = running
         link_down = not await is_link_up(self._ipr, ifname)
         self._start_checks(running, plan)
-        await runner.start(tuple(check.state for check in running.checks), link_down=link_down)
+        await self._tracking.read(t.name for t in plan.track_interfaces)  # hook (track-sync)
+        self._sync.join(plan.name, plan.sync_group, runner)  # hook (track-sync)
+        runner.on_faults = lambda: self._sync.reported(plan.name, "")  # hook (track-sync)
+        await runner.start(self._health(running), link_down=link_down)  # hook (track-sync): _health
+        self._tracking.apply_faults(plan.name, plan.track_interfaces, runner)  # hook (track-sync)
         destination = plan.group if plan.group is not None else "unicast"
         log.info("running VRRP on %s from %s, VRID %d, %s", ifname, source, plan.vrid, destination,
                  extra={"virtualip": plan.name})  # fmt: skip
@@ -206,7 +216,7 @@ class Speaker:
             self._metrics.check_status.labels(plan.name, check).set(1 if passing else 0)
             log.info("health check %s %s: %s", check, "passing" if passing else "failing", detail,
                      extra={"virtualip": plan.name, "check": check})  # fmt: skip
-            runner.set_checks(tuple(c.state for c in running.checks))
+            runner.set_checks(self._health(running))  # hook (track-sync): checks + tracked interfaces
 
         def arbiter_changed(reachable: bool, detail: str) -> None:
             self._metrics.arbiter_reachable.labels(plan.name).set(1 if reachable else 0)
@@ -234,6 +244,8 @@ class Speaker:
         if running is None:
             return
         await self._stop_checks(running)
+        self._sync.leave(name)  # hook (track-sync)
+        self._tracking.forget(name)  # hook (track-sync)
         await running.runner.stop()
         self._metrics.forget(name)
         if self._on_forget is not None:
@@ -247,8 +259,37 @@ class Speaker:
         for running in self._running.values():
             if running.runner.ifname == ifname:
                 running.runner.set_fault(FaultReason.LINK_DOWN, not up, "")
+        if self._tracking.link_changed(ifname, up):  # hook (track-sync): tracked interfaces
+            for running in self._running.values():
+                if any(t.name == ifname for t in running.runner.plan.track_interfaces):
+                    self._retrack(running)
 
     def _report(self, report: RouterReport) -> None:
         self._notifier.notify(report.virtualip, report.state.value, report.effective_priority)
+        self._sync.reported(report.virtualip, report.reason)  # hook (track-sync)
         if self._on_report is not None:
             self._on_report(report)
+
+    # ------------------------------------------------------------------ track-sync hooks
+    # Tracked interfaces and sync groups (keepvip.speaker.runtime.tracking, .sync_groups);
+    # the lines above marked "hook (track-sync)" call these.
+
+    def _health(self, running: _Running) -> tuple[CheckState, ...]:
+        """The health checks' states and the weighted tracked interfaces', summed together."""
+        tracked = self._tracking.verdict(running.runner.plan.track_interfaces).weighted
+        return tuple(check.state for check in running.checks) + tracked
+
+    def _retrack(self, running: _Running) -> None:
+        """A tracked interface changed (or the list did): new weights, new weight-0 faults."""
+        runner = running.runner
+        runner.set_checks(self._health(running))
+        self._tracking.apply_faults(runner.plan.name, runner.plan.track_interfaces, runner)
+
+    async def _follow_plan(self, running: _Running, old: RouterPlan) -> None:
+        """A plan changed in place: follow its tracked interfaces and its sync group."""
+        plan = running.runner.plan
+        if old.track_interfaces != plan.track_interfaces:
+            await self._tracking.read(t.name for t in plan.track_interfaces)
+            self._retrack(running)
+        if old.sync_group != plan.sync_group:
+            self._sync.join(plan.name, plan.sync_group, running.runner)
