@@ -97,6 +97,11 @@ class _Fault:
 
 
 @dataclass(frozen=True)
+class _HoldMaster:  # hook (track-sync): a sync group's hold out of MASTER
+    held: bool
+
+
+@dataclass(frozen=True)
 class _Reconfigure:
     plan: RouterPlan
 
@@ -106,7 +111,7 @@ class _Stop:
     done: asyncio.Future[None]
 
 
-_Input = _Packet | _Checks | _Fault | _Reconfigure | _Stop
+_Input = _Packet | _Checks | _Fault | _HoldMaster | _Reconfigure | _Stop  # _HoldMaster: track-sync
 
 
 def build_router_config(plan: RouterPlan, primary: IPAddress, priority: int | None = None) -> RouterConfig:
@@ -218,6 +223,10 @@ class RouterRunner:
         """A link or arbiter fault appeared (active) or cleared."""
         self._inbox.put_nowait(_Fault(reason, active, detail))
 
+    def hold_master(self, held: bool) -> None:
+        """A sync group holds this router out of MASTER, or lets it go (hook, track-sync)."""
+        self._inbox.put_nowait(_HoldMaster(held))
+
     async def stop(self) -> None:
         """Shutdown event: a master sends priority 0 and releases its VIPs (RFC 9568 §6.4.3)."""
         if self._task is None or self._task.done():
@@ -287,7 +296,8 @@ class RouterRunner:
             return self._router.leave_fault(item.reason, now, item.detail)
         if isinstance(item, _Reconfigure):
             return self._reconfigure(item.plan, now)
-        return []
+        # hook (track-sync): a sync group's hold out of MASTER
+        return self._router.hold_master(item.held, now) if isinstance(item, _HoldMaster) else []
 
     def _apply_checks(self, now: float) -> list[Action]:
         """The checks' verdict (priority from the weights, failing weight-0 checks) into the core."""

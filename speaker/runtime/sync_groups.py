@@ -4,8 +4,8 @@ keepalived.conf(5): a sync group is "a bundle of VRRP instances" synchronised so
 "transition of one instance will be reflected to other group members", and "for a SYNC
 group to run reliably, it is vital that all instances in the group are MASTER or that they
 are all either BACKUP or FAULT". keepvip keeps that invariant per node, with two rules,
-decided by the pure `sync_holds` and applied through the routers' existing fault input
-(`FaultReason.SYNC_GROUP`):
+decided by the pure `sync_holds` and applied through two router inputs: the fault input
+(`FaultReason.SYNC_GROUP`) and the hold out of MASTER (`VirtualRouter.hold_master`):
 
 1. **FAULT follows FAULT** (keepalived ``vrrp_sync_fault``): while a member holds a fault
    of its own (a failing weight-0 check, its link or a weight-0 tracked interface down,
@@ -14,15 +14,16 @@ decided by the pure `sync_holds` and applied through the routers' existing fault
    Skew_Time.
 2. **Losing MASTER is shared** (keepalived ``vrrp_sync_backup``): while a member is
    BACKUP because it lost MASTER to another node's advertisement (a higher priority, or
-   the tie-break), the members that did not lose are held in FAULT: a master among them
-   hands its VIPs over (priority 0), and a backup among them cannot pre-empt back for the
-   group's other half. This is keepalived's "become MASTER only if every member wants
-   to" gate seen from the losing side; the hold ends when the member wins MASTER again
-   (or faults, rule 1), then the Initialize rules apply. keepvip shows a held member as
-   FAULT with reason ``fault_sync_group``, where keepalived shows BACKUP.
+   the tie-break), the members that did not lose are held out of MASTER: a master among
+   them steps down (``sync_group_backup``, priority 0 first, so the other node takes the
+   group's other half after Skew_Time), and a backup among them does not take over when
+   its Master_Down_Timer fires (keepalived's ``vrrp_sync_can_goto_master``), so it
+   cannot pre-empt back for half of the group. The hold ends when the member is MASTER
+   again (or faults, rule 1).
 
-A member held by the group does not hold the others (it has no fault of its own), so a
-hold never feeds itself, and two members that lost MASTER at once hold nobody.
+A member held by the group does not hold the others (it has no fault of its own, and a
+member that stepped down for the group did not lose an election), so a hold never feeds
+itself, and two members that lost MASTER at once hold nobody.
 Members are the routers of this node with the same ``spec.syncGroup``; each node decides
 alone, and VRRP between the nodes does the rest.
 """
@@ -30,7 +31,7 @@ alone, and VRRP between the nodes does the rest.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -55,16 +56,27 @@ class Member:
     """BACKUP because it lost MASTER to another node's advertisement."""
 
 
-def sync_holds(members: Sequence[Member]) -> dict[str, str | None]:
-    """For each member: the member whose state holds it in FAULT (rule 1 before 2), or None."""
+@dataclass(frozen=True)
+class SyncHold:
+    """What the group holds one member to, naming the member that causes each hold."""
+
+    fault: str | None = None
+    """Rule 1: held in FAULT because this member is in FAULT."""
+    master: str | None = None
+    """Rule 2: held out of MASTER because this member lost MASTER."""
+
+
+def sync_holds(members: Sequence[Member]) -> dict[str, SyncHold]:
+    """For each member of one group on this node: what the group holds it to."""
     faulted = sorted(m.name for m in members if m.own_fault)
     lost = sorted(m.name for m in members if m.lost_master and not m.own_fault)
-    holds: dict[str, str | None] = {}
+    holds: dict[str, SyncHold] = {}
     for member in members:
-        cause = next((name for name in faulted if name != member.name), None)
-        if cause is None and not member.lost_master and not member.own_fault:
-            cause = next((name for name in lost if name != member.name), None)
-        holds[member.name] = cause
+        fault = next((name for name in faulted if name != member.name), None)
+        master = None
+        if not member.lost_master and not member.own_fault:
+            master = next((name for name in lost if name != member.name), None)
+        holds[member.name] = SyncHold(fault, master)
     return holds
 
 
@@ -76,6 +88,7 @@ class GroupMember(Protocol):
     @property
     def faults(self) -> frozenset[FaultReason]: ...
     def set_fault(self, reason: FaultReason, active: bool, detail: str = "") -> None: ...
+    def hold_master(self, held: bool) -> None: ...
 
 
 @dataclass
@@ -83,22 +96,20 @@ class _Joined:
     group: str
     router: GroupMember
     reason: str = ""  # the last transition reason reported
-    held: bool = False  # what the router was last told
+    hold: SyncHold = SyncHold()  # what the router was last told
 
 
 class SyncGroups:
     """This node's sync groups: re-decides a group whenever one of its members changes."""
 
-    def __init__(self, on_hold: Callable[[str, str, str | None], None] | None = None) -> None:
+    def __init__(self) -> None:
         self._members: dict[str, _Joined] = {}
-        self._on_hold = on_hold  # (virtualip, group, cause or None): for logs and tests
 
     def join(self, virtualip: str, group: str | None, router: GroupMember) -> None:
         """``virtualip`` runs ``router`` in ``group`` (None: in none); replaces an earlier join."""
         old = self._members.pop(virtualip, None)
-        if old is not None and old.held:
-            router.set_fault(FaultReason.SYNC_GROUP, False, "")
         if old is not None:
+            self._tell(virtualip, old.group, old, SyncHold())
             self._decide(old.group)
         if group is not None:
             self._members[virtualip] = _Joined(group, router)
@@ -130,16 +141,24 @@ class SyncGroups:
             )
             for name, j in sorted(joined.items())
         ]
-        for name, cause in sync_holds(members).items():
-            entry = joined[name]
-            if (cause is not None) == entry.held:
-                continue
-            entry.held = cause is not None
-            extra = {"virtualip": name, "sync_group": group}
-            if cause is not None:
-                log.warning("held in FAULT by sync group %s: %s", group, cause, extra=extra)
+        for name, hold in sync_holds(members).items():
+            self._tell(name, group, joined[name], hold)
+
+    @staticmethod
+    def _tell(name: str, group: str, entry: _Joined, hold: SyncHold) -> None:
+        """Tell the router what changed in its hold (nothing when nothing did)."""
+        extra = {"virtualip": name, "sync_group": group}
+        if (hold.fault is not None) != (entry.hold.fault is not None):
+            if hold.fault is not None:
+                log.warning("sync group %s: %s is in FAULT, so is this one", group, hold.fault, extra=extra)
             else:
-                log.info("released by sync group %s", group, extra=extra)
-            entry.router.set_fault(FaultReason.SYNC_GROUP, entry.held, "")
-            if self._on_hold is not None:
-                self._on_hold(name, group, cause)
+                log.info("sync group %s: no other member in FAULT", group, extra=extra)
+            entry.router.set_fault(FaultReason.SYNC_GROUP, hold.fault is not None, "")
+        if (hold.master is not None) != (entry.hold.master is not None):
+            if hold.master is not None:
+                log.warning("sync group %s: %s lost MASTER, this one may not be MASTER", group,
+                            hold.master, extra=extra)  # fmt: skip
+            else:
+                log.info("sync group %s: may be MASTER again", group, extra=extra)
+            entry.router.hold_master(hold.master is not None)
+        entry.hold = hold

@@ -61,6 +61,7 @@ class TransitionReason(enum.Enum):
     PREEMPT = "preempt"  # §6.4.2 a lower-priority master was pre-empted
     HIGHER_PRIORITY_SEEN = "higher_priority_seen"  # §6.4.3 a higher priority advertised
     EQUAL_PRIORITY_HIGHER_ADDRESS = "equal_priority_higher_address"  # §6.4.3 tie-break lost
+    SYNC_GROUP_BACKUP = "sync_group_backup"  # another sync group member lost MASTER (keepalived)
     FAULT_CHECK = "fault_check"  # FaultReason.CHECK_FAILED
     FAULT_LINK = "fault_link"  # FaultReason.LINK_DOWN
     FAULT_ARBITER = "fault_arbiter"  # FaultReason.ARBITER_LOST
@@ -99,6 +100,7 @@ TRANSITIONS: Final[Mapping[State, Mapping[TransitionReason, State]]] = {
     State.MASTER: {
         TransitionReason.HIGHER_PRIORITY_SEEN: State.BACKUP,  # §6.4.3
         TransitionReason.EQUAL_PRIORITY_HIGHER_ADDRESS: State.BACKUP,  # §6.4.3
+        TransitionReason.SYNC_GROUP_BACKUP: State.BACKUP,  # keepalived vrrp_sync_backup
         TransitionReason.SHUTDOWN: State.INITIALIZE,  # §6.4.3
         **_INTO_FAULT,
     },
