@@ -1,7 +1,8 @@
 """Speakers on a namespace LAN: tracked interfaces and sync groups move the VIPs.
 
-Each node gets a second interface, a dummy called ``uplink0`` (set down with ``ip link``,
-like an uplink that lost its carrier), which the VirtualIP tracks as keepalived's
+Each node gets a second interface, ``uplink0`` (one end of a veth pair whose other end
+stays in the node: this kernel has no dummy driver), set down with ``ip link`` like an
+uplink that failed, which the VirtualIP tracks as keepalived's
 ``track_interface`` does: without a weight its loss is a FAULT, with a weight it lowers
 the priority. A sync group (keepalived ``vrrp_sync_group``) is two VirtualIPs, ``web``
 and ``api``, that must stay on one node: a failing check on ``web`` moves both.
@@ -18,6 +19,7 @@ from speaker_harness import (
     VIP4,
     SpeakerSet,
     as_interface,
+    stays_master,
     virtualip,
     wait_for_master,
     web_check,
@@ -30,11 +32,16 @@ UPLINK = "uplink0"
 API_VIP = as_interface("198.18.0.101/24")
 
 
+def add_uplink(lan: Lan, node: str) -> None:
+    """``uplink0`` and its veth peer, both up, in ``node`` (they go with the namespace)."""
+    lan.run(node, "ip", "link", "add", UPLINK, "type", "veth", "peer", "name", f"{UPLINK}p")
+    lan.run(node, "ip", "link", "set", f"{UPLINK}p", "up")
+    lan.run(node, "ip", "link", "set", UPLINK, "up")
+
+
 def add_uplinks(lan: Lan) -> None:
-    """A dummy interface, up, in every node (it goes with the namespace)."""
     for host in lan.nodes:
-        lan.run(host, "ip", "link", "add", UPLINK, "type", "dummy")
-        lan.run(host, "ip", "link", "set", UPLINK, "up")
+        add_uplink(lan, host.name)
 
 
 def set_uplink(lan: Lan, node: str, *, up: bool) -> None:
@@ -103,8 +110,7 @@ def test_a_positive_weight_counts_while_up_and_a_missing_interface_is_down(
     lan: Lan, speakers: SpeakerSet
 ) -> None:
     # Only node3 has the uplink: +60 makes it 160, above node1's 150.
-    lan.run("node3", "ip", "link", "add", UPLINK, "type", "dummy")
-    lan.run("node3", "ip", "link", "set", UPLINK, "up")
+    add_uplink(lan, "node3")
     speakers.configure(
         tracking(virtualip("web", vrid=83, node_priorities=PRIORITIES), {"name": UPLINK, "weight": 60})
     )
@@ -143,25 +149,33 @@ def test_a_sync_group_follows_a_member_into_fault(lan: Lan, speakers: SpeakerSet
     wait_for_master(lan, API_VIP, "node1", timeout=10)
 
 
-def test_a_member_losing_master_by_weight_takes_the_group_with_it(lan: Lan, speakers: SpeakerSet) -> None:
-    # keepalived zeroes tracking weights inside sync groups because a weight moves one
-    # member only; keepvip shares the lost election instead, so the group still moves whole.
-    speakers.configure(*sync_pair([web_check(weight=-20)]))
-    speakers.start()
+def test_a_member_losing_master_takes_the_group_with_it_and_nobody_preempts_back_for_half(
+    lan: Lan, speakers: SpeakerSet
+) -> None:
+    # api prefers node2 (160 > 150), web prefers node1 (150 > 140): without the group, web
+    # would stay on node1 and api move to node2. With it, node1's api losing MASTER makes
+    # node1's web step down, and node1 does not pre-empt web back while its api is a backup.
+    web = in_group(virtualip("web", vrid=86, node_priorities=PRIORITIES), "edge")
+    api = in_group(
+        virtualip("api", vrid=87, addresses=[str(API_VIP)], node_priorities={**PRIORITIES, "node2": 160}),
+        "edge",
+    )
+    speakers.configure(web, api)
+    speakers.start("node1")
     wait_for_master(lan, VIP4, "node1")
     wait_for_master(lan, API_VIP, "node1")
 
-    stopped_at = time.time()
-    speakers.stop_web("node1")  # web: 130 < 140, node2 pre-empts web; api has no reason of its own
+    joined_at = time.time()
+    speakers.start("node2")
 
-    wait_for_master(lan, VIP4, "node2", timeout=10)
     wait_for_master(lan, API_VIP, "node2", timeout=10)
-    held = speakers.became("node1", "FAULT", "api", since=stopped_at)
-    assert held is not None
-    assert held.reason == "fault_sync_group"
-    assert speakers.state("node1", "web") == "BACKUP"
+    wait_for_master(lan, VIP4, "node2", timeout=10)
+    stepped_down = speakers.became("node1", "BACKUP", "web", since=joined_at)
+    assert stepped_down is not None
+    assert stepped_down.reason == "sync_group_backup"
+    assert stays_master(lan, VIP4, "node2", 2.0)  # node1 (150 > 140) does not pre-empt web back
+    assert speakers.state("node1", "web") == "BACKUP"  # held out of MASTER, still a backup
 
-    speakers.start_web("node1")  # web 150 again: node1 pre-empts web, then api is released
-    wait_for_master(lan, VIP4, "node1", timeout=10)
+    speakers.terminate("node2")  # the group's master leaves (priority 0): node1 takes both
     wait_for_master(lan, API_VIP, "node1", timeout=10)
-    assert speakers.state("node2", "api") in ("BACKUP", "FAULT")
+    wait_for_master(lan, VIP4, "node1", timeout=10)
