@@ -178,7 +178,7 @@ class Speaker:
                 if (old.health_checks, old.arbiter) != (plan.health_checks, plan.arbiter):
                     await self._stop_checks(current)
                     self._start_checks(current, plan)
-                await self._follow_plan(current, old)  # hook (track-sync)
+                await self._follow_plan(current, old, plan)  # hook (track-sync)
                 log.info("reconfigured in place", extra={"virtualip": plan.name})
                 return True
             await self._stop(plan.name)
@@ -200,11 +200,11 @@ class Speaker:
         self._running[plan.name] = running
         link_down = not await is_link_up(self._ipr, ifname)
         self._start_checks(running, plan)
-        await self._tracking.read(t.name for t in plan.track_interfaces)  # hook (track-sync)
+        await self._tracking.track(plan.name, plan.track_interfaces)  # hook (track-sync)
         self._sync.join(plan.name, plan.sync_group, runner)  # hook (track-sync)
         runner.on_faults = lambda: self._sync.reported(plan.name, "")  # hook (track-sync)
         await runner.start(self._health(running), link_down=link_down)  # hook (track-sync): _health
-        self._tracking.apply_faults(plan.name, plan.track_interfaces, runner)  # hook (track-sync)
+        self._tracking.apply_faults(plan.name, runner)  # hook (track-sync)
         destination = plan.group if plan.group is not None else "unicast"
         log.info("running VRRP on %s from %s, VRID %d, %s", ifname, source, plan.vrid, destination,
                  extra={"virtualip": plan.name})  # fmt: skip
@@ -259,10 +259,9 @@ class Speaker:
         for running in self._running.values():
             if running.runner.ifname == ifname:
                 running.runner.set_fault(FaultReason.LINK_DOWN, not up, "")
-        if self._tracking.link_changed(ifname, up):  # hook (track-sync): tracked interfaces
-            for running in self._running.values():
-                if any(t.name == ifname for t in running.runner.plan.track_interfaces):
-                    self._retrack(running)
+        for name in self._tracking.link_changed(ifname, up):  # hook (track-sync): tracked interfaces
+            if name in self._running:
+                self._retrack(self._running[name])
 
     def _report(self, report: RouterReport) -> None:
         self._notifier.notify(report.virtualip, report.state.value, report.effective_priority)
@@ -276,20 +275,18 @@ class Speaker:
 
     def _health(self, running: _Running) -> tuple[CheckState, ...]:
         """The health checks' states and the weighted tracked interfaces', summed together."""
-        tracked = self._tracking.verdict(running.runner.plan.track_interfaces).weighted
+        tracked = self._tracking.verdict(running.runner.plan.name).weighted
         return tuple(check.state for check in running.checks) + tracked
 
     def _retrack(self, running: _Running) -> None:
         """A tracked interface changed (or the list did): new weights, new weight-0 faults."""
-        runner = running.runner
-        runner.set_checks(self._health(running))
-        self._tracking.apply_faults(runner.plan.name, runner.plan.track_interfaces, runner)
+        running.runner.set_checks(self._health(running))
+        self._tracking.apply_faults(running.runner.plan.name, running.runner)
 
-    async def _follow_plan(self, running: _Running, old: RouterPlan) -> None:
-        """A plan changed in place: follow its tracked interfaces and its sync group."""
-        plan = running.runner.plan
+    async def _follow_plan(self, running: _Running, old: RouterPlan, plan: RouterPlan) -> None:
+        """A plan changed in place (the runner adopts it later): follow its tracking and group."""
         if old.track_interfaces != plan.track_interfaces:
-            await self._tracking.read(t.name for t in plan.track_interfaces)
+            await self._tracking.track(plan.name, plan.track_interfaces)
             self._retrack(running)
         if old.sync_group != plan.sync_group:
             self._sync.join(plan.name, plan.sync_group, running.runner)

@@ -23,7 +23,7 @@ existing inputs (`RouterRunner.set_checks`, `RouterRunner.set_fault`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
@@ -70,38 +70,41 @@ class TrackingTarget(Protocol):
 
 
 class InterfaceTracking:
-    """Link states of the tracked interfaces, and the weight-0 faults each router holds."""
+    """Each router's tracked interfaces, their link states, and the weight-0 faults told.
+
+    Keyed by VirtualIP name, so the newest list is used even while a router's task has
+    not adopted its updated plan yet.
+    """
 
     def __init__(self, ipr: Any) -> None:
         self._ipr = ipr
         self._up: dict[str, bool] = {}
-        self._held: dict[str, frozenset[str]] = {}  # VirtualIP name -> interfaces faulted
+        self._tracked: dict[str, tuple[TrackedInterface, ...]] = {}  # VirtualIP -> its list
+        self._held: dict[str, frozenset[str]] = {}  # VirtualIP -> interfaces it was told are down
 
-    async def read(self, names: Iterable[str]) -> None:
-        """Seed the link state of ``names`` from netlink (before a router starts)."""
-        for name in names:
+    async def track(self, virtualip: str, tracked: Sequence[TrackedInterface]) -> None:
+        """``virtualip`` tracks ``tracked`` from now on; read the link states it needs."""
+        self._tracked[virtualip] = tuple(tracked)
+        for entry in tracked:
             try:
-                self._up[name] = await is_link_up(self._ipr, name)
+                self._up[entry.name] = await is_link_up(self._ipr, entry.name)
             except LookupError:
-                self._up[name] = False  # not on this node: down
+                self._up[entry.name] = False  # not on this node: down
 
-    def link_changed(self, ifname: str, up: bool) -> bool:
-        """Record a link event; True when the link is one a router tracks and it changed."""
-        known = ifname in self._up
-        changed = known and self._up[ifname] != up
-        if known:
-            self._up[ifname] = up
-        return changed
+    def link_changed(self, ifname: str, up: bool) -> list[str]:
+        """Record a link event; the VirtualIPs to re-evaluate (those tracking it, if it changed)."""
+        if ifname not in self._up or self._up[ifname] == up:
+            return []
+        self._up[ifname] = up
+        return sorted(name for name, entries in self._tracked.items() if ifname in {t.name for t in entries})
 
-    def verdict(self, tracked: Sequence[TrackedInterface]) -> TrackingVerdict:
-        """The current verdict for these tracked interfaces."""
-        return tracking_verdict(tracked, self._up)
+    def verdict(self, virtualip: str) -> TrackingVerdict:
+        """The current verdict of the interfaces ``virtualip`` tracks."""
+        return tracking_verdict(self._tracked.get(virtualip, ()), self._up)
 
-    def apply_faults(
-        self, virtualip: str, tracked: Sequence[TrackedInterface], target: TrackingTarget
-    ) -> None:
+    def apply_faults(self, virtualip: str, target: TrackingTarget) -> None:
         """Tell the router which weight-0 interfaces are down now (and which recovered or are gone)."""
-        down = self.verdict(tracked).down
+        down = self.verdict(virtualip).down
         held = self._held.get(virtualip, frozenset())
         for name in sorted(down - held):
             log.warning("tracked interface %s is down", name,
@@ -114,5 +117,6 @@ class InterfaceTracking:
         self._held[virtualip] = down
 
     def forget(self, virtualip: str) -> None:
-        """The router stopped: its faults went with it."""
+        """The router stopped: its list and its faults went with it."""
+        self._tracked.pop(virtualip, None)
         self._held.pop(virtualip, None)

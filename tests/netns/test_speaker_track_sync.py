@@ -179,3 +179,25 @@ def test_a_member_losing_master_takes_the_group_with_it_and_nobody_preempts_back
     speakers.terminate("node2")  # the group's master leaves (priority 0): node1 takes both
     wait_for_master(lan, API_VIP, "node1", timeout=10)
     wait_for_master(lan, VIP4, "node1", timeout=10)
+
+
+def test_tracking_and_the_sync_group_follow_a_reloaded_file_in_place(lan: Lan, speakers: SpeakerSet) -> None:
+    add_uplinks(lan)
+    set_uplink(lan, "node1", up=False)  # not tracked yet: nothing happens
+    web = virtualip("web", vrid=88, node_priorities=PRIORITIES)
+    api = virtualip("api", vrid=89, addresses=[str(API_VIP)], node_priorities=PRIORITIES)
+    speakers.configure(web, api)
+    speakers.start()
+    wait_for_master(lan, VIP4, "node1")
+    wait_for_master(lan, API_VIP, "node1")
+
+    edited_at = time.time()
+    speakers.configure(tracking(in_group(web, "edge"), {"name": UPLINK}), in_group(api, "edge"))
+    wait_for_master(lan, VIP4, "node2", timeout=10)  # node1's uplink is down: web FAULT, api with it
+    wait_for_master(lan, API_VIP, "node2", timeout=10)
+    assert speakers.messages("node1", "reconfigured in place", since=edited_at)
+    assert not speakers.became("node1", "INITIALIZE", "web", since=edited_at)  # no restart
+
+    speakers.configure(virtualip("web", vrid=88, node_priorities=PRIORITIES), in_group(api, "edge"))
+    wait_for_master(lan, VIP4, "node1", timeout=10)  # no longer tracked: the fault clears
+    wait_for_master(lan, API_VIP, "node1", timeout=10)

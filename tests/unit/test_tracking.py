@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from keepvip.api.model import TrackedInterface
 from keepvip.speaker.checks.tracker import CheckState, CheckStatus, effective_priority
 from keepvip.speaker.runtime.tracking import InterfaceTracking, tracking_verdict
@@ -51,19 +53,49 @@ class Target:
 
 
 def test_the_router_is_told_only_of_changes_and_a_removed_interface_clears_its_fault() -> None:
-    tracking = InterfaceTracking(ipr=None)
-    tracking._up.update({"eth1": False, "eth2": True})  # as read at start
+    tracking = InterfaceTracking(ipr=Links({"eth1": False, "eth2": True}))
     target = Target()
-    entries = [tracked("eth1"), tracked("eth2")]
-    tracking.apply_faults("web", entries, target)
-    assert target.calls == [(FaultReason.INTERFACE_DOWN, True, "eth1")]
-    tracking.apply_faults("web", entries, target)
-    assert len(target.calls) == 1  # the same verdict again: nothing new
-    assert tracking.link_changed("eth2", False) is True
-    assert tracking.link_changed("eth2", False) is False  # no change
-    assert tracking.link_changed("eth9", False) is False  # not tracked
-    tracking.apply_faults("web", entries, target)
+    asyncio.run(tracking.track("web", [tracked("eth1"), tracked("eth2"), tracked("bond9")]))
+    tracking.apply_faults("web", target)
+    assert target.calls == [
+        (FaultReason.INTERFACE_DOWN, True, "bond9"),  # the node has no bond9: down
+        (FaultReason.INTERFACE_DOWN, True, "eth1"),
+    ]
+    tracking.apply_faults("web", target)
+    assert len(target.calls) == 2  # the same verdict again: nothing new
+    assert tracking.link_changed("eth2", False) == ["web"]
+    assert tracking.link_changed("eth2", False) == []  # no change
+    assert tracking.link_changed("eth9", False) == []  # nobody tracks it
+    tracking.apply_faults("web", target)
     assert target.calls[-1] == (FaultReason.INTERFACE_DOWN, True, "eth2")
     tracking.link_changed("eth1", True)
-    tracking.apply_faults("web", [tracked("eth1")], target)  # eth2 no longer tracked
-    assert target.calls[-1] == (FaultReason.INTERFACE_DOWN, False, "eth2")
+    asyncio.run(tracking.track("web", [tracked("eth1")]))  # eth2 and bond9 no longer tracked
+    tracking.apply_faults("web", target)
+    assert target.calls[-2:] == [
+        (FaultReason.INTERFACE_DOWN, False, "bond9"),
+        (FaultReason.INTERFACE_DOWN, False, "eth2"),
+    ]
+
+
+def test_weighted_interfaces_of_a_virtualip_are_its_extra_check_states() -> None:
+    tracking = InterfaceTracking(ipr=None)
+    tracking._tracked["web"] = (tracked("eth1", -30),)
+    tracking._up["eth1"] = False
+    (state,) = tracking.verdict("web").weighted
+    assert (state.name, state.weight, state.status) == ("interface/eth1", -30, CheckStatus.FAILING)
+    assert tracking.verdict("other").weighted == ()
+
+
+class Links:
+    """pyroute2's AsyncIPRoute as is_link_up uses it: lookup by name, flags by index."""
+
+    def __init__(self, up: dict[str, bool]) -> None:
+        self.names = list(up)
+        self.up = up
+
+    async def link_lookup(self, ifname: str) -> list[int]:
+        return [self.names.index(ifname) + 1] if ifname in self.up else []
+
+    async def link(self, command: str, index: int) -> list[dict[str, int]]:
+        assert command == "get"
+        return [{"flags": 0x41 if self.up[self.names[index - 1]] else 0}]
