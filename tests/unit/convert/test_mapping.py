@@ -164,3 +164,18 @@ def test_an_instance_on_one_node_only_has_no_backup(tmp_path: Path) -> None:
     conversion = convert_keepalived([("a", tmp_path / "a.conf"), ("b", tmp_path / "b.conf")])
     assert any("no backup" in e.detail for e in conversion.report.entries)
     assert any(e.outcome is Outcome.ERROR and "VRID 7" in e.detail for e in conversion.report.entries)
+
+
+def test_a_sync_groups_own_track_interface_goes_to_every_member_and_its_notify_is_reported(
+    tmp_path: Path,
+) -> None:
+    group = (
+        "vrrp_sync_group VG_1 {\n group {\n VI_1\n }\n track_interface {\n eth7\n }\n"
+        " notify_master /bin/true\n}\n"
+    )
+    spec, _ = tracked_spec(tmp_path, "", group)
+    assert spec["trackInterfaces"] == [{"name": "eth7", "weight": 0}]
+    assert spec["syncGroup"] == "vg-1"
+    (tmp_path / "c.conf").write_text(INSTANCE.format(extra="", address="198.18.0.100") + group)
+    report = convert_keepalived([("c", tmp_path / "c.conf")]).report
+    assert any(e.keyword == "notify_master" and e.outcome is Outcome.UNSUPPORTED for e in report.entries)
