@@ -62,3 +62,10 @@ bench: $(STAMP) system-deps
 
 clean:
 	rm -rf $(VENV) build .mypy_cache .pytest_cache .ruff_cache .hypothesis
+
+.PHONY: bench-scale bench-fast
+bench-scale: $(STAMP) system-deps
+	$(PY) -I bench/scale.py
+
+bench-fast: $(STAMP) system-deps
+	$(PY) -I bench/scale.py --fast

@@ -655,6 +655,8 @@ class NodeStatus(ApiModel):
     """When the node entered this state (RFC 3339)."""
     reason: str | None = None
     """Why it entered this state."""
+    message: str | None = None
+    """In FAULT because the VirtualIP cannot run on this node: the field and what is wrong."""
     conflict: str | None = None
     """An advertisement for this VRID that disagrees with this VirtualIP (a VRID collision sign)."""
 

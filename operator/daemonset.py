@@ -115,10 +115,10 @@ def desired_daemonset(settings: OperatorSettings, owner: Owner | None = None) ->
             {"name": "HOST_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}},
         ],
         "ports": [{"name": "metrics", "containerPort": speaker.metrics_port, "protocol": "TCP"}],
-        # Ready once the speaker serves metrics: it has loaded and is about to watch.
+        # Ready while the speaker's configuration loop runs (/readyz turns 503 when it fails).
         # Deliberately no liveness probe: restarting a speaker would itself move VIPs.
         "readinessProbe": {
-            "httpGet": {"path": "/metrics", "port": "metrics"},
+            "httpGet": {"path": "/readyz", "port": "metrics"},
             "periodSeconds": 5,
             "timeoutSeconds": 2,
         },

@@ -8,7 +8,7 @@ and touches only the routers whose plan changed.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from ipaddress import ip_address
 
@@ -26,6 +26,8 @@ class PlanProblem(enum.Enum):
     NOT_ALLOCATED = "not_allocated"  # kubernetes: the operator has not written status.vrid yet
     MISSING_SECRET = "missing_secret"  # noqa: S105 - a reason name: authentication.secretRef unreadable
     DUPLICATE_ROUTER = "duplicate_router"  # another VirtualIP already uses this (group, vrid)
+    INVALID_STATUS = "invalid_status"  # kubernetes: status.vrid / multicastGroup break the spec's rules
+    PLAN_FAILED = "plan_failed"  # planning this one VirtualIP raised: only it is affected
 
 
 @dataclass(frozen=True)
@@ -148,19 +150,54 @@ def desired_router(
     )
 
 
+def _unaccepted(
+    vip: VirtualIP, node: NodeIdentity, pending: Collection[str], invalid_status: Mapping[str, str]
+) -> Skipped | None:
+    """Kubernetes: a selecting VirtualIP the operator has not accepted, or whose status was refused.
+
+    Not even a pinned VRID runs before the operator accepted the generation (issue 10);
+    a refused status counts as not allocated, but the node reports why.
+    """
+    if not vip.spec.selects(node.labels):
+        return None
+    refusal = invalid_status.get(vip.name)
+    if refusal is not None:
+        return Skipped(vip.name, PlanProblem.INVALID_STATUS, refusal)
+    if vip.name in pending:
+        return Skipped(vip.name, PlanProblem.NOT_ALLOCATED, "waiting for the operator to accept it")
+    return None
+
+
 def desired_routers(
     vips: Sequence[VirtualIP],
     node: NodeIdentity,
     secrets: Mapping[SecretKey, bytes],
     *,
     use_status_allocation: bool,
+    pending: Collection[str] = (),
+    invalid_status: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, RouterPlan], list[Skipped]]:
-    """Plans for every VirtualIP selecting this node, and the ones that cannot run."""
+    """Plans for every VirtualIP selecting this node, and the ones that cannot run.
+
+    ``pending`` and ``invalid_status`` (kubernetes): VirtualIPs not accepted by the
+    operator, and refused statuses (see :mod:`keepvip.speaker.sources.status_gate`).
+    One VirtualIP that cannot be planned (whatever it raises) is skipped with a reason;
+    the others are planned as usual (issue 9: one bad object never costs the others).
+    """
     plans: dict[str, RouterPlan] = {}
     skipped: list[Skipped] = []
     owners: dict[tuple[int, str, int], str] = {}
+    refused = invalid_status or {}
     for vip in sorted(vips, key=lambda v: v.name):
-        outcome = desired_router(vip, node, secrets, use_status_allocation=use_status_allocation)
+        try:
+            outcome: RouterPlan | Skipped | None = None
+            if use_status_allocation:
+                outcome = _unaccepted(vip, node, pending, refused)
+            if outcome is None:
+                outcome = desired_router(vip, node, secrets, use_status_allocation=use_status_allocation)
+        except Exception as error:
+            skipped.append(Skipped(vip.name, PlanProblem.PLAN_FAILED, f"{type(error).__name__}: {error}"))
+            continue
         if outcome is None:
             continue
         if isinstance(outcome, Skipped):

@@ -8,12 +8,19 @@ and an invalid version is refused while the running configuration stays. In a cl
 node's ``status.nodes`` entries go back to it; the API server is never needed to keep
 or move a VIP. SIGTERM and SIGINT make every master hand over with priority 0 and
 release its VIPs before the process exits.
+
+The configuration loop is supervised (issue 9): if applying a snapshot or the source
+itself raises, the failure is logged in one line, counted in
+``keepvip_config_errors_total{reason}``, readiness (``/readyz``) turns false, and the
+loop starts again after a pause (re-applying the last snapshot); the routers keep
+running meanwhile. SIGTERM stops the speaker whatever failed before.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import enum
 import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -27,8 +34,7 @@ from keepvip.speaker.logs import configure_logging
 from keepvip.speaker.metrics import SpeakerMetrics
 from keepvip.speaker.net.links import LinkMonitor
 from keepvip.speaker.notify import Notifier
-from keepvip.speaker.runtime.router_runner import RouterReport
-from keepvip.speaker.runtime.speaker import Speaker
+from keepvip.speaker.runtime.speaker import NodeReport, Speaker
 from keepvip.speaker.sandbox import ScriptPolicy, insecure_reason
 from keepvip.speaker.script_options import script_policy
 from keepvip.speaker.sources.file import FileSource, InvalidConfigFile, load_config_file
@@ -38,6 +44,15 @@ log = logging.getLogger("keepvip.speaker")
 
 EXIT_BAD_CONFIG = 1
 STATUS_FLUSH_SECONDS = 1.0
+CONFIG_RESTART_SECONDS = 2.0
+
+
+class ConfigError(enum.Enum):
+    """Why the configuration loop failed (``keepvip_config_errors_total{reason}``)."""
+
+    APPLY_FAILED = "apply_failed"  # Speaker.apply raised for a whole snapshot
+    SOURCE_FAILED = "source_failed"  # the snapshot source (file or cluster watch) raised
+    SOURCE_ENDED = "source_ended"  # the snapshot source stopped yielding
 
 
 def parse_labels(text: str) -> dict[str, str]:
@@ -71,13 +86,64 @@ def _log_ready(speaker: Speaker, snapshot: ConfigSnapshot) -> None:
              len(speaker.routers), speaker.node.name)  # fmt: skip
 
 
-async def _follow(speaker: Speaker, snapshots: AsyncIterator[ConfigSnapshot], *, first: bool) -> None:
-    """Apply every snapshot; ``first``: the first one makes the speaker ready."""
-    async for snapshot in snapshots:
-        await speaker.apply(snapshot)
-        if first:
-            first = False
-            _log_ready(speaker, snapshot)
+class _ApplyFailed(Exception):
+    """Speaker.apply raised (as opposed to the source)."""
+
+
+async def supervise_config(
+    speaker: Speaker,
+    metrics: SpeakerMetrics,
+    snapshots: Callable[[], AsyncIterator[ConfigSnapshot]],
+    *,
+    initial: ConfigSnapshot | None = None,
+    restart_after: float = CONFIG_RESTART_SECONDS,
+) -> None:
+    """Run the configuration loop forever; each failure is counted, unreadies and restarts it.
+
+    ``initial`` (standalone: the file read at start) is applied first, then every
+    snapshot of ``snapshots``, which makes a fresh iterator for each (re)start. After a
+    failure the last snapshot seen is applied again at the restart, so nothing is lost;
+    a successful apply makes the speaker ready again. The first applied snapshot logs
+    "ready".
+    """
+    last = initial
+    first = True
+    failed = False
+
+    async def applied() -> AsyncIterator[tuple[ConfigSnapshot, bool]]:
+        """(snapshot, from the source): the last one again first, then the source's."""
+        nonlocal last
+        if last is not None:
+            yield last, not failed  # at a restart, only the source's next snapshot proves it works
+        async for snapshot in snapshots():
+            last = snapshot
+            yield snapshot, True
+
+    while True:
+        reason: ConfigError
+        try:
+            async for snapshot, fresh in applied():
+                try:
+                    await speaker.apply(snapshot)
+                except Exception as error:
+                    raise _ApplyFailed(f"{type(error).__name__}: {error}") from error
+                if fresh and not metrics.ready:
+                    metrics.set_ready(True)
+                    log.info("configuration loop running again")
+                if first:
+                    first = False
+                    _log_ready(speaker, snapshot)
+            reason, detail = ConfigError.SOURCE_ENDED, "the configuration source ended"
+        except _ApplyFailed as error:
+            reason, detail = ConfigError.APPLY_FAILED, str(error)
+        except Exception as error:
+            reason, detail = ConfigError.SOURCE_FAILED, f"{type(error).__name__}: {error}"
+        failed = reason is not ConfigError.APPLY_FAILED  # re-applying then proves the loop works again
+        metrics.config_errors.labels(reason.value).inc()
+        metrics.set_ready(False)
+        log.error("configuration loop failed (%s): %s; restarting in %.0f s", reason.value, detail,
+                  restart_after, extra={"reason": reason.value})  # fmt: skip
+        await asyncio.sleep(restart_after)
 
 
 async def _serve(
@@ -86,9 +152,9 @@ async def _serve(
     metrics: SpeakerMetrics,
     *,
     first: ConfigSnapshot | None,
-    snapshots: AsyncIterator[ConfigSnapshot],
+    snapshots: Callable[[], AsyncIterator[ConfigSnapshot]],
     use_status_allocation: bool,
-    on_report: Callable[[RouterReport], None] | None = None,
+    on_report: Callable[[NodeReport], None] | None = None,
     on_forget: Callable[[str], None] | None = None,
     on_signal_hup: Callable[[], None] | None = None,
     before_exit: Callable[[], Awaitable[None]] | None = None,
@@ -113,11 +179,8 @@ async def _serve(
             garp_refresh=args.garp_refresh,
         )
         await speaker.start()
-        if first is not None:
-            await speaker.apply(first)
-            _log_ready(speaker, first)
         background = [
-            loop.create_task(_follow(speaker, snapshots, first=first is None), name="config"),
+            loop.create_task(supervise_config(speaker, metrics, snapshots, initial=first), name="config"),
             loop.create_task(_watch_links(speaker), name="links"),
         ]
         try:
@@ -164,7 +227,7 @@ async def run_standalone(args: argparse.Namespace) -> int:
         node,
         metrics,
         first=first,
-        snapshots=source.snapshots(),
+        snapshots=source.snapshots,
         use_status_allocation=False,
         on_signal_hup=source.reload,
     )
@@ -180,7 +243,7 @@ async def run_kubernetes(args: argparse.Namespace) -> int:
 
     api = api_client()
     metrics = _metrics(args)
-    source = KubernetesSource(args.node, api)
+    source = KubernetesSource(args.node, api, metrics)
     writer = StatusWriter(args.node, api)
     source.start()
     writer_task = asyncio.get_running_loop().create_task(writer.run(), name="status")
@@ -197,7 +260,7 @@ async def run_kubernetes(args: argparse.Namespace) -> int:
         NodeIdentity(args.node, {}),
         metrics,
         first=None,
-        snapshots=source.snapshots(),
+        snapshots=source.snapshots,
         use_status_allocation=True,
         on_report=writer.report,
         on_forget=writer.forget,

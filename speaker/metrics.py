@@ -102,6 +102,35 @@ class SpeakerMetrics:
             "keepvip_config_reloads_total", "Configuration loads by result", ("result",), registry=r
         )
         self.routers = Gauge("keepvip_routers", "Virtual routers running on this node", registry=r)
+        self.virtualip_failures = Counter(
+            "keepvip_virtualip_failures_total",
+            "VirtualIPs that could not run on this node (each new failure once), by reason",
+            ("reason",),
+            registry=r,
+        )
+        self.address_conflicts = Counter(
+            "keepvip_address_conflicts_total",
+            "VirtualIPs kept out of the election: an address is already the node's own or its gateway",
+            _VIP,
+            registry=r,
+        )
+        self.status_invalid = Counter(
+            "keepvip_status_invalid_total",
+            "Status fields not believed (they break the spec's rules), by reason",
+            ("reason",),
+            registry=r,
+        )
+        self.config_errors = Counter(
+            "keepvip_config_errors_total",
+            "Failures of the configuration loop (it restarts; readiness is false meanwhile), by reason",
+            ("reason",),
+            registry=r,
+        )
+        self.config_ready = Gauge(
+            "keepvip_config_ready", "1 while the configuration loop runs, 0 after it failed", registry=r
+        )
+        self.ready = True
+        self.config_ready.set(1)
 
     def forget(self, virtualip: str) -> None:
         """Drop the per-VirtualIP series of a VirtualIP this node no longer runs."""
@@ -109,7 +138,7 @@ class SpeakerMetrics:
             self.priority, self.effective_priority, self.become_master, self.release_master,
             self.advert_sent, self.advert_received, self.priority_zero_sent,
             self.priority_zero_received, self.arbiter_reachable, self.garp_sent, self.na_sent,
-            self.timer_lateness,
+            self.timer_lateness, self.address_conflicts,
         ):  # fmt: skip
             with contextlib.suppress(KeyError):
                 metric.remove(virtualip)
@@ -118,9 +147,17 @@ class SpeakerMetrics:
             for labels in [s for s in _label_sets(labelled) if s and s[0] == virtualip]:
                 labelled.remove(*labels)
 
+    def set_ready(self, ready: bool) -> None:
+        """The configuration loop runs (True) or has failed (False): ``/readyz`` and the gauge."""
+        self.ready = ready
+        self.config_ready.set(1 if ready else 0)
+
     def serve(self, host: str, port: int) -> None:
-        """Expose /metrics over HTTP on host:port (a daemon thread, bounded connections)."""
-        serve_metrics(host, port, self.registry)
+        """Expose /metrics and /readyz (200 while the configuration loop runs, else 503) on host:port.
+
+        A daemon thread with bounded connections (:mod:`keepvip.speaker.metrics_server`).
+        """
+        serve_metrics(host, port, self.registry, is_ready=lambda: self.ready)
 
 
 def _label_sets(metric: Gauge | Counter) -> list[tuple[str, ...]]:

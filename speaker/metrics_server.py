@@ -7,14 +7,18 @@ that must keep sending VRRP. This server serves the same exposition
 (``MetricsHandler``) but admits at most :data:`MAX_CONNECTIONS` at once — one more is
 closed at once — and gives each connection :data:`TIMEOUT` seconds of socket
 inactivity, so idle connections (slowloris) cannot hold their slot forever.
+
+``/readyz`` answers on the same port: 200 while the speaker's configuration loop runs,
+503 once it has failed (the DaemonSet's readiness probe).
 """
 
 from __future__ import annotations
 
 import socket
 import threading
+from collections.abc import Callable
 from http.server import ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import MetricsHandler
@@ -25,14 +29,39 @@ TIMEOUT = 5.0
 """Seconds a connection may stay silent before it is closed."""
 
 
+class _MetricsAndReadiness(MetricsHandler):
+    """prometheus_client's exposition plus ``/readyz``; no access log (scrapes are not news)."""
+
+    is_ready: ClassVar[Callable[[], bool]] = staticmethod(lambda: True)
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server dispatches on this name
+        """``/readyz`` from the speaker's readiness; everything else is the exposition."""
+        if self.path.split("?", 1)[0] != "/readyz":
+            super().do_GET()
+            return
+        ready = type(self).is_ready()
+        body = b"ok\n" if ready else b"configuration loop failed\n"
+        self.send_response(200 if ready else 503)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silent: probes and scrapes every few seconds would flood stderr."""
+
+
 class BoundedMetricsServer(ThreadingHTTPServer):
     """``ThreadingHTTPServer`` that refuses a connection beyond ``max_connections``."""
 
     daemon_threads = True
 
     def __init__(self, address: tuple[str, int], registry: CollectorRegistry,
-                 max_connections: int = MAX_CONNECTIONS, timeout: float = TIMEOUT) -> None:  # fmt: skip
-        handler: type[MetricsHandler] = MetricsHandler.factory(registry)
+                 max_connections: int = MAX_CONNECTIONS, timeout: float = TIMEOUT,
+                 is_ready: Callable[[], bool] | None = None) -> None:  # fmt: skip
+        handler: type[_MetricsAndReadiness] = _MetricsAndReadiness.factory(registry)
+        if is_ready is not None:
+            handler.is_ready = staticmethod(is_ready)
         handler.timeout = timeout  # StreamRequestHandler: socket timeout per connection
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self._slots = threading.BoundedSemaphore(max_connections)
@@ -58,8 +87,10 @@ class BoundedMetricsServer(ThreadingHTTPServer):
             self._slots.release()
 
 
-def serve_metrics(host: str, port: int, registry: CollectorRegistry) -> BoundedMetricsServer:
+def serve_metrics(
+    host: str, port: int, registry: CollectorRegistry, is_ready: Callable[[], bool] | None = None
+) -> BoundedMetricsServer:
     """Start the bounded server on host:port in a daemon thread; return it."""
-    server = BoundedMetricsServer((host, port), registry)
+    server = BoundedMetricsServer((host, port), registry, is_ready=is_ready)
     threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
     return server

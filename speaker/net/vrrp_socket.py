@@ -17,6 +17,16 @@ payload, the router decides. What it owns are the Linux socket rules VRRP depend
   filter by group and VRID in userspace (one socket serves every VirtualIP sharing the
   group).
 * Multicast loopback is off: a speaker never hears its own advertisements.
+* A classic BPF program (``SO_ATTACH_FILTER``) on every socket keeps in the kernel
+  what the socket did not ask for — another group's packets, or any multicast on a
+  unicast socket — so Python never wakes up for them (an unbound IPv6 raw socket
+  would otherwise read every VRRP multicast the host accepts). What it lets through
+  is still checked in userspace: the filter saves work, it is not the rule.
+
+Per packet the hot path avoids what does not change: the ancillary data and the
+socket address of each (source, destination) pair are built once, the receive
+buffer is allocated once (``recvmsg_into``), and the address objects of the few
+peers and groups a segment carries are reused instead of parsed again.
 
 IPv4 raw sockets deliver the IP header, which is parsed for TTL, source and
 destination and stripped; IPv6 raw sockets never deliver it, so hop limit and
@@ -30,6 +40,7 @@ or await :meth:`VrrpSocket.receive_async`.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import socket
 import struct
 from dataclasses import dataclass
@@ -43,12 +54,25 @@ from keepvip.speaker.vrrp.constants import IPPROTO_VRRP, VRRP_TTL
 IP_PKTINFO: Final = 8
 IP_MULTICAST_ALL: Final = 49
 IPV6_MULTICAST_ALL: Final = 29
+# <asm-generic/socket.h>, <linux/filter.h>
+SO_ATTACH_FILTER: Final = 26
+_SKF_NET_OFF: Final = -0x100000  # loads relative to the network (IP) header
+_BPF_LD_W_ABS: Final = 0x20
+_BPF_LD_B_ABS: Final = 0x30
+_BPF_ALU_AND_K: Final = 0x54
+_BPF_JEQ_K: Final = 0x15
+_BPF_RET_K: Final = 0x06
+_ACCEPT: Final = 0xFFFFFFFF
+_DROP: Final = 0
 
 # Large enough for any advertisement: v2 with 255 addresses is 1044 bytes, v3 over
 # IPv6 is bounded by the MTU; 64 KiB also swallows jumbo garbage without truncation.
 _RECV_BUFFER: Final = 65535
 _ANCILLARY_BUFFER: Final = socket.CMSG_SPACE(20) + socket.CMSG_SPACE(4) + 64
 _IPV4_MIN_HEADER: Final = 20
+_IPV4_DESTINATION: Final = 16  # offset in the IPv4 header
+_IPV6_DESTINATION: Final = 24  # offset in the IPv6 header
+_CACHED_ADDRESSES: Final = 4096  # distinct peers and groups remembered; a segment has a few
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +107,9 @@ class VrrpSocket:
         self.family = sock.family
         self.filtered = 0
         """Packets read and skipped: not for this socket's group / not unicast, or unparsable."""
+        self._buffer = bytearray(_RECV_BUFFER)
+        self._view = memoryview(self._buffer)
+        self._targets: dict[tuple[IPAddress, IPAddress], tuple[Ancillary, int, tuple[object, ...]]] = {}
 
     # -- opening -------------------------------------------------------------------
 
@@ -103,6 +130,7 @@ class VrrpSocket:
                 mreq = struct.pack("16si", group.packed, ifindex)
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, mreq)
                 sock.bind((str(group), 0, 0, ifindex))
+            attach_filter(sock, group_filter(group))
         except BaseException:
             sock.close()
             raise
@@ -120,6 +148,11 @@ class VrrpSocket:
             raise ValueError(f"IP version must be 4 or 6, not {version}")
         ifindex = socket.if_nametoindex(ifname)
         sock = _open_raw(version, ifname, ifindex)
+        try:
+            attach_filter(sock, unicast_filter(version))
+        except BaseException:
+            sock.close()
+            raise
         return cls(sock, ifname=ifname, ifindex=ifindex, group=None)
 
     # -- the asyncio-facing surface ------------------------------------------------
@@ -149,19 +182,33 @@ class VrrpSocket:
         reports it, e.g. ``ENETDOWN`` when the link is down or ``EAGAIN`` when the send
         buffer is full; the caller counts and carries on.
         """
+        target = self._targets.get((source, destination))
+        if target is None:
+            target = self._target(source, destination)
+        self._sock.sendmsg([payload], *target)
+
+    def _target(self, source: IPAddress, destination: IPAddress) -> tuple[Ancillary, int, tuple[object, ...]]:
+        """Ancillary data and address for (``source``, ``destination``), built once and remembered."""
+        ancillary: list[tuple[int, int, bytes]]
+        address: tuple[object, ...]
         if isinstance(source, IPv4Address) and isinstance(destination, IPv4Address):
             self._check_family(4, source, destination)
             pktinfo = struct.pack("i4s4s", self.ifindex, source.packed, b"\0\0\0\0")
             ancillary = [(socket.IPPROTO_IP, IP_PKTINFO, pktinfo)]
-            self._sock.sendmsg([payload], ancillary, 0, (str(destination), 0))
+            address = (str(destination), 0)
         elif isinstance(source, IPv6Address) and isinstance(destination, IPv6Address):
             self._check_family(6, source, destination)
             pktinfo = struct.pack("16si", source.packed, self.ifindex)
             ancillary = [(socket.IPPROTO_IPV6, socket.IPV6_PKTINFO, pktinfo)]
             scope = self.ifindex if _needs_scope(destination) else 0
-            self._sock.sendmsg([payload], ancillary, 0, (str(destination), 0, 0, scope))
+            address = (str(destination), 0, 0, scope)
         else:
             self._check_family(0, source, destination)
+            raise AssertionError("unreachable: mixed families are refused above")
+        if len(self._targets) >= _CACHED_ADDRESSES:
+            self._targets.clear()
+        target = self._targets[(source, destination)] = (ancillary, 0, address)
+        return target
 
     def _check_family(self, version: int, source: IPAddress, destination: IPAddress) -> None:
         if version != self._version:
@@ -179,9 +226,10 @@ class VrrpSocket:
         """
         while True:
             try:
-                data, ancillary, _flags, address = self._sock.recvmsg(_RECV_BUFFER, _ANCILLARY_BUFFER)
+                size, ancillary, _flags, address = self._sock.recvmsg_into([self._buffer], _ANCILLARY_BUFFER)
             except BlockingIOError:
                 return None
+            data = bytes(self._view[:size])
             if self.family == socket.AF_INET:
                 packet = _parse_ipv4(data, ancillary, default_ifindex=self.ifindex)
             else:
@@ -254,6 +302,67 @@ def _open_raw(version: int, ifname: str, ifindex: int) -> socket.socket:
 
 Ancillary = list[tuple[int, int, bytes]]
 
+_ADDRESSES: dict[bytes | str, IPAddress] = {}
+
+
+def _address(key: bytes | str) -> IPAddress:
+    """The address object for packed bytes or text, reused: a segment has a few senders and groups."""
+    found = _ADDRESSES.get(key)
+    if found is None:
+        if len(_ADDRESSES) >= _CACHED_ADDRESSES:
+            _ADDRESSES.clear()
+        found = _ADDRESSES[key] = ip_address(key)
+    return found
+
+
+# -- kernel socket filters ---------------------------------------------------------------
+
+Instruction = tuple[int, int, int, int]  # struct sock_filter: code, jt, jf, k
+
+
+def _load_destination(size: int, offset: int) -> Instruction:
+    return (size, 0, 0, (_SKF_NET_OFF + offset) & 0xFFFFFFFF)
+
+
+def group_filter(group: IPAddress) -> list[Instruction]:
+    """Accept only packets whose IP destination is ``group`` (compared 32 bits at a time)."""
+    base = _IPV4_DESTINATION if isinstance(group, IPv4Address) else _IPV6_DESTINATION
+    words = struct.unpack(f"!{len(group.packed) // 4}I", group.packed)
+    program: list[Instruction] = []
+    for index, word in enumerate(words):
+        remaining = len(words) - index  # jump targets count the instructions in between
+        program += [
+            _load_destination(_BPF_LD_W_ABS, base + 4 * index),
+            (_BPF_JEQ_K, 0, 2 * remaining - 1, word),
+        ]
+    return [*program, (_BPF_RET_K, 0, 0, _ACCEPT), (_BPF_RET_K, 0, 0, _DROP)]
+
+
+def unicast_filter(version: int) -> list[Instruction]:
+    """Accept only packets whose IP destination is not multicast (224/4, ff00::/8)."""
+    if version == 4:
+        return [
+            _load_destination(_BPF_LD_B_ABS, _IPV4_DESTINATION),
+            (_BPF_ALU_AND_K, 0, 0, 0xF0),
+            (_BPF_JEQ_K, 1, 0, 0xE0),
+            (_BPF_RET_K, 0, 0, _ACCEPT),
+            (_BPF_RET_K, 0, 0, _DROP),
+        ]
+    return [
+        _load_destination(_BPF_LD_B_ABS, _IPV6_DESTINATION),
+        (_BPF_JEQ_K, 1, 0, 0xFF),
+        (_BPF_RET_K, 0, 0, _ACCEPT),
+        (_BPF_RET_K, 0, 0, _DROP),
+    ]
+
+
+def attach_filter(sock: socket.socket, program: list[Instruction]) -> None:
+    """``SO_ATTACH_FILTER``: the kernel runs ``program`` on every packet before queueing it."""
+    code = b"".join(struct.pack("HBBI", *instruction) for instruction in program)
+    buffer = ctypes.create_string_buffer(code, len(code))
+    fprog = struct.pack("HL", len(program), ctypes.addressof(buffer))
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+
 
 def _parse_ipv4(data: bytes, ancillary: Ancillary, *, default_ifindex: int) -> Received | None:
     """Split what an IPv4 raw socket delivers (header + payload) into a :class:`Received`."""
@@ -269,8 +378,8 @@ def _parse_ipv4(data: bytes, ancillary: Ancillary, *, default_ifindex: int) -> R
             ifindex = struct.unpack_from("i", value)[0]
     return Received(
         payload=data[header_length : max(header_length, min(total_length, len(data)))],
-        source=IPv4Address(data[12:16]),
-        destination=IPv4Address(data[16:20]),
+        source=_address(data[12:16]),
+        destination=_address(data[16:20]),
         ttl=data[8],
         ifindex=ifindex,
     )
@@ -289,11 +398,12 @@ def _parse_ipv6(
         if kind == socket.IPV6_HOPLIMIT and len(value) >= 4:
             hop_limit = struct.unpack_from("i", value)[0]
         elif kind == socket.IPV6_PKTINFO and len(value) >= 20:
-            destination = IPv6Address(value[:16])
+            found = _address(value[:16])
+            destination = found if isinstance(found, IPv6Address) else None
             ifindex = struct.unpack_from("i", value, 16)[0]
     if hop_limit is None or destination is None or not isinstance(address, tuple):
         return None  # both options are set at open; a kernel without them is unsupported
-    source = ip_address(str(address[0]).split("%", 1)[0])
+    source = _address(str(address[0]).split("%", 1)[0])
     if not isinstance(source, IPv6Address):
         return None
     return Received(payload=data, source=source, destination=destination, ttl=hop_limit, ifindex=ifindex)

@@ -8,25 +8,44 @@ destination and VRID), others are stopped gracefully (priority 0, VIPs released)
 started anew. At start it removes the VIPs a previous run left behind (a crash must not
 leave a stale VIP); at stop every master hands over with priority 0.
 The API server is never consulted here: VRRP alone decides who holds a VIP.
+
+Isolation (issue 9): each VirtualIP is applied on its own. Whatever applying one raises
+(no such interface, no source address, a socket or netlink error, a VRID another
+VirtualIP on this node still holds, an address the node already has, a status that
+was not believed) fails only that VirtualIP: it gets a named `Failure`, one log line
+naming the field, and a FAULT entry in this node's ``status.nodes``; every other
+VirtualIP keeps running, later snapshots are applied, and the failed one is retried
+on the next snapshot and every few seconds. Routers that become a different virtual
+router are stopped before any router starts, so a VRID may move between two
+VirtualIPs inside one snapshot. Stopping is isolated per router too, and ends by
+removing every address keepvip marked, so a shutdown never leaves a VIP behind.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from keepvip.speaker.checks.arbiter import ArbiterRunner
 from keepvip.speaker.checks.build import build_runner
 from keepvip.speaker.checks.runner import CheckRunner
 from keepvip.speaker.checks.tracker import CheckState  # hook (track-sync)
-from keepvip.speaker.desired import NodeIdentity, RouterPlan, desired_routers
+from keepvip.speaker.desired import NodeIdentity, PlanProblem, RouterPlan, Skipped, desired_routers
 from keepvip.speaker.metrics import SpeakerMetrics
 from keepvip.speaker.net.addresses import remove_leftovers
-from keepvip.speaker.net.interfaces import interface_for, is_link_up, link_local_ipv6, primary_ipv4
+from keepvip.speaker.net.interfaces import (
+    interface_for,
+    interface_index,
+    is_link_up,
+    link_local_ipv6,
+    primary_ipv4,
+)
 from keepvip.speaker.notify import Notifier
+from keepvip.speaker.runtime.conflicts import address_conflicts
+from keepvip.speaker.runtime.failures import ApplyError, Failure, FailureReport, classify
 from keepvip.speaker.runtime.network import LinuxNetwork
 from keepvip.speaker.runtime.router_runner import RouterReport, RouterRunner
 from keepvip.speaker.runtime.sockets import SocketPool
@@ -40,6 +59,19 @@ from keepvip.speaker.vrrp.state import FaultReason
 log = logging.getLogger("keepvip.speaker")
 
 RETRY_UNRESOLVED_SECONDS = 5.0
+_T = TypeVar("_T")
+
+NodeReport = RouterReport | FailureReport
+"""What goes into this node's ``status.nodes`` entry: a router's view, or why there is no router."""
+
+# Planner refusals that are failures of this VirtualIP on this node (a FAULT entry), with
+# the field they are about. MISSING_VRID and NOT_ALLOCATED are waits, not failures.
+_SKIP_FAILURES: dict[PlanProblem, tuple[Failure, str]] = {
+    PlanProblem.INVALID_STATUS: (Failure.INVALID_STATUS, ""),
+    PlanProblem.MISSING_SECRET: (Failure.MISSING_SECRET, ""),
+    PlanProblem.DUPLICATE_ROUTER: (Failure.VRID_IN_USE, "spec.vrrp.vrid"),
+    PlanProblem.PLAN_FAILED: (Failure.INTERNAL_ERROR, ""),
+}
 
 
 @dataclass
@@ -62,7 +94,7 @@ class Speaker:
         *,
         use_status_allocation: bool,
         notifier: Notifier | None = None,
-        on_report: Callable[[RouterReport], None] | None = None,
+        on_report: Callable[[NodeReport], None] | None = None,
         on_forget: Callable[[str], None] | None = None,
         garp_refresh: float = 0.0,
         scripts: ScriptPolicy | None = None,
@@ -81,6 +113,8 @@ class Speaker:
         self._snapshot: ConfigSnapshot | None = None
         self._lock = asyncio.Lock()
         self._retry: asyncio.TimerHandle | None = None
+        self._failures: dict[str, ApplyError] = {}
+        self._stopping = False
         self._tracking = InterfaceTracking(ipr)  # hook (track-sync): spec.trackInterfaces
         self._sync = SyncGroups()  # hook (track-sync): spec.syncGroup
 
@@ -92,14 +126,23 @@ class Speaker:
             log.warning("removed %s from %s, left behind by a previous run", vip, ifname)
 
     async def stop(self) -> None:
-        """Every router hands over (priority 0) and releases its VIPs; then close everything."""
+        """Every router hands over (priority 0) and releases its VIPs; then close everything.
+
+        Each step is isolated: a router whose stop fails does not keep the others from
+        handing over, and every address keepvip marked is removed at the end whatever
+        failed before (a SIGTERM never leaves a VIP on the node).
+        """
+        self._stopping = True
+        if self._retry is not None:
+            self._retry.cancel()
         async with self._lock:
-            if self._retry is not None:
-                self._retry.cancel()
             await asyncio.gather(*(self._stop(name) for name in list(self._running)))
-            await self._network.close()
-            self._pool.close()
-            await self._notifier.close()
+            leftovers = await _isolated(remove_leftovers(self._ipr), "removing keepvip's addresses")
+            for ifname, vip in leftovers or ():
+                log.warning("removed %s from %s at stop (its router did not release it)", vip, ifname)
+            await _isolated(self._network.close(), "closing the network")
+            await _isolated(_as_coroutine(self._pool.close), "closing the sockets")
+            await _isolated(self._notifier.close(), "closing the notifier")
 
     @property
     def routers(self) -> dict[str, RouterRunner]:
@@ -108,30 +151,88 @@ class Speaker:
 
     # ------------------------------------------------------------------ convergence
 
+    @property
+    def failures(self) -> dict[str, ApplyError]:
+        """The VirtualIPs selecting this node that do not run here, and why."""
+        return dict(self._failures)
+
     async def apply(self, snapshot: ConfigSnapshot) -> None:
-        """Converge to ``snapshot``; unchanged routers are not touched."""
+        """Converge to ``snapshot``; unchanged routers are not touched, a failing one fails alone."""
         async with self._lock:
+            if self._stopping:
+                return
             self._snapshot = snapshot
             if snapshot.node_labels is not None:
                 self.node = NodeIdentity(self.node.name, dict(snapshot.node_labels))
             plans, skipped = desired_routers(
-                snapshot.virtualips, self.node, snapshot.secrets, use_status_allocation=self._use_status
-            )
-            for item in skipped:
-                log.warning("not running %s: %s", item.name, item.detail,
-                            extra={"virtualip": item.name, "reason": item.problem.value})  # fmt: skip
+                snapshot.virtualips, self.node, snapshot.secrets, use_status_allocation=self._use_status,
+                pending=snapshot.pending, invalid_status=snapshot.invalid_status,
+            )  # fmt: skip
+            failing = self._skip_failures(skipped)
             for name in [n for n in self._running if n not in plans]:
                 await self._stop(name)
-            unresolved = False
+            # Routers that will be a different virtual router stop before any starts: a VRID
+            # that moves from one VirtualIP to another in this snapshot is free when needed.
+            for name, plan in plans.items():
+                current = self._running.get(name)
+                if current is not None and not _same_router(current.runner.plan, plan):
+                    await self._stop(name)
             for name, plan in plans.items():
                 current = self._running.get(name)
                 if current is not None and current.runner.plan == plan:
                     continue
-                if not await self._start_or_update(plan):
-                    unresolved = True
+                try:
+                    await self._start_or_update(plan)
+                except Exception as error:
+                    failing[name] = classify(error, during="applying")
+                    if name in self._running:
+                        await self._stop(name, forget=False)
+            self._settle(failing, plans)
             self._metrics.routers.set(len(self._running))
-            if unresolved:
+            if any(name in plans for name in failing):
                 self._schedule_retry()
+
+    def _skip_failures(self, skipped: list[Skipped]) -> dict[str, ApplyError]:
+        failing: dict[str, ApplyError] = {}
+        for item in skipped:
+            named = _SKIP_FAILURES.get(item.problem)
+            if named is None:
+                log.warning("not running %s: %s", item.name, item.detail,
+                            extra={"virtualip": item.name, "reason": item.problem.value})  # fmt: skip
+                continue
+            failure, path = named
+            failing[item.name] = ApplyError(failure, path, item.detail)
+        return failing
+
+    def _settle(self, failing: dict[str, ApplyError], plans: dict[str, RouterPlan]) -> None:
+        """Log, count and report each new failure once; withdraw the entries of recovered ones."""
+        for name, error in failing.items():
+            before = self._failures.get(name)
+            self._failures[name] = error
+            if before is not None and (before.failure, str(before)) == (error.failure, str(error)):
+                continue
+            fields = {"virtualip": name, "reason": error.failure.value, "field": error.field}
+            log.error("VirtualIP %s does not run on this node: %s", name, error, extra=fields)
+            self._metrics.virtualip_failures.labels(error.failure.value).inc()
+            if error.failure is Failure.ADDRESS_CONFLICT:
+                self._metrics.address_conflicts.labels(name).inc()
+            plan = plans.get(name)
+            report = FailureReport(
+                virtualip=name,
+                reason=error.failure.value,
+                message=str(error),
+                interface=plan.interface if plan is not None else None,
+                priority=plan.priority if plan is not None else None,
+                conflict=str(error) if error.failure is Failure.ADDRESS_CONFLICT else None,
+            )
+            if self._on_report is not None:
+                self._on_report(report)
+        for name in [n for n in self._failures if n not in failing]:
+            del self._failures[name]
+            if name in self._running:
+                log.info("runs again", extra={"virtualip": name})  # its router reports its state
+            elif self._on_forget is not None:
+                self._on_forget(name)
 
     def _schedule_retry(self) -> None:
         if self._retry is not None:
@@ -140,35 +241,62 @@ class Speaker:
         self._retry = loop.call_later(RETRY_UNRESOLVED_SECONDS, self._retry_now)
 
     def _retry_now(self) -> None:
-        if self._snapshot is not None:
-            asyncio.get_running_loop().create_task(self.apply(self._snapshot))
+        if self._snapshot is not None and not self._stopping:
+            asyncio.get_running_loop().create_task(self._retry_apply(self._snapshot))
 
-    async def _resolve(self, plan: RouterPlan) -> tuple[str, IPAddress] | None:
-        """The interface and the VRRP source address for ``plan`` on this node."""
+    async def _retry_apply(self, snapshot: ConfigSnapshot) -> None:
+        if snapshot is self._snapshot:  # a newer snapshot has been applied meanwhile: nothing to retry
+            try:
+                await self.apply(snapshot)
+            except Exception as error:
+                log.error("retrying the configuration failed: %s: %s", type(error).__name__, error)
+                self._schedule_retry()
+
+    async def _resolve(self, plan: RouterPlan) -> tuple[str, IPAddress]:
+        """The interface and the VRRP source address for ``plan`` on this node; `ApplyError` if none."""
+        if plan.interface is not None:
+            try:
+                await interface_index(self._ipr, plan.interface)
+            except LookupError:
+                raise ApplyError(Failure.INTERFACE_NOT_FOUND, "spec.interface",
+                                 f"no interface named {plan.interface!r} on this node") from None  # fmt: skip
         ifname = plan.interface or await interface_for(self._ipr, plan.addresses[0].ip)
         if ifname is None:
-            log.warning("no interface holds a subnet of %s; set spec.interface", plan.addresses[0],
-                        extra={"virtualip": plan.name})  # fmt: skip
-            return None
+            raise ApplyError(Failure.INTERFACE_NOT_FOUND, "spec.addresses[0]",
+                             f"no interface of this node has a subnet holding {plan.addresses[0].ip}; "
+                             "set spec.interface")  # fmt: skip
         source: IPAddress | None
         if plan.family == 4:
             source = await primary_ipv4(self._ipr, ifname)
         else:
             source = await link_local_ipv6(self._ipr, ifname)
         if source is None:
-            kind = "IPv4" if plan.family == 4 else "IPv6 link-local"
-            log.warning("%s has no %s address for VRRP", ifname, kind, extra={"virtualip": plan.name})
-            return None
+            kind = "IPv4" if plan.family == 4 else "usable IPv6 link-local"
+            raise ApplyError(Failure.NO_SOURCE_ADDRESS, "spec.interface",
+                             f"{ifname} has no {kind} address to send VRRP from")  # fmt: skip
         return ifname, source
 
-    async def _start_or_update(self, plan: RouterPlan) -> bool:
-        resolved = await self._resolve(plan)
+    def _vrid_owner(self, plan: RouterPlan, ifname: str) -> str | None:
+        """Another running VirtualIP that holds this plan's VRID on the same socket, if any."""
+        key = (ifname, plan.family, plan.group)
+        for name, running in self._running.items():
+            runner = running.runner
+            if name != plan.name and runner.socket_key == key and runner.plan.vrid == plan.vrid:
+                return name
+        return None
+
+    async def _start_or_update(self, plan: RouterPlan) -> None:
+        """Start or reconfigure ``plan``'s router; raises (only for this VirtualIP) when it cannot run."""
         current = self._running.get(plan.name)
-        if resolved is None:
+        try:
+            ifname, source = await self._resolve(plan)
+            conflicts = await address_conflicts(self._ipr, plan.addresses)
+            if conflicts:
+                raise ApplyError(Failure.ADDRESS_CONFLICT, "", "; ".join(conflicts))
+        except Exception:
             if current is not None:
-                await self._stop(plan.name)
-            return False
-        ifname, source = resolved
+                await self._stop(plan.name, forget=False)
+            raise
         if current is not None:
             runner = current.runner
             before = (runner.ifname, runner.primary, runner.plan.router_key, runner.plan.version)
@@ -180,12 +308,16 @@ class Speaker:
                     self._start_checks(current, plan)
                 await self._follow_plan(current, old, plan)  # hook (track-sync)
                 log.info("reconfigured in place", extra={"virtualip": plan.name})
-                return True
-            await self._stop(plan.name)
+                return
+            await self._stop(plan.name, forget=False)
+        owner = self._vrid_owner(plan, ifname)
+        if owner is not None:
+            detail = f"VirtualIP {owner!r} runs VRID {plan.vrid} on {ifname} to the same destination"
+            raise ApplyError(Failure.VRID_IN_USE, "spec.vrrp.vrid", detail)
         await self._start(plan, ifname, source)
-        return True
 
     async def _start(self, plan: RouterPlan, ifname: str, source: IPAddress) -> None:
+        """Start the router; if any step fails, undo the steps done and re-raise."""
         runner = RouterRunner(
             plan,
             ifname=ifname,
@@ -198,13 +330,17 @@ class Speaker:
         )
         running = _Running(runner)
         self._running[plan.name] = running
-        link_down = not await is_link_up(self._ipr, ifname)
-        self._start_checks(running, plan)
-        await self._tracking.track(plan.name, plan.track_interfaces)  # hook (track-sync)
-        self._sync.join(plan.name, plan.sync_group, runner)  # hook (track-sync)
-        runner.on_faults = lambda: self._sync.reported(plan.name, "")  # hook (track-sync)
-        await runner.start(self._health(running), link_down=link_down)  # hook (track-sync): _health
-        self._tracking.apply_faults(plan.name, runner)  # hook (track-sync)
+        try:
+            link_down = not await is_link_up(self._ipr, ifname)
+            self._start_checks(running, plan)
+            await self._tracking.track(plan.name, plan.track_interfaces)  # hook (track-sync)
+            self._sync.join(plan.name, plan.sync_group, runner)  # hook (track-sync)
+            runner.on_faults = lambda: self._sync.reported(plan.name, "")  # hook (track-sync)
+            await runner.start(self._health(running), link_down=link_down)  # hook (track-sync): _health
+            self._tracking.apply_faults(plan.name, runner)  # hook (track-sync)
+        except Exception:
+            await self._stop(plan.name, forget=False)  # no other VirtualIP holds this VRID here: checked
+            raise
         destination = plan.group if plan.group is not None else "unicast"
         log.info("running VRRP on %s from %s, VRID %d, %s", ifname, source, plan.vrid, destination,
                  extra={"virtualip": plan.name})  # fmt: skip
@@ -239,16 +375,20 @@ class Speaker:
         running.checks = []
         running.arbiter = None
 
-    async def _stop(self, name: str) -> None:
+    async def _stop(self, name: str, *, forget: bool = True) -> None:
+        """Stop one router (priority 0 if master, VIPs released); each step isolated.
+
+        ``forget``: withdraw this node's status entry (False when a FAULT entry follows).
+        """
         running = self._running.pop(name, None)
         if running is None:
             return
-        await self._stop_checks(running)
+        await _isolated(self._stop_checks(running), f"stopping the checks of {name}")
         self._sync.leave(name)  # hook (track-sync)
         self._tracking.forget(name)  # hook (track-sync)
-        await running.runner.stop()
+        await _isolated(running.runner.stop(), f"stopping the router of {name}")
         self._metrics.forget(name)
-        if self._on_forget is not None:
+        if forget and self._on_forget is not None:
             self._on_forget(name)
         log.info("stopped", extra={"virtualip": name})
 
@@ -290,3 +430,21 @@ class Speaker:
             self._retrack(running)
         if old.sync_group != plan.sync_group:
             self._sync.join(plan.name, plan.sync_group, running.runner)
+
+
+def _same_router(old: RouterPlan, new: RouterPlan) -> bool:
+    """Whether ``new`` can be applied to ``old``'s router in place (same virtual router)."""
+    return (old.interface, old.router_key, old.version) == (new.interface, new.router_key, new.version)
+
+
+async def _as_coroutine(call: Callable[[], None]) -> None:
+    call()
+
+
+async def _isolated(step: Awaitable[_T], what: str) -> _T | None:
+    """Run ``step``; on failure log one line (no traceback) and carry on with the next step."""
+    try:
+        return await step
+    except Exception as error:
+        log.error("%s failed: %s: %s", what, type(error).__name__, error)
+        return None

@@ -11,6 +11,10 @@ unreachable, the watches retry with exponential backoff (1 s .. 30 s) and *no* s
 is produced, so the routers keep running on the last configuration while VRRP keeps
 deciding who holds each VIP; status writes wait and keep only the latest report. After
 reconnecting, a fresh list is applied, and unchanged VirtualIPs are left untouched.
+
+Status is not a control channel (issue 10, :mod:`.status_gate`): a VirtualIP is acted
+on only in a generation the operator accepted, with its status fields checked against
+the spec's rules; the last accepted generation keeps running meanwhile.
 """
 
 from __future__ import annotations
@@ -30,8 +34,11 @@ from keepvip.api.model import VirtualIP
 from keepvip.api.parse import InvalidVirtualIP, parse_virtualip
 from keepvip.api.timestamps import rfc3339
 from keepvip.speaker.desired import SecretKey
+from keepvip.speaker.metrics import SpeakerMetrics
+from keepvip.speaker.runtime.failures import FailureReport
 from keepvip.speaker.runtime.router_runner import RouterReport
 from keepvip.speaker.sources.snapshot import ConfigSnapshot
+from keepvip.speaker.sources.status_gate import AcceptedGenerations, Refusal, Selection
 
 log = logging.getLogger("keepvip.speaker.kubernetes")
 
@@ -117,8 +124,10 @@ def _items_and_version(listing: Any) -> tuple[list[Any], str]:
 class KubernetesSource:
     """Snapshots of the cluster's VirtualIPs and this node's labels."""
 
-    def __init__(self, node: str, api: client.ApiClient) -> None:
+    def __init__(self, node: str, api: client.ApiClient, metrics: SpeakerMetrics | None = None) -> None:
         self._node = node
+        self._metrics = metrics
+        self._gate = AcceptedGenerations(self._status_refused)
         self._custom = client.CustomObjectsApi(api)
         self._core = client.CoreV1Api(api)
         self._lock = threading.Lock()
@@ -183,21 +192,30 @@ class KubernetesSource:
         """Ask the watch threads to end (they are daemons: exit never waits for them)."""
         self._stopping.set()
 
-    def _virtualips(self) -> tuple[VirtualIP, ...]:
+    def _status_refused(self, refusal: Refusal) -> None:
+        if self._metrics is not None:
+            self._metrics.status_invalid.labels(refusal.problem.value).inc()
+
+    def _virtualips(self) -> Selection:
+        """The VirtualIPs to act on, those waiting for the operator, and refused statuses."""
         with self._lock:
             bodies = list(self._bodies.values())
-        vips: list[VirtualIP] = []
+        live: dict[str, dict[str, Any]] = {}
         for body in bodies:
-            if body.get("metadata", {}).get("deletionTimestamp"):
+            if not isinstance(body, dict) or not isinstance(body.get("metadata"), dict):
+                continue
+            if body["metadata"].get("deletionTimestamp"):
                 continue  # being deleted: release it (the operator's finalizer waits for that)
+            name = str(body["metadata"].get("name"))
+            live[name] = body
+            without_status = {key: value for key, value in body.items() if key != "status"}
             try:
-                vips.append(parse_virtualip(body))
+                parse_virtualip(without_status)
             except InvalidVirtualIP as error:
-                name = str(error.name)
                 if self._invalid.get(name) != str(error):
                     self._invalid[name] = str(error)
                     log.warning("ignoring %s", error, extra={"virtualip": name})
-        return tuple(vips)
+        return self._gate.select(live)
 
     async def _read_secrets(self, vips: tuple[VirtualIP, ...]) -> dict[SecretKey, bytes]:
         wanted = {
@@ -222,7 +240,12 @@ class KubernetesSource:
         return found
 
     async def snapshots(self) -> AsyncIterator[ConfigSnapshot]:
-        """A snapshot after every change (debounced), starting once the node is known."""
+        """A snapshot after every change (debounced), starting once the node is known.
+
+        Each new iterator starts with the current state (a restarted configuration loop
+        gets a snapshot at once, not at the next change).
+        """
+        self._changed.set()
         while True:
             await self._changed.wait()
             await asyncio.sleep(DEBOUNCE_SECONDS)
@@ -231,9 +254,15 @@ class KubernetesSource:
                 labels = self._labels
             if labels is None:
                 continue  # the Node has not been read yet: its labels decide the selection
-            vips = self._virtualips()
-            secrets = await self._read_secrets(vips)
-            yield ConfigSnapshot(virtualips=vips, secrets=secrets, node_labels=labels)
+            selection = self._virtualips()
+            secrets = await self._read_secrets(selection.virtualips)
+            yield ConfigSnapshot(
+                virtualips=selection.virtualips,
+                secrets=secrets,
+                node_labels=labels,
+                pending=selection.pending,
+                invalid_status=selection.invalid_status,
+            )
 
 
 class StatusWriter:
@@ -242,10 +271,10 @@ class StatusWriter:
     def __init__(self, node: str, api: client.ApiClient) -> None:
         self._node = node
         self._custom = client.CustomObjectsApi(api)
-        self._pending: dict[str, RouterReport | None] = {}
+        self._pending: dict[str, RouterReport | FailureReport | None] = {}
         self._wakeup = asyncio.Event()
 
-    def report(self, report: RouterReport) -> None:
+    def report(self, report: RouterReport | FailureReport) -> None:
         """Queue this node's latest view of a VirtualIP."""
         self._pending[report.virtualip] = report
         self._wakeup.set()
@@ -255,8 +284,12 @@ class StatusWriter:
         self._pending[virtualip] = None
         self._wakeup.set()
 
-    def entry(self, report: RouterReport) -> dict[str, Any]:
-        """The ``status.nodes`` entry for a report (camelCase, RFC 3339 time)."""
+    def entry(self, report: RouterReport | FailureReport) -> dict[str, Any]:
+        """The ``status.nodes`` entry for a report (camelCase, RFC 3339 time).
+
+        A `FailureReport` (the VirtualIP does not run here) adds ``message``; fields it
+        does not know are left out.
+        """
         entry: dict[str, Any] = {
             "node": self._node,
             "state": report.state.value,
@@ -268,9 +301,11 @@ class StatusWriter:
         }
         if report.conflict:
             entry["conflict"] = report.conflict
-        return entry
+        if isinstance(report, FailureReport):
+            entry["message"] = report.message[:1024]
+        return {key: value for key, value in entry.items() if value is not None}
 
-    def _apply(self, virtualip: str, report: RouterReport | None) -> None:
+    def _apply(self, virtualip: str, report: RouterReport | FailureReport | None) -> None:
         body = {
             "apiVersion": f"{GROUP}/{VERSION}",
             "kind": "VirtualIP",

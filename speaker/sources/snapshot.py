@@ -16,3 +16,7 @@ class ConfigSnapshot:
     virtualips: tuple[VirtualIP, ...]
     secrets: Mapping[SecretKey, bytes] = field(default_factory=dict)
     node_labels: Mapping[str, str] | None = None  # None: keep the labels given on the command line
+    pending: frozenset[str] = frozenset()
+    """VirtualIPs whose generation the operator has not accepted (kubernetes): not run yet."""
+    invalid_status: Mapping[str, str] = field(default_factory=dict)
+    """VirtualIP name -> why its status was not believed (kubernetes: it counts as not allocated)."""

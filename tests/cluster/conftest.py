@@ -19,6 +19,7 @@ import pytest
 from kubernetes import client
 
 from keepvip.localcluster import BinariesMissingError, ClusterConfig, Helm, LocalCluster, Objects
+from keepvip.localcluster.scenario import KeepvipOnCluster
 
 
 @pytest.fixture(scope="session")
@@ -82,3 +83,20 @@ def helm(cluster: LocalCluster, tmp_path: Path) -> Helm:
         return cluster.helm(tmp_path / "helm-state")
     except BinariesMissingError as e:
         pytest.fail(str(e), pytrace=False)
+
+
+
+@pytest.fixture(scope="module")
+def keepvip(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeepvipOnCluster]:
+    """The chart installed in its own namespace (one per test module), and a web server on every node."""
+    deployment = KeepvipOnCluster(cluster, f"keepvip-e2e-{secrets.token_hex(2)}")
+    helm = cluster.helm(tmp_path_factory.mktemp("helm"))
+    deployment.install(helm)
+    for node in cluster.nodes:
+        deployment.start_web(node)
+    try:
+        yield deployment
+    finally:
+        deployment.stop_all_web()
+        deployment.uninstall(helm)
+        cluster.core.delete_namespace(deployment.namespace)

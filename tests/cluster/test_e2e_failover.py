@@ -25,22 +25,6 @@ pytestmark = pytest.mark.cluster
 NODES = ("node-a", "node-b", "node-c")
 
 
-@pytest.fixture(scope="module")
-def keepvip(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeepvipOnCluster]:
-    """The chart installed in its own namespace, and a web server on every node."""
-    deployment = KeepvipOnCluster(cluster, f"keepvip-e2e-{secrets.token_hex(2)}")
-    helm = cluster.helm(tmp_path_factory.mktemp("helm"))
-    deployment.install(helm)
-    for node in NODES:
-        deployment.start_web(node)
-    try:
-        yield deployment
-    finally:
-        deployment.stop_all_web()
-        deployment.uninstall(helm)
-        cluster.core.delete_namespace(deployment.namespace)
-
-
 def virtualip_document(name: str, address: str, **extra: Any) -> dict[str, Any]:
     """node-a preferred (150), node-b next (120); web health check; gateway arbiter."""
     spec: dict[str, Any] = {

@@ -50,6 +50,23 @@ def receive_within(sock: VrrpSocket, timeout: float = 2.0) -> Received | None:
     return sock.receive() if readable else None
 
 
+def group_sockets(
+    lan: Lan, group_a: IPAddress, group_b: IPAddress
+) -> tuple[VrrpSocket, VrrpSocket, VrrpSocket, VrrpSocket]:
+    """A sender to ``group_a`` on node1; on node2 a socket per group and a unicast one.
+
+    The unicast socket is unbound and joined to nothing: with IP_MULTICAST_ALL on it
+    would see both groups that its siblings joined; off, it must see neither.
+    """
+    with lan.inside(lan.nodes[0]):
+        sender = VrrpSocket.multicast("eth0", group_a)
+    with lan.inside(lan.nodes[1]):
+        in_a = VrrpSocket.multicast("eth0", group_a)
+        in_b = VrrpSocket.multicast("eth0", group_b)
+        unicast_only = VrrpSocket.unicast("eth0", group_a.version)
+    return sender, in_a, in_b, unicast_only
+
+
 def source_of(node: Host, version: int) -> IPAddress:
     """RFC 9568 §5.1.1.1 / §5.1.2.1: primary IPv4 address, or the IPv6 link-local."""
     return node.ipv4.ip if version == 4 else node.link_local
@@ -105,16 +122,8 @@ def test_unicast_advertisement_reaches_the_peer_with_ttl_255(lan: Lan, version: 
 def test_a_socket_joined_to_one_group_never_sees_another_groups_packets(
     lan: Lan, group_a: IPAddress, group_b: IPAddress
 ) -> None:
-    node1, node2 = lan.nodes[:2]
-    with lan.inside(node1):
-        sender = VrrpSocket.multicast("eth0", group_a)
-    with lan.inside(node2):
-        in_a = VrrpSocket.multicast("eth0", group_a)
-        in_b = VrrpSocket.multicast("eth0", group_b)
-        # Unbound, joined to nothing: with IP_MULTICAST_ALL on it would see both groups
-        # that its siblings joined; off, it must see neither.
-        unicast_only = VrrpSocket.unicast("eth0", group_a.version)
-    source = source_of(node1, group_a.version)
+    sender, in_a, in_b, unicast_only = group_sockets(lan, group_a, group_b)
+    source = source_of(lan.nodes[0], group_a.version)
 
     with sender, in_a, in_b, unicast_only:
         sender.send(advertisement(source, group_b, vrid=2), source=source, destination=group_b)
@@ -130,6 +139,33 @@ def test_a_socket_joined_to_one_group_never_sees_another_groups_packets(
     assert first_in_b.destination == group_b
     assert second_in_b is None  # nothing from group A followed
     assert leaked is None
+
+
+@pytest.mark.parametrize(
+    ("group_a", "group_b"), [(GROUP4, OTHER_GROUP4), (GROUP6, OTHER_GROUP6)], ids=["ipv4", "ipv6"]
+)
+def test_the_kernel_filter_keeps_unwanted_packets_out_of_python(
+    lan: Lan, group_a: IPAddress, group_b: IPAddress
+) -> None:
+    """Packets a socket does not want never wake it: nothing read, nothing skipped in userspace.
+
+    Without the socket filter an unbound IPv6 raw socket reads every VRRP multicast the
+    host accepts and skips it in Python (``filtered`` counts those).
+    """
+    sender, in_a, in_b, unicast_only = group_sockets(lan, group_a, group_b)
+    source = source_of(lan.nodes[0], group_a.version)
+
+    with sender, in_a, in_b, unicast_only:
+        for vrid in (1, 2, 3):
+            sender.send(advertisement(source, group_a, vrid=vrid), source=source, destination=group_a)
+        got = [receive_within(in_a) for _ in range(3)]
+        woke_b = select.select([in_b.fileno()], [], [], 0.3)[0]
+        woke_unicast = select.select([unicast_only.fileno()], [], [], 0)[0]
+
+    assert [packet.payload[1] if packet else None for packet in got] == [1, 2, 3]
+    assert woke_b == []
+    assert woke_unicast == []
+    assert in_a.filtered == in_b.filtered == unicast_only.filtered == 0
 
 
 @pytest.mark.parametrize("group", [GROUP4, GROUP6], ids=["ipv4", "ipv6"])

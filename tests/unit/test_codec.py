@@ -11,6 +11,7 @@ from ipaddress import IPv4Address, IPv6Address
 
 import pytest
 
+from keepvip.speaker.vrrp import codec
 from keepvip.speaker.vrrp.advertisement import Advertisement, IPAddress
 from keepvip.speaker.vrrp.checksum import ChecksumForm, internet_checksum, pseudo_header
 from keepvip.speaker.vrrp.codec import (
@@ -535,3 +536,45 @@ def test_checks_run_in_rfc9568_7_1_order() -> None:
 def test_decode_reads_addresses_in_order() -> None:
     addresses = tuple(IPv4Address(f"198.18.1.{i}") for i in (5, 1, 4, 2, 3))
     assert decode4(raw_v2(addresses=addresses)) == adv_v2(addresses=addresses)
+
+
+def test_a_repeated_advertisement_is_encoded_once_and_a_changed_one_again() -> None:
+    """Encoding is remembered per input (a master repeats itself); any change re-encodes."""
+    source, group = IPv4Address("198.18.0.1"), IPv4Address("224.0.0.18")
+    adv = Advertisement(version=3, vrid=7, priority=150, interval_cs=100,
+                        addresses=(IPv4Address("198.18.4.7"),))  # fmt: skip
+    first = encode(adv, source=source, destination=group)
+    hits = codec._encode_cached.cache_info().hits
+    again = encode(adv, source=source, destination=group)
+    assert again is first
+    assert codec._encode_cached.cache_info().hits == hits + 1
+
+    lowered = encode(Advertisement(version=3, vrid=7, priority=0, interval_cs=100,
+                                   addresses=adv.addresses), source=source, destination=group)  # fmt: skip
+    other_form = encode(adv, source=source, destination=group, checksum=ChecksumMode.RFC9568)
+    assert lowered[2] == 0
+    assert lowered != first
+    assert other_form[:6] == first[:6]
+    assert other_form[6:8] != first[6:8]  # the checksum differs, the message does not
+    assert decode(first, source=source, destination=group, ttl=255) == adv
+
+
+def test_a_repeated_packet_is_decoded_once_and_a_changed_one_again() -> None:
+    """The receive side's cache: same bytes and header → the same result; any change → decoded anew."""
+    source, group = IPv4Address("198.18.0.1"), IPv4Address("224.0.0.18")
+    adv = Advertisement(version=3, vrid=9, priority=150, interval_cs=100,
+                        addresses=(IPv4Address("198.18.4.9"),))  # fmt: skip
+    payload = encode(adv, source=source, destination=group)
+    first = decode_detailed(payload, source=source, destination=group, ttl=255)
+    hits = codec._decode_cached.cache_info().hits
+    assert decode_detailed(bytearray(payload), source=source, destination=group, ttl=255) is first
+    assert codec._decode_cached.cache_info().hits == hits + 1
+
+    assert decode(payload, source=source, destination=group, ttl=255) == adv
+    assert decode(payload, source=source, destination=group, ttl=254) is DropReason.BAD_TTL
+    corrupted = payload[:2] + bytes([payload[2] ^ 1]) + payload[3:]
+    assert decode(corrupted, source=source, destination=group, ttl=255) is DropReason.BAD_CHECKSUM
+    assert (
+        decode(payload, source=IPv4Address("198.18.0.2"), destination=group, ttl=255)
+        is DropReason.BAD_CHECKSUM
+    )

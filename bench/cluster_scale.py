@@ -1,0 +1,224 @@
+"""The cluster at scale: 500 VirtualIPs on the local cluster, what it costs the API server.
+
+Runs on ``keepvip.localcluster`` (a v1.20 control plane, three nodes as namespaces, the
+process kubelet) with the chart installed by helm, as the end-to-end tests do. Hold the
+cluster lock while it runs (only one cluster fits on the machine)::
+
+    flock /tmp/keepvip-cluster.lock .venv/bin/python -I bench/cluster_scale.py --count 500
+
+Measured:
+
+* **create**: ``--count`` VirtualIPs created at once (16 client threads), one ``/32``
+  address each in 198.18.200.0/23 on ``eth0`` (inside the node namespaces only), node
+  ``i % 3`` preferred; seconds from the first create until each is allocated
+  (``status.vrid``) and Ready (``status.state``), p50 / p99 / max, polled every second;
+* **steady writes**: API writes per minute over ``--window`` seconds with nothing
+  changing, from the API server's own ``apiserver_request_total`` (``/metrics``), by
+  verb and resource, so what keepvip writes stands apart from the control plane's own
+  heartbeats (leases, node status, events);
+* **one node failing**: node-a is cut off the LAN (``disconnect_node``); the writes of
+  the ``--window`` after it, by resource, minus the steady rate, against the VIPs node-a
+  held;
+* operator and speaker **RSS and CPU** over the steady window (process trees found by
+  their command lines: ``keepvip operator``, ``keepvip speaker --kubernetes``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import secrets
+import subprocess
+import sys
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from ipaddress import IPv4Network
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE)]
+
+from gaps import percentile  # noqa: E402
+from procstat import CpuWindow, Usage  # noqa: E402
+
+from keepvip.localcluster import ClusterConfig, LocalCluster  # noqa: E402
+from keepvip.localcluster.scenario import API_VERSION, KeepvipOnCluster  # noqa: E402
+
+VIP_NETWORK = IPv4Network("198.18.200.0/23")
+NODES = ("node-a", "node-b", "node-c")
+WRITE_VERBS = {"POST", "PUT", "PATCH", "APPLY", "DELETE", "DELETECOLLECTION", "CREATE", "UPDATE"}
+_SAMPLE = re.compile(r"^apiserver_request_total\{(?P<labels>[^}]*)\} (?P<value>\S+)$")
+_LABEL = re.compile(r'(\w+)="([^"]*)"')
+
+
+def document(index: int) -> dict[str, Any]:
+    preferred = NODES[index % len(NODES)]
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "VirtualIP",
+        "metadata": {"name": f"scale-{index}"},
+        "spec": {
+            "addresses": [f"{VIP_NETWORK[index + 1]}/32"],
+            "interface": "eth0",
+            "nodePriorities": [{"nodeName": preferred, "priority": 150}],
+            "vrrp": {"advertisementInterval": "1s"},
+        },
+    }
+
+
+def writes(cluster: LocalCluster) -> Counter[tuple[str, str]]:
+    """(verb, resource[/subresource]) → writes so far, from the API server's metrics."""
+    text = subprocess.run(["kubectl", "get", "--raw", "/metrics"], env=cluster.kubectl_env(),
+                          capture_output=True, text=True, check=True, timeout=60).stdout  # fmt: skip
+    found: Counter[tuple[str, str]] = Counter()
+    for line in text.splitlines():
+        match = _SAMPLE.match(line)
+        if match is None:
+            continue
+        labels = dict(_LABEL.findall(match.group("labels")))
+        if labels.get("verb") not in WRITE_VERBS:
+            continue
+        resource = labels.get("resource", "")
+        if labels.get("subresource"):
+            resource += "/" + labels["subresource"]
+        found[(labels["verb"], resource)] += int(float(match.group("value")))
+    return found
+
+
+def delta(after: Counter[tuple[str, str]], before: Counter[tuple[str, str]]) -> Counter[tuple[str, str]]:
+    return Counter({k: after[k] - before.get(k, 0) for k in after if after[k] - before.get(k, 0) > 0})
+
+
+def keepvip_processes() -> dict[str, list[int]]:
+    """'operator' and 'speaker' → pids of the cluster's keepvip processes (by command line)."""
+    found: dict[str, list[int]] = {"operator": [], "speaker": []}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        words = [a.decode(errors="replace") for a in argv]
+        if not any(w.endswith("keepvip") for w in words[:2]):
+            continue
+        if "operator" in words:
+            found["operator"].append(int(entry.name))
+        elif "speaker" in words and "--kubernetes" in words:
+            found["speaker"].append(int(entry.name))
+    return found
+
+
+def status_times(deployment: KeepvipOnCluster, names: set[str], started: float,
+                 timeout: float) -> tuple[dict[str, float], dict[str, float]]:  # fmt: skip
+    """name → seconds until allocated, name → seconds until Ready (polled every second)."""
+    allocated: dict[str, float] = {}
+    ready: dict[str, float] = {}
+    while len(ready) < len(names) and time.monotonic() - started < timeout:
+        now = time.monotonic() - started
+        for item in deployment.objects.list(API_VERSION, "VirtualIP"):
+            name = item["metadata"]["name"]
+            status = item.get("status") or {}
+            if name not in names:
+                continue
+            if status.get("vrid") and name not in allocated:
+                allocated[name] = now
+            if status.get("state") == "Ready" and name not in ready:
+                ready[name] = now
+        print(f"  {now:5.0f} s: {len(allocated)} allocated, {len(ready)} Ready", file=sys.stderr, flush=True)
+        time.sleep(1.0)
+    return allocated, ready
+
+
+def spread(times: dict[str, float], count: int) -> str:
+    if not times:
+        return f"0/{count}"
+    values = list(times.values())
+    return (f"p50 {percentile(values, 0.5):.1f} s, p99 {percentile(values, 0.99):.1f} s, "
+            f"max {max(values):.1f} s ({len(values)}/{count})")  # fmt: skip
+
+
+def by_resource(counts: Counter[tuple[str, str]], minutes: float) -> str:
+    total = sum(counts.values())
+    rows = [f"    total {total} ({total / minutes:.1f}/min)"]
+    for (verb, resource), value in counts.most_common():
+        rows.append(f"    {verb:7} {resource:32} {value:6} ({value / minutes:.1f}/min)")
+    return "\n".join(rows)
+
+
+def usage_line(name: str, usages: list[Usage]) -> str:
+    return f"  {name}: " + ", ".join(f"{u.rss_mib:.0f} MiB, {u.cpu_percent:.2f} % CPU" for u in usages)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=500)
+    parser.add_argument("--window", type=float, default=60.0, help="steady and after-failure windows (s)")
+    parser.add_argument("--timeout", type=float, default=600.0, help="for all to become Ready (s)")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    report: dict[str, Any] = {"count": args.count}
+    with LocalCluster(ClusterConfig(nodes=NODES)) as cluster:
+        deployment = KeepvipOnCluster(cluster, f"keepvip-scale-{secrets.token_hex(2)}")
+        deployment.install(cluster.helm())
+        names = {f"scale-{i}" for i in range(args.count)}
+
+        before = writes(cluster)
+        started = time.monotonic()
+        with ThreadPoolExecutor(16) as pool:
+            list(pool.map(lambda i: deployment.objects.create(document(i)), range(args.count)))
+        created = time.monotonic() - started
+        allocated, ready = status_times(deployment, names, started, args.timeout)
+        report["create_seconds"] = created
+        report["allocated"] = spread(allocated, args.count)
+        report["ready"] = spread(ready, args.count)
+        report["writes_during_create"] = sum(delta(writes(cluster), before).values())
+
+        time.sleep(30)  # announcements, status settle
+        pids = keepvip_processes()
+        windows = {kind: [CpuWindow(pid, time.monotonic()) for pid in found] for kind, found in pids.items()}
+        before = writes(cluster)
+        time.sleep(args.window)
+        steady = delta(writes(cluster), before)
+        now = time.monotonic()
+        usage = {kind: [w.end(now) for w in found] for kind, found in windows.items()}
+        minutes = args.window / 60
+
+        held = [
+            item["metadata"]["name"]
+            for item in deployment.objects.list(API_VERSION, "VirtualIP")
+            if (item.get("status") or {}).get("master") == "node-a"
+        ]
+        before = writes(cluster)
+        cluster.disconnect_node("node-a")
+        time.sleep(args.window)
+        failure = delta(writes(cluster), before)
+        cluster.reconnect_node("node-a")
+
+        print(f"\n{args.count} VirtualIPs created in {created:.1f} s (16 threads)")
+        print(f"  allocated: {report['allocated']}")
+        print(f"  Ready:     {report['ready']}")
+        print(f"  API writes from the first create until all Ready: {report['writes_during_create']}")
+        print(f"\nsteady state, {args.window:.0f} s, API writes by verb and resource:")
+        print(by_resource(steady, minutes))
+        print(f"\nnode-a cut off the LAN (it was master of {len(held)} VirtualIPs), {args.window:.0f} s:")
+        print(by_resource(failure, minutes))
+        print("\nprocesses over the steady window:")
+        print(usage_line("operator", usage["operator"]))
+        print(usage_line("speakers", usage["speaker"]))
+        report.update(
+            steady={f"{v} {r}": n for (v, r), n in steady.items()},
+            failure={f"{v} {r}": n for (v, r), n in failure.items()},
+            node_a_masters=len(held),
+            usage={k: [u.__dict__ for u in v] for k, v in usage.items()},
+        )
+    if args.json is not None:
+        args.json.write_text(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

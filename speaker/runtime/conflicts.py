@@ -1,0 +1,50 @@
+"""Addresses a VirtualIP must never take on this node (issue 10, "Addresses a VirtualIP may claim").
+
+Admission refuses the address classes that can never work; only the node knows the
+rest: an address that is already one of its own (on any interface, e.g. the node's
+primary address) or its default gateway. Binding either would hijack the node's own
+traffic or the LAN's router, so the speaker checks before it joins the election and
+stays out of it for that VirtualIP. keepvip's own VIPs (marked with ``IFA_PROTO``) are
+not conflicts: they are what a previous or the current run holds.
+"""
+
+from __future__ import annotations
+
+from ipaddress import ip_address
+from socket import AF_INET, AF_INET6
+from typing import Any
+
+from keepvip.api.model import IPInterface
+from keepvip.speaker.net.interfaces import interface_names, list_addresses
+from keepvip.speaker.vrrp.advertisement import IPAddress
+
+MAIN_TABLE = 254  # RT_TABLE_MAIN
+
+
+async def default_gateways(ipr: Any) -> set[IPAddress]:
+    """Every next hop of the main table's IPv4 and IPv6 default routes (multipath included)."""
+    found: set[IPAddress] = set()
+    for family in (AF_INET, AF_INET6):
+        async for route in await ipr.get_default_routes(family=family, table=MAIN_TABLE):
+            hops = [route.get("gateway"), *(hop.get("gateway") for hop in route.get("multipath") or ())]
+            found.update(ip_address(hop) for hop in hops if hop)
+    return found
+
+
+async def address_conflicts(ipr: Any, addresses: tuple[IPInterface, ...]) -> list[str]:
+    """Why each of ``addresses`` may not be bound on this node (empty: none conflicts).
+
+    Each item names the field (``spec.addresses[i]``) and says what the address already is.
+    """
+    own = {entry.address: entry.ifindex for entry in await list_addresses(ipr) if not entry.is_keepvip}
+    gateways = await default_gateways(ipr)
+    names: dict[int, str] | None = None
+    problems: list[str] = []
+    for index, vip in enumerate(addresses):
+        if vip.ip in own:
+            names = names if names is not None else await interface_names(ipr)
+            where = names.get(own[vip.ip], f"interface {own[vip.ip]}")
+            problems.append(f"spec.addresses[{index}]: {vip.ip} is already an address of this node ({where})")
+        elif vip.ip in gateways:
+            problems.append(f"spec.addresses[{index}]: {vip.ip} is this node's default gateway")
+    return problems

@@ -1,0 +1,155 @@
+"""One VirtualIP that cannot run on a node costs only that VirtualIP (issue 9).
+
+The scenario a new user tried: a standalone speaker runs one VIP; its file then gains a
+VirtualIP naming an interface the node lacks (``nope0``) and a second, valid one. The
+bad one must be refused in one log line that names it and the field, without a
+traceback; the valid one must come up; later edits must still be applied (a VIP removed
+from the file is released); and SIGTERM must still hand over with priority 0 and leave
+no VIP on the node. Reloads are driven both ways the speaker offers: a file change
+(polled) and SIGHUP.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from functools import partial
+from typing import Any
+
+import pytest
+from lan import Lan
+from speaker_harness import (
+    VIP4,
+    SpeakerSet,
+    as_interface,
+    holders,
+    virtualip,
+    wait_for_master,
+    wait_until,
+    who_answers,
+)
+
+pytestmark = pytest.mark.timeout(120)
+
+RELOAD_BOUND = 10.0  # the file is polled every second; generous for loaded machines
+API_VIP4 = as_interface("198.18.0.101/24")
+BAD_VIP4 = as_interface("198.18.0.102/24")
+NODES = ("node1", "node2")
+
+
+def _web() -> dict[str, Any]:
+    return virtualip("web", vrid=91, node_priorities={"node1": 150, "node2": 120})
+
+
+def _api() -> dict[str, Any]:
+    return virtualip("api", vrid=93, addresses=[str(API_VIP4)], node_priorities={"node1": 150, "node2": 120})
+
+
+def _bad() -> dict[str, Any]:
+    document = virtualip("bad", vrid=92, addresses=[str(BAD_VIP4)])
+    document["spec"]["interface"] = "nope0"
+    return document
+
+
+def _reload(speakers: SpeakerSet, how: str, *documents: dict[str, Any]) -> float:
+    """Write the new file; with ``sighup`` also signal every speaker. The time of the edit."""
+    edited_at = time.time()
+    speakers.configure(*documents, nodes=list(NODES))
+    if how == "sighup":
+        for node in NODES:
+            speakers.signal_only(node, signal.SIGHUP)
+    return edited_at
+
+
+@pytest.mark.parametrize("how", ["file", "sighup"])
+def test_a_virtualip_naming_a_missing_interface_fails_alone_and_later_edits_still_apply(
+    lan: Lan, speakers: SpeakerSet, how: str
+) -> None:
+    speakers.configure(_web(), nodes=list(NODES))
+    speakers.start(*NODES)
+    wait_for_master(lan, VIP4, "node1")
+
+    # The file gains a VirtualIP on an interface no node has, and a valid one.
+    edited_at = _reload(speakers, how, _web(), _bad(), _api())
+
+    wait_until(lambda: who_answers(lan, API_VIP4) == "node1", RELOAD_BOUND, what="the new valid VIP answers")
+    for node in NODES:
+        refusals = wait_until(
+            partial(speakers.records, node, virtualip="bad", since=edited_at), RELOAD_BOUND,
+            what=f"{node} refuses bad",
+        )  # fmt: skip
+        assert len(refusals) == 1, refusals  # one line, not one per retry
+        line = refusals[0]
+        assert line["reason"] == "interface_not_found", line
+        assert "spec.interface: no interface named 'nope0'" in line["message"], line
+        assert speakers.errors(node) == [line], "a traceback or another error was logged"
+        metrics = speakers.metrics(node)
+        assert metrics.value("keepvip_virtualip_failures_total", reason="interface_not_found") == 1
+    assert BAD_VIP4.ip not in {a.ip for node in NODES for a in lan.addresses(node)}
+    assert who_answers(lan, VIP4) == "node1"  # the VIP that ran before is untouched
+
+    # A later edit is still applied: web leaves the file, so its VIP is released everywhere.
+    _reload(speakers, how, _bad(), _api())
+    wait_until(lambda: not holders(lan, VIP4), RELOAD_BOUND, what="web's VIP released",
+               describe=lambda: f"holders {sorted(holders(lan, VIP4))}")  # fmt: skip
+    assert who_answers(lan, API_VIP4) == "node1"
+
+    # SIGTERM: the master hands over with priority 0 and leaves no VIP behind.
+    stopped_at, code = speakers.terminate("node1")
+    assert code == 0
+    handover = wait_until(lambda: speakers.became("node2", "MASTER", "api", since=stopped_at), RELOAD_BOUND,
+                          what="node2 takes api over")  # fmt: skip
+    assert handover.reason == "priority_zero_received"
+    assert not [a for a in lan.addresses("node1") if a.ip in (VIP4.ip, API_VIP4.ip, BAD_VIP4.ip)]
+    assert [r for r in speakers.log_lines("node1") if r.get("level") == "RAW"] == []  # no traceback
+
+
+def test_two_virtualips_swapping_their_vrids_in_one_edit_both_keep_running(
+    lan: Lan, speakers: SpeakerSet
+) -> None:
+    def documents(web_vrid: int, api_vrid: int) -> list[dict[str, Any]]:
+        web = virtualip("web", vrid=web_vrid, node_priorities={"node1": 150, "node2": 120})
+        api = virtualip("api", vrid=api_vrid, addresses=[str(API_VIP4)],
+                        node_priorities={"node1": 150, "node2": 120})  # fmt: skip
+        return [web, api]
+
+    speakers.configure(*documents(94, 95), nodes=list(NODES))
+    speakers.start(*NODES)
+    wait_for_master(lan, VIP4, "node1")
+    wait_until(lambda: who_answers(lan, API_VIP4) == "node1", RELOAD_BOUND, what="api answers")
+
+    edited_at = time.time()
+    speakers.configure(*documents(95, 94), nodes=list(NODES))  # each takes the other's VRID
+
+    for node in NODES:
+        wait_until(partial(speakers.messages, node, "running VRRP", since=edited_at), RELOAD_BOUND,
+                   what=f"{node} restarts its routers")  # fmt: skip
+    wait_until(lambda: speakers.became("node1", "MASTER", "api", since=edited_at), RELOAD_BOUND,
+               what="node1 masters api again")  # fmt: skip
+    wait_until(lambda: speakers.became("node1", "MASTER", "web", since=edited_at), RELOAD_BOUND,
+               what="node1 masters web again")  # fmt: skip
+    wait_for_master(lan, VIP4, "node1")
+    wait_until(lambda: who_answers(lan, API_VIP4) == "node1", RELOAD_BOUND, what="api answers again")
+    for node in NODES:
+        assert speakers.errors(node) == [], speakers.errors(node)
+        assert speakers.metrics(node).value("keepvip_virtualip_failures_total") == 0
+
+
+def test_an_address_the_node_already_has_is_never_bound_and_the_node_stays_out_of_the_election(
+    lan: Lan, speakers: SpeakerSet
+) -> None:
+    own = lan.node("node1").ipv4  # node1's own address, as a VIP in node1's file only
+    clash = virtualip("clash", vrid=96, addresses=[str(own)])
+    speakers.configure(_web(), clash, nodes=["node1"])
+    speakers.configure(_web(), nodes=["node2"])
+    speakers.start(*NODES)
+    wait_for_master(lan, VIP4, "node1")  # the other VirtualIP is not affected
+
+    refusal = wait_until(partial(speakers.records, "node1", virtualip="clash"), RELOAD_BOUND,
+                         what="node1 refuses clash")  # fmt: skip
+    assert [r["reason"] for r in refusal] == ["address_conflict"]
+    assert f"spec.addresses[0]: {own.ip} is already an address of this node (eth0)" in refusal[0]["message"]
+    assert speakers.transitions("node1", "clash") == []  # never joined the election
+    assert speakers.metrics("node1").value("keepvip_address_conflicts_total", virtualip="clash") == 1
+    speakers.terminate("node1")
+    assert own.ip in {a.ip for a in lan.addresses("node1")}  # its own address, untouched at stop
