@@ -501,6 +501,28 @@ class Arbiter(ApiModel):
         return self
 
 
+# A node rarely has more than a handful of uplinks; more entries are a generated typo,
+# and each one is a netlink lookup at every start.
+MAX_TRACKED_INTERFACES = 32
+
+
+class TrackedInterface(ApiModel):
+    """An interface whose link state moves this VirtualIP (keepalived ``track_interface``).
+
+    "Up" is administratively up with carrier, as for the VRRP interface itself; an
+    interface the node does not have counts as down (so a node missing an uplink does not
+    take the VIP)."""
+
+    name: InterfaceName
+    """The interface's name on the node (1..15 bytes, no '/', ':', whitespace)."""
+    weight: Annotated[int, Strict(), Field(ge=-253, le=253)] = 0
+    """-253..253. 0: the interface down puts the node in FAULT (it gives up the VIP).
+
+    Negative: added to the priority while the interface is down; positive: added while it
+    is up (keepalived's semantics). The result is clamped to 1..254 together with the
+    health checks' weights."""
+
+
 class ServiceRef(ApiModel):
     """A Service whose status.loadBalancer.ingress receives the VIP."""
 
@@ -535,6 +557,16 @@ class VirtualIPSpec(ApiModel):
     """Split-brain guard."""
     service_ref: ServiceRef | None = None
     """Service whose status receives the VIP."""
+    track_interfaces: Annotated[
+        tuple[TrackedInterface, ...], Field(max_length=MAX_TRACKED_INTERFACES)
+    ] = ()
+    """Other interfaces whose link state changes the priority (weight) or puts the node in FAULT (0)."""
+    sync_group: DnsLabel | None = None
+    """A name shared by VirtualIPs that must change state together on a node (keepalived vrrp_sync_group).
+
+    On a node, while any member is in FAULT the others are held in FAULT too, and when a
+    member loses MASTER to another node the members still MASTER give it up, so a group's
+    addresses are held by one node. Give the members the same priorities on every node."""
 
     @property
     def family(self) -> int:
@@ -586,6 +618,10 @@ class VirtualIPSpec(ApiModel):
         for index, name in enumerate(names):
             if name in names[:index]:
                 raise invalid(f"healthChecks[{index}].name", f"{name!r} is used twice")
+        tracked = [entry.name for entry in self.track_interfaces]
+        for index, name in enumerate(tracked):
+            if name in tracked[:index]:
+                raise invalid(f"trackInterfaces[{index}].name", f"{name!r} is listed twice")
         if self.arbiter is not None:
             gateway = self.arbiter.gateway_address()
             if gateway is not None and gateway.version != family:

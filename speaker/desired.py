@@ -12,7 +12,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from ipaddress import ip_address
 
-from keepvip.api.model import Arbiter, HealthCheck, IPInterface, VirtualIP
+from keepvip.api.model import Arbiter, HealthCheck, IPInterface, TrackedInterface, VirtualIP
 from keepvip.inet import IPAddress, vrrp_group
 from keepvip.speaker.vrrp.constants import ChecksumMode
 
@@ -57,6 +57,8 @@ class RouterPlan:
     password: bytes | None  # VRRPv2 PASS
     health_checks: tuple[HealthCheck, ...]
     arbiter: Arbiter | None
+    track_interfaces: tuple[TrackedInterface, ...] = ()  # hook (track-sync)
+    sync_group: str | None = None  # hook (track-sync)
 
     @property
     def family(self) -> int:
@@ -143,6 +145,8 @@ def desired_router(
         password=password,
         health_checks=spec.health_checks,
         arbiter=spec.arbiter,
+        track_interfaces=spec.track_interfaces,  # hook (track-sync)
+        sync_group=spec.sync_group,  # hook (track-sync)
     )
 
 

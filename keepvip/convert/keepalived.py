@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
 from typing import TypeVar
 
+from keepvip.convert.names import dns_label
 from keepvip.convert.report import Outcome, Report
 from keepvip.convert.syntax import Location, ParsedFile, Statement
 
@@ -107,7 +108,7 @@ class Track:
 
 @dataclass(frozen=True)
 class TrackedInterface:
-    """One ``track_interface`` line (parsed for the day keepvip supports it)."""
+    """One ``track_interface`` line (the mapper makes it a ``spec.trackInterfaces`` entry)."""
 
     name: str
     location: Location
@@ -117,11 +118,13 @@ class TrackedInterface:
 
 @dataclass
 class SyncGroup:
-    """A ``vrrp_sync_group``: instances that keepalived moves together."""
+    """A ``vrrp_sync_group``: instances that keepalived moves together (``spec.syncGroup``)."""
 
     name: str
     location: Location
     instances: list[str] = field(default_factory=list)
+    tracking_weight: bool = False  # sync_group_tracking_weight: members keep their weights
+    track_interfaces: list[TrackedInterface] = field(default_factory=list)  # for every member
 
 
 @dataclass
@@ -149,6 +152,13 @@ class Instance:
     notify: dict[str, str] = field(default_factory=dict)
     garp_refresh: float | None = None
     track_interfaces: list[TrackedInterface] = field(default_factory=list)
+    sync_group: SyncGroup | None = None
+
+    @property
+    def weights_ignored(self) -> bool:
+        """keepalived drops tracking weights of a sync group's members (keepalived.conf(5);
+        2.2.7 logs "ignoring ... weight due to SYNC group") unless the group allows them."""
+        return self.sync_group is not None and not self.sync_group.tracking_weight
 
     @property
     def advertised(self) -> list[VipAddress]:
@@ -359,22 +369,54 @@ class _Walker:
             return
         group = SyncGroup(name, statement.location)
         for child in statement.block:
-            if child.name == "group" and child.block is not None:
-                # keepalived reads every word of the block as a member, one per line or not
-                group.instances += [word for line in child.block for word in line.text().split()]
+            self.sync_group_keyword(group, child)
         self.config.sync_groups.append(group)
         self.add(
             statement,
-            Outcome.UNSUPPORTED,
-            f"{name} ({', '.join(group.instances) or 'no instances'}): not yet supported by keepvip: "
-            "keepalived moves a sync group's instances together (one failing moves all), keepvip runs "
-            "each VirtualIP on its own; they are converted one by one and stay together only while "
-            "their priorities agree",
+            Outcome.CONVERTED,
+            f"{name} ({', '.join(group.instances) or 'no instances'}): spec.syncGroup "
+            f"{dns_label(name, 'sync-group')} on their VirtualIPs (a member in FAULT holds the others in "
+            "FAULT; a member losing MASTER makes the others give it up)",
         )
+
+    def sync_group_keyword(self, group: SyncGroup, statement: Statement) -> None:
+        name = statement.name
+        if name == "group":
+            if statement.block is None:
+                self.add(statement, Outcome.ERROR, "needs a { } block")
+                return
+            # keepalived reads every word of the block as a member, one per line or not
+            for line in statement.block:
+                words = line.text().split()
+                group.instances += words
+                self.add(line, Outcome.CONVERTED, f"{', '.join(words)}: a member, spec.syncGroup "
+                         f"{dns_label(group.name, 'sync-group')} on its VirtualIP", "group")  # fmt: skip
+        elif name in ("sync_group_tracking_weight", "global_tracking"):
+            group.tracking_weight = True
+            self.add(
+                statement,
+                Outcome.NOTE,
+                "the members keep their tracking weights (spec.healthChecks, spec.trackInterfaces "
+                "weights); keepalived.conf(5) warns this 'probably WON'T WORK': a weight moves one member",
+            )
+        elif name == "track_interface":
+            self.block(statement, lambda child: self.interface_line(group.track_interfaces, child))
+        elif name in NOTIFY_KEYWORDS or name in ("track_script", "track_file", "track_process", "track_bfd"):
+            self.add(
+                statement,
+                Outcome.UNSUPPORTED,
+                f"not yet supported by keepvip on a sync group: write {name} in each member vrrp_instance "
+                "(each VirtualIP has its own)",
+            )
+        elif name == "smtp_alert":
+            self.config.mail = True
+            self.add(statement, Outcome.NOTE, f"keepvip sends no e-mail: {_ALERTS}")
+        else:
+            self.unknown(statement)
 
     def check_sync_groups(self) -> None:
         """A sync group that names an instance the file does not declare is an error, as in keepalived."""
-        declared = {instance.name for instance in self.config.instances}
+        declared = {instance.name: instance for instance in self.config.instances}
         for group in self.config.sync_groups:
             for missing in (name for name in group.instances if name not in declared):
                 self.report.add(
@@ -384,6 +426,19 @@ class _Walker:
                     Outcome.ERROR,
                     f"{group.name} names {missing}, which is no vrrp_instance of this node",
                 )
+            for instance in (declared[name] for name in group.instances if name in declared):
+                if instance.sync_group is not None:
+                    self.report.add(
+                        self.node,
+                        group.location,
+                        "vrrp_sync_group",
+                        Outcome.ERROR,
+                        f"{group.name} names {instance.name}, already in {instance.sync_group.name}",
+                    )
+                    continue
+                instance.sync_group = group
+                tracked = {t.name for t in instance.track_interfaces}
+                instance.track_interfaces += [t for t in group.track_interfaces if t.name not in tracked]
 
     # -- vrrp_script -----------------------------------------------------------------------
 
@@ -534,7 +589,7 @@ class _Walker:
         elif name in GARP_KEYWORDS:
             self.garp(instance, statement)
         elif name == "track_interface":
-            self.block(statement, lambda child: self.interface_line(instance, child))
+            self.block(statement, lambda child: self.interface_line(instance.track_interfaces, child))
         elif name in ("track_process", "track_file", "track_bfd"):
             self.add(
                 statement,
@@ -684,7 +739,8 @@ class _Walker:
         if not excluded:  # an excluded one is reported by the mapper: it depends on the family
             self.add(statement, Outcome.CONVERTED, target, keyword)
 
-    def interface_line(self, instance: Instance, statement: Statement) -> None:
+    def interface_line(self, tracked: list[TrackedInterface], statement: Statement) -> None:
+        """A ``track_interface`` entry; the mapper reports what it became (it knows the group)."""
         values = [v.text for v in statement.values]
         reverse = bool(values) and values[-1] == "reverse"
         if values and values[-1] in ("reverse", "noreverse"):
@@ -695,22 +751,11 @@ class _Walker:
                 self.add(statement, Outcome.ERROR, "is `IFNAME [weight N [reverse]]`", "track_interface")
                 return
             weight = int(values[1])
-        instance.track_interfaces.append(
-            TrackedInterface(statement.name, statement.location, weight, reverse)
-        )
-        effect = (
-            "a link down puts the instance in FAULT"
-            if not weight
-            else f"its state moves the priority by {weight}"
-        )
-        self.add(
-            statement,
-            Outcome.UNSUPPORTED,
-            f"{statement.text()} ({effect}): not yet supported by keepvip: keepvip puts a router in FAULT "
-            "when its own VRRP interface goes down, but tracks no other interface and applies no "
-            "interface weight",
-            "track_interface",
-        )
+        if any(t.name == statement.name for t in tracked):
+            self.add(statement, Outcome.DROPPED, "listed twice: keepalived ignores the repetition",
+                     "track_interface")  # fmt: skip
+            return
+        tracked.append(TrackedInterface(statement.name, statement.location, weight, reverse))
 
     def peer_line(self, instance: Instance, statement: Statement) -> None:
         try:

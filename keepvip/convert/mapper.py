@@ -14,7 +14,6 @@ operator and the converted node would not hear the keepalived nodes during a mig
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Hashable
 from datetime import timedelta
 from ipaddress import IPv4Address, IPv6Address
@@ -24,6 +23,7 @@ from keepvip.api.durations import format_duration
 from keepvip.api.parse import InvalidVirtualIP, parse_virtualip
 from keepvip.convert.join import Member, Router
 from keepvip.convert.keepalived import PASS_LENGTH, Instance, Script, Track, VipAddress
+from keepvip.convert.names import dns_label
 from keepvip.convert.report import Outcome, Report
 from keepvip.convert.scripts import inverted, recognise
 
@@ -31,12 +31,6 @@ SECRET_NAMESPACE = "keepvip-system"  # noqa: S105 - a namespace, not a password
 SECRET_KEY = "password"  # noqa: S105 - the key name inside the Secret
 _STANDARD_GROUPS = (IPv4Address("224.0.0.18"), IPv6Address("ff02::12"))
 MAX_PRIORITY = 254  # RFC 9568 §5.2.4: 255 is the address owner's, keepvip never claims it
-
-
-def dns_label(text: str, fallback: str) -> str:
-    """``VI_1`` → ``vi-1``: a name the API accepts (a DNS label)."""
-    label = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")[:63].strip("-")
-    return label or fallback
 
 
 def _duration(seconds: float) -> str:
@@ -90,6 +84,13 @@ class _Mapper:
         checks = self.checks()
         if checks:
             spec["healthChecks"] = checks
+        per_node = {m.node.node: self.tracked_interfaces(m) for m in self.router.members}
+        tracked = self.agreed("track_interface", lambda m: per_node[m.node.node], self.show_tracked)
+        if tracked:
+            spec["trackInterfaces"] = [{"name": name, "weight": weight} for name, weight in tracked]
+        group = self.agreed("vrrp_sync_group", self.sync_group, lambda g: g or "no sync group")
+        if group is not None:
+            spec["syncGroup"] = group
         body = {
             "apiVersion": "keepvip.io/v1alpha1",
             "kind": "VirtualIP",
@@ -322,6 +323,50 @@ class _Mapper:
             "secretRef": {"namespace": SECRET_NAMESPACE, "name": secret, "key": SECRET_KEY},
         }
 
+    # -- tracked interfaces and sync groups ---------------------------------------------------
+
+    @staticmethod
+    def sync_group(member: Member) -> str | None:
+        group = member.instance.sync_group
+        return None if group is None else dns_label(group.name, "sync-group")
+
+    @staticmethod
+    def show_tracked(entries: tuple[tuple[str, int], ...]) -> str:
+        return ", ".join(f"{name} weight {weight}" for name, weight in entries) or "no interface"
+
+    def tracked_interfaces(self, member: Member) -> tuple[tuple[str, int], ...]:
+        """This member's ``track_interface`` entries as keepalived applies them, each reported."""
+        instance = member.instance
+        entries: list[tuple[str, int]] = []
+        for tracked in instance.track_interfaces:
+            at = tracked.location
+            if tracked.name == instance.interface:
+                self.note(member, "track_interface", Outcome.DROPPED,
+                          f"{tracked.name} is the instance's own interface: keepalived ignores it ('Ignoring "
+                          "track_interface ... since own interface'); keepvip's VRRP interface down is a "
+                          "FAULT anyway", at=at)  # fmt: skip
+                continue
+            if tracked.reverse:
+                self.note(member, "track_interface", Outcome.UNSUPPORTED,
+                          f"{tracked.name} reverse: not yet supported by keepvip (a tracked interface counts "
+                          "as failing when down, never when up); not converted", at=at)  # fmt: skip
+                continue
+            weight = tracked.weight or 0
+            if weight and instance.weights_ignored:
+                self.note(member, "track_interface", Outcome.NOTE,
+                          f"{tracked.name} weight {weight} → spec.trackInterfaces weight 0: keepalived "
+                          "ignores tracking weights in a sync group ('ignoring ... tracked interface weight "
+                          "due to SYNC group'), so the link down is a FAULT", at=at)  # fmt: skip
+                weight = 0
+            else:
+                effect = "the link down is a FAULT" if weight == 0 else (
+                    f"{weight} while the link is down" if weight < 0 else f"+{weight} while the link is up"
+                )
+                detail = f"spec.trackInterfaces {tracked.name} weight {weight} ({effect})"
+                self.note(member, "track_interface", Outcome.CONVERTED, detail, at=at)
+            entries.append((tracked.name, weight))
+        return tuple(entries)
+
     # -- checks ----------------------------------------------------------------------------
 
     def checks(self) -> list[dict[str, Any]]:
@@ -329,6 +374,13 @@ class _Mapper:
         for member in self.router.members:
             for track in member.instance.tracks:
                 script = member.node.scripts.get(track.script)
+                if script is not None and member.instance.weights_ignored and self.weight(script, track):
+                    self.note(member, "track_script", Outcome.DROPPED,
+                              f"{track.script}: keepalived ignores a weighted track_script in a sync group "
+                              "('ignoring tracked script ... with weights due to SYNC group'), so does the "
+                              "VirtualIP; give it weight 0 to move the whole group when it fails",
+                              at=track.location)  # fmt: skip
+                    continue
                 if script is None or script.command is None:
                     self.note(
                         member,
@@ -371,9 +423,14 @@ class _Mapper:
     def check_name(script: str) -> str:
         return dns_label(script, "check")
 
+    @staticmethod
+    def weight(script: Script, track: Track) -> int:
+        """The weight keepalived applies: the track_script line's, else the vrrp_script's."""
+        return track.weight if track.weight is not None else script.weight
+
     def check(self, member: Member, script: Script, track: Track) -> dict[str, Any]:
         assert script.command is not None
-        weight = track.weight if track.weight is not None else script.weight
+        weight = self.weight(script, track)
         reverse = track.reverse if track.reverse is not None else script.reverse
         found = recognise(script.command)
         check: dict[str, Any] = {"name": self.check_name(script.name)}

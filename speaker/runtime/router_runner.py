@@ -119,6 +119,11 @@ class _Fault:
 
 
 @dataclass(frozen=True)
+class _HoldMaster:  # hook (track-sync): a sync group's hold out of MASTER
+    held: bool
+
+
+@dataclass(frozen=True)
 class _Reconfigure:
     plan: RouterPlan
 
@@ -135,7 +140,7 @@ class _Release:
     addresses: tuple[IPAddress, ...]
 
 
-_Input = _Packet | _Checks | _Fault | _Reconfigure | _Release | _Stop
+_Input = _Packet | _Checks | _Fault | _HoldMaster | _Reconfigure | _Release | _Stop  # _HoldMaster: track-sync
 
 
 def build_router_config(plan: RouterPlan, primary: IPAddress, priority: int | None = None) -> RouterConfig:
@@ -194,6 +199,9 @@ class RouterRunner:
         self._release_backoff = RETRY_FIRST
         self._retries: list[asyncio.TimerHandle] = []
         self._loop = asyncio.get_running_loop()
+        # Hook (track-sync): told when an input changed the router's fault set,
+        # so a sync group (keepvip.speaker.runtime.sync_groups) can decide again.
+        self.on_faults: Callable[[], None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -206,6 +214,11 @@ class RouterRunner:
     def state(self) -> State:
         """The router's current state."""
         return self._router.state
+
+    @property
+    def faults(self) -> frozenset[FaultReason]:
+        """The kinds of fault holding the router now (hook, track-sync: read by sync groups)."""
+        return frozenset(reason for reason, _ in self._router.faults)
 
     async def start(self, initial_checks: tuple[CheckState, ...] = (), *, link_down: bool = False) -> None:
         """Join the VRRP group, start the router and its timer task.
@@ -244,6 +257,10 @@ class RouterRunner:
     def set_fault(self, reason: FaultReason, active: bool, detail: str = "") -> None:
         """A link or arbiter fault appeared (active) or cleared."""
         self._inbox.put_nowait(_Fault(reason, active, detail))
+
+    def hold_master(self, held: bool) -> None:
+        """A sync group holds this router out of MASTER, or lets it go (hook, track-sync)."""
+        self._inbox.put_nowait(_HoldMaster(held))
 
     async def stop(self) -> None:
         """Shutdown event: a master sends priority 0 and releases its VIPs (RFC 9568 §6.4.3)."""
@@ -305,7 +322,11 @@ class RouterRunner:
                 finally:
                     item.done.set_result(None)
                 return
-            await self._execute(self._handle(item, now))
+            faults = self._router.faults
+            actions = self._handle(item, now)
+            await self._execute(actions)
+            if self.on_faults is not None and self._router.faults != faults:  # hook (track-sync)
+                self.on_faults()
 
     async def _recover(self, error: Exception) -> None:
         """FAULT after an unexpected error: priority 0 and VIPs released (best effort), then retry."""
@@ -351,10 +372,15 @@ class RouterRunner:
             return self._router.leave_fault(item.reason, now, item.detail)
         if isinstance(item, _Reconfigure):
             return self._reconfigure(item.plan, now)
-        return self._release_again(item)
+        return self._handle_hold_or_release(item, now)
 
-    def _release_again(self, item: _Input) -> list[Action]:
-        """A release retry is moot once the router is master again (the VIPs belong here)."""
+    def _handle_hold_or_release(self, item: _Input, now: float) -> list[Action]:
+        """A sync group's hold out of MASTER (track-sync), or a release retry.
+
+        A release retry is moot once the router is master again (the VIPs belong here).
+        """
+        if isinstance(item, _HoldMaster):
+            return self._router.hold_master(item.held, now)
         if isinstance(item, _Release) and self._router.state is not State.MASTER:
             return [RemoveAddresses(item.addresses)]
         return []

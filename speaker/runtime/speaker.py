@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 from keepvip.speaker.checks.arbiter import ArbiterRunner
 from keepvip.speaker.checks.build import build_runner
 from keepvip.speaker.checks.runner import CheckRunner
+from keepvip.speaker.checks.tracker import CheckState  # hook (track-sync)
 from keepvip.speaker.desired import NodeIdentity, PlanProblem, RouterPlan, Skipped, desired_routers
 from keepvip.speaker.metrics import SpeakerMetrics
 from keepvip.speaker.net.addresses import remove_leftovers
@@ -48,6 +49,8 @@ from keepvip.speaker.runtime.failures import ApplyError, Failure, FailureReport,
 from keepvip.speaker.runtime.network import LinuxNetwork
 from keepvip.speaker.runtime.router_runner import RouterReport, RouterRunner
 from keepvip.speaker.runtime.sockets import SocketPool
+from keepvip.speaker.runtime.sync_groups import SyncGroups  # hook (track-sync)
+from keepvip.speaker.runtime.tracking import InterfaceTracking  # hook (track-sync)
 from keepvip.speaker.sandbox import ScriptPolicy
 from keepvip.speaker.sources.snapshot import ConfigSnapshot
 from keepvip.speaker.vrrp.advertisement import IPAddress
@@ -112,6 +115,8 @@ class Speaker:
         self._retry: asyncio.TimerHandle | None = None
         self._failures: dict[str, ApplyError] = {}
         self._stopping = False
+        self._tracking = InterfaceTracking(ipr)  # hook (track-sync): spec.trackInterfaces
+        self._sync = SyncGroups()  # hook (track-sync): spec.syncGroup
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -301,6 +306,7 @@ class Speaker:
                 if (old.health_checks, old.arbiter) != (plan.health_checks, plan.arbiter):
                     await self._stop_checks(current)
                     self._start_checks(current, plan)
+                await self._follow_plan(current, old, plan)  # hook (track-sync)
                 log.info("reconfigured in place", extra={"virtualip": plan.name})
                 return
             await self._stop(plan.name, forget=False)
@@ -327,7 +333,11 @@ class Speaker:
         try:
             link_down = not await is_link_up(self._ipr, ifname)
             self._start_checks(running, plan)
-            await runner.start(tuple(check.state for check in running.checks), link_down=link_down)
+            await self._tracking.track(plan.name, plan.track_interfaces)  # hook (track-sync)
+            self._sync.join(plan.name, plan.sync_group, runner)  # hook (track-sync)
+            runner.on_faults = lambda: self._sync.reported(plan.name, "")  # hook (track-sync)
+            await runner.start(self._health(running), link_down=link_down)  # hook (track-sync): _health
+            self._tracking.apply_faults(plan.name, runner)  # hook (track-sync)
         except Exception:
             await self._stop(plan.name, forget=False)  # no other VirtualIP holds this VRID here: checked
             raise
@@ -342,7 +352,7 @@ class Speaker:
             self._metrics.check_status.labels(plan.name, check).set(1 if passing else 0)
             log.info("health check %s %s: %s", check, "passing" if passing else "failing", detail,
                      extra={"virtualip": plan.name, "check": check})  # fmt: skip
-            runner.set_checks(tuple(c.state for c in running.checks))
+            runner.set_checks(self._health(running))  # hook (track-sync): checks + tracked interfaces
 
         def arbiter_changed(reachable: bool, detail: str) -> None:
             self._metrics.arbiter_reachable.labels(plan.name).set(1 if reachable else 0)
@@ -374,6 +384,8 @@ class Speaker:
         if running is None:
             return
         await _isolated(self._stop_checks(running), f"stopping the checks of {name}")
+        self._sync.leave(name)  # hook (track-sync)
+        self._tracking.forget(name)  # hook (track-sync)
         await _isolated(running.runner.stop(), f"stopping the router of {name}")
         self._metrics.forget(name)
         if forget and self._on_forget is not None:
@@ -387,11 +399,37 @@ class Speaker:
         for running in self._running.values():
             if running.runner.ifname == ifname:
                 running.runner.set_fault(FaultReason.LINK_DOWN, not up, "")
+        for name in self._tracking.link_changed(ifname, up):  # hook (track-sync): tracked interfaces
+            if name in self._running:
+                self._retrack(self._running[name])
 
     def _report(self, report: RouterReport) -> None:
         self._notifier.notify(report.virtualip, report.state.value, report.effective_priority)
+        self._sync.reported(report.virtualip, report.reason)  # hook (track-sync)
         if self._on_report is not None:
             self._on_report(report)
+
+    # ------------------------------------------------------------------ track-sync hooks
+    # Tracked interfaces and sync groups (keepvip.speaker.runtime.tracking, .sync_groups);
+    # the lines above marked "hook (track-sync)" call these.
+
+    def _health(self, running: _Running) -> tuple[CheckState, ...]:
+        """The health checks' states and the weighted tracked interfaces', summed together."""
+        tracked = self._tracking.verdict(running.runner.plan.name).weighted
+        return tuple(check.state for check in running.checks) + tracked
+
+    def _retrack(self, running: _Running) -> None:
+        """A tracked interface changed (or the list did): new weights, new weight-0 faults."""
+        running.runner.set_checks(self._health(running))
+        self._tracking.apply_faults(running.runner.plan.name, running.runner)
+
+    async def _follow_plan(self, running: _Running, old: RouterPlan, plan: RouterPlan) -> None:
+        """A plan changed in place (the runner adopts it later): follow its tracking and group."""
+        if old.track_interfaces != plan.track_interfaces:
+            await self._tracking.track(plan.name, plan.track_interfaces)
+            self._retrack(running)
+        if old.sync_group != plan.sync_group:
+            self._sync.join(plan.name, plan.sync_group, running.runner)
 
 
 def _same_router(old: RouterPlan, new: RouterPlan) -> bool:

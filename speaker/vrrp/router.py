@@ -37,6 +37,12 @@ Where the RFCs are silent keepvip follows keepalived, so both can share a group:
   default; keepvip follows the RFC).
 * **Unicast peers** (keepalived ``unicast_peer``): with peers configured, an
   advertisement from any other source is dropped (``foreign_sender``).
+* **Sync groups** (keepalived ``vrrp_sync_group``): `hold_master` keeps the router out
+  of MASTER while another member of its group on this node has lost MASTER: a master
+  steps down to BACKUP (priority 0 first, as on Shutdown, so the other node's member
+  takes over after Skew_Time), and a backup whose Master_Down_Timer fires re-arms it
+  instead of taking over (keepalived's ``vrrp_sync_can_goto_master``). It still follows
+  the master's advertisements, so it is a backup in every other respect.
 * **Address list**: checked on receive; a mismatch is reported (`ConfigMismatch`) and
   only dropped with ``strict_address_check`` (keepalived ``vrrp_strict``).
 """
@@ -88,6 +94,7 @@ class VirtualRouter:
 
     def __init__(self, config: RouterConfig) -> None:
         self._faults: set[FaultKey] = set()
+        self._master_held = False  # a sync group holds us out of MASTER (an input: kept)
         self._reset(config, config.priority)
 
     def _reset(self, config: RouterConfig, priority: int) -> None:
@@ -232,9 +239,14 @@ class VirtualRouter:
             and self._master_down_deadline is not None
             and self._master_down_deadline <= now
         ):
-            # RFC 9568 §6.4.2: Master_Down_Timer fires → send an ADVERTISEMENT, announce
-            # the addresses, set the Adver_Timer, become master.
-            actions += self._become_master(now, self._down_reason)
+            if self._master_held:
+                # keepalived vrrp_sync_can_goto_master: the group is not ready; wait
+                # another Master_Down_Interval (the reason it would take over is kept).
+                self._master_down_deadline = now + self.master_down_interval
+            else:
+                # RFC 9568 §6.4.2: Master_Down_Timer fires → send an ADVERTISEMENT,
+                # announce the addresses, set the Adver_Timer, become master.
+                actions += self._become_master(now, self._down_reason)
         if (
             self._state is State.MASTER
             and self._adver_deadline is not None
@@ -302,6 +314,28 @@ class VirtualRouter:
         if self._faults or self._state is not State.FAULT:
             return []
         return self._initialize(now, TransitionReason.FAULT_CLEARED)
+
+    def hold_master(self, held: bool, now: float) -> list[Action]:
+        """A sync group holds this router out of MASTER (``held``) or lets it go again.
+
+        Held, a master steps down: priority 0 (as on Shutdown, RFC 9568 §6.4.3, so a
+        backup takes over after Skew_Time), VIPs released, then the backup rules (§6.4.2)
+        with the Master_Down_Timer armed. Released, nothing happens at once: the next
+        Master_Down_Timer expiry decides, as for any backup.
+        """
+        self._master_held = held
+        if not held or self._state is not State.MASTER:
+            return []
+        actions: list[Action] = [
+            self._move(TransitionReason.SYNC_GROUP_BACKUP),
+            self._leaving_advertisement(),
+            RemoveAddresses(self._config.addresses),
+        ]
+        self._adver_deadline = None
+        self._master_address = None
+        self._master_priority = None
+        self._arm_master_down(now, TransitionReason.MASTER_DOWN_TIMER)
+        return actions
 
     def shutdown(self, now: float) -> list[Action]:  # noqa: ARG002 - every input carries now
         """The Shutdown event: back to INITIALIZE (RFC 9568 §6.4.2, §6.4.3).

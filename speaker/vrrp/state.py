@@ -51,6 +51,8 @@ class FaultReason(enum.Enum):
     # take over (priority 0) and retries later (issue 15).
     ADDRESS_BIND_FAILED = "AddressBindFailed"
     ROUTER_FAILED = "router_failed"  # the router's task ended with an unexpected error
+    INTERFACE_DOWN = "tracked_interface_down"  # a tracked interface with weight 0 is down
+    SYNC_GROUP = "sync_group"  # another member of the VirtualIP's sync group holds it
 
 
 class TransitionReason(enum.Enum):
@@ -63,11 +65,14 @@ class TransitionReason(enum.Enum):
     PREEMPT = "preempt"  # §6.4.2 a lower-priority master was pre-empted
     HIGHER_PRIORITY_SEEN = "higher_priority_seen"  # §6.4.3 a higher priority advertised
     EQUAL_PRIORITY_HIGHER_ADDRESS = "equal_priority_higher_address"  # §6.4.3 tie-break lost
+    SYNC_GROUP_BACKUP = "sync_group_backup"  # another sync group member lost MASTER (keepalived)
     FAULT_CHECK = "fault_check"  # FaultReason.CHECK_FAILED
     FAULT_LINK = "fault_link"  # FaultReason.LINK_DOWN
     FAULT_ARBITER = "fault_arbiter"  # FaultReason.ARBITER_LOST
     FAULT_ADDRESS_BIND = "fault_address_bind"  # FaultReason.ADDRESS_BIND_FAILED
     FAULT_ROUTER = "fault_router"  # FaultReason.ROUTER_FAILED
+    FAULT_TRACKED_INTERFACE = "fault_tracked_interface"  # FaultReason.INTERFACE_DOWN
+    FAULT_SYNC_GROUP = "fault_sync_group"  # FaultReason.SYNC_GROUP (keepalived vrrp_sync_group)
     FAULT_CLEARED = "fault_cleared"  # the last fault reason cleared → Initialize rules
     SHUTDOWN = "shutdown"  # §6.4.2 / §6.4.3 Shutdown event
 
@@ -78,6 +83,8 @@ FAULT_TRANSITIONS: dict[FaultReason, TransitionReason] = {
     FaultReason.ARBITER_LOST: TransitionReason.FAULT_ARBITER,
     FaultReason.ADDRESS_BIND_FAILED: TransitionReason.FAULT_ADDRESS_BIND,
     FaultReason.ROUTER_FAILED: TransitionReason.FAULT_ROUTER,
+    FaultReason.INTERFACE_DOWN: TransitionReason.FAULT_TRACKED_INTERFACE,
+    FaultReason.SYNC_GROUP: TransitionReason.FAULT_SYNC_GROUP,
 }
 
 _INTO_FAULT: Final = dict.fromkeys(FAULT_TRANSITIONS.values(), State.FAULT)
@@ -99,6 +106,7 @@ TRANSITIONS: Final[Mapping[State, Mapping[TransitionReason, State]]] = {
     State.MASTER: {
         TransitionReason.HIGHER_PRIORITY_SEEN: State.BACKUP,  # §6.4.3
         TransitionReason.EQUAL_PRIORITY_HIGHER_ADDRESS: State.BACKUP,  # §6.4.3
+        TransitionReason.SYNC_GROUP_BACKUP: State.BACKUP,  # keepalived vrrp_sync_backup
         TransitionReason.SHUTDOWN: State.INITIALIZE,  # §6.4.3
         **_INTO_FAULT,
     },

@@ -10,7 +10,8 @@ from *both* files. Together they must be one virtual router, as the two keepaliv
 2. when the master stops, the other node takes every VIP; when it returns it pre-empts (or,
    with ``nopreempt``, does not); then the same the other way round;
 3. the converted check is honoured: the checked service stops on the master (or the host it
-   pings becomes unreachable) and the VIPs go where the original configuration sends them.
+   pings becomes unreachable, or the interface it tracks goes down) and the VIPs go where
+   the original configuration sends them; in a sync group every member's VIP goes.
 
 Who holds a VIP is read from the kernel (``ip addr`` in each node), the ground truth both
 implementations act on. One LAN serves every fixture; each scenario stops what it started.
@@ -58,6 +59,7 @@ class Scenario:
     port: int | None
     unreachable: str | None
     after_failure: str | None
+    uplink: str | None = None  # a tracked interface every node gets; set down on the master
 
     @property
     def id(self) -> str:
@@ -79,6 +81,7 @@ def _scenarios() -> list[Scenario]:
                     port=service.get("port"),
                     unreachable=spec.get("unreachable"),
                     after_failure=spec.get("after_failure"),
+                    uplink=spec.get("uplink"),
                 )
             )
     return found
@@ -181,6 +184,11 @@ def pair(lan: Lan, workdir: Path, scenario: Scenario) -> Iterator[Pair]:
     built = Pair(lan, scenario, daemons, services)
     try:
         for name, host in hosts.items():
+            if scenario.uplink is not None:  # both ends in the node: the link is up, with carrier
+                lan.run(host, "ip", "link", "add", scenario.uplink, "type", "veth", "peer", "name",
+                        f"{scenario.uplink}p")  # fmt: skip
+                lan.run(host, "ip", "link", "set", f"{scenario.uplink}p", "up")
+                lan.run(host, "ip", "link", "set", scenario.uplink, "up")
             if scenario.port is not None:
                 services[name] = _web(lan, host, scenario.port)
             if name == scenario.keepalived:
@@ -211,6 +219,8 @@ def _clean_up(lan: Lan, scenario: Scenario, built: Pair) -> None:
             remove_address(lan, host, vip)
         if scenario.unreachable is not None:
             lan.run(host, "ip", "route", "del", "blackhole", scenario.unreachable, check=False)
+        if scenario.uplink is not None:
+            lan.run(host, "ip", "link", "del", scenario.uplink, check=False)  # its peer goes with it
 
 
 def _everything_on(scenario: Scenario, node: str) -> dict[str, str]:
@@ -250,11 +260,13 @@ def test_keepalived_and_keepvip_with_the_converted_file_are_one_router(
         if scenario.after_failure is None:
             return
         master = first
+        host = next(h for h in lan.nodes if h.name == master)
         if scenario.port is not None:
             lan.stop(running.services.pop(master), signal.SIGTERM)
+        elif scenario.uplink is not None:
+            lan.run(host, "ip", "link", "set", scenario.uplink, "down")
         else:
             assert scenario.unreachable is not None
-            host = next(h for h in lan.nodes if h.name == master)
             lan.run(host, "ip", "route", "add", "blackhole", scenario.unreachable)
         expected = _everything_on(scenario, scenario.after_failure)
         if scenario.after_failure == master:

@@ -263,3 +263,26 @@ def test_an_empty_pass_password_is_refused_wherever_the_secret_is_resolved() -> 
     assert problem is not None
     assert problem.startswith("key 'password' of Secret kube-system/vrrp is empty")
     assert problem.endswith("an empty PASS password means no authentication")
+
+
+def test_tracked_interfaces_and_sync_group_are_read_and_written_back() -> None:
+    body = document(
+        trackInterfaces=[{"name": "bond0"}, {"name": "eth1", "weight": -30}, {"name": "eth2", "weight": 10}],
+        syncGroup="edge",
+    )
+    vip = parse_virtualip(body)
+    tracked = [(t.name, t.weight) for t in vip.spec.track_interfaces]
+    assert tracked == [("bond0", 0), ("eth1", -30), ("eth2", 10)]
+    assert vip.spec.sync_group == "edge"
+    written = vip.to_body()["spec"]
+    assert written["trackInterfaces"][0] == {"name": "bond0", "weight": 0}
+    assert written["syncGroup"] == "edge"
+    assert parse_virtualip(document()).spec.track_interfaces == ()
+    assert parse_virtualip(document()).spec.sync_group is None
+
+
+def test_at_most_32_tracked_interfaces() -> None:
+    many = [{"name": f"eth{i}"} for i in range(33)]
+    with pytest.raises(InvalidVirtualIP, match="trackInterfaces"):
+        parse_virtualip(document(trackInterfaces=many))
+    assert len(parse_virtualip(document(trackInterfaces=many[:32])).spec.track_interfaces) == 32

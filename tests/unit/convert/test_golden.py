@@ -110,12 +110,9 @@ def test_refusals_unsupported_and_errors_are_named() -> None:
     lvs = convert_keepalived(nodes_of("lvs")).report
     assert any(e.keyword == "virtual_server" and e.outcome is Outcome.REFUSED and "Service" in e.detail
                for e in lvs.entries)  # fmt: skip
-    sync = convert_keepalived(nodes_of("sync-group")).report
-    unsupported = {e.keyword for e in sync.entries if e.outcome is Outcome.UNSUPPORTED}
-    assert unsupported == {"vrrp_sync_group", "track_interface"}
-    assert all(
-        "not yet supported by keepvip" in e.detail for e in sync.entries if e.outcome is Outcome.UNSUPPORTED
-    )
+    reverse = convert_keepalived(nodes_of("reverse-and-user")).report
+    unsupported = [e for e in reverse.entries if e.outcome is Outcome.UNSUPPORTED]
+    assert all("not yet supported by keepvip" in e.detail for e in unsupported)
     broken = convert_keepalived(nodes_of("malformed"))
     assert broken.report.failed
     errors = [e.render() for e in broken.report.entries if e.outcome is Outcome.ERROR]

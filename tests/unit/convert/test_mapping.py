@@ -93,9 +93,9 @@ def test_a_multicast_group_the_api_refuses_is_an_error_naming_the_field(tmp_path
     )
 
 
-def test_track_interface_and_sync_groups_are_parsed_and_reported_unsupported() -> None:
+def test_track_interface_and_sync_groups_are_parsed_and_a_missing_member_is_an_error() -> None:
     text = INSTANCE.format(
-        extra="track_interface {\n eth1 weight -30 reverse\n eth2\n }", address="198.18.0.1"
+        extra="track_interface {\n eth1 weight -30 reverse\n eth2\n eth2 weight 5\n }", address="198.18.0.1"
     )
     text += "vrrp_sync_group G { group { VI_1 VI_9 } }\n"
     report = Report()
@@ -105,10 +105,57 @@ def test_track_interface_and_sync_groups_are_parsed_and_reported_unsupported() -
         ("eth2", None, False),
     ]
     assert [(g.name, g.instances) for g in config.sync_groups] == [("G", ["VI_1", "VI_9"])]
+    assert config.instances[0].sync_group is config.sync_groups[0]
     outcomes = {(e.keyword, e.outcome) for e in report.entries}
-    assert ("track_interface", Outcome.UNSUPPORTED) in outcomes
-    assert ("vrrp_sync_group", Outcome.UNSUPPORTED) in outcomes
+    assert ("vrrp_sync_group", Outcome.CONVERTED) in outcomes
+    assert ("track_interface", Outcome.DROPPED) in outcomes  # eth2 listed twice
     assert any(e.outcome is Outcome.ERROR and "VI_9" in e.detail for e in report.entries)
+
+
+def tracked_spec(tmp_path: Path, extra: str, group: str = "") -> tuple[dict[str, Any], list[str]]:
+    text = INSTANCE.format(extra=extra, address="198.18.0.100") + group
+    (tmp_path / "a.conf").write_text(text)
+    (tmp_path / "b.conf").write_text(text)
+    conversion = convert_keepalived([("a", tmp_path / "a.conf"), ("b", tmp_path / "b.conf")])
+    assert not conversion.report.failed, conversion.report.render()
+    vip = conversion.documents[-1]
+    keywords = ("track_interface", "track_script")
+    lines = [e.render() for e in conversion.report.entries if e.keyword in keywords]
+    return vip["spec"], lines
+
+
+def test_tracked_interfaces_become_spec_track_interfaces_with_keepalived_weights(tmp_path: Path) -> None:
+    spec, lines = tracked_spec(tmp_path, "track_interface {\n eth1 weight -30\n eth2\n eth3 weight 10\n }")
+    assert spec["trackInterfaces"] == [
+        {"name": "eth1", "weight": -30}, {"name": "eth2", "weight": 0}, {"name": "eth3", "weight": 10}
+    ]
+    assert any("-30 while the link is down" in line for line in lines)
+    assert any("+10 while the link is up" in line for line in lines)
+    assert "syncGroup" not in spec
+
+
+def test_own_interface_and_reverse_are_not_tracked_and_say_why(tmp_path: Path) -> None:
+    spec, lines = tracked_spec(tmp_path, "track_interface {\n eth0 weight -50\n eth1 weight -5 reverse\n }")
+    assert "trackInterfaces" not in spec
+    assert any("[dropped]" in line and "own interface" in line for line in lines)
+    assert any("[unsupported]" in line and "reverse" in line for line in lines)
+
+
+def test_in_a_sync_group_weights_are_ignored_as_keepalived_does(tmp_path: Path) -> None:
+    # keepalived 2.2.7: "(VI_1) ignoring eth1 tracked interface weight due to SYNC group" and
+    # "(VI_1) ignoring tracked script chk with weights due to SYNC group" (weight 0 / script dropped).
+    script = 'vrrp_script chk {\n script "/usr/bin/curl -fs http://127.0.0.1/"\n weight -20\n}\n'
+    extra = "track_interface {\n eth1 weight -30\n }\n track_script {\n chk\n }"
+    group = "vrrp_sync_group VG_1 { group { VI_1 } }\n"
+    spec, lines = tracked_spec(tmp_path, extra, script + group)
+    assert spec["syncGroup"] == "vg-1"
+    assert spec["trackInterfaces"] == [{"name": "eth1", "weight": 0}]
+    assert "healthChecks" not in spec
+    assert any("[dropped]" in line and "SYNC group" in line for line in lines)
+    weighted = group.replace("} }", "} sync_group_tracking_weight }")
+    allowed, _ = tracked_spec(tmp_path, extra, script + weighted)
+    assert allowed["trackInterfaces"] == [{"name": "eth1", "weight": -30}]
+    assert allowed["healthChecks"][0]["weight"] == -20
 
 
 def test_an_instance_on_one_node_only_has_no_backup(tmp_path: Path) -> None:
@@ -117,3 +164,18 @@ def test_an_instance_on_one_node_only_has_no_backup(tmp_path: Path) -> None:
     conversion = convert_keepalived([("a", tmp_path / "a.conf"), ("b", tmp_path / "b.conf")])
     assert any("no backup" in e.detail for e in conversion.report.entries)
     assert any(e.outcome is Outcome.ERROR and "VRID 7" in e.detail for e in conversion.report.entries)
+
+
+def test_a_sync_groups_own_track_interface_goes_to_every_member_and_its_notify_is_reported(
+    tmp_path: Path,
+) -> None:
+    group = (
+        "vrrp_sync_group VG_1 {\n group {\n VI_1\n }\n track_interface {\n eth7\n }\n"
+        " notify_master /bin/true\n}\n"
+    )
+    spec, _ = tracked_spec(tmp_path, "", group)
+    assert spec["trackInterfaces"] == [{"name": "eth7", "weight": 0}]
+    assert spec["syncGroup"] == "vg-1"
+    (tmp_path / "c.conf").write_text(INSTANCE.format(extra="", address="198.18.0.100") + group)
+    report = convert_keepalived([("c", tmp_path / "c.conf")]).report
+    assert any(e.keyword == "notify_master" and e.outcome is Outcome.UNSUPPORTED for e in report.entries)
