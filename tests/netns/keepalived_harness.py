@@ -81,6 +81,9 @@ class VrrpDaemon(Protocol):
     @property
     def running(self) -> bool: ...
 
+    @property
+    def pid(self) -> int | None: ...
+
     def log_text(self) -> str: ...
 
 
@@ -275,6 +278,11 @@ class KeepalivedDaemon:
     def running(self) -> bool:
         return self._proc.running
 
+    @property
+    def pid(self) -> int | None:
+        """The pid of the process this daemon started (None before the first start)."""
+        return self._proc.process.pid if self._proc.process is not None else None
+
     def transitions(self) -> list[Transition]:
         now = time.monotonic()
         for line in self._proc.new_lines():
@@ -358,6 +366,11 @@ class KeepvipDaemon:
     @property
     def running(self) -> bool:
         return self._proc.running
+
+    @property
+    def pid(self) -> int | None:
+        """The pid of the process this daemon started (None before the first start)."""
+        return self._proc.process.pid if self._proc.process is not None else None
 
     def transitions(self) -> list[Transition]:
         now = time.monotonic()
