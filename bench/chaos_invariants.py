@@ -31,6 +31,7 @@ import re
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from chaos_daemons import arbiter_detection
 from chaos_observe import Exit, HoldSample, WireFrame
@@ -92,6 +93,7 @@ class Verdict:
     violations: list[Violation] = field(default_factory=list)
     worst_gaps: dict[str, Gap] = field(default_factory=dict)  # per fault kind (and "calm")
     windows: list[Window] = field(default_factory=list)
+    host_stalls: list[Gap] = field(default_factory=list)  # gaps the holder's own address shared
 
     def by_invariant(self, number: int) -> list[Violation]:
         return [v for v in self.violations if v.invariant == number]
@@ -116,20 +118,31 @@ class Judge:
                 return node
         return next((node for node, value in self.node_ips.items() if value == ip), mac or ip)
 
-    def excerpt(self, frames: Sequence[WireFrame], vip: VipPlan, at: float, origin: float) -> tuple[str, ...]:
-        """The capture around ``at``: adverts of the VIP's VRID and ARPs for its address."""
+    def excerpt(
+        self, frames: Sequence[WireFrame], vip: VipPlan, at: float, origin: float, until: float | None = None
+    ) -> tuple[str, ...]:
+        """The capture from two intervals before ``at`` to one after ``until`` (default ``at``):
+        adverts of the VIP's VRID and ARPs for its address, runs of identical frames folded."""
+        end = (at if until is None else until) + self.interval + 0.3
         wanted = [
             f
             for f in frames
-            if at - 2 * self.interval - 0.5 <= f.at <= at + self.interval + 0.5
-            and (f.vrid == vip.vrid or f.arp_ip == vip.ip)
+            if at - 2 * self.interval - 0.3 <= f.at <= end and (f.vrid == vip.vrid or f.arp_ip == vip.ip)
         ]
-        nearest = sorted(wanted, key=lambda f: abs(f.at - at))[:12]
-        lines = []
-        for f in sorted(nearest, key=lambda f: f.at):
+        runs: list[list[Any]] = []  # [first time, last time, count, text]
+        for f in wanted:
             who = self.node_of(f.mac, f.source)
             what = f"VRRP vrid {f.vrid} prio {f.priority}" if f.vrid is not None else f"ARP {f.arp_ip} is-at"
-            lines.append(f"{f.at - origin:9.3f}s {who:6} {what}")
+            text = f"{who:6} {what}"
+            same = next((r for r in runs[-3:] if r[3] == text), None)
+            if same is not None:
+                same[1], same[2] = f.at, same[2] + 1
+            else:
+                runs.append([f.at, f.at, 1, text])
+        lines = [
+            f"{first - origin:9.3f}s {text}" + (f" ×{count} until {last - origin:.3f}s" if count > 1 else "")
+            for first, last, count, text in runs[:16]
+        ]
         return tuple(lines) or ("(no VRRP or ARP frame for this VIP on the bridge around that time)",)
 
     def gap_bound(self, vip: VipPlan, window: FaultWindow | None) -> float:
@@ -180,6 +193,7 @@ class Observation:
     logs: Mapping[str, str]  # per node
     observed: tuple[float, float]  # the first fault's start, the final reading
     final: Mapping[str, HoldSample]  # per node, the last reading
+    controls: Mapping[str, Sequence[Answer]] = field(default_factory=dict)  # per node, its own address
 
 
 def judge(j: Judge, obs: Observation) -> Verdict:
@@ -241,6 +255,10 @@ def _gaps(j: Judge, obs: Observation, verdict: Verdict) -> None:
             if worst is None or length - bound > worst.length - worst.bound:
                 verdict.worst_gaps[kind] = gap
             if length > bound + j.slack:
+                holder = _stalled_holder(obs, seen, before, after, window)
+                if holder is not None:
+                    verdict.host_stalls.append(gap)
+                    continue
                 verdict.violations.append(
                     Violation(
                         2,
@@ -249,9 +267,26 @@ def _gaps(j: Judge, obs: Observation, verdict: Verdict) -> None:
                         label,
                         f"the client got no answer from {vip.ip} for {length * 1000:.0f} ms "
                         f"(bound {bound * 1000:.0f} ms)",
-                        j.excerpt(frames, vip, before, observed[0]),
+                        j.excerpt(frames, vip, before, observed[0], until=after),
                     )
                 )
+
+
+def _stalled_holder(
+    obs: Observation, seen: Sequence[Answer], before: float, after: float, window: FaultWindow | None
+) -> str | None:
+    """The node that answered on both sides of a gap, if its *own* address (the control probe)
+    went unanswered through the gap too while no fault touched it: the host or its service
+    stalled (or the client did), which no VRRP implementation can see or cure."""
+    last = next((a.node for a in reversed(seen) if a.sent <= before), None)
+    first = next((a.node for a in seen if a.sent >= after), None)
+    if last is None or last != first or (window is not None and last in window.nodes):
+        return None
+    control = obs.controls.get(last)
+    if control is None:
+        return None
+    inside = [a for a in control if before + 0.1 < a.sent < after - 0.1]
+    return last if not inside else None
 
 
 def _stale(j: Judge, obs: Observation, verdict: Verdict) -> None:

@@ -54,6 +54,14 @@ def side_by_side(blocks: Sequence[BlockResult]) -> str:
             counts = [len(b.verdict.by_invariant(number)) for b in row_blocks]
             row(f"violations of {number} ({name})", [str(c) for c in counts])
         row(
+            "gaps the holder's own address shared (host stalls, not counted in 2)",
+            [
+                f"{len(b.verdict.host_stalls)}, longest "
+                f"{_ms(max((g.length for g in b.verdict.host_stalls), default=0.0))} ms"
+                for b in row_blocks
+            ],
+        )
+        row(
             "split-brain windows (count, longest)",
             [
                 f"{len(b.verdict.windows)}, {_ms(max((w.length for w in b.verdict.windows), default=0.0))} ms"

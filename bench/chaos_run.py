@@ -99,6 +99,7 @@ def run_block(
     poller = AddressPoller(lan, vip_ips, poll)
     watch = ProcessWatch(daemons, injector.expected_down)
     probers: list[VipProber] = []
+    controls: dict[str, VipProber] = {}
     records: list[FaultRecord] = []
     pcap = block_dir / "bridge.pcap"
     clock_offset = time.time() - time.monotonic()
@@ -112,6 +113,10 @@ def run_block(
             poller.start()
             watch.start()
             wait_answered(probers, poller, lan, CONVERGE_TIMEOUT / 3)
+            # Control probes of each node's own address: a gap they share was the host's, not VRRP's.
+            controls = {host.name: VipProber(lan, str(host.ipv4.ip)) for host in lan.nodes}
+            probers += controls.values()
+            time.sleep(0.5)
             observed_start = time.monotonic()
             for fault in plan.faults:
                 record = injector.apply(fault)
@@ -168,7 +173,8 @@ def run_block(
     logs = {name: daemon.log_text() for name, daemon in daemons.items()}
     answers = {prober.address: prober.answers for prober in probers}
     observation = Observation(
-        windows, samples, answers, frames, watch.exits, logs, (observed_start, observed_end), final
-    )
+        windows, samples, answers, frames, watch.exits, logs, (observed_start, observed_end), final,
+        controls={node: prober.answers for node, prober in controls.items()},
+    )  # fmt: skip
     verdict = judge(judge_, observation)
     return BlockResult(implementation, plan, records, verdict, observed_end - observed_start)
