@@ -32,7 +32,7 @@ from chaos_schedule import VipPlan
 from keepalived_harness import KeepalivedDaemon, KeepvipDaemon, VrrpDaemon, VrrpScript, virtualip_document
 from lan import Host, Lan
 
-WEB_PORT = 8080  # what the client probes
+WEB_PORT = 8080  # what the client probes (failover.Prober's port)
 CHECKED_PORT = 8081  # what the health check probes (the "checked service")
 GATEWAY = "198.18.0.250"  # the client namespace plays the gateway
 CHECK_INTERVAL_S = 1
@@ -115,18 +115,7 @@ class KeepalivedChaosConfig:
             "}",
             "",
         ]
-        for script in (service, gateway):
-            lines += [
-                f"vrrp_script {script.name} {{",
-                f'    script "{script.script}"',
-                f"    interval {script.interval_s}",
-                f"    timeout {script.timeout_s}",
-                f"    rise {script.rise}",
-                f"    fall {script.fall}",
-                f"    weight {script.weight}",
-                "}",
-                "",
-            ]
+        lines += service.render() + gateway.render()
         for vip in self.vips:
             lines += [
                 f"vrrp_instance VI_{vip.index} {{",

@@ -14,10 +14,8 @@ Plus a watch on the daemons' processes (an exit nobody caused is invariant 5).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -25,8 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chaos_daemons import WEB_PORT
-from gaps import Answer
+from failover import Prober
 from keepalived_harness import VrrpDaemon
 from lan import Lan
 
@@ -36,33 +33,14 @@ PROBE_TIMEOUT = 0.5
 CAPTURE_FILTER = "ip proto 112 or arp"
 
 
-class VipProber:
-    """``probe_client.py`` against one VIP; answers collected by a reader thread."""
+class VipProber(Prober):
+    """failover.py's client prober aimed at one VIP (or a node's own address), 20 ms apart."""
 
     def __init__(self, lan: Lan, address: str) -> None:
-        argv = [
-            sys.executable, str(HERE / "probe_client.py"), address, str(WEB_PORT),
-            "--period", str(PROBE_PERIOD), "--timeout", str(PROBE_TIMEOUT),
-        ]  # fmt: skip
-        self._lan = lan
+        assert lan.client is not None
+        options = ["--period", str(PROBE_PERIOD), "--timeout", str(PROBE_TIMEOUT)]
+        super().__init__(lan, lan.client, address, options)
         self.address = address
-        self._process = lan.spawn("client", argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        self.answers: list[Answer] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self._process.stdout is not None
-        for line in self._process.stdout:
-            sent, _, node = line.strip().partition(" ")
-            self.answers.append(Answer(float(sent), node))
-
-    def close(self) -> None:
-        assert self._process.stdin is not None
-        with contextlib.suppress(OSError):
-            self._process.stdin.close()
-        self._lan.stop(self._process)
-        self._reader.join(timeout=5)
 
 
 @dataclass(frozen=True)

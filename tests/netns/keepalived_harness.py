@@ -154,6 +154,20 @@ class VrrpScript:
     fall: int = 1
     weight: int = 0
 
+    def render(self) -> list[str]:
+        """The ``vrrp_script`` block's lines."""
+        return [
+            f"vrrp_script {self.name} {{",
+            f'    script "{self.script}"',
+            f"    interval {self.interval_s}",
+            f"    timeout {self.timeout_s}",
+            f"    rise {self.rise}",
+            f"    fall {self.fall}",
+            f"    weight {self.weight}",
+            "}",
+            "",
+        ]
+
 
 @dataclass(frozen=True)
 class KeepalivedConfig:
@@ -181,17 +195,7 @@ class KeepalivedConfig:
             lines += ["    script_user root"]
         lines += ["}", ""]
         for script in self.scripts:
-            lines += [
-                f"vrrp_script {script.name} {{",
-                f'    script "{script.script}"',
-                f"    interval {script.interval_s}",
-                f"    timeout {script.timeout_s}",
-                f"    rise {script.rise}",
-                f"    fall {script.fall}",
-                f"    weight {script.weight}",
-                "}",
-                "",
-            ]
+            lines += script.render()
         lines += [
             f"vrrp_instance {INSTANCE} {{",
             "    state BACKUP",
