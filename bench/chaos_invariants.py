@@ -93,7 +93,7 @@ class Verdict:
     violations: list[Violation] = field(default_factory=list)
     worst_gaps: dict[str, Gap] = field(default_factory=dict)  # per fault kind (and "calm")
     windows: list[Window] = field(default_factory=list)
-    host_stalls: list[Gap] = field(default_factory=list)  # gaps the holder's own address shared
+    host_stalls: list[tuple[Gap, str]] = field(default_factory=list)  # gaps the observer could not blame
 
     def by_invariant(self, number: int) -> list[Violation]:
         return [v for v in self.violations if v.invariant == number]
@@ -134,14 +134,14 @@ class Judge:
             who = self.node_of(f.mac, f.source)
             what = f"VRRP vrid {f.vrid} prio {f.priority}" if f.vrid is not None else f"ARP {f.arp_ip} is-at"
             text = f"{who:6} {what}"
-            same = next((r for r in runs[-3:] if r[3] == text), None)
+            same = runs[-1] if runs and runs[-1][3] == text else None
             if same is not None:
                 same[1], same[2] = f.at, same[2] + 1
             else:
                 runs.append([f.at, f.at, 1, text])
         lines = [
             f"{first - origin:9.3f}s {text}" + (f" ×{count} until {last - origin:.3f}s" if count > 1 else "")
-            for first, last, count, text in runs[:16]
+            for first, last, count, text in runs[:20]
         ]
         return tuple(lines) or ("(no VRRP or ARP frame for this VIP on the bridge around that time)",)
 
@@ -255,9 +255,11 @@ def _gaps(j: Judge, obs: Observation, verdict: Verdict) -> None:
             if worst is None or length - bound > worst.length - worst.bound:
                 verdict.worst_gaps[kind] = gap
             if length > bound + j.slack:
-                holder = _stalled_holder(obs, seen, before, after, window)
-                if holder is not None:
-                    verdict.host_stalls.append(gap)
+                why = _stalled_holder(obs, seen, before, after, window) or _blind(
+                    obs, before, after, bound + j.slack
+                )
+                if why is not None:
+                    verdict.host_stalls.append((gap, why))
                     continue
                 verdict.violations.append(
                     Violation(
@@ -286,7 +288,21 @@ def _stalled_holder(
     if control is None:
         return None
     inside = [a for a in control if before + 0.1 < a.sent < after - 0.1]
-    return last if not inside else None
+    return None if inside else f"{last}'s own address went unanswered too"
+
+
+def _blind(obs: Observation, before: float, after: float, allowed: float) -> str | None:
+    """Whether the client was blind for most of a gap: no node answered on its own address
+    (all control probes silent at once — the client or the whole machine stalled) for so long
+    that the rest of the gap fits in the bound."""
+    merged = sorted(a.sent for answers in obs.controls.values() for a in answers if before < a.sent < after)
+    if not obs.controls:
+        return None
+    edges = [before, *merged, after]
+    blind = max(b - a for a, b in itertools.pairwise(edges))
+    if blind > 0.2 and (after - before) - blind <= allowed:
+        return f"no node answered on its own address for {blind * 1000:.0f} ms of it"
+    return None
 
 
 def _stale(j: Judge, obs: Observation, verdict: Verdict) -> None:

@@ -54,10 +54,10 @@ def side_by_side(blocks: Sequence[BlockResult]) -> str:
             counts = [len(b.verdict.by_invariant(number)) for b in row_blocks]
             row(f"violations of {number} ({name})", [str(c) for c in counts])
         row(
-            "gaps the holder's own address shared (host stalls, not counted in 2)",
+            "gaps the control probes shared (host or client stalls, not counted in 2)",
             [
                 f"{len(b.verdict.host_stalls)}, longest "
-                f"{_ms(max((g.length for g in b.verdict.host_stalls), default=0.0))} ms"
+                f"{_ms(max((g.length for g, _ in b.verdict.host_stalls), default=0.0))} ms"
                 for b in row_blocks
             ],
         )
@@ -101,6 +101,11 @@ def details(blocks: Sequence[BlockResult]) -> str:
                     out += ["", "  ```", *(f"  {line}" for line in violation.excerpt), "  ```", ""]
             if len(found) > DETAILS:
                 out.append(f"* … and {len(found) - DETAILS} more violations of invariant {number}")
+        for gap, why in block.verdict.host_stalls[:DETAILS]:
+            out.append(
+                f"* not counted: {gap.vip} silent for {_ms(gap.length)} ms at "
+                f"{gap.start - block.origin:.3f} s, fault {gap.fault}: {why}"
+            )
         out.append("")
     return "\n".join(out)
 

@@ -34,6 +34,7 @@ class BlockResult:
     records: list[FaultRecord]
     verdict: Verdict
     duration: float  # seconds of chaos (first fault to the final reading)
+    origin: float  # monotonic time of the first fault (report times are relative to it)
 
 
 def _log(message: str) -> None:
@@ -177,4 +178,4 @@ def run_block(
         controls={node: prober.answers for node, prober in controls.items()},
     )  # fmt: skip
     verdict = judge(judge_, observation)
-    return BlockResult(implementation, plan, records, verdict, observed_end - observed_start)
+    return BlockResult(implementation, plan, records, verdict, observed_end - observed_start, observed_start)

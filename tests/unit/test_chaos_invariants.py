@@ -110,3 +110,17 @@ def test_the_plan_is_a_function_of_the_seed() -> None:
     freezes = [f for f in make_plan(7, 0.1, 200, 5).faults if f.kind is FaultKind.FREEZE]
     assert freezes
     assert all(f.duration > 0.1 * 4 for f in freezes)  # longer than Master_Down
+
+
+def test_a_gap_every_node_shared_on_its_own_address_is_the_observers_not_a_violation() -> None:
+    seen = answers("node1", 0, 4) + answers("node1", 6, 10)  # 2 s without an answer
+    controls = {node: answers(node, 0, 4.05) + answers(node, 5.95, 10) for node in IPS}
+    base = observe({"node1": [(0, 11)]}, adverts("node1", 0, 10), seen, [])
+    blind = Observation(**{**base.__dict__, "controls": controls})
+    verdict = judge(JUDGE, blind)
+    assert verdict.violations == []
+    assert len(verdict.host_stalls) == 1
+    lively = {node: answers(node, 0, 10) for node in IPS}  # the nodes answered: the VIP alone was gone
+    assert [
+        v.invariant for v in judge(JUDGE, Observation(**{**base.__dict__, "controls": lively})).violations
+    ] == [2]
