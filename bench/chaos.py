@@ -67,13 +67,15 @@ def run(
     return blocks
 
 
-def meta(seed: int, argv: list[str]) -> dict[str, str]:
+def meta(seed: int, faults: int, argv: list[str]) -> dict[str, str]:
     def out(*command: str) -> str:
         result = subprocess.run(command, capture_output=True, text=True, check=False, cwd=ROOT)
         lines = (result.stdout or result.stderr).strip().splitlines()
         return lines[0] if lines else ""
 
-    dirty = " (with uncommitted changes)" if out("git", "status", "--porcelain") else ""
+    dirty = (
+        " (with uncommitted changes)" if out("git", "status", "--porcelain", "--untracked-files=no") else ""
+    )
     cpu = next(
         (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
          if line.startswith("model name")),
@@ -81,6 +83,8 @@ def meta(seed: int, argv: list[str]) -> dict[str, str]:
     )  # fmt: skip
     return {
         "seed": str(seed),
+        "faults per interval and implementation": f"{faults}"
+        + ("" if faults >= 200 else " (short run: issue 14's target is 200, `make chaos`)"),
         "commit": out("git", "rev-parse", "--short", "HEAD") + dirty,
         "machine": f"{cpu}, {os.cpu_count()} cores, Linux {platform.release()}, "
         f"load average {os.getloadavg()[0]:.1f} at the end",
@@ -118,7 +122,7 @@ def main() -> int:
             args.seed, faults=args.faults, vips=args.vips, intervals=intervals,
             implementations=implementations, workdir=workdir, kinds=kinds, poll=args.poll, slack=args.slack,
         )  # fmt: skip
-    text = render(meta(args.seed, sys.argv[1:]), blocks, METHOD.read_text())
+    text = render(meta(args.seed, args.faults, sys.argv[1:]), blocks, METHOD.read_text())
     if args.no_report:
         print(text)
     else:
