@@ -8,7 +8,7 @@ PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: all test lint unit netns cluster demo system-deps venv clean bench crd
+.PHONY: all test lint unit netns cluster demo system-deps venv clean bench crd chaos
 
 all: test
 
@@ -59,6 +59,11 @@ demo: $(STAMP) system-deps
 
 bench: $(STAMP) system-deps
 	$(PY) -I bench/failover.py
+
+# The chaos run (issue 14): 200 seeded faults per interval, keepvip beside keepalived,
+# judged by an observer; writes docs/reliability.md. Long (about two hours); root only.
+chaos: $(STAMP) system-deps
+	$(PY) -I bench/chaos.py
 
 clean:
 	rm -rf $(VENV) build .mypy_cache .pytest_cache .ruff_cache .hypothesis

@@ -41,7 +41,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from ipaddress import ip_interface
 from pathlib import Path
@@ -84,8 +84,11 @@ STABLE_PROBES = 20  # the last 100 ms of answers all from one node: steady state
 class Prober:
     """``probe_client.py`` in the client namespace; its answers collected by a reader thread."""
 
-    def __init__(self, lan: Lan, client: Host) -> None:
-        argv = [sys.executable, str(HERE / "probe_client.py"), str(ip_interface(VIP).ip), str(PORT)]
+    def __init__(
+        self, lan: Lan, client: Host, target: str | None = None, options: Sequence[str] = ()
+    ) -> None:
+        address = target or str(ip_interface(VIP).ip)
+        argv = [sys.executable, str(HERE / "probe_client.py"), address, str(PORT), *options]
         self._lan = lan
         self._process = lan.spawn(client, argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self.answers: list[Answer] = []

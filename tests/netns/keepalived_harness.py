@@ -81,6 +81,9 @@ class VrrpDaemon(Protocol):
     @property
     def running(self) -> bool: ...
 
+    @property
+    def pid(self) -> int | None: ...
+
     def log_text(self) -> str: ...
 
 
@@ -151,6 +154,20 @@ class VrrpScript:
     fall: int = 1
     weight: int = 0
 
+    def render(self) -> list[str]:
+        """The ``vrrp_script`` block's lines."""
+        return [
+            f"vrrp_script {self.name} {{",
+            f'    script "{self.script}"',
+            f"    interval {self.interval_s}",
+            f"    timeout {self.timeout_s}",
+            f"    rise {self.rise}",
+            f"    fall {self.fall}",
+            f"    weight {self.weight}",
+            "}",
+            "",
+        ]
+
 
 @dataclass(frozen=True)
 class KeepalivedConfig:
@@ -178,17 +195,7 @@ class KeepalivedConfig:
             lines += ["    script_user root"]
         lines += ["}", ""]
         for script in self.scripts:
-            lines += [
-                f"vrrp_script {script.name} {{",
-                f'    script "{script.script}"',
-                f"    interval {script.interval_s}",
-                f"    timeout {script.timeout_s}",
-                f"    rise {script.rise}",
-                f"    fall {script.fall}",
-                f"    weight {script.weight}",
-                "}",
-                "",
-            ]
+            lines += script.render()
         lines += [
             f"vrrp_instance {INSTANCE} {{",
             "    state BACKUP",
@@ -275,6 +282,11 @@ class KeepalivedDaemon:
     def running(self) -> bool:
         return self._proc.running
 
+    @property
+    def pid(self) -> int | None:
+        """The pid of the process this daemon started (None before the first start)."""
+        return self._proc.process.pid if self._proc.process is not None else None
+
     def transitions(self) -> list[Transition]:
         now = time.monotonic()
         for line in self._proc.new_lines():
@@ -358,6 +370,11 @@ class KeepvipDaemon:
     @property
     def running(self) -> bool:
         return self._proc.running
+
+    @property
+    def pid(self) -> int | None:
+        """The pid of the process this daemon started (None before the first start)."""
+        return self._proc.process.pid if self._proc.process is not None else None
 
     def transitions(self) -> list[Transition]:
         now = time.monotonic()

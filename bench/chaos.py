@@ -1,0 +1,135 @@
+"""Chaos run: a seeded random schedule of faults against keepvip and keepalived, judged by an observer.
+
+Three nodes and a client (the gateway) on one namespace bridge (tests/netns/lan.py),
+standalone daemons serving 3 to 30 VIPs with mixed priorities, pre-emption on and off,
+health checks and the gateway arbiter, at 1 s and 100 ms advertisement intervals. The
+seeded schedule (chaos_schedule.py) is acted out (chaos_faults.py) identically against
+each implementation; an observer that trusts no speaker (chaos_observe.py: client
+probes, ``ip addr`` polling, a bridge capture) records the run and chaos_invariants.py
+judges the five invariants. The report goes to docs/reliability.md (``make chaos``).
+
+    python bench/chaos.py                               # 200 faults per interval, both daemons
+    python bench/chaos.py --faults 5 --vips 3 --intervals 0.1 --implementations keepvip --no-report
+
+Exit status 1 when any invariant was violated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path[:0] = [str(HERE), str(ROOT / "tests" / "netns")]
+
+from chaos_faults import Services  # noqa: E402
+from chaos_report import render  # noqa: E402
+from chaos_run import BlockResult, run_block  # noqa: E402
+from chaos_schedule import FaultKind, make_plan  # noqa: E402
+from lan import Lan, sweep_stale  # noqa: E402
+
+IMPLEMENTATIONS = ("keepvip", "keepalived")
+METHOD = Path(HERE / "chaos_method.md")
+
+
+def run(
+    seed: int,
+    *,
+    faults: int,
+    vips: int,
+    intervals: list[float],
+    implementations: list[str],
+    workdir: Path,
+    kinds: tuple[FaultKind, ...] = tuple(FaultKind),
+    poll: float = 0.1,
+    slack: float = 0.0,
+) -> list[BlockResult]:
+    """Every (interval, implementation) block on one LAN; the same plan per interval."""
+    blocks = []
+    with Lan.build(nodes=3, client=True) as lan:
+        services = Services(lan)
+        try:
+            services.start_all()
+            for interval in intervals:
+                plan = make_plan(seed, interval, faults, vips, kinds)
+                for implementation in implementations:
+                    block = run_block(lan, services, plan, implementation, workdir, poll=poll, slack=slack)
+                    blocks.append(block)
+        finally:
+            services.close()
+    return blocks
+
+
+def meta(seed: int, faults: int, argv: list[str]) -> dict[str, str]:
+    def out(*command: str) -> str:
+        result = subprocess.run(command, capture_output=True, text=True, check=False, cwd=ROOT)
+        lines = (result.stdout or result.stderr).strip().splitlines()
+        return lines[0] if lines else ""
+
+    dirty = (
+        " (with uncommitted changes)" if out("git", "status", "--porcelain", "--untracked-files=no") else ""
+    )
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+         if line.startswith("model name")),
+        platform.processor(),
+    )  # fmt: skip
+    return {
+        "seed": str(seed),
+        "faults per interval and implementation": f"{faults}"
+        + ("" if faults >= 200 else " (short run: issue 14's target is 200, `make chaos`)"),
+        "commit": out("git", "rev-parse", "--short", "HEAD") + dirty,
+        "machine": f"{cpu}, {os.cpu_count()} cores, Linux {platform.release()}, "
+        f"load average {os.getloadavg()[0]:.1f} at the end",
+        "keepalived": out("keepalived", "--version"),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "command": "python bench/chaos.py " + " ".join(argv),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seed", type=int, default=14)
+    parser.add_argument("--faults", type=int, default=200, help="faults per interval (default 200)")
+    parser.add_argument("--vips", type=int, default=10, help="VIPs, 3 to 30 (default 10)")
+    parser.add_argument("--intervals", default="1,0.1", help="advertisement intervals, s (default 1,0.1)")
+    parser.add_argument("--implementations", default=",".join(IMPLEMENTATIONS))
+    parser.add_argument("--kinds", default=",".join(FaultKind), help="fault kinds to draw from")
+    parser.add_argument("--poll", type=float, default=0.1, help="ip addr polling period, s")
+    parser.add_argument("--slack", type=float, default=0.0, help="extra tolerance on every bound, s")
+    parser.add_argument("--report", type=Path, default=ROOT / "docs" / "reliability.md")
+    parser.add_argument("--no-report", action="store_true", help="print the report, write nothing")
+    parser.add_argument("--keep", type=Path, help="keep logs and captures in this directory")
+    args = parser.parse_args()
+    if not 3 <= args.vips <= 30:
+        parser.error("--vips must be 3 to 30")
+    implementations = [name for name in args.implementations.split(",") if name]
+    if set(implementations) - set(IMPLEMENTATIONS):
+        parser.error(f"implementations: {', '.join(IMPLEMENTATIONS)}")
+    kinds = tuple(FaultKind(name) for name in args.kinds.split(",") if name)
+    intervals = [float(text) for text in args.intervals.split(",")]
+    sweep_stale()
+    with tempfile.TemporaryDirectory(prefix="keepvip-chaos-") as tmp:
+        workdir = args.keep or Path(tmp)
+        blocks = run(
+            args.seed, faults=args.faults, vips=args.vips, intervals=intervals,
+            implementations=implementations, workdir=workdir, kinds=kinds, poll=args.poll, slack=args.slack,
+        )  # fmt: skip
+    text = render(meta(args.seed, args.faults, sys.argv[1:]), blocks, METHOD.read_text())
+    if args.no_report:
+        print(text)
+    else:
+        args.report.write_text(text)
+        print(f"report written to {args.report}", file=sys.stderr)
+    return 1 if any(b.verdict.violations for b in blocks) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

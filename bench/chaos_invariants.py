@@ -1,0 +1,410 @@
+"""The five invariants of a chaos run, judged from the observer's records only.
+
+Pure functions over what :mod:`chaos_observe` recorded (monotonic seconds): the ``ip
+addr`` samples, the client's answers, the decoded capture, the daemons' exits and logs,
+and the fault timeline. Nothing a speaker says about itself is used, except the moment
+a restarted daemon first logs a state, which marks the end of a restart fault's heal.
+
+1. **single holder after heal** — between a heal and the next fault, a double holding
+   (one that lasted through the heal, or a new one such as a pre-emption's handover) ends
+   within ``interval + poll + slack`` (``poll``: the address poller's resolution);
+2. **bounded client gap** — no gap between two answered probes longer than
+   Master_Down_Interval(highest priority among the nodes the fault spares) + 100 ms,
+   plus the arbiter's detection time for a ``gateway`` fault (the client *is* the
+   gateway there, so it cannot reach the master until the arbiter gives up), plus
+   ``slack``. With one fault at a time, at least one eligible node always exists;
+3. **no stale VIP** — a node not under a fault (nor within ``interval + poll + 0.25 s +
+   slack`` of its heal) that holds a VIP sends advertisements for its VRID with a
+   non-zero priority: the capture shows one within two intervals before or one interval
+   after the reading (plus the same tolerance);
+4. **rightful holder at the end** — after the last heal and a settle time: a pre-empting
+   VIP is held by its highest-priority node alone, a non-pre-empting one by exactly one
+   node, and the client's last answers come from that node;
+5. **no crash** — no daemon exits unless a fault stopped it, and no log holds a traceback.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import re
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from chaos_daemons import arbiter_detection
+from chaos_observe import Exit, HoldSample, WireFrame
+from chaos_schedule import FaultKind, VipPlan
+from gaps import Answer, master_down_interval
+
+CLIENT_MARGIN = 0.1  # the "+ 100 ms" of invariant 2
+CRASH_PATTERNS = re.compile(r"Traceback|Segmentation fault|exited due to signal (6|11)\b")
+
+
+@dataclass(frozen=True)
+class FaultWindow:
+    """A fault as the judge needs it: what, where, and when it started and finished healing."""
+
+    label: str
+    kind: FaultKind
+    nodes: tuple[str, ...]
+    started: float
+    healed: float
+    next_started: float  # the next fault's start, or the end of the observation
+
+
+@dataclass(frozen=True)
+class Violation:
+    invariant: int
+    at: float
+    vip: str | None
+    fault: str
+    detail: str
+    excerpt: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Gap:
+    vip: str
+    start: float
+    length: float
+    kind: str  # the fault kind it falls under, or "calm"
+    fault: str
+    bound: float
+
+
+@dataclass(frozen=True)
+class Window:
+    """A time when two or more nodes held one VIP (a split-brain window, as ``ip addr`` saw it)."""
+
+    vip: str
+    start: float
+    end: float
+    nodes: frozenset[str]
+
+    @property
+    def length(self) -> float:
+        return self.end - self.start
+
+
+@dataclass
+class Verdict:
+    violations: list[Violation] = field(default_factory=list)
+    worst_gaps: dict[str, Gap] = field(default_factory=dict)  # per fault kind (and "calm")
+    windows: list[Window] = field(default_factory=list)
+    host_stalls: list[tuple[Gap, str]] = field(default_factory=list)  # gaps the observer could not blame
+
+    def by_invariant(self, number: int) -> list[Violation]:
+        return [v for v in self.violations if v.invariant == number]
+
+
+@dataclass(frozen=True)
+class Judge:
+    """Everything fixed about a run that the checks need."""
+
+    vips: tuple[VipPlan, ...]
+    interval: float
+    poll: float
+    slack: float
+    node_ips: Mapping[str, str]
+    node_macs: Mapping[str, str]
+
+    # -- helpers ----------------------------------------------------------------------------------
+
+    def node_of(self, mac: str, ip: str) -> str:
+        for node, value in self.node_macs.items():
+            if value == mac:
+                return node
+        return next((node for node, value in self.node_ips.items() if value == ip), mac or ip)
+
+    def excerpt(
+        self, frames: Sequence[WireFrame], vip: VipPlan, at: float, origin: float, until: float | None = None
+    ) -> tuple[str, ...]:
+        """The capture from two intervals before ``at`` to one after ``until`` (default ``at``):
+        adverts of the VIP's VRID and ARPs for its address, runs of identical frames folded."""
+        end = (at if until is None else until) + self.interval + 0.3
+        wanted = [
+            f
+            for f in frames
+            if at - 2 * self.interval - 0.3 <= f.at <= end and (f.vrid == vip.vrid or f.arp_ip == vip.ip)
+        ]
+        runs: list[list[Any]] = []  # [first time, last time, count, text]
+        for f in wanted:
+            who = self.node_of(f.mac, f.source)
+            what = f"VRRP vrid {f.vrid} prio {f.priority}" if f.vrid is not None else f"ARP {f.arp_ip} is-at"
+            text = f"{who:6} {what}"
+            same = runs[-1] if runs and runs[-1][3] == text else None
+            if same is not None:
+                same[1], same[2] = f.at, same[2] + 1
+            else:
+                runs.append([f.at, f.at, 1, text])
+        lines = [
+            f"{first - origin:9.3f}s {text}" + (f" ×{count} until {last - origin:.3f}s" if count > 1 else "")
+            for first, last, count, text in runs[:20]
+        ]
+        return tuple(lines) or ("(no VRRP or ARP frame for this VIP on the bridge around that time)",)
+
+    def gap_bound(self, vip: VipPlan, window: FaultWindow | None) -> float:
+        spared = [p for n, p in vip.priorities.items() if window is None or window.kind is FaultKind.PARTITION
+                  or n not in window.nodes]  # fmt: skip
+        bound = master_down_interval(self.interval, max(spared)) + CLIENT_MARGIN
+        if window is not None and window.kind is FaultKind.GATEWAY:
+            bound += arbiter_detection()
+        return bound
+
+
+def _window_at(windows: Sequence[FaultWindow], at: float) -> FaultWindow | None:
+    """The fault whose span (start → next fault's start) holds ``at``."""
+    return next((w for w in windows if w.started <= at < w.next_started), None)
+
+
+def split_windows(vip: VipPlan, samples: Sequence[HoldSample]) -> list[Window]:
+    """Sweep the ``ip addr`` samples: when did two or more nodes hold ``vip`` at once."""
+    holding: set[str] = set()
+    found: list[Window] = []
+    opened: tuple[float, set[str]] | None = None
+    for sample in samples:
+        if vip.ip in sample.held:
+            holding.add(sample.node)
+        else:
+            holding.discard(sample.node)
+        if len(holding) >= 2 and opened is None:
+            opened = (sample.at, set(holding))
+        elif len(holding) >= 2 and opened is not None:
+            opened[1].update(holding)
+        elif len(holding) < 2 and opened is not None:
+            found.append(Window(vip.ip, opened[0], sample.at, frozenset(opened[1])))
+            opened = None
+    if opened is not None and samples:
+        found.append(Window(vip.ip, opened[0], samples[-1].at, frozenset(opened[1])))
+    return found
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What the observer recorded during one block (monotonic seconds)."""
+
+    windows: Sequence[FaultWindow]
+    samples: Sequence[HoldSample]  # sorted by time
+    answers: Mapping[str, Sequence[Answer]]  # per VIP address
+    frames: Sequence[WireFrame]
+    exits: Sequence[Exit]
+    logs: Mapping[str, str]  # per node
+    observed: tuple[float, float]  # the first fault's start, the final reading
+    final: Mapping[str, HoldSample]  # per node, the last reading
+    controls: Mapping[str, Sequence[Answer]] = field(default_factory=dict)  # per node, its own address
+
+
+def judge(j: Judge, obs: Observation) -> Verdict:
+    """Check invariants 1-5 and gather the gap and split-brain figures."""
+    verdict = Verdict()
+    _single_holder(j, obs, verdict)
+    _gaps(j, obs, verdict)
+    _stale(j, obs, verdict)
+    _rightful(j, obs, verdict)
+    _crashes(obs, verdict)
+    verdict.violations.sort(key=lambda v: (v.invariant, v.at))
+    return verdict
+
+
+def _single_holder(j: Judge, obs: Observation, verdict: Verdict) -> None:
+    """A double holding that outlives ``allow`` after the last heal (or after it began, in a calm)."""
+    windows, frames, observed = obs.windows, obs.frames, obs.observed
+    allow = j.interval + j.poll + j.slack
+    calm = [("before the first fault", observed[0], windows[0].started if windows else observed[1])]
+    calm += [(w.label, w.healed, w.next_started) for w in windows]
+    for vip in j.vips:
+        found = split_windows(vip, obs.samples)
+        verdict.windows.extend(found)
+        for window in found:
+            for label, start, end in calm:
+                if not (window.start < end and window.end > start):
+                    continue
+                since = max(window.start, start)
+                lasted = window.end - since
+                if lasted > allow:
+                    verdict.violations.append(
+                        Violation(
+                            1,
+                            since - observed[0],
+                            vip.ip,
+                            label,
+                            f"{', '.join(sorted(window.nodes))} held {vip.ip} at once for "
+                            f"{lasted * 1000:.0f} ms after the heal (allowed: {allow * 1000:.0f} ms)",
+                            j.excerpt(frames, vip, since + allow, observed[0]),
+                        )
+                    )
+
+
+def _gaps(j: Judge, obs: Observation, verdict: Verdict) -> None:
+    windows, frames, observed = obs.windows, obs.frames, obs.observed
+    for vip in j.vips:
+        seen = [a for a in obs.answers.get(vip.ip, ()) if observed[0] <= a.sent <= observed[1]]
+        edges = [observed[0], *(a.sent for a in seen), observed[1]]
+        for before, after in itertools.pairwise(edges):
+            length = after - before
+            if length <= 0.1:
+                continue
+            window = _window_at(windows, before)
+            bound = j.gap_bound(vip, window)
+            kind = str(window.kind) if window is not None else "calm"
+            label = window.label if window is not None else "no fault"
+            gap = Gap(vip.ip, before, length, kind, label, bound)
+            worst = verdict.worst_gaps.get(kind)
+            if worst is None or length - bound > worst.length - worst.bound:
+                verdict.worst_gaps[kind] = gap
+            if length > bound + j.slack:
+                why = _stalled_holder(obs, seen, before, after, window) or _blind(
+                    obs, before, after, bound + j.slack
+                )
+                if why is not None:
+                    verdict.host_stalls.append((gap, why))
+                    continue
+                verdict.violations.append(
+                    Violation(
+                        2,
+                        before - observed[0],
+                        vip.ip,
+                        label,
+                        f"the client got no answer from {vip.ip} for {length * 1000:.0f} ms "
+                        f"(bound {bound * 1000:.0f} ms)",
+                        j.excerpt(frames, vip, before, observed[0], until=after),
+                    )
+                )
+
+
+def _stalled_holder(
+    obs: Observation, seen: Sequence[Answer], before: float, after: float, window: FaultWindow | None
+) -> str | None:
+    """The node that answered on both sides of a gap, if its *own* address (the control probe)
+    went unanswered through the gap too while no fault touched it: the host or its service
+    stalled (or the client did), which no VRRP implementation can see or cure."""
+    last = next((a.node for a in reversed(seen) if a.sent <= before), None)
+    first = next((a.node for a in seen if a.sent >= after), None)
+    if last is None or last != first or (window is not None and last in window.nodes):
+        return None
+    control = obs.controls.get(last)
+    if control is None:
+        return None
+    inside = [a for a in control if before + 0.1 < a.sent < after - 0.1]
+    return None if inside else f"{last}'s own address went unanswered too"
+
+
+def _blind(obs: Observation, before: float, after: float, allowed: float) -> str | None:
+    """Whether the client was blind for most of a gap: no node answered on its own address
+    (all control probes silent at once — the client or the whole machine stalled) for so long
+    that the rest of the gap fits in the bound."""
+    merged = sorted(a.sent for answers in obs.controls.values() for a in answers if before < a.sent < after)
+    if not obs.controls:
+        return None
+    edges = [before, *merged, after]
+    blind = max(b - a for a, b in itertools.pairwise(edges))
+    if blind > 0.2 and (after - before) - blind <= allowed:
+        return f"no node answered on its own address for {blind * 1000:.0f} ms of it"
+    return None
+
+
+def _stale(j: Judge, obs: Observation, verdict: Verdict) -> None:
+    windows, samples = obs.windows, obs.samples
+    tolerance = 0.25 + j.poll + j.slack
+    grace = j.interval + tolerance
+    adverts: dict[tuple[str, int], list[float]] = defaultdict(list)
+    for f in obs.frames:
+        if f.vrid is not None and f.priority:
+            adverts[(f.source, f.vrid)].append(f.at)
+    by_ip = {vip.ip: vip for vip in j.vips}
+    open_: dict[tuple[str, str], float] = {}  # (node, vip) -> first stale reading
+
+    def exempt(node: str, at: float) -> bool:
+        return any(node in w.nodes and w.started <= at <= w.healed + grace for w in windows)
+
+    def advertised(node: str, vip: VipPlan, at: float) -> bool:
+        times = adverts.get((j.node_ips[node], vip.vrid), [])
+        i = bisect.bisect_left(times, at - 2 * j.interval - tolerance)
+        return i < len(times) and times[i] <= at + j.interval + tolerance
+
+    for sample in samples:
+        for ip, vip in by_ip.items():
+            key = (sample.node, ip)
+            stale = (
+                ip in sample.held
+                and not exempt(sample.node, sample.at)
+                and not advertised(sample.node, vip, sample.at)
+            )
+            if stale and key not in open_:
+                open_[key] = sample.at
+            elif not stale and key in open_:
+                _report_stale(j, obs, verdict, vip=vip, node=sample.node, start=open_.pop(key), end=sample.at)
+    for (node, ip), start in open_.items():
+        _report_stale(j, obs, verdict, vip=by_ip[ip], node=node, start=start, end=samples[-1].at)
+
+
+def _report_stale(
+    j: Judge, obs: Observation, verdict: Verdict, *, vip: VipPlan, node: str, start: float, end: float
+) -> None:
+    origin = obs.observed[0]
+    window = _window_at(obs.windows, start)
+    verdict.violations.append(
+        Violation(
+            3,
+            start - origin,
+            vip.ip,
+            window.label if window is not None else "no fault",
+            f"{node} held {vip.ip} for {max(end - start, 0) * 1000:.0f} ms without advertising VRID "
+            f"{vip.vrid}",
+            j.excerpt(obs.frames, vip, start, origin),
+        )
+    )
+
+
+def _rightful(j: Judge, obs: Observation, verdict: Verdict) -> None:
+    answers, final, frames, observed = obs.answers, obs.final, obs.frames, obs.observed
+    for vip in j.vips:
+        holders = sorted(node for node, sample in final.items() if vip.ip in sample.held)
+        last = {a.node for a in answers.get(vip.ip, ())[-10:]}
+        if vip.preempt:
+            ok = holders == [vip.rightful()]
+            wanted = f"{vip.rightful()} alone (pre-empting, priorities {vip.priorities})"
+        else:
+            ok = len(holders) == 1
+            wanted = "exactly one node (non-pre-empting)"
+        if ok and last != set(holders):
+            ok = False
+        if not ok:
+            verdict.violations.append(
+                Violation(
+                    4,
+                    observed[1] - observed[0],
+                    vip.ip,
+                    "after the last heal",
+                    f"{vip.ip} held by {holders or 'nobody'}, the client's last answers from "
+                    f"{sorted(last) or 'nobody'}; wanted {wanted}",
+                    j.excerpt(frames, vip, observed[1], observed[0]),
+                )
+            )
+
+
+def _crashes(obs: Observation, verdict: Verdict) -> None:
+    origin = obs.observed[0]
+    for ended in obs.exits:
+        window = _window_at(obs.windows, ended.at)
+        verdict.violations.append(
+            Violation(
+                5,
+                ended.at - origin,
+                None,
+                window.label if window is not None else "no fault",
+                f"the daemon on {ended.node} exited (code {ended.code}) without a fault stopping it",
+            )
+        )
+    for node, text in obs.logs.items():
+        lines = text.splitlines()
+        for number, line in enumerate(lines):
+            if CRASH_PATTERNS.search(line):
+                verdict.violations.append(
+                    Violation(
+                        5, float("nan"), None, f"{node} log line {number + 1}",
+                        f"crash trace in {node}'s log", tuple(x[:300] for x in lines[number: number + 8]),
+                    )
+                )  # fmt: skip

@@ -1,0 +1,189 @@
+"""The observer of a chaos run: it trusts no speaker.
+
+Three independent views, all timestamped on the machine's monotonic clock:
+
+* the **client**: one ``bench/probe_client.py`` per VIP in the client namespace opens a
+  TCP connection to the VIP every 20 ms and records which node answered;
+* the **kernel**: ``ip -j addr show dev eth0`` run in every node namespace every
+  ``poll`` seconds (who holds which VIP);
+* the **wire**: tcpdump on the switch's bridge (VRRP and ARP), decoded with tshark after
+  the run (who advertised which VRID with which priority, who announced which address).
+
+Plus a watch on the daemons' processes (an exit nobody caused is invariant 5).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from failover import Prober
+from keepalived_harness import VrrpDaemon
+from lan import Lan
+
+HERE = Path(__file__).resolve().parent
+PROBE_PERIOD = 0.02
+PROBE_TIMEOUT = 0.5
+CAPTURE_FILTER = "ip proto 112 or arp"
+
+
+class VipProber(Prober):
+    """failover.py's client prober aimed at one VIP (or a node's own address), 20 ms apart."""
+
+    def __init__(self, lan: Lan, address: str) -> None:
+        assert lan.client is not None
+        options = ["--period", str(PROBE_PERIOD), "--timeout", str(PROBE_TIMEOUT)]
+        super().__init__(lan, lan.client, address, options)
+        self.address = address
+
+
+@dataclass(frozen=True)
+class HoldSample:
+    """One ``ip addr`` reading: which VIP addresses ``node`` held, read between two instants."""
+
+    at: float  # the middle of the reading
+    node: str
+    held: frozenset[str]
+
+
+class AddressPoller:
+    """``ip -j addr show dev eth0`` in every node, in a loop on one thread per node."""
+
+    def __init__(self, lan: Lan, vip_ips: Sequence[str], period: float) -> None:
+        self._lan = lan
+        self._vips = frozenset(vip_ips)
+        self._period = period
+        self._stop = threading.Event()
+        self.samples: list[HoldSample] = []
+        self._lock = threading.Lock()
+        self._threads = [
+            threading.Thread(target=self._loop, args=(host.name,), daemon=True) for host in lan.nodes
+        ]
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def read(self, node: str) -> HoldSample | None:
+        before = time.monotonic()
+        result = self._lan.run(node, "ip", "-j", "addr", "show", "dev", "eth0", check=False, timeout=10)
+        after = time.monotonic()
+        if result.returncode != 0:
+            return None
+        held = set()
+        for link in json.loads(result.stdout or "[]"):
+            for info in link.get("addr_info", []):
+                if info.get("local") in self._vips:
+                    held.add(info["local"])
+        return HoldSample((before + after) / 2, node, frozenset(held))
+
+    def _loop(self, node: str) -> None:
+        while not self._stop.is_set():
+            sample = self.read(node)
+            if sample is not None:
+                with self._lock:
+                    self.samples.append(sample)
+            self._stop.wait(self._period)
+
+    def latest(self) -> dict[str, HoldSample]:
+        with self._lock:
+            found: dict[str, HoldSample] = {}
+            for sample in self.samples:
+                found[sample.node] = sample
+            return found
+
+    def close(self) -> list[HoldSample]:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=15)
+        with self._lock:
+            return sorted(self.samples, key=lambda s: s.at)
+
+
+@dataclass(frozen=True)
+class Exit:
+    """A daemon process that ended while no fault had stopped it."""
+
+    at: float
+    node: str
+    code: int | None
+
+
+@dataclass
+class ProcessWatch:
+    """Polls the daemons; an exit while the node is not in ``expected_down`` is recorded."""
+
+    daemons: dict[str, VrrpDaemon]
+    expected_down: set[str]
+    exits: list[Exit] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+    _reported: set[int] = field(default_factory=set)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(0.2):
+            for node, daemon in self.daemons.items():
+                pid = daemon.pid
+                if node in self.expected_down or pid is None or pid in self._reported:
+                    continue
+                if not daemon.running and node not in self.expected_down:
+                    self._reported.add(pid)
+                    self.exits.append(Exit(time.monotonic(), node, _returncode(daemon)))
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+
+def _returncode(daemon: Any) -> int | None:
+    process = getattr(getattr(daemon, "_proc", None), "process", None)
+    return None if process is None else process.returncode
+
+
+# -- the wire ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WireFrame:
+    """A VRRP advertisement (``vrid`` set) or an ARP frame (``arp_ip`` set); monotonic time."""
+
+    at: float
+    mac: str
+    source: str  # ip.src of an advert, the sender protocol address of an ARP
+    vrid: int | None
+    priority: int | None
+    arp_ip: str | None
+
+
+def read_wire(pcap: Path, clock_offset: float) -> list[WireFrame]:
+    """Decode the bridge capture with tshark; ``clock_offset`` = wall clock - monotonic."""
+    fields = ("frame.time_epoch", "eth.src", "ip.src", "vrrp.virt_rtr_id", "vrrp.prio", "arp.src.proto_ipv4")
+    argv = ["tshark", "-r", str(pcap), "-Y", "vrrp or arp", "-T", "fields", "-E", "separator=|"]
+    for name in fields:
+        argv += ["-e", name]
+    output = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=900).stdout
+    frames = []
+    for line in output.splitlines():
+        at, mac, source, vrid, priority, arp_ip = (line.split("|") + [""] * 6)[:6]
+        frames.append(
+            WireFrame(
+                float(at) - clock_offset,
+                mac,
+                source or arp_ip,
+                int(vrid) if vrid else None,
+                int(priority) if priority else None,
+                arp_ip or None,
+            )
+        )
+    return frames

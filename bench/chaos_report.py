@@ -1,0 +1,119 @@
+"""docs/reliability.md from chaos blocks: keepvip and keepalived side by side, per interval.
+
+The figures come first (faults per kind, violations per invariant, split-brain windows,
+worst client gap per fault kind against its bound), then every violation with its time
+(seconds after the block's first fault), the fault it falls under and the capture
+excerpt around it (at most ``DETAILS`` per invariant and block, the count is complete).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+
+from chaos_run import BlockResult
+from chaos_schedule import FaultKind
+
+DETAILS = 8
+INVARIANTS = {
+    1: "single holder once healed",
+    2: "client gap within bound",
+    3: "no stale VIP",
+    4: "rightful holder at the end",
+    5: "no crash, no traceback",
+}
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.0f}"
+
+
+def side_by_side(blocks: Sequence[BlockResult]) -> str:
+    """One table per interval: a row per figure, a column per implementation."""
+    out: list[str] = []
+    for interval in sorted({b.plan.interval for b in blocks}, reverse=True):
+        row_blocks = [b for b in blocks if b.plan.interval == interval]
+        names = [b.implementation for b in row_blocks]
+        out += [
+            f"### Advertisement interval {_ms(interval)} ms",
+            "",
+            "| figure | " + " | ".join(names) + " |",
+            "|---|" + "---|" * len(names),
+        ]
+
+        def row(label: str, cells: Sequence[str], out: list[str] = out) -> None:
+            out.append(f"| {label} | " + " | ".join(cells) + " |")
+
+        row("VIPs / faults", [f"{len(b.plan.vips)} / {len(b.records)}" for b in row_blocks])
+        row("chaos duration", [f"{b.duration:.0f} s" for b in row_blocks])
+        for kind in FaultKind:
+            counts = [Counter(r.plan.kind for r in b.records)[kind] for b in row_blocks]
+            if any(counts):
+                row(f"faults: {kind}", [str(c) for c in counts])
+        for number, name in INVARIANTS.items():
+            counts = [len(b.verdict.by_invariant(number)) for b in row_blocks]
+            row(f"violations of {number} ({name})", [str(c) for c in counts])
+        row(
+            "gaps the control probes shared (host or client stalls, not counted in 2)",
+            [
+                f"{len(b.verdict.host_stalls)}, longest "
+                f"{_ms(max((g.length for g, _ in b.verdict.host_stalls), default=0.0))} ms"
+                for b in row_blocks
+            ],
+        )
+        row(
+            "split-brain windows (count, longest)",
+            [
+                f"{len(b.verdict.windows)}, {_ms(max((w.length for w in b.verdict.windows), default=0.0))} ms"
+                for b in row_blocks
+            ],
+        )
+        kinds = ["calm", *(str(k) for k in FaultKind)]
+        for kind in kinds:
+            cells = []
+            for b in row_blocks:
+                gap = b.verdict.worst_gaps.get(kind)
+                cells.append("—" if gap is None else f"{_ms(gap.length)} / {_ms(gap.bound)}")
+            if any(c != "—" for c in cells):
+                row(f"worst gap / bound (ms): {kind}", cells)
+        out.append("")
+    return "\n".join(out)
+
+
+def details(blocks: Sequence[BlockResult]) -> str:
+    out: list[str] = []
+    for block in blocks:
+        violations = block.verdict.violations
+        out.append(f"### {block.implementation}, {_ms(block.plan.interval)} ms: {len(violations)} violations")
+        out.append("")
+        if not violations:
+            out += ["None.", ""]
+            continue
+        for number in INVARIANTS:
+            found = block.verdict.by_invariant(number)
+            for violation in found[:DETAILS]:
+                at = "—" if violation.at != violation.at else f"{violation.at:.3f} s"
+                out.append(
+                    f"* invariant {number}, at {at}, {violation.vip or '-'}, fault {violation.fault}: "
+                    f"{violation.detail}"
+                )
+                if violation.excerpt:
+                    out += ["", "  ```", *(f"  {line}" for line in violation.excerpt), "  ```", ""]
+            if len(found) > DETAILS:
+                out.append(f"* … and {len(found) - DETAILS} more violations of invariant {number}")
+        for gap, why in block.verdict.host_stalls[:DETAILS]:
+            out.append(
+                f"* not counted: {gap.vip} silent for {_ms(gap.length)} ms at "
+                f"{gap.start - block.origin:.3f} s, fault {gap.fault}: {why}"
+            )
+        out.append("")
+    return "\n".join(out)
+
+
+def render(meta: Mapping[str, str], blocks: Sequence[BlockResult], method: str) -> str:
+    header = ["# Reliability: the chaos run", ""]
+    header += [f"* {key}: {value}" for key, value in meta.items()]
+    return "\n".join(
+        [*header, "", method.strip(), "", "## Results", "", side_by_side(blocks), "## Violations", "",
+         details(blocks)]
+    )  # fmt: skip

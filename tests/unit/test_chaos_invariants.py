@@ -1,0 +1,126 @@
+"""The chaos judge (bench/chaos_invariants.py) on hand-made records: each invariant fires on
+the situation it names and stays quiet on its look-alike, so a clean chaos report means
+the run was clean, not that the judge was blind."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(ROOT / "bench"), str(ROOT / "tests" / "netns")]
+
+from chaos_invariants import FaultWindow, Judge, Observation, judge, split_windows  # noqa: E402
+from chaos_observe import HoldSample, WireFrame  # noqa: E402
+from chaos_schedule import FaultKind, VipPlan, make_plan  # noqa: E402
+from gaps import Answer  # noqa: E402
+
+VIP = VipPlan(1, 1, "198.18.0.101/24", {"node1": 200, "node2": 150, "node3": 100}, True, None)
+IPS = {"node1": "198.18.0.1", "node2": "198.18.0.2", "node3": "198.18.0.3"}
+MACS = {"node1": "02:00:00:00:00:01", "node2": "02:00:00:00:00:02", "node3": "02:00:00:00:00:03"}
+JUDGE = Judge((VIP,), 0.1, 0.1, 0.0, IPS, MACS)
+
+
+def samples(holding: dict[str, list[tuple[float, float]]], end: float) -> list[HoldSample]:
+    """A reading of every node every 0.1 s; ``holding`` = node -> [(from, to)] it held the VIP."""
+    found = []
+    steps = round(end / 0.1)
+    for step in range(steps + 1):
+        at = step * 0.1
+        for node in IPS:
+            held = any(start <= at < stop for start, stop in holding.get(node, []))
+            found.append(HoldSample(at, node, frozenset({VIP.ip} if held else set())))
+    return found
+
+
+def adverts(node: str, start: float, stop: float) -> list[WireFrame]:
+    count = round((stop - start) / 0.1)
+    return [
+        WireFrame(start + i * 0.1, MACS[node], IPS[node], 1, VIP.priorities[node], None) for i in range(count)
+    ]
+
+
+def answers(node: str, start: float, stop: float) -> list[Answer]:
+    return [Answer(start + i * 0.02, node) for i in range(round((stop - start) / 0.02))]
+
+
+def observe(holding: dict[str, list[tuple[float, float]]], frames: list[WireFrame], seen: list[Answer],
+            windows: list[FaultWindow]) -> Observation:  # fmt: skip
+    recorded = samples(holding, 10.0)
+    final = {s.node: s for s in recorded}
+    return Observation(windows, recorded, {VIP.ip: seen}, frames, [], {}, (0.0, 10.0), final)
+
+
+def freeze(node: str, started: float, healed: float) -> FaultWindow:
+    return FaultWindow(f"#1 freeze@{node}", FaultKind.FREEZE, (node,), started, healed, 10.0)
+
+
+def test_a_clean_run_has_no_violation() -> None:
+    verdict = judge(
+        JUDGE, observe({"node1": [(0, 11)]}, adverts("node1", 0, 10), answers("node1", 0, 10), [])
+    )
+    assert verdict.violations == []
+
+
+def test_split_brain_that_outlives_the_heal_breaks_invariant_1() -> None:
+    holding = {"node1": [(0, 11)], "node2": [(3, 6)]}  # node2 took over during the freeze, kept it 1 s after
+    frames = adverts("node1", 0, 10) + adverts("node2", 3, 6)
+    verdict = judge(JUDGE, observe(holding, frames, answers("node1", 0, 10), [freeze("node1", 2.0, 5.0)]))
+    assert [v.invariant for v in verdict.violations] == [1]
+    assert verdict.windows
+    assert verdict.windows[0].nodes == {"node1", "node2"}
+
+
+def test_a_split_that_ends_within_one_interval_of_the_heal_is_allowed() -> None:
+    holding = {"node1": [(0, 11)], "node2": [(3, 5.05)]}
+    frames = adverts("node1", 0, 10) + adverts("node2", 3, 5.05)
+    verdict = judge(JUDGE, observe(holding, frames, answers("node1", 0, 10), [freeze("node1", 2.0, 5.0)]))
+    assert verdict.violations == []
+
+
+def test_a_long_client_gap_breaks_invariant_2() -> None:
+    seen = answers("node1", 0, 4) + answers("node1", 5, 10)  # 1 s without an answer, bound ~0.5 s
+    verdict = judge(JUDGE, observe({"node1": [(0, 11)]}, adverts("node1", 0, 10), seen, []))
+    assert [v.invariant for v in verdict.violations] == [2]
+
+
+def test_a_vip_held_without_adverts_breaks_invariant_3() -> None:
+    holding = {"node1": [(0, 11)], "node3": [(0, 11)]}  # node3 never advertises: a stale VIP
+    verdict = judge(JUDGE, observe(holding, adverts("node1", 0, 10), answers("node1", 0, 10), []))
+    assert 3 in {v.invariant for v in verdict.violations}
+
+
+def test_the_wrong_final_master_breaks_invariant_4() -> None:
+    verdict = judge(
+        JUDGE, observe({"node2": [(0, 11)]}, adverts("node2", 0, 10), answers("node2", 0, 10), [])
+    )
+    assert [v.invariant for v in verdict.violations] == [4]
+
+
+def test_split_windows_are_read_from_the_samples() -> None:
+    found = split_windows(VIP, samples({"node1": [(0, 11)], "node3": [(2, 2.5)]}, 5.0))
+    assert len(found) == 1
+    assert round(found[0].start, 1) == 2.0
+    assert round(found[0].end, 1) == 2.5
+
+
+def test_the_plan_is_a_function_of_the_seed() -> None:
+    assert make_plan(7, 0.1, 20, 5) == make_plan(7, 0.1, 20, 5)
+    assert make_plan(7, 0.1, 20, 5) != make_plan(8, 0.1, 20, 5)
+    freezes = [f for f in make_plan(7, 0.1, 200, 5).faults if f.kind is FaultKind.FREEZE]
+    assert freezes
+    assert all(f.duration > 0.1 * 4 for f in freezes)  # longer than Master_Down
+
+
+def test_a_gap_every_node_shared_on_its_own_address_is_the_observers_not_a_violation() -> None:
+    seen = answers("node1", 0, 4) + answers("node1", 6, 10)  # 2 s without an answer
+    controls = {node: answers(node, 0, 4.05) + answers(node, 5.95, 10) for node in IPS}
+    base = observe({"node1": [(0, 11)]}, adverts("node1", 0, 10), seen, [])
+    blind = Observation(**{**base.__dict__, "controls": controls})
+    verdict = judge(JUDGE, blind)
+    assert verdict.violations == []
+    assert len(verdict.host_stalls) == 1
+    lively = {node: answers(node, 0, 10) for node in IPS}  # the nodes answered: the VIP alone was gone
+    assert [
+        v.invariant for v in judge(JUDGE, Observation(**{**base.__dict__, "controls": lively})).violations
+    ] == [2]
