@@ -124,7 +124,9 @@ todo=""
 for c in $COMPONENTS; do [ -x "$PREFIX/bin/$c" ] || todo="$todo $c"; done
 for c in $todo; do
   echo "keepvip: building $c"
+  t=$(date +%s)
   go build -trimpath -ldflags "$LDF" -o "$W/out/$c" "./cmd/$c"
+  echo "keepvip: built $c in $(( $(date +%s) - t )) s"
 done
 # Install each binary atomically, so an interrupted run never leaves a half-written
 # binary that a later run would take for a cached one.

@@ -144,8 +144,11 @@ class LocalCluster:
             self._add_node(name, self.config.node_labels.get(name, {}))
         nodes.wait_schedulable(self.core, list(self.config.nodes))
         self.wait_for_service_account("default")
+        rest_ready = time.monotonic()
         self._proxies.wait(list(self.config.nodes), self.config.start_timeout)
         self.kube_proxy_seconds = time.monotonic() - proxies_started
+        log.info("kube-proxies synced %.1f s after the first started; the start waited %.1f s "
+                 "more for them", self.kube_proxy_seconds, time.monotonic() - rest_ready)
 
     def stop(self) -> None:
         """Stop pods, control plane and LAN; remove the workdir if it is ours. Idempotent."""
