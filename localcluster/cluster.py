@@ -63,6 +63,10 @@ class ClusterConfig:
     subnet_index: int | None = None
     """``k`` of the LAN 198.19.k.0/24; the first free one when ``None``."""
     start_timeout: float = 90.0
+    kube_proxy: bool = True
+    """Run kube-proxy in every node namespace. ``False`` leaves Services without any data
+    path (nothing answers a ClusterIP, NodePort or VIP port): only for benchmarks of the
+    API side that would otherwise also measure three kube-proxies rewriting iptables."""
 
 
 @dataclass(frozen=True)
@@ -137,13 +141,16 @@ class LocalCluster:
         self._kubelet = ProcessKubelet(self.api_client(), self.workdir / "pods", host,
                                        self.config.api_port)
         self._kubelet.start()
-        self._proxies = KubeProxies(binaries.kube_proxy, self._pki.kube_proxy_kubeconfig,
-                                    self.workdir / "logs")
+        if self.config.kube_proxy:
+            self._proxies = KubeProxies(binaries.kube_proxy, self._pki.kube_proxy_kubeconfig,
+                                        self.workdir / "logs")
         proxies_started = time.monotonic()
         for name in self.config.nodes:
             self._add_node(name, self.config.node_labels.get(name, {}))
         nodes.wait_schedulable(self.core, list(self.config.nodes))
         self.wait_for_service_account("default")
+        if self._proxies is None:
+            return
         rest_ready = time.monotonic()
         self._proxies.wait(list(self.config.nodes), self.config.start_timeout)
         self.kube_proxy_seconds = time.monotonic() - proxies_started
@@ -207,7 +214,7 @@ class LocalCluster:
     def kube_proxies(self) -> dict[str, NodeProxy]:
         """node name → its kube-proxy (started with the node)."""
         if self._proxies is None:
-            raise RuntimeError("the cluster is not started")
+            raise RuntimeError("the cluster is not started, or runs without kube-proxy")
         return dict(self._proxies.proxies)
 
     @property
