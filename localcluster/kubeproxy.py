@@ -30,10 +30,19 @@ never in the root one. Flags, and why:
 * ``--oom-score-adj=0``: upstream makes kube-proxy the last thing the OOM killer takes;
   on a shared test machine it gets no such privilege.
 
-kube-proxy sets ``net.ipv4.conf.all.route_localnet=1`` in its namespace. It expects the
-node to forward (a kubelet's CNI sets that), so :func:`prepare_node` sets
-``net.ipv4.ip_forward=1`` in the node namespace: a NodePort or VIP reached on one node
-is DNATed to a pod on another and must be forwarded.
+kube-proxy sets ``net.ipv4.conf.all.route_localnet=1`` in its namespace. It relies on
+two things a real node's kubelet and CNI provide, so :func:`prepare_node` does them in the
+node namespace before kube-proxy starts:
+
+* ``net.ipv4.ip_forward=1`` (the CNI's job): a NodePort or VIP reached on one node is
+  DNATed to a pod on another and must be forwarded;
+* the kubelet's own iptables rules (v1.20 ``pkg/kubelet/kubelet_network_linux.go``,
+  ``syncNetworkUtil``): ``KUBE-MARK-DROP`` sets mark 0x8000 and ``KUBE-FIREWALL``, jumped
+  to from INPUT and OUTPUT, drops packets carrying it and blocks non-local connections
+  to 127.0.0.0/8 (CVE-2020-8558, needed once route_localnet is 1). kube-proxy v1.20 only
+  makes sure ``KUBE-MARK-DROP`` exists: without the kubelet's rules, what it means to
+  drop (``externalTrafficPolicy: Local`` traffic on a node without a local endpoint) is
+  delivered to the node instead.
 """
 
 from __future__ import annotations
@@ -69,9 +78,32 @@ def proxy_argv(binary: Path, kubeconfig: Path, node: str, node_ip: str) -> list[
     ]
 
 
+DROP_MARK = "0x8000/0x8000"
+"""The kubelet's default drop mark (``--iptables-drop-bit=15``), the one kube-proxy uses."""
+
+KUBELET_RULES = f"""*filter
+:KUBE-FIREWALL - [0:0]
+-A KUBE-FIREWALL -m comment --comment "kubernetes firewall for dropping marked packets" \
+-m mark --mark {DROP_MARK} -j DROP
+-A KUBE-FIREWALL ! -s 127.0.0.0/8 -d 127.0.0.0/8 -m comment --comment \
+"block incoming localnet connections" -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP
+-I INPUT -j KUBE-FIREWALL
+-I OUTPUT -j KUBE-FIREWALL
+COMMIT
+*nat
+:KUBE-MARK-DROP - [0:0]
+-A KUBE-MARK-DROP -j MARK --set-xmark {DROP_MARK}
+COMMIT
+"""
+"""What a v1.20 kubelet installs on its node (see the module docstring), as iptables-restore input."""
+
+
 def prepare_node(netns: str) -> None:
-    """Let the node namespace forward IPv4 (what a CNI plugin would set on a real node)."""
+    """Make the node namespace what kube-proxy expects of a node: IPv4 forwarding (a CNI
+    plugin's job) and the kubelet's drop and localnet rules."""
     run_in_netns(netns, ["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"], check=True)
+    subprocess.run(["ip", "netns", "exec", netns, "iptables-restore", "--noflush"],
+                   input=KUBELET_RULES, capture_output=True, text=True, check=True, timeout=30)
 
 
 def iptables_save(netns: str, table: str = "nat") -> str:

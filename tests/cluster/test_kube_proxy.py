@@ -152,6 +152,7 @@ def test_kube_proxy_of_a_new_node_keeps_to_its_namespace_and_its_rbac(cluster: L
         assert cluster.kube_proxies["node-x"].synced()
         node_knobs = cluster.exec_in_node("node-x", ["cat", *ROOT_KNOBS[:2]]).stdout.split()
         assert node_knobs == ["1", "1"], "route_localnet and ip_forward are set in the node namespace"
+        assert "-A INPUT -j KUBE-FIREWALL" in cluster.iptables_save("node-x", "filter")
         timeout = cluster.exec_in_node(
             "node-x", ["cat", "/proc/sys/net/netfilter/nf_conntrack_tcp_timeout_established"]).stdout
         assert timeout.strip() == "86400", "kube-proxy sets its conntrack timeout in the node namespace"
@@ -223,8 +224,11 @@ def test_local_traffic_policy_health_check_node_port_follows_the_pod(
     assert code == 200
     assert json.loads(body)["localEndpoints"] == 1
     assert client_get(cluster, f"http://{node_ip(cluster, 'node-b')}:{node_port}/") == "web-1 node-b"
-    # Local: a node without a local endpoint drops the traffic rather than forwarding it.
-    assert client_get(cluster, f"http://{node_ip(cluster, 'node-a')}:{node_port}/") is None
+    # Local: a node without a local endpoint drops the traffic (curl times out: exit 28)
+    # rather than forwarding it.
+    dropped = cluster.exec_in_client(
+        ["curl", "-s", "--max-time", "2", f"http://{node_ip(cluster, 'node-a')}:{node_port}/"])
+    assert dropped.returncode == 28, (dropped.returncode, dropped.stdout)
 
     cluster.objects.delete("v1", "Pod", "web-1", namespace)
     wait_until(lambda: cluster.objects.get("v1", "Pod", "web-1", namespace) is None, timeout=30,
@@ -267,6 +271,24 @@ def test_a_keepvip_vip_carries_lan_traffic_through_kube_proxy_to_a_pod_on_anothe
         entries = cluster.exec_in_node("node-a", ["conntrack", "-L", "-p", "tcp", "-d", vip]).stdout
         assert f"src={node_ip(cluster, 'node-c')} dst=" in entries, entries
         assert f"-d {vip}/32" in cluster.iptables_save("node-a")
+
+        # externalTrafficPolicy Local on the same VIP: node-a holds it but runs no endpoint,
+        # so its kube-proxy drops the connection (a timeout, not a refusal: the rules exist)
+        # until a ready endpoint runs on node-a; then only that pod answers.
+        local = service(cluster, namespace, "lb-local", app="vip", port=8082, target=18083,
+                        type="LoadBalancer", externalTrafficPolicy="Local")  # fmt: skip
+        cluster.core.patch_namespaced_service_status(
+            "lb-local", namespace, {"status": {"loadBalancer": {"ingress": [{"ip": vip}]}}})
+        wait_until(lambda: f"-d {vip}/32 -p tcp -m comment --comment \"{namespace}/lb-local:http"
+                   in cluster.iptables_save("node-a"), timeout=30, what="node-a's rules for lb-local")
+        dropped = cluster.exec_in_client(["curl", "-s", "--max-time", "2", f"http://{vip}:8082/"])
+        assert dropped.returncode == 28, (dropped.returncode, dropped.stdout)  # 28: timed out
+        health_port = local["spec"]["healthCheckNodePort"]
+        assert client_status(cluster, f"http://{node_ip(cluster, 'node-a')}:{health_port}/")[0] == 503
+        backend(cluster, namespace, "web-a", "node-a", port=18083, app="vip")
+        wait_until(functools.partial(client_get, cluster, f"http://{vip}:8082/"), timeout=30,
+                   what="lb-local answering once node-a has an endpoint")  # fmt: skip
+        assert {client_get(cluster, f"http://{vip}:8082/") for _ in range(6)} == {"web-a node-a"}
     finally:
         keepvip.delete(vip_name)
         wait_until(lambda: not keepvip.holders(vip), timeout=30, what=f"{vip} released")
