@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# build-k8s.sh — kube-apiserver, kube-controller-manager and kube-scheduler v1.20.2 for the
-# local control plane (tests/cluster, `keepvip demo`), built from Debian bookworm's
+# build-k8s.sh — kube-apiserver, kube-controller-manager, kube-scheduler and kube-proxy v1.20.2
+# for the local cluster (tests/cluster, `keepvip demo`), built from Debian bookworm's
 # `kubernetes` *source* package with Debian's Go 1.19. Nothing but apt is contacted.
 #
 # Why from source: there is no docker here, no kind/k3s/envtest download, and no package
@@ -12,14 +12,16 @@
 #   3. vendored modern-go/reflect2 v1.0.1 segfaults under Go >= 1.18, so Debian's 1.0.2
 #      (golang-github-modern-go-reflect2-dev) replaces it.
 #
-# Idempotent: when the binaries are cached it returns at once (0 s). Cold: ~4 min on 2 cores.
+# Idempotent: when the binaries are cached it returns at once (0 s). Cold: ~5 min on 2 cores.
+# Only missing binaries are built: a cache made before kube-proxy was added gets just
+# kube-proxy (the others are not rebuilt or replaced under running clusters).
 # env: K8S_PREFIX (default ~/.cache/keepvip/k8s-v1.20.2; binaries in $K8S_PREFIX/bin),
 #      GOCACHE (default ~/.cache/go-build; a warm Go cache makes a rebuild ~20 s).
 set -euo pipefail
 
 CACHE=${XDG_CACHE_HOME:-$HOME/.cache}
 PREFIX=${K8S_PREFIX:-$CACHE/keepvip/k8s-v1.20.2}
-COMPONENTS="kube-apiserver kube-controller-manager kube-scheduler"
+COMPONENTS="kube-apiserver kube-controller-manager kube-scheduler kube-proxy"
 K8S_VERSION=v1.20.2
 SRC_VERSION_PREFIX="1.20.5+really1.20.2"
 
@@ -118,15 +120,19 @@ for p in $V/component-base/version $V/client-go/pkg/version; do
   LDF="$LDF -X $p.gitTreeState=clean -X $p.buildDate=2021-01-13T00:00:00Z"
 done
 mkdir -p "$W/out" "$PREFIX/bin"
-for c in $COMPONENTS; do
+todo=""
+for c in $COMPONENTS; do [ -x "$PREFIX/bin/$c" ] || todo="$todo $c"; done
+for c in $todo; do
   echo "keepvip: building $c"
+  t=$(date +%s)
   go build -trimpath -ldflags "$LDF" -o "$W/out/$c" "./cmd/$c"
+  echo "keepvip: built $c in $(( $(date +%s) - t )) s"
 done
 # Install each binary atomically, so an interrupted run never leaves a half-written
 # binary that a later run would take for a cached one.
-for c in $COMPONENTS; do
+for c in $todo; do
   install -m 0755 "$W/out/$c" "$PREFIX/bin/.$c.tmp"
   mv -f "$PREFIX/bin/.$c.tmp" "$PREFIX/bin/$c"
 done
-"$PREFIX/bin/kube-apiserver" --version
+for c in $todo; do "$PREFIX/bin/$c" --version; done
 echo "keepvip: built k8s $K8S_VERSION into $PREFIX/bin in $(( $(date +%s) - start )) s"

@@ -4,8 +4,9 @@
 #   tshark tcpdump      decode what keepvip sends
 #   iputils-ping iproute2  namespaces, veths, bridges
 #   golang-go etcd-server dpkg-dev  the local control plane (hack/build-k8s.sh)
+#   iptables conntrack  kube-proxy (iptables mode) inside the local cluster's node namespaces
 set -euo pipefail
-pkgs=(keepalived tshark tcpdump iputils-ping iproute2 golang-go etcd-server dpkg-dev openssl curl unzip procps)
+pkgs=(keepalived tshark tcpdump iputils-ping iproute2 golang-go etcd-server dpkg-dev openssl curl unzip procps iptables conntrack)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,7 +1,7 @@
 """Where the local control plane's programs live, and a clear error when they do not.
 
 The binaries are built once by ``hack/build-k8s.sh`` (kube-apiserver,
-kube-controller-manager, kube-scheduler v1.20.2 from Debian's source) and
+kube-controller-manager, kube-scheduler and kube-proxy v1.20.2 from Debian's source) and
 ``hack/get-helm.sh`` (helm), cached under ``~/.cache/keepvip``; etcd is Debian's
 ``etcd-server``. The harness never builds anything itself: a cluster that cannot start
 must say which script to run rather than fail somewhere deep in a subprocess.
@@ -28,7 +28,7 @@ def cache_dir() -> Path:
 
 
 def k8s_bin_dir() -> Path:
-    """The directory holding the three control-plane binaries (``K8S_BIN`` overrides)."""
+    """The directory holding the Kubernetes binaries (``K8S_BIN`` overrides)."""
     override = os.environ.get("K8S_BIN")
     if override:
         return Path(override)
@@ -43,19 +43,21 @@ class Binaries:
     kube_apiserver: Path
     kube_controller_manager: Path
     kube_scheduler: Path
+    kube_proxy: Path
 
     @classmethod
     def find(cls) -> Binaries:
         """Locate the programs or raise :class:`BinariesMissingError` saying how to get them."""
         bin_dir = k8s_bin_dir()
         paths = {name: bin_dir / name for name in
-                 ("kube-apiserver", "kube-controller-manager", "kube-scheduler")}
+                 ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy")}
         missing = [str(p) for p in paths.values() if not os.access(p, os.X_OK)]
         if missing:
             raise BinariesMissingError(
-                "the local Kubernetes control plane is not built: missing "
+                "the local Kubernetes binaries are not built: missing "
                 + ", ".join(missing)
-                + ". Run `bash hack/build-k8s.sh` (about 4 minutes once; `make test` does it)."
+                + ". Run `bash hack/build-k8s.sh` (about 5 minutes once, under a minute to add "
+                "kube-proxy to an older cache; `make test` does it)."
             )
         etcd = os.environ.get("K8S_ETCD_BIN") or shutil.which("etcd") or ""
         if not etcd or not os.access(etcd, os.X_OK):
@@ -68,6 +70,7 @@ class Binaries:
             kube_apiserver=paths["kube-apiserver"],
             kube_controller_manager=paths["kube-controller-manager"],
             kube_scheduler=paths["kube-scheduler"],
+            kube_proxy=paths["kube-proxy"],
         )
 
 

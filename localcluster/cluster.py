@@ -1,5 +1,5 @@
-"""The local cluster: control plane, LAN, nodes and process kubelet, started and stopped
-as one object.
+"""The local cluster: control plane, LAN, nodes, process kubelet and kube-proxy, started
+and stopped as one object.
 
     from keepvip.localcluster import LocalCluster, ClusterConfig
 
@@ -36,6 +36,7 @@ from keepvip.localcluster.binaries import Binaries
 from keepvip.localcluster.controlplane import ControlPlane
 from keepvip.localcluster.helm import Helm
 from keepvip.localcluster.kubelet import NodeHandle, ProcessKubelet
+from keepvip.localcluster.kubeproxy import KubeProxies, NodeProxy, iptables_save
 from keepvip.localcluster.lan import IPInterface, Lan, netns_addresses, run_in_netns
 from keepvip.localcluster.objects import Objects
 from keepvip.localcluster.pki import Pki, generate_pki
@@ -62,6 +63,10 @@ class ClusterConfig:
     subnet_index: int | None = None
     """``k`` of the LAN 198.19.k.0/24; the first free one when ``None``."""
     start_timeout: float = 90.0
+    kube_proxy: bool = True
+    """Run kube-proxy in every node namespace. ``False`` leaves Services without any data
+    path (nothing answers a ClusterIP, NodePort or VIP port): only for benchmarks of the
+    API side that would otherwise also measure three kube-proxies rewriting iptables."""
 
 
 @dataclass(frozen=True)
@@ -89,10 +94,13 @@ class LocalCluster:
         self._record = janitor.RunRecord(self.prefix)
         self._control_plane: ControlPlane | None = None
         self._kubelet: ProcessKubelet | None = None
+        self._proxies: KubeProxies | None = None
         self._pki: Pki | None = None
         self._api: client.ApiClient | None = None
         self._objects: Objects | None = None
         self.start_seconds = 0.0
+        self.kube_proxy_seconds = 0.0
+        """From starting the first node's kube-proxy until every one has synced once."""
 
     # -- life cycle -----------------------------------------------------------------
     def __enter__(self) -> LocalCluster:
@@ -115,8 +123,8 @@ class LocalCluster:
             self.stop()
             raise
         self.start_seconds = time.monotonic() - t0
-        log.info("local cluster %s up in %.1f s: %s", self.prefix, self.start_seconds,
-                 self.server_url)
+        log.info("local cluster %s up in %.1f s (kube-proxies synced after %.1f s): %s",
+                 self.prefix, self.start_seconds, self.kube_proxy_seconds, self.server_url)
         return self
 
     def _start(self, binaries: Binaries) -> None:
@@ -133,16 +141,30 @@ class LocalCluster:
         self._kubelet = ProcessKubelet(self.api_client(), self.workdir / "pods", host,
                                        self.config.api_port)
         self._kubelet.start()
+        if self.config.kube_proxy:
+            self._proxies = KubeProxies(binaries.kube_proxy, self._pki.kube_proxy_kubeconfig,
+                                        self.workdir / "logs")
+        proxies_started = time.monotonic()
         for name in self.config.nodes:
             self._add_node(name, self.config.node_labels.get(name, {}))
         nodes.wait_schedulable(self.core, list(self.config.nodes))
         self.wait_for_service_account("default")
+        if self._proxies is None:
+            return
+        rest_ready = time.monotonic()
+        self._proxies.wait(list(self.config.nodes), self.config.start_timeout)
+        self.kube_proxy_seconds = time.monotonic() - proxies_started
+        log.info("kube-proxies synced %.1f s after the first started; the start waited %.1f s "
+                 "more for them", self.kube_proxy_seconds, time.monotonic() - rest_ready)
 
     def stop(self) -> None:
         """Stop pods, control plane and LAN; remove the workdir if it is ours. Idempotent."""
         if self._kubelet is not None:
             self._kubelet.stop(grace=1.0)
             self._kubelet = None
+        if self._proxies is not None:
+            self._proxies.stop_all()
+            self._proxies = None
         janitor.kill_namespace_processes(self.lan.namespaces())
         if self._control_plane is not None:
             self._control_plane.stop()
@@ -167,6 +189,8 @@ class LocalCluster:
             for p in (cp.etcd, cp.apiserver, cp.controller_manager, cp.scheduler):
                 if p.pid is not None and (ident := janitor.process_identity(p.pid)):
                     procs.append(ident)
+        if self._proxies is not None:
+            procs += [i for pid in self._proxies.pids() if (i := janitor.process_identity(pid))]
         self._record.data["processes"] = procs
         self._record.data["namespaces"] = self.lan.namespaces()
         self._record.save()
@@ -185,6 +209,13 @@ class LocalCluster:
         if self._kubelet is None:
             raise RuntimeError("the cluster is not started")
         return self._kubelet
+
+    @property
+    def kube_proxies(self) -> dict[str, NodeProxy]:
+        """node name → its kube-proxy (started with the node)."""
+        if self._proxies is None:
+            raise RuntimeError("the cluster is not started, or runs without kube-proxy")
+        return dict(self._proxies.proxies)
 
     @property
     def pki(self) -> Pki:
@@ -286,6 +317,9 @@ class LocalCluster:
         self.nodes[name] = node
         self.kubelet.add_node(NodeHandle(name, port.netns, str(port.ipv4.ip)))
         nodes.register_node(self.core, name, [str(port.ipv4.ip), str(port.ipv6.ip)], labels)
+        if self._proxies is not None:
+            self._proxies.start(name, port.netns, str(port.ipv4.ip))
+            self._save_record()
         return node
 
     def add_node(self, name: str, labels: Mapping[str, str] | None = None) -> ClusterNode:
@@ -293,12 +327,16 @@ class LocalCluster:
         schedulable."""
         node = self._add_node(name, labels or {})
         nodes.wait_schedulable(self.core, [name])
+        if self._proxies is not None:
+            self._proxies.wait([name], self.config.start_timeout)
         return node
 
     def remove_node(self, name: str) -> None:
         """Stop the node's pods (no hooks), delete its pods and Node object, remove its
         namespace."""
         self.kubelet.remove_node(name)
+        if self._proxies is not None:
+            self._proxies.stop(name)
         nodes.delete_node(self.core, name)
         janitor.kill_namespace_processes([self.nodes[name].netns])
         self.lan.remove_node(name)
@@ -396,6 +434,10 @@ class LocalCluster:
                        timeout: float = 30) -> subprocess.CompletedProcess[str]:
         """Run a command in the client namespace."""
         return run_in_netns(self.lan.client_ns, argv, timeout)
+
+    def iptables_save(self, name: str, table: str = "nat") -> str:
+        """The node's iptables rules (``iptables-save -t table`` in its namespace)."""
+        return iptables_save(self.nodes[name].netns, table)
 
     def register_entrypoint(self, image: str, argv: Sequence[str]) -> None:
         """What a container of ``image`` (any tag) runs when it has no ``command``."""

@@ -5,7 +5,8 @@ what keepvip needs on top of that reference:
 
 * the API server binds the root namespace's LAN address, so node namespaces reach it
   like real nodes do, and advertises it (the ``kubernetes`` Endpoints hold it);
-* ``--enable-aggregator-routing=true``: with no kube-proxy, Service-referenced admission
+* ``--enable-aggregator-routing=true``: kube-proxy runs only in the node namespaces,
+  not in the root one where the API server runs, so Service-referenced admission
   webhooks work only if the API server dials the Service's endpoints directly;
 * the controller manager's ``--node-monitor-grace-period`` is long (24 h), because the
   harness's Nodes have no kubelet heartbeat; a test marks a node NotReady explicitly.
@@ -31,7 +32,9 @@ from keepvip.localcluster.pki import ADMIN_TOKEN, SERVICE_ACCOUNT_ISSUER, Pki
 from keepvip.localcluster.procs import ChildProcess
 
 SERVICE_CIDR = "198.51.100.0/24"
-"""Allocated for Service ClusterIPs, never routed (there is no kube-proxy)."""
+"""Allocated for Service ClusterIPs, never routed: kube-proxy DNATs them inside each node
+namespace, so they exist only there (the root namespace must never dial one: its
+default route is this machine's real uplink)."""
 
 
 class ControlPlaneError(RuntimeError):

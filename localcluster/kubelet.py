@@ -418,7 +418,10 @@ class ProcessKubelet:
         """What every container's environment starts with.
 
         ``KUBERNETES_SERVICE_HOST``/``PORT`` name the API server's LAN address rather
-        than the ``kubernetes`` Service's ClusterIP: there is no kube-proxy to route it.
+        than the ``kubernetes`` Service's ClusterIP. kube-proxy in the node namespace would
+        carry the ClusterIP too, but the direct address keeps the pods' API path
+        independent of kube-proxy (tests that stop the API server or a node's kube-proxy
+        change one thing at a time).
         ``PATH`` leads with this interpreter's directory so the project's virtualenv
         commands (``keepvip``, ``kopf``) are found.
         """

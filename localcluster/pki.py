@@ -39,6 +39,11 @@ class Pki:
         return self.path("ca.crt")
 
     @property
+    def kube_proxy_kubeconfig(self) -> Path:
+        """A kubeconfig for ``system:kube-proxy`` (ClusterRole ``system:node-proxier`` only)."""
+        return self.path("kube-proxy.kubeconfig")
+
+    @property
     def admin_kubeconfig(self) -> Path:
         """A kubeconfig for ``admin`` (client certificate, group ``system:masters``)."""
         return self.path("admin.kubeconfig")
@@ -95,7 +100,7 @@ def write_kubeconfig(path: Path, server: str, ca_cert: Path, user: str,
 def generate_pki(directory: Path, server_url: str,
                  server_ips: Sequence[ipaddress.IPv4Address | ipaddress.IPv6Address]) -> Pki:
     """Create a CA, the API server's serving certificate, client certificates for admin,
-    controller-manager, scheduler and the front proxy, the service-account key pair, the
+    controller-manager, scheduler, kube-proxy and the front proxy, the service-account key pair, the
     static token file and one kubeconfig per client (all pointing at ``server_url``).
     """
     directory.mkdir(parents=True, exist_ok=True)
@@ -113,12 +118,14 @@ def generate_pki(directory: Path, server_url: str,
     _leaf(d, "admin", "admin", "system:masters")
     _leaf(d, "kcm", "system:kube-controller-manager")
     _leaf(d, "scheduler", "system:kube-scheduler")
+    # The built-in ClusterRoleBinding system:node-proxier binds this user name.
+    _leaf(d, "kube-proxy", "system:kube-proxy")
     _leaf(d, "front-proxy-client", "front-proxy-client")
     _key("sa", d)
     _openssl("ec", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=d)
     (d / "tokens.csv").write_text(f'{ADMIN_TOKEN},admin,uid-admin,"system:masters"\n')
     ca = d / "ca.crt"
-    for client in ("admin", "kcm", "scheduler"):
+    for client in ("admin", "kcm", "scheduler", "kube-proxy"):
         write_kubeconfig(d / f"{client}.kubeconfig", server_url, ca, client,
                          cert=d / f"{client}.crt", key=d / f"{client}.key")
     write_kubeconfig(d / "token-admin.kubeconfig", server_url, ca, "admin", token=ADMIN_TOKEN)
