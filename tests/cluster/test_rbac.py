@@ -19,8 +19,13 @@ pytestmark = pytest.mark.cluster
 
 
 @pytest.fixture
-def reader_account(objects: Objects, namespace: str) -> str:
-    """ServiceAccount ``reader``, allowed to get/list ConfigMaps in the namespace only."""
+def reader_account(cluster: LocalCluster, objects: Objects, namespace: str) -> str:
+    """ServiceAccount ``reader``, allowed to get/list ConfigMaps in the namespace only.
+
+    Returned once its token exists: the API server refuses a pod of an account whose
+    token the controller has not created yet (500 "No API token found"), as it would
+    refuse a user who applied both in one go on a busy cluster.
+    """
     rbac = "rbac.authorization.k8s.io/v1"
     objects.create({"apiVersion": "v1", "kind": "ServiceAccount",
                     "metadata": {"name": "reader"}}, namespace)
@@ -32,6 +37,7 @@ def reader_account(objects: Objects, namespace: str) -> str:
                                 "name": "configmap-reader"},
                     "subjects": [{"kind": "ServiceAccount", "name": "reader",
                                   "namespace": namespace}]}, namespace)
+    cluster.service_account_token(namespace, "reader")
     return "reader"
 
 
