@@ -9,9 +9,11 @@ the same health check and the same split-brain guard:
   weight (0 = FAULT while failing). keepalived runs it as a ``vrrp_script`` (bash
   ``/dev/tcp``) tracked by the instance with the same weight.
 * arbiter: keepvip's ``arbiter`` pinging the gateway 198.18.0.250 (the client namespace),
-  interval 1 s, timeout 1 s, fall 2, rise 2. keepalived has no arbiter; its established
+  interval 1 s, timeout 900 ms (the model wants it below the interval), fall 2, rise 2.
+  keepalived has no arbiter; its established
   equivalent is a ``vrrp_script`` running ``ping`` to the gateway with weight 0 (failing
-  → FAULT), which is what the keepalived side runs, with the same timers.
+  → FAULT), which is what the keepalived side runs, with the same timers (its script
+  timeout is in whole seconds: 1 s).
 
 The daemon processes themselves are driven through tests/netns/keepalived_harness.py
 (:class:`KeepvipDaemon`, :class:`KeepalivedDaemon`): one way to start, stop and crash
@@ -37,6 +39,7 @@ CHECKED_PORT = 8081  # what the health check probes (the "checked service")
 GATEWAY = "198.18.0.250"  # the client namespace plays the gateway
 CHECK_INTERVAL_S = 1
 ARBITER_INTERVAL_S = 1
+ARBITER_TIMEOUT_MS = 900  # below the interval, as spec.arbiter requires
 ARBITER_FALL = 2
 ARBITER_RISE = 2
 
@@ -83,7 +86,7 @@ def keepvip_documents(vips: Sequence[VipPlan], interval: float) -> list[dict[str
         document["spec"]["arbiter"] = {
             "gateway": GATEWAY,
             "interval": f"{ARBITER_INTERVAL_S}s",
-            "timeout": f"{ARBITER_INTERVAL_S}s",
+            "timeout": f"{ARBITER_TIMEOUT_MS}ms",
             "fall": ARBITER_FALL,
             "rise": ARBITER_RISE,
         }
