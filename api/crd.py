@@ -15,7 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 import yaml
-from pydantic import TypeAdapter
+from pydantic import BaseModel, TypeAdapter
 
 from keepvip.api.constants import CRD_NAME, GROUP, KIND, PLURAL, SHORT_NAMES, SINGULAR, VERSION
 from keepvip.api.durations import DURATION_PATTERN, format_duration
@@ -74,7 +74,7 @@ def _normalise_default(out: JsonSchema) -> None:
         out["default"] = format_duration(_ISO_DURATION.validate_python(out["default"]))
 
 
-def model_schema(model: type[VirtualIPSpec] | type[VirtualIPStatus]) -> JsonSchema:
+def model_schema(model: type[BaseModel]) -> JsonSchema:
     """The structural schema of one API class."""
     raw = model.model_json_schema(by_alias=True, mode="validation")
     return _structural(raw, raw.get("$defs", {}))

@@ -51,7 +51,11 @@ def _build_parser() -> argparse.ArgumentParser:
     operator.add_argument("--log-format", choices=("text", "json"), default="text")
     operator.add_argument("--verbose", action="store_true", help="kopf debug logs")
 
-    commands.add_parser("crd", help="print the VirtualIP CustomResourceDefinition")
+    crd = commands.add_parser("crd", help="print the VirtualIP (or VirtualIPPool) CustomResourceDefinition")
+    crd.add_argument(
+        "--kind", choices=("VirtualIP", "VirtualIPPool", "all"), default="VirtualIP",
+        help="which CRD; all: both, as one YAML stream",
+    )
 
     demo = commands.add_parser("demo", help="the local demonstration (root)")
     demo.add_argument("--standalone", action="store_true", help="run without the local Kubernetes cluster")
@@ -72,8 +76,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     if args.command == "crd":
         from keepvip.api.crd import render_crd  # noqa: PLC0415 - keep `keepvip crd` light
+        from keepvip.api.pool_crd import render_pool_crd  # noqa: PLC0415
 
-        sys.stdout.write(render_crd())
+        kind = getattr(args, "kind", "VirtualIP")
+        parts = [render_crd()] if kind in ("VirtualIP", "all") else []
+        parts += [render_pool_crd()] if kind in ("VirtualIPPool", "all") else []
+        sys.stdout.write("---\n".join(parts))
         return 0
     module_name = _COMMANDS[args.command]
     try:
