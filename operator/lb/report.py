@@ -61,8 +61,7 @@ def _announced(
             return (
                 False,
                 Announcement.NO_READY_ENDPOINTS,
-                f"{address} is withdrawn: the Service has no ready endpoint "
-                "(externalTrafficPolicy Cluster)",
+                f"{address} is withdrawn: the Service has no ready endpoint (externalTrafficPolicy Cluster)",
             )
         nodes = record.nodes if record is not None else ()
         if service.local and nodes and all(n.state == "FAULT" for n in nodes):
@@ -167,19 +166,22 @@ def service_events(service: LbService, outcome: Outcome, wanted: Mapping[str, An
 def pool_status(
     *,
     view: PoolView,
-    records: Sequence[Record],
+    held: Sequence[IPAddress],
     releases: Sequence[Release],
     others: Sequence[PoolView],
     now: datetime,
     default_delay: timedelta,
     previous: VirtualIPPoolStatus | None,
 ) -> VirtualIPPoolStatus:
-    """Usage per family, orphans, resting addresses, Ready and Conflict."""
-    inside = [r for r in records if r.address in view]
+    """Usage per family, orphans, resting addresses, Ready and Conflict.
+
+    ``held``: the addresses of the pool's records after this pass.
+    """
+    inside = [a for a in held if a in view]
     usage: dict[int, FamilyUsage] = {}
     for family in sorted(view.pool.spec.families()):
         total = view.size(family)
-        assigned = sum(1 for r in inside if r.family == family)
+        assigned = sum(1 for a in inside if a.version == family)
         usage[family] = FamilyUsage(total=total, assigned=assigned, available=max(0, total - assigned))
     delay = view.reuse_delay(default_delay)
     kept = [
@@ -214,7 +216,7 @@ def pool_status(
         {
             "ipv4": usage[4].model_dump() if 4 in usage else None,
             "ipv6": usage[6].model_dump() if 6 in usage else None,
-            "orphaned": len(records) - len(inside),
+            "orphaned": len(held) - len(inside),
             "released": [e.model_dump(by_alias=True) for e in kept],
             "conditions": conditions,
             "observedGeneration": generation,

@@ -159,9 +159,11 @@ def test_chart_crd_holds_the_same_bytes_as_the_generated_top_level_crd() -> None
     assert in_chart.read_bytes() == top.read_bytes(), (
         "charts/keepvip/crds is stale: cp crds/virtualips.keepvip.io.yaml charts/keepvip/crds/"
     )
-    # Besides it, only kopf's ClusterKopfPeering CRD (operator peering; not generated).
+    pools = "virtualippools.keepvip.io.yaml"
+    assert (CHART / "crds" / pools).read_bytes() == (ROOT / "crds" / pools).read_bytes(), "run `make crd`"
+    # Besides them, only kopf's ClusterKopfPeering CRD (operator peering; not generated).
     assert sorted(p.name for p in (CHART / "crds").iterdir()) == [
-        "clusterkopfpeerings.kopf.dev.yaml", "virtualips.keepvip.io.yaml"
+        "clusterkopfpeerings.kopf.dev.yaml", pools, "virtualips.keepvip.io.yaml"
     ]
 
 
