@@ -204,14 +204,14 @@ def pool_status(
     }
     stamp = rfc3339(now)
     generation = view.pool.metadata.generation
+    if overlaps:
+        conflict = (True, "Overlap", f"addresses also in pool {', '.join(overlaps)}: each goes out once")
+    else:
+        conflict = (False, "NoOverlap", "no address is in another pool")
     conditions = [
         _condition("Ready", True, "Valid", "the pool's spec is usable", old.get("Ready"), stamp, generation),
-        _condition(
-            "Conflict", bool(overlaps), "Overlap" if overlaps else "NoOverlap",
-            f"addresses also in pool {', '.join(overlaps)}: each goes out once" if overlaps else "",
-            old.get("Conflict"), stamp, generation,
-        ),
-    ]  # fmt: skip
+        _condition("Conflict", *conflict, old.get("Conflict"), stamp, generation),
+    ]
     return VirtualIPPoolStatus.model_validate(
         {
             "ipv4": usage[4].model_dump() if 4 in usage else None,

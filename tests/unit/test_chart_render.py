@@ -230,8 +230,11 @@ def test_webhook_configuration_sends_only_virtualip_creates_and_updates_to_the_o
     default: Rendered,
 ) -> None:
     webhooks = default.one("ValidatingWebhookConfiguration")["webhooks"]
-    assert len(webhooks) == 1
+    assert len(webhooks) == 2  # VirtualIPs, and VirtualIPPools (loadBalancer.enabled)
     webhook = webhooks[0]
+    pools = webhooks[1]
+    assert pools["rules"][0]["resources"] == ["virtualippools"]
+    assert pools["clientConfig"]["service"]["path"] == "/validate-virtualippool"
     assert webhook["rules"] == [{
         "apiGroups": ["keepvip.io"], "apiVersions": ["v1alpha1"], "resources": ["virtualips"],
         "operations": ["CREATE", "UPDATE"], "scope": "Cluster",
@@ -369,6 +372,10 @@ INVALID_VALUES = [
                  "operator.resources.limits: Additional property cpus", id="typo-in-resources"),
     pytest.param({"monitoring": {"prometheusRule": {"noMasterFor": "one minute"}}},
                  "monitoring.prometheusRule.noMasterFor: Does not match pattern", id="bad-duration"),
+    pytest.param({"loadBalancer": {"reuseDelay": "30 seconds"}},
+                 "loadBalancer.reuseDelay: Does not match pattern", id="bad-reuse-delay"),
+    pytest.param({"loadBalancer": {"defaultClass": "yes"}},
+                 "loadBalancer.defaultClass: Invalid type. Expected: boolean", id="default-class-not-a-boolean"),
 ]  # fmt: skip
 
 
