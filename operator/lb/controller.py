@@ -119,7 +119,7 @@ class LoadBalancerController:
         service_bodies = self.api.list_services()
         virtualips = self.api.kube.list_virtualips()
         namespaces = self.api.list_namespaces()
-        ready = self.api.list_ready_endpoints()
+        endpoints = self.api.list_ready_endpoints()
         now = self.clock()
 
         views, invalid = self._pools(pool_bodies)
@@ -141,6 +141,9 @@ class LoadBalancerController:
                 records.append(record)
             else:
                 foreign.update(dict.fromkeys(addresses_of(body), body["metadata"]["name"]))
+        # No Endpoints object at all (a Service without selector nobody wrote one for) is no
+        # ready endpoint, as an empty one is.
+        ready = {s.key: endpoints.get(s.key, False) for s in services}
         inventory = Inventory(
             services=tuple(services),
             pools=tuple(views),

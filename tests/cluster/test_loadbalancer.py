@@ -236,7 +236,8 @@ def test_two_services_sharing_a_key_get_one_virtualip_and_one_holder(
         f"{lb.namespace}/http",
         f"{lb.namespace}/https",
     ]
-    assert len([r for r in _records(lb.cluster) if r["metadata"]["labels"]["keepvip.io/pool"] == pool]) == 1
+    mine = [r["metadata"] for r in _records(lb.cluster) if r["metadata"]["labels"]["keepvip.io/pool"] == pool]
+    assert len(mine) == 1, [(m["name"], m["annotations"].get("keepvip.io/services")) for m in mine]
     wait_until(lambda: len(holders(keepvip, first)) == 1, timeout=30, what="one holder")
     # A third Service on a port already in use is a conflict, never a second address.
     lb.service("clash", 80, shared)

@@ -375,7 +375,7 @@ INVALID_VALUES = [
     pytest.param({"loadBalancer": {"reuseDelay": "30 seconds"}},
                  "loadBalancer.reuseDelay: Does not match pattern", id="bad-reuse-delay"),
     pytest.param({"loadBalancer": {"defaultClass": "yes"}},
-                 "loadBalancer.defaultClass: Invalid type. Expected: boolean", id="default-class-not-a-boolean"),
+                 "loadBalancer.defaultClass: Invalid type. Expected: boolean", id="default-class-not-bool"),
 ]  # fmt: skip
 
 

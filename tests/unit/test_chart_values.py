@@ -179,7 +179,7 @@ ROWS = [
         expect(lambda r: [w["name"] for w in r.one("ValidatingWebhookConfiguration")["webhooks"]]
                == ["validate-virtualip.keepvip.io"], "pools not validated"))),
     Row("loadBalancer.defaultClass", True, expect(lambda r: (
-        OperatorSettings.model_validate(r.settings()).load_balancer.default_class is True), "class-less served")),
+        OperatorSettings.model_validate(r.settings()).load_balancer.default_class is True), "class-less")),
     Row("loadBalancer.reuseDelay", "5m", expect(lambda r: (
         OperatorSettings.model_validate(r.settings()).load_balancer.reuse_delay_value.total_seconds() == 300),
         "reuse delay")),
