@@ -53,7 +53,9 @@ def _build_parser() -> argparse.ArgumentParser:
 
     crd = commands.add_parser("crd", help="print the VirtualIP (or VirtualIPPool) CustomResourceDefinition")
     crd.add_argument(
-        "--kind", choices=("VirtualIP", "VirtualIPPool", "all"), default="VirtualIP",
+        "--kind",
+        choices=("VirtualIP", "VirtualIPPool", "all"),
+        default="VirtualIP",
         help="which CRD; all: both, as one YAML stream",
     )
 
