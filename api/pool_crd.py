@@ -11,10 +11,8 @@ from typing import Any
 
 import yaml
 
-from keepvip.api.constants import GROUP, VERSION
-from keepvip.api.crd import model_schema
+from keepvip.api.crd import custom_resource_definition
 from keepvip.api.pool import (
-    POOL_CRD_NAME,
     POOL_KIND,
     POOL_PLURAL,
     POOL_SHORT_NAMES,
@@ -33,56 +31,27 @@ def _column(name: str, kind: str, path: str, priority: int = 0) -> dict[str, Any
 
 def build_pool_crd() -> dict[str, Any]:
     """The CustomResourceDefinition object for VirtualIPPool (apiextensions.k8s.io/v1)."""
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": POOL_CRD_NAME, "labels": {"app.kubernetes.io/name": "keepvip"}},
-        "spec": {
-            "group": GROUP,
-            "scope": "Cluster",
-            "names": {
-                "kind": POOL_KIND,
-                "listKind": f"{POOL_KIND}List",
-                "plural": POOL_PLURAL,
-                "singular": POOL_SINGULAR,
-                "shortNames": list(POOL_SHORT_NAMES),
-            },
-            "versions": [
-                {
-                    "name": VERSION,
-                    "served": True,
-                    "storage": True,
-                    "subresources": {"status": {}},
-                    "additionalPrinterColumns": [
-                        _column("Addresses", "string", ".spec.addresses[0]"),
-                        _column("Auto", "boolean", ".spec.autoAssign"),
-                        _column("Priority", "integer", ".spec.priority"),
-                        _column("V4 Assigned", "integer", ".status.ipv4.assigned"),
-                        _column("V4 Available", "integer", ".status.ipv4.available"),
-                        _column("V6 Assigned", "integer", ".status.ipv6.assigned"),
-                        _column("V6 Available", "integer", ".status.ipv6.available"),
-                        _column("Orphaned", "integer", ".status.orphaned", priority=1),
-                        _column("Ready", "string", '.status.conditions[?(@.type=="Ready")].status'),
-                        _column("Age", "date", ".metadata.creationTimestamp"),
-                    ],
-                    "schema": {
-                        "openAPIV3Schema": {
-                            "type": "object",
-                            "description": "Addresses that Services of type LoadBalancer draw from.",
-                            "required": ["spec"],
-                            "properties": {
-                                "apiVersion": {"type": "string"},
-                                "kind": {"type": "string"},
-                                "metadata": {"type": "object"},
-                                "spec": model_schema(VirtualIPPoolSpec),
-                                "status": model_schema(VirtualIPPoolStatus),
-                            },
-                        }
-                    },
-                }
-            ],
-        },
-    }
+    return custom_resource_definition(
+        kind=POOL_KIND,
+        plural=POOL_PLURAL,
+        singular=POOL_SINGULAR,
+        short_names=POOL_SHORT_NAMES,
+        columns=[
+            _column("Addresses", "string", ".spec.addresses[0]"),
+            _column("Auto", "boolean", ".spec.autoAssign"),
+            _column("Priority", "integer", ".spec.priority"),
+            _column("V4 Assigned", "integer", ".status.ipv4.assigned"),
+            _column("V4 Available", "integer", ".status.ipv4.available"),
+            _column("V6 Assigned", "integer", ".status.ipv6.assigned"),
+            _column("V6 Available", "integer", ".status.ipv6.available"),
+            _column("Orphaned", "integer", ".status.orphaned", priority=1),
+            _column("Ready", "string", '.status.conditions[?(@.type=="Ready")].status'),
+            _column("Age", "date", ".metadata.creationTimestamp"),
+        ],
+        description="Addresses that Services of type LoadBalancer draw from.",
+        spec=VirtualIPPoolSpec,
+        status=VirtualIPPoolStatus,
+    )
 
 
 def render_pool_crd() -> str:

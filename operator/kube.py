@@ -74,6 +74,33 @@ def load_configuration() -> None:
         config.load_kube_config()
 
 
+def event_body(
+    namespace: str, involved: Mapping[str, str], kind: str, reason: str, message: str
+) -> dict[str, Any]:
+    """An Event as client-go's recorder writes it.
+
+    Named ``<object>.<unix nanoseconds, hex>``: Event times have whole seconds only, and
+    the API lists by name, so events of the same second are listed (and shown by
+    ``kubectl describe``) in the order they happened.
+    """
+    now = utc_now()
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": f"{involved['name']}.{time.time_ns():x}", "namespace": namespace},
+        "involvedObject": dict(involved),
+        "type": kind,
+        "reason": reason,
+        "message": message,
+        "source": {"component": FIELD_MANAGER},
+        "reportingComponent": FIELD_MANAGER,
+        "reportingInstance": socket.gethostname(),
+        "firstTimestamp": now,
+        "lastTimestamp": now,
+        "count": 1,
+    }
+
+
 def _jitter(attempt: int) -> None:
     time.sleep(random.uniform(0, min(0.5, 0.01 * (attempt + 1))))  # noqa: S311 - backoff, not crypto
 
@@ -181,33 +208,9 @@ class Kube:
         )
 
     def post_event(self, ref: ObjectRef, event: EventSpec) -> None:
-        """An Event about a VirtualIP, shown by ``kubectl describe vip``; failures are logged only.
-
-        Named ``<virtualip>.<unix nanoseconds, hex>`` as client-go's recorder names them:
-        Event times have whole seconds only, and the API lists by name, so events of the
-        same second are listed (and shown by ``kubectl describe``) in the order they happened.
-        """
-        now = utc_now()
-        body = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"name": f"{ref.name}.{time.time_ns():x}", "namespace": EVENTS_NAMESPACE},
-            "involvedObject": {
-                "apiVersion": f"{GROUP}/{VERSION}",
-                "kind": KIND,
-                "name": ref.name,
-                "uid": ref.uid,
-            },
-            "type": event.type,
-            "reason": event.reason,
-            "message": event.message,
-            "source": {"component": FIELD_MANAGER},
-            "reportingComponent": FIELD_MANAGER,
-            "reportingInstance": socket.gethostname(),
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
-        }
+        """An Event about a VirtualIP, shown by ``kubectl describe vip``; failures are logged only."""
+        involved = {"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "name": ref.name, "uid": ref.uid}
+        body = event_body(EVENTS_NAMESPACE, involved, event.type, event.reason, event.message)
         try:
             self.core.create_namespaced_event(EVENTS_NAMESPACE, body)
         except ApiException as error:
@@ -404,28 +407,8 @@ class LoadBalancerApi:
         self, namespace: str, name: str, uid: str, kind: str, reason: str, message: str
     ) -> None:
         """An Event on a Service (``kubectl describe svc``); failures are logged only."""
-        now = utc_now()
-        body = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"name": f"{name}.{time.time_ns():x}", "namespace": namespace},
-            "involvedObject": {
-                "apiVersion": "v1",
-                "kind": "Service",
-                "name": name,
-                "namespace": namespace,
-                "uid": uid,
-            },
-            "type": kind,
-            "reason": reason,
-            "message": message,
-            "source": {"component": FIELD_MANAGER},
-            "reportingComponent": FIELD_MANAGER,
-            "reportingInstance": socket.gethostname(),
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
-        }
+        involved = {"apiVersion": "v1", "kind": "Service", "name": name, "namespace": namespace, "uid": uid}
+        body = event_body(namespace, involved, kind, reason, message)
         try:
             self.core.create_namespaced_event(namespace, body)
         except ApiException as error:

@@ -357,3 +357,19 @@ def _kill_operator(keepvip: KeepvipOnCluster, cluster: LocalCluster) -> None:
     pid = _operator_pid(keepvip, cluster)
     assert pid is not None, "no operator process"
     os.kill(pid, signal.SIGKILL)
+
+
+def test_the_webhook_refuses_an_invalid_pool_naming_the_field(
+    keepvip: KeepvipOnCluster, cluster: LocalCluster
+) -> None:
+    document = {
+        "apiVersion": API_VERSION,
+        "kind": "VirtualIPPool",
+        "metadata": {"name": f"bad-{secrets.token_hex(3)}"},
+        "spec": {"addresses": [f"{cluster.vip(30)}-{cluster.vip(35)}", str(cluster.vip(33))]},
+    }
+    with pytest.raises(Exception) as refused:  # noqa: PT011 - the dynamic client's ApiException
+        cluster.objects.apply(document, field_manager="kubectl")
+    assert "spec.addresses[1]" in str(refused.value)
+    assert "overlaps" in str(refused.value)
+    assert cluster.objects.get(API_VERSION, "VirtualIPPool", document["metadata"]["name"]) is None
