@@ -63,6 +63,7 @@ class Lb:
         self.objects = cluster.objects
         self.namespace = namespace
         self.pools: list[str] = []
+        self.services: set[str] = set()
 
     def pool(self, first: int, last: int, **spec: Any) -> str:
         """A pool over the LAN's test addresses vip(first)..vip(last)."""
@@ -97,6 +98,7 @@ class Lb:
             },
         }
         self.objects.apply(document, field_manager="kubectl", namespace=self.namespace)
+        self.services.add(name)
 
     def endpoints(self, name: str, port: int = 80) -> None:
         """A ready backend for a Service without selector (the node-a address, as a pod would be)."""
@@ -142,6 +144,10 @@ class Lb:
         return dict(found.get("status") or {})
 
     def cleanup(self) -> None:
+        """Services first: a Service left pending would take an address of the next test's pool."""
+        for name in self.services:
+            if self.objects.get("v1", "Service", name, self.namespace) is not None:
+                self.delete_service(name)
         for pool in self.pools:
             self.objects.delete(API_VERSION, "VirtualIPPool", pool)
 
