@@ -372,10 +372,6 @@ INVALID_VALUES = [
                  "operator.resources.limits: Additional property cpus", id="typo-in-resources"),
     pytest.param({"monitoring": {"prometheusRule": {"noMasterFor": "one minute"}}},
                  "monitoring.prometheusRule.noMasterFor: Does not match pattern", id="bad-duration"),
-    pytest.param({"loadBalancer": {"reuseDelay": "30 seconds"}},
-                 "loadBalancer.reuseDelay: Does not match pattern", id="bad-reuse-delay"),
-    pytest.param({"loadBalancer": {"defaultClass": "yes"}},
-                 "loadBalancer.defaultClass: Invalid type. Expected: boolean", id="default-class-not-bool"),
 ]  # fmt: skip
 
 
