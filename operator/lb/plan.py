@@ -113,10 +113,15 @@ class _Pass:
         self.by_address: dict[IPAddress, Slot] = {}
         self.bound: dict[tuple[str, int], Slot] = {}
         self.resting = {p.name: resting(p, inventory.now, inventory.default_delay) for p in inventory.pools}
+        self.leaving: dict[IPAddress, str] = {}
+        """Addresses whose record is being deleted → the record's name."""
 
     # -- 1. keep ----------------------------------------------------------------------------
     def keep(self) -> None:
         for record in sorted(self.inv.records, key=lambda r: (r.address.version, int(r.address))):
+            if record.deleting:  # released by an earlier pass: busy until it is gone, never re-released
+                self.leaving[record.address] = record.name
+                continue
             members = [k for k in record.services if self._still_wants(k, record)]
             if not members:
                 self.plan.releases.append(Release(record, record.services[0] if record.services else ""))
@@ -242,7 +247,7 @@ class _Pass:
                 Allocation.NO_MATCHING_POOL,
                 f"no enabled pool with autoAssign offers IPv{family} to this Service",
             )
-        taken = set(self.by_address) | set(self.inv.foreign)
+        taken = set(self.by_address) | set(self.inv.foreign) | set(self.leaving)
         for view in candidates:
             rest = self.resting.get(view.name, {})
             back = sorted(
@@ -272,11 +277,11 @@ class _Pass:
         slot = self.by_address.get(address)
         if slot is not None:
             return f"Service {', '.join(slot.members)}"
-        foreign = self.inv.foreign.get(address)
+        foreign = self.inv.foreign.get(address) or self.leaving.get(address)
         return f"VirtualIP {foreign}" if foreign is not None else None
 
     def _free(self, address: IPAddress, service: LbService) -> bool:
-        if address in self.by_address or address in self.inv.foreign:
+        if address in self.by_address or address in self.inv.foreign or address in self.leaving:
             return False
         return all(rest.get(address) in (None, service.key) for rest in self.resting.values())
 

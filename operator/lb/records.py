@@ -63,6 +63,8 @@ class Record:
     spec: Mapping[str, Any]
     master: str | None = None
     nodes: tuple[NodeView, ...] = ()
+    deleting: bool = False
+    """Released already: its finalizer waits for the master to withdraw the address."""
 
     @property
     def family(self) -> int:
@@ -99,6 +101,7 @@ def parse_record(body: Mapping[str, Any]) -> Record | None:
         spec=body.get("spec") or {},
         master=status.get("master"),
         nodes=nodes,
+        deleting=bool(metadata.get("deletionTimestamp")),
     )
 
 

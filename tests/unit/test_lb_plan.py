@@ -336,3 +336,15 @@ def test_ip_mode_is_written_only_where_the_server_knows_it(version: tuple[str, s
         {"ip": "198.18.0.97", "ipMode": "Proxy"}
     ]
     assert ingress([ip("198.18.0.97")], "Proxy", server_knows_ip_mode(*version)) == [{"ip": "198.18.0.97"}]
+
+
+def test_a_record_being_deleted_is_neither_released_again_nor_handed_out() -> None:
+    pools = [pool(addresses=("198.18.0.97/32",))]
+    first = decide(inventory([service("old")], pools))
+    [record] = applied(first, pools)
+    leaving = Record(**{**record.__dict__, "deleting": True})
+    plan = decide(inventory([service("new")], pools, (leaving,)))
+    assert plan.releases == []
+    failure = plan.outcomes["ns/new"].failure
+    assert failure is not None
+    assert failure[0] is Allocation.POOL_EXHAUSTED
