@@ -398,10 +398,14 @@ class LoadBalancerApi:
         return True
 
     def patch_pool_status(self, name: str, status: Mapping[str, Any]) -> None:
-        """Merge-patch a pool's status."""
-        self.custom.patch_cluster_custom_object_status(
-            GROUP, VERSION, POOL_PLURAL, name, {"status": dict(status)}, _content_type=_MERGE_PATCH
-        )
+        """Merge-patch a pool's status (a pool deleted since the listing is skipped)."""
+        try:
+            self.custom.patch_cluster_custom_object_status(
+                GROUP, VERSION, POOL_PLURAL, name, {"status": dict(status)}, _content_type=_MERGE_PATCH
+            )
+        except ApiException as error:
+            if error.status != 404:
+                raise
 
     def post_service_event(  # noqa: PLR0917 - the fields of one Event
         self, namespace: str, name: str, uid: str, kind: str, reason: str, message: str
