@@ -15,9 +15,9 @@ from datetime import timedelta
 from typing import Any
 
 import yaml
-from pydantic import TypeAdapter
+from pydantic import BaseModel, TypeAdapter
 
-from keepvip.api.constants import CRD_NAME, GROUP, KIND, PLURAL, SHORT_NAMES, SINGULAR, VERSION
+from keepvip.api.constants import GROUP, KIND, PLURAL, SHORT_NAMES, SINGULAR, VERSION
 from keepvip.api.durations import DURATION_PATTERN, format_duration
 from keepvip.api.model import VirtualIPSpec, VirtualIPStatus
 
@@ -74,29 +74,37 @@ def _normalise_default(out: JsonSchema) -> None:
         out["default"] = format_duration(_ISO_DURATION.validate_python(out["default"]))
 
 
-def model_schema(model: type[VirtualIPSpec] | type[VirtualIPStatus]) -> JsonSchema:
+def model_schema(model: type[BaseModel]) -> JsonSchema:
     """The structural schema of one API class."""
     raw = model.model_json_schema(by_alias=True, mode="validation")
     return _structural(raw, raw.get("$defs", {}))
 
 
-def build_crd() -> dict[str, Any]:
-    """The CustomResourceDefinition object for VirtualIP (apiextensions.k8s.io/v1)."""
-    spec_schema = model_schema(VirtualIPSpec)
-    status_schema = model_schema(VirtualIPStatus)
+def custom_resource_definition(
+    *,
+    kind: str,
+    plural: str,
+    singular: str,
+    short_names: tuple[str, ...],
+    columns: list[dict[str, Any]],
+    description: str,
+    spec: type[BaseModel],
+    status: type[BaseModel],
+) -> dict[str, Any]:
+    """A cluster-scoped keepvip CRD (apiextensions.k8s.io/v1) with a status subresource."""
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": CRD_NAME, "labels": {"app.kubernetes.io/name": "keepvip"}},
+        "metadata": {"name": f"{plural}.{GROUP}", "labels": {"app.kubernetes.io/name": "keepvip"}},
         "spec": {
             "group": GROUP,
             "scope": "Cluster",
             "names": {
-                "kind": KIND,
-                "listKind": f"{KIND}List",
-                "plural": PLURAL,
-                "singular": SINGULAR,
-                "shortNames": list(SHORT_NAMES),
+                "kind": kind,
+                "listKind": f"{kind}List",
+                "plural": plural,
+                "singular": singular,
+                "shortNames": list(short_names),
             },
             "versions": [
                 {
@@ -104,24 +112,18 @@ def build_crd() -> dict[str, Any]:
                     "served": True,
                     "storage": True,
                     "subresources": {"status": {}},
-                    "additionalPrinterColumns": [
-                        {"name": "Address", "type": "string", "jsonPath": ".spec.addresses[0]"},
-                        {"name": "Master", "type": "string", "jsonPath": ".status.master"},
-                        {"name": "State", "type": "string", "jsonPath": ".status.state"},
-                        {"name": "VRID", "type": "integer", "jsonPath": ".status.vrid"},
-                        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-                    ],
+                    "additionalPrinterColumns": columns,
                     "schema": {
                         "openAPIV3Schema": {
                             "type": "object",
-                            "description": "A virtual IP address kept alive by VRRP on the selected nodes.",
+                            "description": description,
                             "required": ["spec"],
                             "properties": {
                                 "apiVersion": {"type": "string"},
                                 "kind": {"type": "string"},
                                 "metadata": {"type": "object"},
-                                "spec": spec_schema,
-                                "status": status_schema,
+                                "spec": model_schema(spec),
+                                "status": model_schema(status),
                             },
                         }
                     },
@@ -129,6 +131,26 @@ def build_crd() -> dict[str, Any]:
             ],
         },
     }
+
+
+def build_crd() -> dict[str, Any]:
+    """The CustomResourceDefinition object for VirtualIP (apiextensions.k8s.io/v1)."""
+    return custom_resource_definition(
+        kind=KIND,
+        plural=PLURAL,
+        singular=SINGULAR,
+        short_names=SHORT_NAMES,
+        columns=[
+            {"name": "Address", "type": "string", "jsonPath": ".spec.addresses[0]"},
+            {"name": "Master", "type": "string", "jsonPath": ".status.master"},
+            {"name": "State", "type": "string", "jsonPath": ".status.state"},
+            {"name": "VRID", "type": "integer", "jsonPath": ".status.vrid"},
+            {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        ],
+        description="A virtual IP address kept alive by VRRP on the selected nodes.",
+        spec=VirtualIPSpec,
+        status=VirtualIPStatus,
+    )
 
 
 def render_crd() -> str:

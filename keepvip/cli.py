@@ -73,7 +73,13 @@ def _build_parser() -> argparse.ArgumentParser:
     operator.add_argument("--log-format", choices=("text", "json"), default="text")
     operator.add_argument("--verbose", action="store_true", help="kopf debug logs")
 
-    commands.add_parser("crd", help="print the VirtualIP CustomResourceDefinition")
+    crd = commands.add_parser("crd", help="print the VirtualIP (or VirtualIPPool) CustomResourceDefinition")
+    crd.add_argument(
+        "--kind",
+        choices=("VirtualIP", "VirtualIPPool", "all"),
+        default="VirtualIP",
+        help="which CRD; all: both, as one YAML stream",
+    )
 
     convert = commands.add_parser("convert", help="turn a keepalived setup into VirtualIP documents")
     from keepvip.convert.arguments import add_arguments  # noqa: PLC0415 - standard library only
@@ -100,8 +106,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     if args.command == "crd":
         from keepvip.api.crd import render_crd  # noqa: PLC0415 - keep `keepvip crd` light
+        from keepvip.api.pool_crd import render_pool_crd  # noqa: PLC0415
 
-        sys.stdout.write(render_crd())
+        kind = getattr(args, "kind", "VirtualIP")
+        parts = [render_crd()] if kind in ("VirtualIP", "all") else []
+        parts += [render_pool_crd()] if kind in ("VirtualIPPool", "all") else []
+        sys.stdout.write("---\n".join(parts))
         return 0
     module_name = _COMMANDS[args.command]
     try:

@@ -30,8 +30,12 @@ from typing import Any
 import kopf
 
 from keepvip.api.constants import GROUP, PLURAL, VERSION
+from keepvip.api.pool import POOL_PLURAL, InvalidPool, parse_pool
 from keepvip.operator import metrics
 from keepvip.operator.admission import InventoryEntry, refusal_message, review
+from keepvip.operator.kube import LoadBalancerApi
+from keepvip.operator.lb.controller import LoadBalancerController
+from keepvip.operator.lb.records import POOL_LABEL
 from keepvip.operator.reconcile import (
     Context,
     RetryLater,
@@ -55,6 +59,8 @@ INDEX = "virtualip_inventory"
 NODE_INDEX = "node_readiness"
 WEBHOOK_ID = "validate-virtualip"
 """The validating handler's id: the webhook's URL path is ``/validate-virtualip``."""
+POOL_WEBHOOK_ID = "validate-virtualippool"
+"""The pools' validating handler: URL path ``/validate-virtualippool``."""
 
 
 def _inventory(index: Any) -> dict[str, InventoryEntry]:
@@ -78,8 +84,6 @@ def node_is_ready(status: Mapping[str, Any] | None) -> bool:
     """
     conditions = (status or {}).get("conditions") or ()
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
-
-
 
 
 def recheck_interval(settle_seconds: float) -> float:
@@ -157,6 +161,8 @@ def register(
         _counted("spec", reconcile_spec, ctx, json_copy(body), old_body, inventory, readiness)
 
     _register_status(registry, ctx)
+    if ctx.settings.load_balancer.enabled:
+        _register_load_balancer(registry, ctx, webhook is not None)
 
     @kopf.on.delete(*resource, registry=registry)
     def finalize(body: kopf.Body, runtime: Any, **kwargs: Any) -> None:
@@ -210,6 +216,64 @@ def _register_status(registry: kopf.OperatorRegistry, ctx: Context) -> None:
                 log.warning("%s: re-deriving status failed: %s", name, error)
                 metrics.RECONCILE_ERRORS.labels(handler="settle", reason=type(error).__name__).inc()
             await stopped.wait(interval)
+
+
+def _register_load_balancer(registry: kopf.OperatorRegistry, ctx: Context, validating: bool) -> None:
+    """Services from pools: watch events only wake the controller's loop (one pass at a time).
+
+    The loop starts at the operator's startup but runs its first pass only when a
+    watch event arrives: a replica paused by kopf peering receives none, so only the
+    active replica writes (records are created only if absent in any case).
+    """
+    controller = LoadBalancerController(
+        ctx.settings.load_balancer,
+        LoadBalancerApi(ctx.kube),
+        resync_seconds=float(ctx.settings.resync_seconds),
+    )
+
+    @kopf.on.startup(registry=registry)
+    async def start_load_balancer(memo: Any, **_: Any) -> None:
+        controller.wake = asyncio.Event()  # bound to kopf's running loop
+        memo.load_balancer = asyncio.get_running_loop().create_task(controller.run())
+
+    @kopf.on.cleanup(registry=registry)
+    async def stop_load_balancer(memo: Any, **_: Any) -> None:
+        task = getattr(memo, "load_balancer", None)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    @kopf.on.event("v1", "services", registry=registry)
+    async def service_changed(**_: Any) -> None:
+        controller.poke()
+
+    @kopf.on.event(GROUP, VERSION, POOL_PLURAL, registry=registry)
+    async def pool_changed(**_: Any) -> None:
+        controller.poke()
+
+    @kopf.on.event(
+        GROUP, VERSION, PLURAL, id="lb-record", labels={POOL_LABEL: kopf.PRESENT}, registry=registry
+    )
+    async def record_changed(**_: Any) -> None:
+        controller.poke()
+
+    @kopf.on.event("v1", "endpoints", registry=registry)
+    async def endpoints_changed(namespace: str | None, name: str, **_: Any) -> None:
+        if f"{namespace}/{name}" in controller.known:
+            controller.poke()
+
+    if validating:
+
+        @kopf.on.validate(GROUP, VERSION, POOL_PLURAL, id=POOL_WEBHOOK_ID, operations=["CREATE", "UPDATE"],
+                          registry=registry)  # fmt: skip
+        def validate_pool(body: kopf.Body, **_: Any) -> None:
+            try:
+                parse_pool(json_copy(body))
+            except InvalidPool as error:
+                metrics.RECONCILES.labels(handler="admission", result="refused").inc()
+                raise kopf.AdmissionError(str(error), code=422) from None
+            metrics.RECONCILES.labels(handler="admission", result="ok").inc()
 
 
 async def _maintain(ctx: Context) -> None:

@@ -28,6 +28,7 @@ import kubernetes
 from kubernetes.client.exceptions import ApiException
 
 from keepvip.api.constants import GROUP, KIND, PLURAL, VERSION
+from keepvip.api.pool import POOL_PLURAL
 from keepvip.api.timestamps import utc_now
 from keepvip.operator.allocation import LedgerEntry, decode_ledger
 from keepvip.operator.daemonset import FIELD_MANAGER, Owner
@@ -44,6 +45,7 @@ EVENTS_NAMESPACE = "default"
 _PARTIAL_METADATA = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
 _MERGE_PATCH = "application/merge-patch+json"
 _APPLY_PATCH = "application/apply-patch+yaml"
+_JSON_PATCH = "application/json-patch+json"
 _CAS_ATTEMPTS = 100
 
 T = TypeVar("T")
@@ -71,6 +73,33 @@ def load_configuration() -> None:
         config.load_incluster_config()
     else:
         config.load_kube_config()
+
+
+def event_body(
+    namespace: str, involved: Mapping[str, str], kind: str, reason: str, message: str
+) -> dict[str, Any]:
+    """An Event as client-go's recorder writes it.
+
+    Named ``<object>.<unix nanoseconds, hex>``: Event times have whole seconds only, and
+    the API lists by name, so events of the same second are listed (and shown by
+    ``kubectl describe``) in the order they happened.
+    """
+    now = utc_now()
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": f"{involved['name']}.{time.time_ns():x}", "namespace": namespace},
+        "involvedObject": dict(involved),
+        "type": kind,
+        "reason": reason,
+        "message": message,
+        "source": {"component": FIELD_MANAGER},
+        "reportingComponent": FIELD_MANAGER,
+        "reportingInstance": socket.gethostname(),
+        "firstTimestamp": now,
+        "lastTimestamp": now,
+        "count": 1,
+    }
 
 
 def _jitter(attempt: int) -> None:
@@ -180,33 +209,9 @@ class Kube:
         )
 
     def post_event(self, ref: ObjectRef, event: EventSpec) -> None:
-        """An Event about a VirtualIP, shown by ``kubectl describe vip``; failures are logged only.
-
-        Named ``<virtualip>.<unix nanoseconds, hex>`` as client-go's recorder names them:
-        Event times have whole seconds only, and the API lists by name, so events of the
-        same second are listed (and shown by ``kubectl describe``) in the order they happened.
-        """
-        now = utc_now()
-        body = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"name": f"{ref.name}.{time.time_ns():x}", "namespace": EVENTS_NAMESPACE},
-            "involvedObject": {
-                "apiVersion": f"{GROUP}/{VERSION}",
-                "kind": KIND,
-                "name": ref.name,
-                "uid": ref.uid,
-            },
-            "type": event.type,
-            "reason": event.reason,
-            "message": event.message,
-            "source": {"component": FIELD_MANAGER},
-            "reportingComponent": FIELD_MANAGER,
-            "reportingInstance": socket.gethostname(),
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
-        }
+        """An Event about a VirtualIP, shown by ``kubectl describe vip``; failures are logged only."""
+        involved = {"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "name": ref.name, "uid": ref.uid}
+        body = event_body(EVENTS_NAMESPACE, involved, event.type, event.reason, event.message)
         try:
             self.core.create_namespaced_event(EVENTS_NAMESPACE, body)
         except ApiException as error:
@@ -223,8 +228,12 @@ class Kube:
             deployment = self.apps.read_namespaced_deployment(name, self.settings.namespace)
         except ApiException as error:
             if error.status in (403, 404):  # absent, or the role lacks `get deployments`
-                log.warning("deployment %s/%s unreadable (%s): the speaker DaemonSet gets no owner",
-                            self.settings.namespace, name, error.status)
+                log.warning(
+                    "deployment %s/%s unreadable (%s): the speaker DaemonSet gets no owner",
+                    self.settings.namespace,
+                    name,
+                    error.status,
+                )
                 return None
             raise
         return Owner("apps/v1", "Deployment", name, deployment.metadata.uid)
@@ -306,3 +315,113 @@ class Kube:
             raise
         return True
 
+
+class LoadBalancerApi:
+    """The API calls of the LoadBalancer controller (keepvip.operator.lb.controller).
+
+    Reads are fresh lists (not watch caches): a pass decides only from a complete,
+    current picture. Records are created only if absent, so the API server is the lock.
+    """
+
+    def __init__(self, kube: Kube) -> None:
+        self.kube = kube
+        self.core = kube.core
+        self.custom = kube.custom
+
+    def _plain(self, value: Any) -> Any:
+        return self.kube.api.sanitize_for_serialization(value)
+
+    def server_version(self) -> tuple[str, str]:
+        """(major, minor) of the API server, as /version reports them."""
+        info = kubernetes.client.VersionApi(self.kube.api).get_code()
+        return str(info.major), str(info.minor)
+
+    def list_services(self) -> list[dict[str, Any]]:
+        """Every Service (LoadBalancer or not: a Service that stopped being one is cleared)."""
+        return list(self._plain(self.core.list_service_for_all_namespaces()).get("items") or [])
+
+    def list_namespaces(self) -> dict[str, dict[str, str]]:
+        """namespace → its labels (for pools' namespaceSelector)."""
+        items = self._plain(self.core.list_namespace()).get("items") or []
+        return {i["metadata"]["name"]: dict(i["metadata"].get("labels") or {}) for i in items}
+
+    def list_ready_endpoints(self) -> dict[str, bool]:
+        """namespace/name → whether the Service's Endpoints have a ready address."""
+        items = self._plain(self.core.list_endpoints_for_all_namespaces()).get("items") or []
+        return {
+            f"{i['metadata']['namespace']}/{i['metadata']['name']}": any(
+                subset.get("addresses") for subset in i.get("subsets") or ()
+            )
+            for i in items
+        }
+
+    def list_pools(self) -> list[dict[str, Any]]:
+        """Every VirtualIPPool."""
+        return list(self.custom.list_cluster_custom_object(GROUP, VERSION, POOL_PLURAL).get("items") or [])
+
+    def create_virtualip(self, body: Mapping[str, Any]) -> bool:
+        """Create a VirtualIP only if absent; False when the name is taken (409 Conflict)."""
+        try:
+            self.custom.create_cluster_custom_object(GROUP, VERSION, PLURAL, dict(body))
+        except ApiException as error:
+            if error.status == 409:
+                return False
+            raise
+        return True
+
+    def delete_virtualip(self, name: str) -> None:
+        """Delete a VirtualIP (its finalizer lets the master withdraw the address first)."""
+        try:
+            self.custom.delete_cluster_custom_object(GROUP, VERSION, PLURAL, name)
+        except ApiException as error:
+            if error.status != 404:
+                raise
+
+    def update_record(
+        self, name: str, annotations: Mapping[str, str], spec: Mapping[str, Any] | None
+    ) -> None:
+        """Replace a record's spec (if given) and set its annotations (JSON patch: exact)."""
+        ops: list[dict[str, Any]] = [
+            {
+                "op": "add",
+                "path": f"/metadata/annotations/{key.replace('~', '~0').replace('/', '~1')}",
+                "value": v,
+            }
+            for key, v in annotations.items()
+        ]
+        if spec is not None:
+            ops.append({"op": "replace", "path": "/spec", "value": dict(spec)})
+        self.custom.patch_cluster_custom_object(GROUP, VERSION, PLURAL, name, ops, _content_type=_JSON_PATCH)
+
+    def patch_service_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> bool:
+        """Merge-patch a Service's status (lists are replaced whole); False when it is gone."""
+        try:
+            self.core.patch_namespaced_service_status(
+                name, namespace, {"status": dict(status)}, _content_type=_MERGE_PATCH
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return False
+            raise
+        return True
+
+    def patch_pool_status(self, name: str, status: Mapping[str, Any]) -> None:
+        """Merge-patch a pool's status (a pool deleted since the listing is skipped)."""
+        try:
+            self.custom.patch_cluster_custom_object_status(
+                GROUP, VERSION, POOL_PLURAL, name, {"status": dict(status)}, _content_type=_MERGE_PATCH
+            )
+        except ApiException as error:
+            if error.status != 404:
+                raise
+
+    def post_service_event(  # noqa: PLR0917 - the fields of one Event
+        self, namespace: str, name: str, uid: str, kind: str, reason: str, message: str
+    ) -> None:
+        """An Event on a Service (``kubectl describe svc``); failures are logged only."""
+        involved = {"apiVersion": "v1", "kind": "Service", "name": name, "namespace": namespace, "uid": uid}
+        body = event_body(namespace, involved, kind, reason, message)
+        try:
+            self.core.create_namespaced_event(namespace, body)
+        except ApiException as error:
+            log.warning("could not post event %s on Service %s/%s: %s", reason, namespace, name, error.reason)

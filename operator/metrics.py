@@ -38,6 +38,31 @@ VIRTUALIP_STATE = Gauge(
 )
 
 
+POOL_ADDRESSES_TOTAL = Gauge(
+    "keepvip_pool_addresses_total",
+    "Usable addresses of a VirtualIPPool, by pool and family (capped at 2^63-1).",
+    ["pool", "family"],
+)
+POOL_ADDRESSES_ASSIGNED = Gauge(
+    "keepvip_pool_addresses_assigned",
+    "Addresses of a VirtualIPPool held by LoadBalancer Services, by pool and family.",
+    ["pool", "family"],
+)
+POOL_ADDRESSES_AVAILABLE = Gauge(
+    "keepvip_pool_addresses_available",
+    "Addresses of a VirtualIPPool still free, by pool and family.",
+    ["pool", "family"],
+)
+
+
+def record_pool(pool: str, family: int, total: int, assigned: int, available: int) -> None:
+    """Set a pool's gauges for one family."""
+    labels = {"pool": pool, "family": f"ipv{family}"}
+    POOL_ADDRESSES_TOTAL.labels(**labels).set(total)
+    POOL_ADDRESSES_ASSIGNED.labels(**labels).set(assigned)
+    POOL_ADDRESSES_AVAILABLE.labels(**labels).set(available)
+
+
 def record_state(name: str, state: Phase | None) -> None:
     """Set a VirtualIP's state gauges (one series per state, exactly one at 1)."""
     for phase in Phase:

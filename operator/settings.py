@@ -10,12 +10,15 @@ the field named, not later.
 from __future__ import annotations
 
 import ipaddress
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
+
+from keepvip.api.durations import parse_duration
 
 
 class SettingsModel(BaseModel):
@@ -157,6 +160,31 @@ class StatusSettings(SettingsModel):
     keepvip.operator.settle). 0 shows every reading."""
 
 
+class LoadBalancerSettings(SettingsModel):
+    """Serving ``Service type: LoadBalancer`` from VirtualIPPools (keepvip.operator.lb)."""
+
+    enabled: bool = False
+    """Watch Services and pools and allocate addresses."""
+    default_class: bool = False
+    """Also serve Services without spec.loadBalancerClass (class keepvip.io/vrrp is always served)."""
+    reuse_delay: str = "0s"
+    """How long a released address rests before another Service may take it (a pool's
+    spec.reuseDelay overrides it); a Kubernetes duration such as 30s."""
+
+    @model_validator(mode="after")
+    def _duration(self) -> LoadBalancerSettings:
+        try:
+            parse_duration(self.reuse_delay)
+        except ValueError as error:
+            raise ValueError(f"loadBalancer.reuseDelay: {error}") from None
+        return self
+
+    @property
+    def reuse_delay_value(self) -> timedelta:
+        """reuseDelay as a timedelta."""
+        return parse_duration(self.reuse_delay)
+
+
 class OperatorSettings(SettingsModel):
     """Everything the operator needs besides its kubeconfig."""
 
@@ -166,6 +194,7 @@ class OperatorSettings(SettingsModel):
     allocation: AllocationSettings = Field(default_factory=AllocationSettings)
     webhook: WebhookSettings = Field(default_factory=WebhookSettings)
     status: StatusSettings = Field(default_factory=StatusSettings)
+    load_balancer: LoadBalancerSettings = Field(default_factory=LoadBalancerSettings)
     metrics_port: Annotated[int, Field(ge=1, le=65535)] = 9473
     health_port: Annotated[int, Field(ge=1, le=65535)] = 9474
     """kopf's liveness endpoint: http://<pod>:<healthPort>/healthz."""

@@ -22,7 +22,9 @@ from keepvip.speaker.vrrp.state import State
 from tests.chart_helm import CHART, Helm, Rendered
 
 DASHBOARD = CHART / "dashboards" / "keepvip.json"
-ALERTS = {"KeepvipNoMaster", "KeepvipSplitBrain", "KeepvipFlapping", "KeepvipAllocationPoolNearlyExhausted"}
+ALERTS = {"KeepvipNoMaster", "KeepvipSplitBrain", "KeepvipFlapping", "KeepvipAllocationPoolNearlyExhausted",
+          "KeepvipPoolAddressesAbove75Percent", "KeepvipPoolAddressesAbove85Percent",
+          "KeepvipPoolAddressesAbove95Percent", "KeepvipPoolExhausted"}  # fmt: skip
 RELABELED = {"node"}  # PodMonitor: __meta_kubernetes_pod_node_name -> node
 
 
@@ -68,7 +70,16 @@ def all_queries(rendered: Rendered) -> list[str]:
     return [rule["expr"] for rule in rules(rendered)] + dashboard_queries()
 
 
-def test_the_rules_hold_the_four_documented_alerts_each_explained(rendered: Rendered) -> None:
+def test_the_pool_alerts_fire_in_disjoint_bands_and_at_exhaustion(rendered: Rendered) -> None:
+    by_name = {rule["alert"]: rule for rule in rules(rendered)}
+    band = re.compile(r"> (0\.\d+)\)(?: <= (0\.\d+))?")
+    bands = [band.findall(by_name[f"KeepvipPoolAddressesAbove{p}Percent"]["expr"])[0] for p in (75, 85, 95)]
+    assert bands == [("0.75", "0.85"), ("0.85", "0.95"), ("0.95", "")]
+    assert by_name["KeepvipPoolAddressesAbove95Percent"]["labels"]["severity"] == "critical"
+    assert "keepvip_pool_addresses_available == 0" in by_name["KeepvipPoolExhausted"]["expr"]
+
+
+def test_the_rules_hold_the_documented_alerts_each_explained(rendered: Rendered) -> None:
     assert {rule["alert"] for rule in rules(rendered)} == ALERTS
     for rule in rules(rendered):
         assert rule["labels"]["severity"] in {"critical", "warning"}

@@ -159,9 +159,11 @@ def test_chart_crd_holds_the_same_bytes_as_the_generated_top_level_crd() -> None
     assert in_chart.read_bytes() == top.read_bytes(), (
         "charts/keepvip/crds is stale: cp crds/virtualips.keepvip.io.yaml charts/keepvip/crds/"
     )
-    # Besides it, only kopf's ClusterKopfPeering CRD (operator peering; not generated).
+    pools = "virtualippools.keepvip.io.yaml"
+    assert (CHART / "crds" / pools).read_bytes() == (ROOT / "crds" / pools).read_bytes(), "run `make crd`"
+    # Besides them, only kopf's ClusterKopfPeering CRD (operator peering; not generated).
     assert sorted(p.name for p in (CHART / "crds").iterdir()) == [
-        "clusterkopfpeerings.kopf.dev.yaml", "virtualips.keepvip.io.yaml"
+        "clusterkopfpeerings.kopf.dev.yaml", pools, "virtualips.keepvip.io.yaml"
     ]
 
 
@@ -228,8 +230,11 @@ def test_webhook_configuration_sends_only_virtualip_creates_and_updates_to_the_o
     default: Rendered,
 ) -> None:
     webhooks = default.one("ValidatingWebhookConfiguration")["webhooks"]
-    assert len(webhooks) == 1
+    assert len(webhooks) == 2  # VirtualIPs, and VirtualIPPools (loadBalancer.enabled)
     webhook = webhooks[0]
+    pools = webhooks[1]
+    assert pools["rules"][0]["resources"] == ["virtualippools"]
+    assert pools["clientConfig"]["service"]["path"] == "/validate-virtualippool"
     assert webhook["rules"] == [{
         "apiGroups": ["keepvip.io"], "apiVersions": ["v1alpha1"], "resources": ["virtualips"],
         "operations": ["CREATE", "UPDATE"], "scope": "Cluster",

@@ -194,6 +194,17 @@ ROWS = [
         lambda r: r.settings()["allocation"]["ipv4Groups"] == ["224.0.0.18"], "v4 groups")),
     Row("allocation.ipv6Groups", ["ff02::12"], expect(
         lambda r: r.settings()["allocation"]["ipv6Groups"] == ["ff02::12"], "v6 groups")),
+    Row("loadBalancer.enabled", False, check_all(
+        expect(lambda r: r.settings()["loadBalancer"]["enabled"] is False, "settings say disabled"),
+        expect(lambda r: all("virtualippools" not in rule["resources"]
+                             for rule in r.one("ClusterRole", "-operator")["rules"]), "no pool rights"),
+        expect(lambda r: [w["name"] for w in r.one("ValidatingWebhookConfiguration")["webhooks"]]
+               == ["validate-virtualip.keepvip.io"], "pools not validated"))),
+    Row("loadBalancer.defaultClass", True, expect(lambda r: (
+        OperatorSettings.model_validate(r.settings()).load_balancer.default_class is True), "class-less")),
+    Row("loadBalancer.reuseDelay", "5m", expect(lambda r: (
+        OperatorSettings.model_validate(r.settings()).load_balancer.reuse_delay_value.total_seconds() == 300),
+        "reuse delay")),
     Row("webhook.enabled", False, check_all(
         expect(lambda r: r.settings()["webhook"]["enabled"] is False, "settings say disabled"),
         expect(lambda r: not r.has("ValidatingWebhookConfiguration") and not r.has("Service")
