@@ -25,6 +25,7 @@ class PlanProblem(enum.Enum):
     MISSING_VRID = "missing_vrid"  # standalone: nobody allocates, spec.vrrp.vrid is required
     NOT_ALLOCATED = "not_allocated"  # kubernetes: the operator has not written status.vrid yet
     MISSING_SECRET = "missing_secret"  # noqa: S105 - a reason name: authentication.secretRef unreadable
+    EMPTY_PASSWORD = "empty_password"  # noqa: S105 - a reason name: the Secret's PASS value is empty
     DUPLICATE_ROUTER = "duplicate_router"  # another VirtualIP already uses this (group, vrid)
     INVALID_STATUS = "invalid_status"  # kubernetes: status.vrid / multicastGroup break the spec's rules
     PLAN_FAILED = "plan_failed"  # planning this one VirtualIP raised: only it is affected
@@ -128,6 +129,10 @@ def desired_router(
                 f"spec.vrrp.authentication.secretRef: key {ref.key!r} of secret "
                 f"{ref.namespace}/{ref.name} not found",
             )
+        problem = auth.password_problem(found)
+        if problem is not None:  # empty: PASS with eight NUL bytes would mean no authentication
+            detail = f"spec.vrrp.authentication.secretRef: {problem}"
+            return Skipped(vip.name, PlanProblem.EMPTY_PASSWORD, detail)
         password = found[:8]
     return RouterPlan(
         name=vip.name,

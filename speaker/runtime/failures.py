@@ -30,6 +30,7 @@ class Failure(enum.Enum):
     ADDRESS_CONFLICT = "address_conflict"  # the VIP is already a local address or the gateway
     INVALID_STATUS = "invalid_status"  # status.vrid / status.multicastGroup do not satisfy the spec's rules
     MISSING_SECRET = "missing_secret"  # noqa: S105 - a reason name: the PASS password is unreadable
+    EMPTY_PASSWORD = "empty_password"  # noqa: S105 - a reason name: the PASS password is empty
     INTERNAL_ERROR = "internal_error"  # anything else: still only this VirtualIP fails
 
 

@@ -69,6 +69,7 @@ NodeReport = RouterReport | FailureReport
 _SKIP_FAILURES: dict[PlanProblem, tuple[Failure, str]] = {
     PlanProblem.INVALID_STATUS: (Failure.INVALID_STATUS, ""),
     PlanProblem.MISSING_SECRET: (Failure.MISSING_SECRET, ""),
+    PlanProblem.EMPTY_PASSWORD: (Failure.EMPTY_PASSWORD, ""),
     PlanProblem.DUPLICATE_ROUTER: (Failure.VRID_IN_USE, "spec.vrrp.vrid"),
     PlanProblem.PLAN_FAILED: (Failure.INTERNAL_ERROR, ""),
 }

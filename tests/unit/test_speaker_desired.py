@@ -101,6 +101,16 @@ def test_pass_authentication_reads_the_referenced_secret_and_sends_at_most_8_byt
     assert "secretRef" in skipped[0].detail
 
 
+def test_an_empty_pass_password_in_the_secret_is_refused_not_run_without_authentication() -> None:
+    auth = {"type": "PASS", "secretRef": {"namespace": "ns", "name": "vrrp", "key": "password"}}
+    web = vip("web", vrrp={"version": 2, "vrid": 5, "authentication": auth})
+    plans, skipped = plans_for(web, secrets={("ns", "vrrp", "password"): b""})
+    assert plans == {}
+    assert skipped[0].problem is PlanProblem.EMPTY_PASSWORD
+    assert "spec.vrrp.authentication.secretRef" in skipped[0].detail
+    assert "no authentication" in skipped[0].detail
+
+
 def test_two_virtualips_on_the_same_group_and_vrid_run_only_the_first_by_name() -> None:
     plans, skipped = plans_for(
         vip("b", addresses=["198.18.0.101/24"], vrrp={"vrid": 5}), vip("a", vrrp={"vrid": 5})
