@@ -188,7 +188,7 @@ class Ownership:
         if self._stateless:
             return []
         self._owned = set(state_file.load(self.path))
-        return sorted(self._owned)
+        return sorted(self._owned, key=OwnedAddress.sort_key)
 
     def forget(self, entries: list[OwnedAddress]) -> None:
         """Drop ``entries`` from the record (removed, gone, or refused as not ours)."""

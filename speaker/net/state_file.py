@@ -18,6 +18,7 @@ aside (``.rejected``) instead of losing it.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import json
 import logging
@@ -51,7 +52,7 @@ class StateProblem(enum.Enum):
     BAD_ADDRESS = "bad_address"
 
 
-@dataclass(frozen=True, slots=True, order=True)
+@dataclass(frozen=True, slots=True)
 class OwnedAddress:
     """One address a speaker added: the interface's name and the address with its prefix."""
 
@@ -60,6 +61,10 @@ class OwnedAddress:
 
     def as_json(self) -> dict[str, str]:
         return {"interface": self.ifname, "address": str(self.address)}
+
+    def sort_key(self) -> tuple[str, int, int, int]:
+        """Interface, then IPv4 before IPv6, then address and prefix (the file's stable order)."""
+        return (self.ifname, self.address.version, int(self.address.ip), self.address.network.prefixlen)
 
 
 def valid_ifname(name: object) -> bool:
@@ -122,7 +127,7 @@ def load(path: Path) -> list[OwnedAddress]:
     except _Refused as refused:
         return _set_aside(path, refused.problem, refused.detail)
     found = (_entry(raw, index, path) for index, raw in enumerate(entries))
-    return sorted({entry for entry in found if entry is not None})
+    return sorted({entry for entry in found if entry is not None}, key=OwnedAddress.sort_key)
 
 
 class _Refused(Exception):
@@ -155,7 +160,8 @@ def save(path: Path, entries: set[OwnedAddress]) -> None:
 
     Raises ``OSError`` if the file cannot be written; the old file is then untouched.
     """
-    document = {"version": VERSION, "addresses": [entry.as_json() for entry in sorted(entries)]}
+    listed = [entry.as_json() for entry in sorted(entries, key=OwnedAddress.sort_key)]
+    document = {"version": VERSION, "addresses": listed}
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -165,7 +171,8 @@ def save(path: Path, entries: set[OwnedAddress]) -> None:
             os.fsync(stream.fileno())
         os.replace(temporary, path)
     except OSError:
-        temporary.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            temporary.unlink()
         raise
     directory = os.open(path.parent, os.O_RDONLY)
     try:
