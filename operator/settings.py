@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -38,6 +38,10 @@ class ExecChecksSettings(SettingsModel):
     run_as_user: Annotated[int, Field(ge=1)] = 65534
     """Never root: root with the speaker's capabilities is exactly what this prevents."""
     run_as_group: Annotated[int, Field(ge=1)] = 65534
+
+
+STATE_DIR_PATTERN = r"^(/[A-Za-z0-9_-][A-Za-z0-9_.-]*)+$"
+"""An absolute path whose components do not start with a dot (no ``..``), as in values.schema.json."""
 
 
 class SpeakerSettings(SettingsModel):
@@ -67,6 +71,11 @@ class SpeakerSettings(SettingsModel):
     annotations: dict[str, str] = Field(default_factory=dict)
     """Extra annotations for the speaker pods."""
     exec_checks: ExecChecksSettings = Field(default_factory=ExecChecksSettings)
+    ownership_marker: Literal["auto", "proto", "state-file"] = "auto"
+    """How speakers mark the VIPs they add (``keepvip speaker --ownership-marker``): the
+    kernel's IFA_PROTO needs Linux >= 6.3; older kernels need the state file (issue 10)."""
+    state_dir: Annotated[str, Field(pattern=STATE_DIR_PATTERN)] = "/var/lib/keepvip"
+    """The node directory (hostPath) where the state-file marker keeps its list."""
 
 
 class AllocationSettings(SettingsModel):
