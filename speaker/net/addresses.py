@@ -101,12 +101,12 @@ async def ensure_present(
     }
     if isinstance(vip, IPv6Interface):
         request["flags"] = IFA_F_NODAD
-    ownership.will_add(ifname, vip)
+    await ownership.will_add(ifname, vip)
     try:
         await netlink.request(ipr, lambda: ipr.addr("add", **request), f"add {vip}")
     except NetlinkError as error:
         if error.code != errno.EEXIST:
-            ownership.not_added(ifname, vip)
+            await ownership.not_added(ifname, vip)
             raise
         existing = await _same_ip(ipr, ifindex, vip)
         if not existing:
@@ -114,7 +114,7 @@ async def ensure_present(
         exact = [entry for entry in existing if entry.prefixlen == vip.network.prefixlen]
         found = (exact or existing)[0]
         if not ownership.owns(found, ifname):
-            ownership.not_added(ifname, vip)
+            await ownership.not_added(ifname, vip)
             return AddResult.FOREIGN
         _remember(ipr, found)
         return AddResult.ALREADY_PRESENT
@@ -128,14 +128,14 @@ async def _record_added(ipr: Any, ifindex: int, ifname: str, vip: IPInterface, o
     entry = InterfaceAddress(ifindex, vip.ip, vip.network.prefixlen, 0, mark)
     _remember(ipr, entry)
     try:
-        ownership.added(ifname, vip)
+        await ownership.added(ifname, vip)
     except OSError:
         await _delete(ipr, entry)  # an IPv6 VIP nobody could find after a restart: not added after all
         raise
     if ownership.unverified:
         listed = [found for found in await _same_ip(ipr, ifindex, vip) if found.prefixlen == entry.prefixlen]
         if listed:
-            ownership.checked(listed[0].proto == KEEPVIP_ADDRESS_PROTO, ifname, vip)
+            await ownership.checked(listed[0].proto == KEEPVIP_ADDRESS_PROTO, ifname, vip)
 
 
 async def ensure_absent(
@@ -152,7 +152,7 @@ async def ensure_absent(
     removed = False
     for entry in ours:
         removed |= await _delete(ipr, entry)
-        ownership.removed(ifname, _as_interface(entry))
+        await ownership.removed(ifname, _as_interface(entry))
     return RemoveResult.REMOVED if removed else RemoveResult.ALREADY_ABSENT
 
 
@@ -201,7 +201,7 @@ async def _recorded_leftovers(
     """
     recorded = ownership.recorded()
     if not recorded:
-        ownership.forget([])
+        await ownership.forget([])
         return []
     present = {OwnedAddress(names.get(e.ifindex, ""), _as_interface(e)): e for e in listing}
     removed: list[tuple[str, IPInterface]] = []
@@ -216,7 +216,7 @@ async def _recorded_leftovers(
             )  # fmt: skip
         elif await _delete(ipr, entry):
             removed.append((owned.ifname, owned.address))
-    ownership.forget(recorded)
+    await ownership.forget(recorded)
     return removed
 
 

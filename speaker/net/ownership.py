@@ -31,10 +31,12 @@ the first VIPs unrecorded on an old kernel.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 import os
 import re
+from collections.abc import Awaitable
 from ipaddress import ip_interface
 from pathlib import Path
 from typing import Any, Final
@@ -93,6 +95,9 @@ class Ownership:
         self._stateless = state_dir is None
         self.unverified = unverified and marker is Marker.PROTO  # recording both ways until checked
         self._owned: set[OwnedAddress] = set()
+        self._changes = 0  # changes made to the record in memory ...
+        self._written = 0  # ... and how many of them the file on disk holds
+        self._writer: asyncio.Task[None] | None = None
 
     @classmethod
     def choose(cls, choice: str, state_dir: Path, release: str | None = None) -> Ownership:
@@ -141,31 +146,33 @@ class Ownership:
         return owned in self._owned and labelled
 
     # ------------------------------------------------------------------ the record
+    #
+    # Every change waits until the record holding it is on disk, but concurrent changes
+    # share one write: a takeover of a thousand VIPs writes the file a few times, not a
+    # thousand (each write is a whole-file rewrite with two fsyncs, ~3 ms at 1,000 VIPs).
+    # The write runs in a thread, so the routers keep talking to the kernel meanwhile.
 
-    def will_add(self, ifname: str, vip: IPInterface) -> None:
+    async def will_add(self, ifname: str, vip: IPInterface) -> None:
         """Before an add: write an IPv4 VIP down (its label guards a kill right after)."""
         if self.recording and vip.version == 4:
-            self._change(OwnedAddress(ifname, vip), add=True)
+            await self._change(OwnedAddress(ifname, vip), add=True)
 
-    def added(self, ifname: str, vip: IPInterface) -> None:
+    async def added(self, ifname: str, vip: IPInterface) -> None:
         """After the kernel added ``vip``: write an IPv6 VIP down (no label to guard it earlier)."""
         if self.recording and vip.version == 6:
-            self._change(OwnedAddress(ifname, vip), add=True)
+            await self._change(OwnedAddress(ifname, vip), add=True)
 
-    def not_added(self, ifname: str, vip: IPInterface) -> None:
+    async def not_added(self, ifname: str, vip: IPInterface) -> None:
         """The add did not happen (someone else's address, or an error): forget the intent."""
         if self.recording:
-            self._change(OwnedAddress(ifname, vip), add=False)
+            await self._logged(self._change(OwnedAddress(ifname, vip), add=False))
 
-    def removed(self, ifname: str, vip: IPInterface) -> None:
+    async def removed(self, ifname: str, vip: IPInterface) -> None:
         """After the kernel deleted ``vip``; a failed write is only logged (an absent address is harmless)."""
-        if self.recording and OwnedAddress(ifname, vip) in self._owned:
-            try:
-                self._change(OwnedAddress(ifname, vip), add=False)
-            except OSError as error:
-                log.error("state file %s: could not record the removal of %s: %s", self.path, vip, error)
+        if self.recording:
+            await self._logged(self._change(OwnedAddress(ifname, vip), add=False))
 
-    def checked(self, kept: bool, ifname: str, vip: IPInterface) -> None:
+    async def checked(self, kept: bool, ifname: str, vip: IPInterface) -> None:
         """The read-back of the first VIP added: did the kernel keep ``IFA_PROTO``?"""
         if not self.unverified:
             return
@@ -175,7 +182,7 @@ class Ownership:
                 "ownership marker: proto (the kernel kept IFA_PROTO on %s)", vip, extra={"marker": "proto"}
             )
             self._owned.clear()
-            self._save_logged()
+            await self._logged(self._persisted())
             return
         self.marker = Marker.STATE_FILE
         log.warning(
@@ -190,29 +197,52 @@ class Ownership:
         self._owned = set(state_file.load(self.path))
         return sorted(self._owned, key=OwnedAddress.sort_key)
 
-    def forget(self, entries: list[OwnedAddress]) -> None:
+    async def forget(self, entries: list[OwnedAddress]) -> None:
         """Drop ``entries`` from the record (removed, gone, or refused as not ours)."""
         if self._stateless:
             return
         if self._owned.intersection(entries) or (not self.recording and self.path.exists()):
             self._owned.difference_update(entries)
-            self._save_logged()
+            await self._logged(self._persisted())
 
-    def _change(self, entry: OwnedAddress, *, add: bool) -> None:
-        before = set(self._owned)
-        (self._owned.add if add else self._owned.discard)(entry)
-        if self._owned == before:
+    async def _change(self, entry: OwnedAddress, *, add: bool) -> None:
+        """Apply one change in memory and wait until it is on disk; undone if the write fails."""
+        if (entry in self._owned) == add:
             return
+        (self._owned.add if add else self._owned.discard)(entry)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            state_file.save(self.path, self._owned)
+            await self._persisted()
         except OSError:
-            self._owned = before
+            (self._owned.discard if add else self._owned.add)(entry)
             raise
 
-    def _save_logged(self) -> None:
+    async def _persisted(self) -> None:
+        """Return once the record, as it is now, is on disk (one shared write at a time)."""
+        self._changes += 1
+        target = self._changes
+        while self._written < target:
+            if self._writer is None or self._writer.done():
+                self._writer = asyncio.get_running_loop().create_task(self._write())
+                self._writer.add_done_callback(_retrieve)
+            await asyncio.shield(self._writer)
+
+    async def _write(self) -> None:
+        changes, snapshot = self._changes, frozenset(self._owned)
+        await asyncio.to_thread(_save, self.path, snapshot)
+        self._written = changes
+
+    async def _logged(self, write: Awaitable[None]) -> None:
         try:
-            if self._owned or self.path.exists():
-                state_file.save(self.path, self._owned)
+            await write
         except OSError as error:
             log.error("state file %s: could not write it: %s", self.path, error)
+
+
+def _save(path: Path, entries: frozenset[OwnedAddress]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state_file.save(path, set(entries))
+
+
+def _retrieve(task: asyncio.Task[None]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved here: the waiters re-raise it themselves

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from keepvip.speaker.net import state_file
+from keepvip.speaker.net.interfaces import InterfaceAddress
 from keepvip.speaker.net.ownership import Marker, Ownership, address_label, keeps_proto
 from keepvip.speaker.net.state_file import FILE_NAME, MAX_BYTES, OwnedAddress, StateProblem, load, save
 
@@ -156,9 +158,12 @@ def test_a_forced_marker_is_used_whatever_the_kernel(tmp_path: Path) -> None:
 
 def test_a_negative_read_back_switches_to_the_state_file_keeping_what_was_recorded(tmp_path: Path) -> None:
     ownership = Ownership.choose("auto", tmp_path, "6.3.0")
-    ownership.will_add("eth0", V4.address)
 
-    ownership.checked(False, "eth0", V4.address)
+    async def first_add_then_read_back() -> None:
+        await ownership.will_add("eth0", V4.address)
+        await ownership.checked(False, "eth0", V4.address)
+
+    asyncio.run(first_add_then_read_back())
 
     assert ownership.marker is Marker.STATE_FILE
     assert ownership.recording
@@ -171,3 +176,33 @@ def test_the_label_fits_ifnamsiz_whatever_the_interface_name() -> None:
     assert address_label("eth0") == "eth0:kv"
     assert address_label("enp0s31f6") == "enp0s31f6:kv"
     assert len(address_label("a-15-byte-name!").encode()) == state_file.IFNAMSIZ - 1
+
+
+def test_concurrent_changes_share_writes_and_a_failed_write_undoes_its_change(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ownership = Ownership(Marker.STATE_FILE, tmp_path)
+    many = [OwnedAddress("eth0", ip_interface(f"198.18.1.{i}/32")) for i in range(1, 101)]
+    saves: list[int] = []
+    real_save = state_file.save
+
+    def counting_save(path: Path, entries: set[OwnedAddress]) -> None:
+        saves.append(len(entries))
+        real_save(path, entries)
+
+    async def add_all() -> None:
+        await asyncio.gather(*(ownership.will_add(entry.ifname, entry.address) for entry in many))
+
+    monkeypatch.setattr(state_file, "save", counting_save)
+    asyncio.run(add_all())
+
+    assert load(tmp_path / FILE_NAME) == sorted(many, key=OwnedAddress.sort_key)
+    assert 1 <= len(saves) < 10  # one write for the first, one for everything that queued meanwhile
+    assert saves[-1] == 100
+
+    (tmp_path / f".{FILE_NAME}.{os.getpid()}.tmp").mkdir()  # the next write fails
+    with pytest.raises(IsADirectoryError):
+        asyncio.run(ownership.will_add("eth0", V4.address))
+    assert load(tmp_path / FILE_NAME) == sorted(many, key=OwnedAddress.sort_key)
+    labelled = InterfaceAddress(2, V4.address.ip, 24, 0, 0, "eth0:kv")
+    assert not ownership.owns(labelled, "eth0")  # undone in memory too
