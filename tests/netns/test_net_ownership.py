@@ -23,7 +23,7 @@ from keepvip.speaker.net.addresses import AddResult, RemoveResult
 from keepvip.speaker.net.interfaces import InterfaceAddress, list_addresses
 from keepvip.speaker.net.marks import KEEPVIP_ADDRESS_PROTO
 from keepvip.speaker.net.ownership import Marker, Ownership
-from keepvip.speaker.net.state_file import FILE_NAME
+from keepvip.speaker.net.state_file import FILE_NAME, IPInterface
 from keepvip.speaker.runtime.conflicts import address_conflicts
 
 pytestmark = pytest.mark.timeout(30)
@@ -54,6 +54,18 @@ def kernel_view(lan: Lan, node: Host) -> dict[str, InterfaceAddress]:
     """
     index = int(lan.run(node, "cat", "/sys/class/net/eth0/ifindex").stdout)
     return {str(entry.address): entry for entry in on(lan, node, lambda ipr: list_addresses(ipr, index))}
+
+
+def add_as_fallback(lan: Lan, node: Host, state_dir: Path, vip: IPInterface) -> AddResult:
+    """``ensure_present`` by a speaker forced to the state-file marker."""
+    ownership = Ownership(Marker.STATE_FILE, state_dir)
+    return on(lan, node, lambda ipr: addresses.ensure_present(ipr, "eth0", vip, ownership))
+
+
+def fresh_start(lan: Lan, node: Host, state_dir: Path) -> list[tuple[str, IPInterface]]:
+    """What a new speaker forced to the state-file marker removes at start."""
+    ownership = Ownership(Marker.STATE_FILE, state_dir)
+    return on(lan, node, lambda ipr: addresses.remove_leftovers(ipr, ownership=ownership))
 
 
 def state_file(tmp_path: Path) -> dict[str, object]:
@@ -102,8 +114,7 @@ def test_a_fresh_speaker_removes_what_a_killed_one_recorded(lan: Lan, tmp_path: 
     assert crashed.returncode in (-9, 137), crashed.stderr
     assert {VIP4, VIP6} <= set(lan.addresses(node, "eth0"))
 
-    fresh = Ownership(Marker.STATE_FILE, tmp_path)
-    removed = on(lan, node, lambda ipr: addresses.remove_leftovers(ipr, ownership=fresh))
+    removed = fresh_start(lan, node, tmp_path)
 
     assert set(removed) == {("eth0", VIP4), ("eth0", VIP6)}
     remaining = lan.addresses(node, "eth0")
@@ -123,25 +134,14 @@ def test_an_address_the_file_names_but_that_is_not_ours_is_left_alone(
     )
 
     with caplog.at_level(logging.WARNING):
-        removed = on(
-            lan,
-            node,
-            lambda ipr: addresses.remove_leftovers(ipr, ownership=Ownership(Marker.STATE_FILE, tmp_path)),
-        )
+        removed = fresh_start(lan, node, tmp_path)
 
     assert removed == []
     assert VIP4 in lan.addresses(node, "eth0")
     assert "does not carry keepvip's label" in caplog.text
     assert state_file(tmp_path)["addresses"] == []  # refused once, not again at every start
     # and the running speaker does not take it for its own either
-    assert (
-        on(
-            lan,
-            node,
-            lambda ipr: addresses.ensure_present(ipr, "eth0", VIP4, Ownership(Marker.STATE_FILE, tmp_path)),
-        )
-        == AddResult.FOREIGN
-    )
+    assert add_as_fallback(lan, node, tmp_path, VIP4) == AddResult.FOREIGN
     assert state_file(tmp_path)["addresses"] == []
 
 
@@ -149,19 +149,11 @@ def test_a_garbage_state_file_removes_nothing_and_is_kept_aside(
     lan: Lan, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     node = lan.nodes[0]
-    on(
-        lan,
-        node,
-        lambda ipr: addresses.ensure_present(ipr, "eth0", VIP4, Ownership(Marker.STATE_FILE, tmp_path)),
-    )
+    add_as_fallback(lan, node, tmp_path, VIP4)
     (tmp_path / FILE_NAME).write_bytes(b"\x00{not json")
 
     with caplog.at_level(logging.ERROR):
-        removed = on(
-            lan,
-            node,
-            lambda ipr: addresses.remove_leftovers(ipr, ownership=Ownership(Marker.STATE_FILE, tmp_path)),
-        )
+        removed = fresh_start(lan, node, tmp_path)
 
     assert removed == []
     assert VIP4 in lan.addresses(node, "eth0")
