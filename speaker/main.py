@@ -294,7 +294,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _state_dir_refusal(ownership: Ownership) -> str | None:
     """Why the state file cannot be written where it must be (``None``: it can, or need not)."""
-    if not ownership.recording:
+    if not ownership.needs_state_dir:
         return None
     directory = ownership.path.parent
     try:

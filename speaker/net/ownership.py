@@ -22,9 +22,10 @@ address to the host (on loopback or on a VRRP interface) is itself an intrusion 
 crash window of its own. So ``auto`` decides from the kernel release first: below 6.3
 (or unparsable) it is the state file, which works everywhere. From 6.3 it is ``proto``,
 checked on the first VIP the speaker adds anyway: its listing is read back once, and
-until then every address is recorded both ways. If the read-back shows no
+until then the addresses added are also remembered (in memory: a kernel of 6.3 or later
+writes nothing to disk, and needs no state directory). If the read-back shows no
 ``IFA_PROTO`` (a kernel that reports 6.3 without the feature), the speaker switches to
-the state file for good, with the addresses already added written down, and logs it.
+the state file for good, writes down the addresses already added, and logs it.
 A release check alone would trust the version string; a read-back alone would leave
 the first VIPs unrecorded on an old kernel.
 """
@@ -93,7 +94,7 @@ class Ownership:
         self.marker = marker
         self.path = Path(os.devnull) if state_dir is None else state_dir / state_file.FILE_NAME
         self._stateless = state_dir is None
-        self.unverified = unverified and marker is Marker.PROTO  # recording both ways until checked
+        self.unverified = unverified and marker is Marker.PROTO  # remembering its VIPs too until checked
         self._owned: set[OwnedAddress] = set()
         self._changes = 0  # changes made to the record in memory ...
         self._written = 0  # ... and how many of them the file on disk holds
@@ -112,15 +113,20 @@ class Ownership:
         else:
             ownership = cls(Marker.STATE_FILE, state_dir)
             reason = f"kernel {release} drops IFA_PROTO (needs 6.3)"
-        where = f" in {ownership.path} and the IPv4 label" if ownership.recording else ""
+        where = f" in {ownership.path} and the IPv4 label" if ownership.needs_state_dir else ""
         log.info("ownership marker: %s%s (%s)", ownership.marker.value, where, reason,
                  extra={"marker": ownership.marker.value})  # fmt: skip
         return ownership
 
     @property
     def recording(self) -> bool:
-        """Whether added addresses are written to the state file."""
+        """Whether this speaker keeps a list of the addresses it added (in memory at least)."""
         return self.marker is Marker.STATE_FILE or self.unverified
+
+    @property
+    def needs_state_dir(self) -> bool:
+        """Whether the list is written to the state file (the state-file marker)."""
+        return self.marker is Marker.STATE_FILE
 
     # ------------------------------------------------------------------ the marks
 
@@ -182,13 +188,13 @@ class Ownership:
                 "ownership marker: proto (the kernel kept IFA_PROTO on %s)", vip, extra={"marker": "proto"}
             )
             self._owned.clear()
-            await self._logged(self._persisted())
             return
         self.marker = Marker.STATE_FILE
         log.warning(
             "ownership marker: state-file in %s and the IPv4 label: the kernel dropped IFA_PROTO on %s (%s)",
             self.path, vip, ifname, extra={"marker": self.marker.value},
         )  # fmt: skip
+        await self._logged(self._persisted())  # what was added before the read-back
 
     def recorded(self) -> list[OwnedAddress]:
         """What the state file names now (read again: at start, a predecessor's record)."""
@@ -201,7 +207,7 @@ class Ownership:
         """Drop ``entries`` from the record (removed, gone, or refused as not ours)."""
         if self._stateless:
             return
-        if self._owned.intersection(entries) or (not self.recording and self.path.exists()):
+        if self._owned.intersection(entries) or (not self.needs_state_dir and self.path.exists()):
             self._owned.difference_update(entries)
             await self._logged(self._persisted())
 
@@ -210,6 +216,8 @@ class Ownership:
         if (entry in self._owned) == add:
             return
         (self._owned.add if add else self._owned.discard)(entry)
+        if not self.needs_state_dir:
+            return  # remembered in memory until the read-back (see the module doc)
         try:
             await self._persisted()
         except OSError:

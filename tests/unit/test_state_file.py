@@ -144,7 +144,8 @@ def test_auto_picks_by_release_and_logs_which(
 
     assert ownership.marker is marker
     assert ownership.unverified is unverified
-    assert ownership.recording  # until the kernel has shown it keeps the mark, the file is written too
+    assert ownership.recording  # until the kernel has shown it keeps the mark, a list is kept too ...
+    assert ownership.needs_state_dir is (marker is Marker.STATE_FILE)  # ... on disk only for the fallback
     assert f"ownership marker: {marker.value}" in caplog.text
     assert release in caplog.text
 
