@@ -206,6 +206,14 @@ def kernel_addresses(lan: Lan, name: str) -> dict[IPv4Address | IPv6Address, Int
     return {entry.address: entry for entry in on(lan, host, list_addresses)}
 
 
+def recorded(speakers: SpeakerSet, node: str) -> list[dict[str, str]]:
+    """What the node's speaker lists in its state file (the state-file ownership marker)."""
+    state: dict[str, list[dict[str, str]]] = json.loads(
+        (speakers.workdir / f"{node}-state" / "owned-addresses.json").read_text()
+    )
+    return state["addresses"]
+
+
 @pytest.mark.parametrize("marker", ["auto", "proto", "state-file"])
 def test_a_restarted_speaker_removes_the_vip_its_killed_predecessor_left(
     lan: Lan, speakers: SpeakerSet, marker: str
@@ -237,8 +245,7 @@ def test_a_restarted_speaker_removes_the_vip_its_killed_predecessor_left(
     if marker == "state-file":
         assert left.proto == 0  # not the kernel's mark: the fallback alone must find it
         assert left.label == "eth0:kv"
-        state = json.loads((speakers.workdir / "node1-state" / "owned-addresses.json").read_text())
-        assert state["addresses"] == [{"interface": "eth0", "address": str(VIP4)}]
+        assert recorded(speakers, "node1") == [{"interface": "eth0", "address": str(VIP4)}]
     else:
         assert left.proto == KEEPVIP_ADDRESS_PROTO
 
@@ -249,3 +256,5 @@ def test_a_restarted_speaker_removes_the_vip_its_killed_predecessor_left(
     speakers.wait_state("node1", "BACKUP", "web", timeout=5)
     wait_for_master(lan, VIP4, successor, timeout=5)
     assert stays_master(lan, VIP4, successor, 1.0)
+    if marker == "state-file":
+        assert recorded(speakers, "node1") == []  # removed, and no longer on record
