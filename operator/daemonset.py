@@ -18,7 +18,7 @@ Why each security choice:
 * no tolerations unless the chart opts in: a taint keeps the speaker off like any pod.
 * ``runAsUser: 0``: Kubernetes grants added capabilities to root processes only (it sets
   no ambient capabilities), and the shared image runs as a non-root user by default.
-* one hostPath, ``speaker.stateDir`` (``/var/lib/keepvip``), mounted at :data:`STATE_DIR`:
+* one hostPath, ``speaker.stateDir`` (``/var/lib/keepvip``), mounted at the same path:
   on kernels older than 6.3 the speaker records there which VIPs it added, so the next
   speaker on the node removes what a killed one left (issue 10, "Old kernels"). It must
   outlive the pod, hence a host directory; it holds one small JSON file, nothing secret.
@@ -41,8 +41,6 @@ FIELD_MANAGER = "keepvip-operator"
 SELECTOR_LABELS = {"app.kubernetes.io/name": "keepvip", "app.kubernetes.io/component": "speaker"}
 """The DaemonSet's selector: fixed, because a selector cannot change after creation."""
 MANAGED_BY = {"app.kubernetes.io/managed-by": FIELD_MANAGER}
-STATE_DIR = "/var/lib/keepvip"
-"""Where the speaker container sees the node's state directory (``--state-dir``)."""
 
 
 @dataclass(frozen=True)
@@ -71,7 +69,7 @@ def speaker_command(settings: OperatorSettings) -> list[str]:
         "--ownership-marker",
         speaker.ownership_marker,
         "--state-dir",
-        STATE_DIR,
+        speaker.state_dir,
         *exec_check_flags(settings),
     ]
 
@@ -136,7 +134,7 @@ def desired_daemonset(settings: OperatorSettings, owner: Owner | None = None) ->
         "securityContext": security_context(),
         "volumeMounts": [
             {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - an emptyDir, not the host's
-            {"name": "state", "mountPath": STATE_DIR},
+            {"name": "state", "mountPath": speaker.state_dir},
         ],
     }
     pod_spec: dict[str, Any] = {

@@ -129,12 +129,12 @@ def test_the_state_directory_is_the_one_host_path_and_the_marker_is_passed_on() 
     pod = ds["spec"]["template"]["spec"]
     command = container(ds)["command"]
     assert command[command.index("--ownership-marker") + 1] == "state-file"
-    assert command[command.index("--state-dir") + 1] == "/var/lib/keepvip"
+    assert command[command.index("--state-dir") + 1] == "/srv/keepvip/state"
     host_paths = [volume for volume in pod["volumes"] if "hostPath" in volume]
     assert host_paths == [
         {"name": "state", "hostPath": {"path": "/srv/keepvip/state", "type": "DirectoryOrCreate"}}
     ]
-    assert {"name": "state", "mountPath": "/var/lib/keepvip"} in container(ds)["volumeMounts"]
+    assert {"name": "state", "mountPath": "/srv/keepvip/state"} in container(ds)["volumeMounts"]
 
 
 @pytest.mark.parametrize("state_dir", ["var/lib/keepvip", "/var/lib/../../etc", "/", "/var//lib", "/a/./b"])
