@@ -63,6 +63,15 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="while master, repeat the announcements this often (0: never; ~100 beats a 300 s MAC aging)",
     )
+    speaker.add_argument(
+        "--ownership-marker", choices=("auto", "proto", "state-file"), default="auto",
+        help="how the speaker marks the VIPs it adds, to remove them after a crash: IFA_PROTO "
+        "(Linux >= 6.3), a state file plus the IPv4 label, or auto (by kernel, checked on the first VIP)",
+    )
+    speaker.add_argument(
+        "--state-dir", default="/var/lib/keepvip", metavar="DIR",
+        help="where the state-file marker keeps its list (default /var/lib/keepvip, a hostPath)",
+    )
     speaker.add_argument("--log-format", choices=("text", "json"), default="text")
     speaker.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
 

@@ -254,7 +254,9 @@ class StandaloneWorld:
 
     def start_speaker(self, name: str) -> None:
         keepvip = str(Path(sys.executable).parent / "keepvip")
-        argv = [*self._in(name), keepvip, "speaker", "--config", str(self.config), "--node", name]
+        state = self.workdir / f"state-{name}"  # the nodes share this machine's disk: one record each
+        argv = [*self._in(name), keepvip, "speaker", "--config", str(self.config), "--node", name,
+                "--state-dir", str(state)]  # fmt: skip
         self.speakers[name] = ChildProcess(f"speaker-{name}", argv, self.workdir / f"speaker-{name}.log")
         self.speakers[name].start()
 

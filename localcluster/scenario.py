@@ -58,7 +58,9 @@ class KeepvipOnCluster:
         if not CHART.is_dir():
             raise FileNotFoundError(f"the chart is not at {CHART}: run from a keepvip source tree")
         self.cluster.create_namespace(self.namespace)
-        helm.run("install", self.release, str(CHART), "-n", self.namespace, *values,
+        # The local nodes share this machine's disk: their state directory is the cluster's, not /var/lib.
+        state = ["--set", f"speaker.stateDir={self.cluster.workdir / 'speaker-state'}"]
+        helm.run("install", self.release, str(CHART), "-n", self.namespace, *state, *values,
                  "--wait", "--timeout", f"{int(timeout)}s", timeout=timeout + 30)  # fmt: skip
         wait_until(self.speakers_ready, timeout=timeout, what="a ready speaker on every node")
 

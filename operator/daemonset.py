@@ -18,6 +18,10 @@ Why each security choice:
 * no tolerations unless the chart opts in: a taint keeps the speaker off like any pod.
 * ``runAsUser: 0``: Kubernetes grants added capabilities to root processes only (it sets
   no ambient capabilities), and the shared image runs as a non-root user by default.
+* one hostPath, ``speaker.stateDir`` (``/var/lib/keepvip``), mounted at the same path:
+  on kernels older than 6.3 the speaker records there which VIPs it added, so the next
+  speaker on the node removes what a killed one left (issue 10, "Old kernels"). It must
+  outlive the pod, hence a host directory; it holds one small JSON file, nothing secret.
 
 Planned handover: no preStop hook. The kubelet sends SIGTERM when a pod stops (rolling
 update, drain, delete); the speaker answers it by sending priority 0 (RFC 9568 §6.4.3:
@@ -62,6 +66,10 @@ def speaker_command(settings: OperatorSettings) -> list[str]:
         f"[$(HOST_IP)]:{speaker.metrics_port}",
         "--log-format",
         speaker.log_format,
+        "--ownership-marker",
+        speaker.ownership_marker,
+        "--state-dir",
+        speaker.state_dir,
         *exec_check_flags(settings),
     ]
 
@@ -124,7 +132,10 @@ def desired_daemonset(settings: OperatorSettings, owner: Owner | None = None) ->
         },
         "resources": speaker.resources,
         "securityContext": security_context(),
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108 - an emptyDir, not the host's
+        "volumeMounts": [
+            {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - an emptyDir, not the host's
+            {"name": "state", "mountPath": speaker.state_dir},
+        ],
     }
     pod_spec: dict[str, Any] = {
         "serviceAccountName": speaker.service_account_name,
@@ -134,7 +145,10 @@ def desired_daemonset(settings: OperatorSettings, owner: Owner | None = None) ->
         "tolerations": list(speaker.tolerations),
         "terminationGracePeriodSeconds": speaker.termination_grace_period_seconds,
         "containers": [container],
-        "volumes": [{"name": "tmp", "emptyDir": {}}],
+        "volumes": [
+            {"name": "tmp", "emptyDir": {}},
+            {"name": "state", "hostPath": {"path": speaker.state_dir, "type": "DirectoryOrCreate"}},
+        ],
     }
     if speaker.priority_class_name:
         pod_spec["priorityClassName"] = speaker.priority_class_name

@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -43,6 +43,10 @@ class ExecChecksSettings(SettingsModel):
     run_as_group: Annotated[int, Field(ge=1)] = 65534
 
 
+STATE_DIR_PATTERN = r"^(/[A-Za-z0-9_-][A-Za-z0-9_.-]*)+$"
+"""An absolute path whose components do not start with a dot (no ``..``), as in values.schema.json."""
+
+
 class SpeakerSettings(SettingsModel):
     """How the operator renders the speaker DaemonSet."""
 
@@ -70,6 +74,11 @@ class SpeakerSettings(SettingsModel):
     annotations: dict[str, str] = Field(default_factory=dict)
     """Extra annotations for the speaker pods."""
     exec_checks: ExecChecksSettings = Field(default_factory=ExecChecksSettings)
+    ownership_marker: Literal["auto", "proto", "state-file"] = "auto"
+    """How speakers mark the VIPs they add (``keepvip speaker --ownership-marker``): the
+    kernel's IFA_PROTO needs Linux >= 6.3; older kernels need the state file (issue 10)."""
+    state_dir: Annotated[str, Field(pattern=STATE_DIR_PATTERN)] = "/var/lib/keepvip"
+    """The node directory (hostPath) where the state-file marker keeps its list."""
 
 
 class AllocationSettings(SettingsModel):

@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import enum
 import logging
+import os
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import suppress
@@ -33,6 +34,7 @@ from keepvip.speaker.desired import NodeIdentity
 from keepvip.speaker.logs import configure_logging
 from keepvip.speaker.metrics import SpeakerMetrics
 from keepvip.speaker.net.links import LinkMonitor
+from keepvip.speaker.net.ownership import Ownership
 from keepvip.speaker.notify import Notifier
 from keepvip.speaker.runtime.speaker import NodeReport, Speaker
 from keepvip.speaker.sandbox import ScriptPolicy, insecure_reason
@@ -177,6 +179,7 @@ async def _serve(
             on_report=on_report,
             on_forget=on_forget,
             garp_refresh=args.garp_refresh,
+            ownership=args.ownership,
         )
         await speaker.start()
         background = [
@@ -280,5 +283,24 @@ def run(args: argparse.Namespace) -> int:
     if refusal is not None:
         log.error("refusing to start: --notify: %s", refusal, extra={"reason": refusal.reason.value})
         return EXIT_BAD_CONFIG
+    args.ownership = Ownership.choose(args.ownership_marker, Path(args.state_dir))
+    refused = _state_dir_refusal(args.ownership)
+    if refused is not None:
+        log.error("refusing to start: --state-dir: %s", refused, extra={"reason": "state_dir_unusable"})
+        return EXIT_BAD_CONFIG
     main = run_kubernetes if args.kubernetes else run_standalone
     return asyncio.run(main(args))
+
+
+def _state_dir_refusal(ownership: Ownership) -> str | None:
+    """Why the state file cannot be written where it must be (``None``: it can, or need not)."""
+    if not ownership.needs_state_dir:
+        return None
+    directory = ownership.path.parent
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        return f"{directory}: {error.strerror or error}"
+    if not os.access(directory, os.W_OK | os.X_OK):
+        return f"{directory}: not writable"
+    return None

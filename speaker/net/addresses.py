@@ -5,8 +5,10 @@ as many times as it is asked, without surprises:
 
 * ``ensure_present`` / ``ensure_absent`` converge instead of failing on "File exists"
   or "Cannot assign requested address", so a repeated transition is harmless.
-* Every address keepvip adds carries :data:`~keepvip.speaker.net.marks.KEEPVIP_ADDRESS_PROTO`
-  in ``IFA_PROTO``. An address with the same IP that keepvip did not add (an operator's
+* Every address keepvip adds carries its mark: :data:`~keepvip.speaker.net.marks.KEEPVIP_ADDRESS_PROTO`
+  in ``IFA_PROTO``, or on kernels that drop it (< 6.3) a state file entry plus the
+  IPv4 label (:mod:`.ownership` decides which; each function takes it, default
+  ``proto``). An address with the same IP that keepvip did not add (an operator's
   static address, an address owner in the RFC 9568 §1.2 sense) is reported as
   ``FOREIGN`` and never touched: keepvip only removes what it added.
 * ``remove_leftovers`` removes every marked address, which is what a speaker does at
@@ -43,6 +45,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import errno
+import logging
 from ipaddress import IPv4Interface, IPv6Interface, ip_interface
 from socket import AF_INET, AF_INET6
 from typing import Any
@@ -60,6 +63,11 @@ from keepvip.speaker.net.interfaces import (
     list_addresses,
 )
 from keepvip.speaker.net.marks import KEEPVIP_ADDRESS_PROTO
+from keepvip.speaker.net.ownership import Marker, Ownership
+from keepvip.speaker.net.state_file import OwnedAddress
+
+log = logging.getLogger("keepvip.speaker.addresses")
+PROTO_ONLY = Ownership(Marker.PROTO, None)
 
 IPInterface = IPv4Interface | IPv6Interface
 
@@ -80,77 +88,135 @@ class RemoveResult(enum.Enum):
     FOREIGN = "foreign"  # the IP is configured, but not by keepvip: left alone
 
 
-async def ensure_present(ipr: Any, ifname: str, vip: IPInterface) -> AddResult:
+async def ensure_present(
+    ipr: Any, ifname: str, vip: IPInterface, ownership: Ownership = PROTO_ONLY
+) -> AddResult:
     """Make ``vip`` (address and prefix) present on ``ifname``, marked as keepvip's."""
     ifindex = await interface_index(ipr, ifname)
     request: dict[str, Any] = {
         "index": ifindex,
         "address": str(vip.ip),
         "prefixlen": vip.network.prefixlen,
-        "proto": KEEPVIP_ADDRESS_PROTO,
+        **ownership.attributes(vip, ifname),
     }
     if isinstance(vip, IPv6Interface):
         request["flags"] = IFA_F_NODAD
+    await ownership.will_add(ifname, vip)
     try:
         await netlink.request(ipr, lambda: ipr.addr("add", **request), f"add {vip}")
     except NetlinkError as error:
         if error.code != errno.EEXIST:
+            await ownership.not_added(ifname, vip)
             raise
         existing = await _same_ip(ipr, ifindex, vip)
         if not existing:
-            return await ensure_present(ipr, ifname, vip)  # removed since the kernel said EEXIST
+            return await ensure_present(ipr, ifname, vip, ownership)  # removed since the kernel said EEXIST
         exact = [entry for entry in existing if entry.prefixlen == vip.network.prefixlen]
         found = (exact or existing)[0]
-        if not found.is_keepvip:
+        if not ownership.owns(found, ifname):
+            await ownership.not_added(ifname, vip)
             return AddResult.FOREIGN
         _remember(ipr, found)
         return AddResult.ALREADY_PRESENT
-    _remember(ipr, InterfaceAddress(ifindex, vip.ip, vip.network.prefixlen, 0, KEEPVIP_ADDRESS_PROTO))
+    await _record_added(ipr, ifindex, ifname, vip, ownership)
     return AddResult.ADDED
 
 
-async def ensure_absent(ipr: Any, ifname: str, vip: IPInterface) -> RemoveResult:
+async def _record_added(ipr: Any, ifindex: int, ifname: str, vip: IPInterface, ownership: Ownership) -> None:
+    """Note a VIP the kernel just added: in memory, in the state file, and (once) read it back."""
+    mark = KEEPVIP_ADDRESS_PROTO if ownership.marker is Marker.PROTO else 0
+    entry = InterfaceAddress(ifindex, vip.ip, vip.network.prefixlen, 0, mark)
+    _remember(ipr, entry)
+    try:
+        await ownership.added(ifname, vip)
+    except OSError:
+        await _delete(ipr, entry)  # an IPv6 VIP nobody could find after a restart: not added after all
+        raise
+    if ownership.unverified:
+        listed = [found for found in await _same_ip(ipr, ifindex, vip) if found.prefixlen == entry.prefixlen]
+        if listed:
+            await ownership.checked(listed[0].proto == KEEPVIP_ADDRESS_PROTO, ifname, vip)
+
+
+async def ensure_absent(
+    ipr: Any, ifname: str, vip: IPInterface, ownership: Ownership = PROTO_ONLY
+) -> RemoveResult:
     """Make ``vip``'s address absent from ``ifname`` if keepvip added it (any prefix)."""
     ifindex = await interface_index(ipr, ifname)
     ours = _recall(ipr, ifindex, vip)
-    if ours:  # added through this socket: no need to look whose it is
-        removed = False
-        for entry in ours:
-            removed |= await _delete(ipr, entry)
-        return RemoveResult.REMOVED if removed else RemoveResult.ALREADY_ABSENT
-    existing = await _same_ip(ipr, ifindex, vip)
-    ours = [entry for entry in existing if entry.is_keepvip]
-    if not ours:
-        return RemoveResult.FOREIGN if existing else RemoveResult.ALREADY_ABSENT
+    if not ours:  # not added through this socket: look whose it is
+        existing = await _same_ip(ipr, ifindex, vip)
+        ours = [entry for entry in existing if ownership.owns(entry, ifname)]
+        if not ours:
+            return RemoveResult.FOREIGN if existing else RemoveResult.ALREADY_ABSENT
     removed = False
     for entry in ours:
         removed |= await _delete(ipr, entry)
+        await ownership.removed(ifname, _as_interface(entry))
     return RemoveResult.REMOVED if removed else RemoveResult.ALREADY_ABSENT
 
 
-async def marked_addresses(ipr: Any, ifname: str | None = None) -> list[tuple[str, IPInterface]]:
+async def marked_addresses(
+    ipr: Any, ifname: str | None = None, ownership: Ownership = PROTO_ONLY
+) -> list[tuple[str, IPInterface]]:
     """Every address carrying keepvip's mark, as ``(ifname, address/prefix)``."""
     names = await interface_names(ipr)
     ifindex = None if ifname is None else await interface_index(ipr, ifname)
-    return [
-        (names.get(entry.ifindex, str(entry.ifindex)), _as_interface(entry))
-        for entry in await list_addresses(ipr, ifindex)
-        if entry.is_keepvip
+    found = [
+        (names.get(entry.ifindex, str(entry.ifindex)), entry) for entry in await list_addresses(ipr, ifindex)
     ]
+    return [(name, _as_interface(entry)) for name, entry in found if ownership.owns(entry, name)]
 
 
-async def remove_leftovers(ipr: Any, ifname: str | None = None) -> list[tuple[str, IPInterface]]:
+async def remove_leftovers(
+    ipr: Any, ifname: str | None = None, ownership: Ownership = PROTO_ONLY
+) -> list[tuple[str, IPInterface]]:
     """Remove every keepvip-marked address (on ``ifname``, or everywhere); return them.
 
     Called once at speaker start, before any router runs: whatever carries the mark
     then was left by an earlier run that could not clean up (SIGKILL, OOM, node crash).
+    Addresses marked with ``IFA_PROTO`` go whatever the marker in use (an earlier run may
+    have used it); then those the state file names, if they still look like ours
+    (:func:`_recorded_leftovers`). Also called at stop, for what no router released.
     """
     names = await interface_names(ipr)
     ifindex = None if ifname is None else await interface_index(ipr, ifname)
+    listing = await list_addresses(ipr, ifindex)
     removed: list[tuple[str, IPInterface]] = []
-    for entry in await list_addresses(ipr, ifindex):
+    for entry in listing:
         if entry.is_keepvip and await _delete(ipr, entry):
             removed.append((names.get(entry.ifindex, str(entry.ifindex)), _as_interface(entry)))
+    if ifname is None:  # the state file is per node, not per interface
+        removed += await _recorded_leftovers(ipr, ownership, names, [e for e in listing if not e.is_keepvip])
+    return removed
+
+
+async def _recorded_leftovers(
+    ipr: Any, ownership: Ownership, names: dict[int, str], listing: list[InterfaceAddress]
+) -> list[tuple[str, IPInterface]]:
+    """Remove what the state file names, if present with its prefix and (IPv4) keepvip's label.
+
+    An entry naming an address that is absent is simply dropped; one naming an address
+    that does not look like ours is dropped with a log line, and the address is left alone.
+    """
+    recorded = ownership.recorded()
+    if not recorded:
+        await ownership.forget([])
+        return []
+    present = {OwnedAddress(names.get(e.ifindex, ""), _as_interface(e)): e for e in listing}
+    removed: list[tuple[str, IPInterface]] = []
+    for owned in recorded:
+        entry = present.get(owned)
+        if entry is None:
+            continue
+        if not ownership.witnessed(entry, owned.ifname):
+            log.warning(
+                "the state file names %s on %s, but it does not carry keepvip's label: left alone",
+                owned.address, owned.ifname, extra={"reason": "not_ours"},
+            )  # fmt: skip
+        elif await _delete(ipr, entry):
+            removed.append((owned.ifname, owned.address))
+    await ownership.forget(recorded)
     return removed
 
 

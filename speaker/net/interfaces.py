@@ -62,6 +62,7 @@ class InterfaceAddress:
     prefixlen: int
     flags: int
     proto: int
+    label: str = ""  # IFA_LABEL, IPv4 only (keepvip's ownership witness on kernels < 6.3)
 
     @property
     def is_keepvip(self) -> bool:
@@ -95,6 +96,7 @@ async def list_addresses(ipr: Any, ifindex: int | None = None) -> list[Interface
                 prefixlen=message["prefixlen"],
                 flags=message["flags"] if flags is None else flags,
                 proto=0 if proto is None else proto,
+                label=message.get("IFA_LABEL") or "",
             )
         )
     return found

@@ -7,7 +7,8 @@ who added it (``ip -d addr`` shows it as ``proto``), like ``RTPROT_*`` on routes
 Values 0..3 are the kernel's own (unspec, kernel_lo, kernel_ra, kernel_ll, see
 /etc/iproute2/rt_addrprotos); keepvip takes a private value from the free range.
 Unlike a label it works for IPv6 too, and unlike a state file it cannot drift from
-what is really configured.
+what is really configured. Older kernels drop it silently; :mod:`.ownership` then
+falls back to a state file plus the IPv4 label.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ Admission refuses the address classes that can never work; only the node knows t
 rest: an address that is already one of its own (on any interface, e.g. the node's
 primary address) or its default gateway. Binding either would hijack the node's own
 traffic or the LAN's router, so the speaker checks before it joins the election and
-stays out of it for that VirtualIP. keepvip's own VIPs (marked with ``IFA_PROTO``) are
+stays out of it for that VirtualIP. keepvip's own VIPs (marked with ``IFA_PROTO``, or
+recorded in the state file on older kernels, :mod:`keepvip.speaker.net.ownership`) are
 not conflicts: they are what a previous or the current run holds.
 """
 
@@ -15,7 +16,9 @@ from socket import AF_INET, AF_INET6
 from typing import Any
 
 from keepvip.api.model import IPInterface
+from keepvip.speaker.net.addresses import PROTO_ONLY
 from keepvip.speaker.net.interfaces import interface_names, list_addresses
+from keepvip.speaker.net.ownership import Ownership
 from keepvip.speaker.vrrp.advertisement import IPAddress
 
 MAIN_TABLE = 254  # RT_TABLE_MAIN
@@ -31,14 +34,20 @@ async def default_gateways(ipr: Any) -> set[IPAddress]:
     return found
 
 
-async def address_conflicts(ipr: Any, addresses: tuple[IPInterface, ...]) -> list[str]:
+async def address_conflicts(
+    ipr: Any, addresses: tuple[IPInterface, ...], ownership: Ownership = PROTO_ONLY
+) -> list[str]:
     """Why each of ``addresses`` may not be bound on this node (empty: none conflicts).
 
     Each item names the field (``spec.addresses[i]``) and says what the address already is.
     """
-    own = {entry.address: entry.ifindex for entry in await list_addresses(ipr) if not entry.is_keepvip}
+    names = await interface_names(ipr) if ownership.recording else None
+    own = {
+        entry.address: entry.ifindex
+        for entry in await list_addresses(ipr)
+        if not entry.is_keepvip and not (names and ownership.owns(entry, names.get(entry.ifindex, "")))
+    }
     gateways = await default_gateways(ipr)
-    names: dict[int, str] | None = None
     problems: list[str] = []
     for index, vip in enumerate(addresses):
         if vip.ip in own:

@@ -34,8 +34,9 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from keepvip.api.model import IPInterface
 from keepvip.speaker.metrics import SpeakerMetrics
-from keepvip.speaker.net.addresses import AddResult, RemoveResult, ensure_absent, ensure_present
+from keepvip.speaker.net.addresses import PROTO_ONLY, AddResult, RemoveResult, ensure_absent, ensure_present
 from keepvip.speaker.net.announce import Announcer
+from keepvip.speaker.net.ownership import Ownership
 from keepvip.speaker.vrrp.advertisement import IPAddress
 
 log = logging.getLogger("keepvip.speaker.network")
@@ -66,8 +67,15 @@ def _address_change(what: str) -> Iterator[None]:
 class LinuxNetwork:
     """VIPs and announcements on this host (one per speaker process)."""
 
-    def __init__(self, ipr: Any, metrics: SpeakerMetrics, refresh_interval: float = 0.0) -> None:
+    def __init__(
+        self,
+        ipr: Any,
+        metrics: SpeakerMetrics,
+        refresh_interval: float = 0.0,
+        ownership: Ownership = PROTO_ONLY,
+    ) -> None:
         self._ipr = ipr
+        self._ownership = ownership
         self._metrics = metrics
         self._refresh = refresh_interval
         self._announcers: dict[str, Announcer] = {}
@@ -76,14 +84,14 @@ class LinuxNetwork:
     async def add_address(self, ifname: str, vip: IPInterface) -> None:
         """Bind the VIP (marked as keepvip's); an address someone else configured is left alone."""
         with _address_change(f"adding {vip} to {ifname}"):
-            result = await ensure_present(self._ipr, ifname, vip)
+            result = await ensure_present(self._ipr, ifname, vip, self._ownership)
         if result is AddResult.FOREIGN:
             log.warning("%s is already configured on %s by someone else; leaving it", vip, ifname)
 
     async def remove_address(self, ifname: str, vip: IPInterface) -> None:
         """Unbind the VIP if keepvip bound it."""
         with _address_change(f"removing {vip} from {ifname}"):
-            result = await ensure_absent(self._ipr, ifname, vip)
+            result = await ensure_absent(self._ipr, ifname, vip, self._ownership)
         if result is RemoveResult.FOREIGN:
             log.warning("%s on %s was not added by keepvip; leaving it", vip, ifname)
 

@@ -35,7 +35,7 @@ from keepvip.speaker.checks.runner import CheckRunner
 from keepvip.speaker.checks.tracker import CheckState  # hook (track-sync)
 from keepvip.speaker.desired import NodeIdentity, PlanProblem, RouterPlan, Skipped, desired_routers
 from keepvip.speaker.metrics import SpeakerMetrics
-from keepvip.speaker.net.addresses import remove_leftovers
+from keepvip.speaker.net.addresses import PROTO_ONLY, remove_leftovers
 from keepvip.speaker.net.interfaces import (
     interface_for,
     interface_index,
@@ -43,6 +43,7 @@ from keepvip.speaker.net.interfaces import (
     link_local_ipv6,
     primary_ipv4,
 )
+from keepvip.speaker.net.ownership import Ownership
 from keepvip.speaker.notify import Notifier
 from keepvip.speaker.runtime.conflicts import address_conflicts
 from keepvip.speaker.runtime.failures import ApplyError, Failure, FailureReport, classify
@@ -99,6 +100,7 @@ class Speaker:
         on_forget: Callable[[str], None] | None = None,
         garp_refresh: float = 0.0,
         scripts: ScriptPolicy | None = None,
+        ownership: Ownership = PROTO_ONLY,
     ) -> None:
         self.node = node
         self._ipr = ipr
@@ -109,7 +111,8 @@ class Speaker:
         self._on_forget = on_forget
         self._scripts = scripts or ScriptPolicy.refuse_all()  # exec checks: what may run, as whom
         self._pool = SocketPool(metrics)
-        self._network = LinuxNetwork(ipr, metrics, garp_refresh)
+        self._ownership = ownership  # how this node's VIPs are marked as keepvip's (issue 10)
+        self._network = LinuxNetwork(ipr, metrics, garp_refresh, ownership)
         self._running: dict[str, _Running] = {}
         self._snapshot: ConfigSnapshot | None = None
         self._lock = asyncio.Lock()
@@ -123,7 +126,7 @@ class Speaker:
 
     async def start(self) -> None:
         """Remove the VIPs a previous run left behind, before joining any VRRP group."""
-        for ifname, vip in await remove_leftovers(self._ipr):
+        for ifname, vip in await remove_leftovers(self._ipr, ownership=self._ownership):
             log.warning("removed %s from %s, left behind by a previous run", vip, ifname)
 
     async def stop(self) -> None:
@@ -138,7 +141,9 @@ class Speaker:
             self._retry.cancel()
         async with self._lock:
             await asyncio.gather(*(self._stop(name) for name in list(self._running)))
-            leftovers = await _isolated(remove_leftovers(self._ipr), "removing keepvip's addresses")
+            leftovers = await _isolated(
+                remove_leftovers(self._ipr, ownership=self._ownership), "removing keepvip's addresses"
+            )
             for ifname, vip in leftovers or ():
                 log.warning("removed %s from %s at stop (its router did not release it)", vip, ifname)
             await _isolated(self._network.close(), "closing the network")
@@ -291,7 +296,7 @@ class Speaker:
         current = self._running.get(plan.name)
         try:
             ifname, source = await self._resolve(plan)
-            conflicts = await address_conflicts(self._ipr, plan.addresses)
+            conflicts = await address_conflicts(self._ipr, plan.addresses, self._ownership)
             if conflicts:
                 raise ApplyError(Failure.ADDRESS_CONFLICT, "", "; ".join(conflicts))
         except Exception:

@@ -349,6 +349,8 @@ class KeepvipDaemon:
             self.host.name,
             "--log-format",
             "json",
+            "--state-dir",
+            str(self.workdir / "state"),
         ]
         if self.metrics_port is not None:
             argv += ["--metrics-address", f"{self.host.ipv4.ip}:{self.metrics_port}"]

@@ -280,7 +280,7 @@ class SpeakerSet:
             argv = [
                 str(KEEPVIP), "speaker", "--config", str(self.config_path(node)), "--node", node,
                 "--metrics-address", f"127.0.0.1:{METRICS_PORT}", "--log-format", "json",
-                "--log-level", "INFO", *extra,
+                "--log-level", "INFO", "--state-dir", str(self.workdir / f"{node}-state"), *extra,
             ]  # fmt: skip
             self.started_at[node] = time.time()
             self.speakers[node] = self.lan.spawn(node, argv, stdout=log, stderr=log)

@@ -10,8 +10,10 @@ below are generous multiples of it, because CI machines are loaded.
 
 from __future__ import annotations
 
+import json
 import time
 from functools import partial
+from ipaddress import IPv4Address, IPv6Address
 
 import pytest
 from lan import Lan
@@ -28,6 +30,10 @@ from speaker_harness import (
     wait_until,
     who_answers,
 )
+from test_net_addresses import on
+
+from keepvip.speaker.net.interfaces import InterfaceAddress, list_addresses
+from keepvip.speaker.net.marks import KEEPVIP_ADDRESS_PROTO
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -194,14 +200,33 @@ def test_sigterm_hands_over_at_once_with_priority_zero(lan: Lan, speakers: Speak
     assert metrics.value("keepvip_pri_zero_rcvd_total", virtualip="web") >= 1
 
 
+def kernel_addresses(lan: Lan, name: str) -> dict[IPv4Address | IPv6Address, InterfaceAddress]:
+    """The node's addresses as the kernel reports them over rtnetlink (IFA_PROTO and label included)."""
+    host = next(host for host in lan.nodes if host.name == name)
+    return {entry.address: entry for entry in on(lan, host, list_addresses)}
+
+
+def recorded(speakers: SpeakerSet, node: str) -> list[dict[str, str]]:
+    """What the node's speaker lists in its state file (the state-file ownership marker)."""
+    state: dict[str, list[dict[str, str]]] = json.loads(
+        (speakers.workdir / f"{node}-state" / "owned-addresses.json").read_text()
+    )
+    return state["addresses"]
+
+
+@pytest.mark.parametrize("marker", ["auto", "proto", "state-file"])
 def test_a_restarted_speaker_removes_the_vip_its_killed_predecessor_left(
-    lan: Lan, speakers: SpeakerSet
+    lan: Lan, speakers: SpeakerSet, marker: str
 ) -> None:
+    # The ownership marker (issue 10, "Old kernels"): state-file is what kernels < 6.3 get;
+    # forced here, node1's VIP carries no IFA_PROTO and only its state file finds it again.
+    marked = ("--ownership-marker", marker)
+    start = partial(speakers.start, extra=marked)
     # preempt: false so that node1, back, stays backup and its address list can be read.
     speakers.configure(virtualip("web", vrid=56, node_priorities={"node1": 150, "node2": 120}, preempt=False))
-    speakers.start("node1")
+    start("node1")
     wait_for_master(lan, VIP4, "node1")
-    speakers.start("node2", "node3")
+    start("node2", "node3")
     speakers.wait_joined("node2", "node3")
 
     speakers.kill("node1")
@@ -216,11 +241,20 @@ def test_a_restarted_speaker_removes_the_vip_its_killed_predecessor_left(
         return node if holds_for(lambda: holders(lan, VIP4) == {"node1", node}, 1.0) else None
 
     successor = wait_until(settled_successor, 10, what="SIGKILL leaves the VIP behind beside one successor")
+    left = kernel_addresses(lan, "node1")[VIP4.ip]
+    if marker == "state-file":
+        assert left.proto == 0  # not the kernel's mark: the fallback alone must find it
+        assert left.label == "eth0:kv"
+        assert recorded(speakers, "node1") == [{"interface": "eth0", "address": str(VIP4)}]
+    else:
+        assert left.proto == KEEPVIP_ADDRESS_PROTO
 
-    speakers.start("node1")
+    start("node1")
 
     wait_until(lambda: speakers.messages("node1", "left behind"), 10, what="node1 removes its leftover")
     wait_until(lambda: holders(lan, VIP4) == {successor}, 5, what=f"only {successor} holds the VIP")
     speakers.wait_state("node1", "BACKUP", "web", timeout=5)
     wait_for_master(lan, VIP4, successor, timeout=5)
     assert stays_master(lan, VIP4, successor, 1.0)
+    if marker == "state-file":
+        assert recorded(speakers, "node1") == []  # removed, and no longer on record

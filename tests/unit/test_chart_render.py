@@ -376,6 +376,10 @@ INVALID_VALUES = [
                  "speaker.execChecks.runAsUser: Must be greater than or equal to 1", id="exec-as-root"),
     pytest.param({"speaker": {"execChecks": {"allowedCommands": ["check.sh"]}}},
                  "speaker.execChecks.allowedCommands.0: Does not match pattern", id="relative-cmd"),
+    pytest.param({"speaker": {"ownershipMarker": "label"}}, "speaker.ownershipMarker must be one of",
+                 id="unknown-marker"),
+    pytest.param({"speaker": {"stateDir": "/var/lib/../../etc"}}, "speaker.stateDir: Does not match pattern",
+                 id="state-dir-escapes"),
     pytest.param({"operator": {"networkPolicy": {"metricsFrom": [{"podSelectr": {}}]}}},
                  "operator.networkPolicy.metricsFrom.0: Additional property podSelectr", id="typo-in-peer"),
 ]  # fmt: skip

@@ -104,7 +104,9 @@ def test_speaker_uses_the_node_network(daemonset: JSON) -> None:
     assert pod["hostNetwork"] is True
     assert not pod.get("hostPID")
     assert not pod.get("hostIPC")
-    assert all("hostPath" not in volume for volume in pod.get("volumes", []))
+    # One host directory only: where the state-file ownership marker keeps its list (issue 10).
+    host_paths = [volume["hostPath"] for volume in pod.get("volumes", []) if "hostPath" in volume]
+    assert host_paths == [{"path": "/var/lib/keepvip", "type": "DirectoryOrCreate"}]
 
 
 def test_speaker_has_net_admin_and_net_raw_only(daemonset: JSON) -> None:

@@ -170,6 +170,10 @@ ROWS = [
         lambda r: speaker(r)["execChecks"]["runAsUser"] == 1001, "check user")),
     Row("speaker.execChecks.runAsGroup", 1002, expect(
         lambda r: speaker(r)["execChecks"]["runAsGroup"] == 1002, "check group")),
+    Row("speaker.ownershipMarker", "state-file", expect(
+        lambda r: speaker(r)["ownershipMarker"] == "state-file", "state-file marker")),
+    Row("speaker.stateDir", "/srv/keepvip", expect(
+        lambda r: speaker(r)["stateDir"] == "/srv/keepvip", "state directory")),
     Row("speaker.priorityClassName", "", expect(
         lambda r: speaker(r)["priorityClassName"] is None, "no priority class")),
     Row("speaker.resources", RESOURCES, expect(lambda r: speaker(r)["resources"] == RESOURCES, "resources")),

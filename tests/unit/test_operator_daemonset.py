@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+from pydantic import ValidationError
+
 from keepvip.operator.daemonset import Owner, desired_daemonset
 from keepvip.operator.settings import OperatorSettings, SpeakerSettings
 
@@ -38,7 +41,8 @@ def test_the_command_runs_the_kubernetes_speaker_for_its_own_node() -> None:
     ds = render(command=("/usr/local/bin/keepvip",), metrics_port=9999, log_format="text")
     assert container(ds)["command"] == [
         "/usr/local/bin/keepvip", "speaker", "--kubernetes", "--node", "$(NODE_NAME)",
-        "--metrics-address", "[$(HOST_IP)]:9999", "--log-format", "text", "--exec-checks", "off",
+        "--metrics-address", "[$(HOST_IP)]:9999", "--log-format", "text",
+        "--ownership-marker", "auto", "--state-dir", "/var/lib/keepvip", "--exec-checks", "off",
     ]
     assert container(ds)["env"] == [
         {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
@@ -118,3 +122,27 @@ def test_exec_checks_are_off_unless_enabled_and_then_allowlisted_and_unprivilege
 
 def test_the_speaker_tolerates_no_taint_by_default() -> None:
     assert render()["spec"]["template"]["spec"]["tolerations"] == []
+
+
+def test_the_state_directory_is_the_one_host_path_and_the_marker_is_passed_on() -> None:
+    ds = render(ownership_marker="state-file", state_dir="/srv/keepvip/state")
+    pod = ds["spec"]["template"]["spec"]
+    command = container(ds)["command"]
+    assert command[command.index("--ownership-marker") + 1] == "state-file"
+    assert command[command.index("--state-dir") + 1] == "/srv/keepvip/state"
+    host_paths = [volume for volume in pod["volumes"] if "hostPath" in volume]
+    assert host_paths == [
+        {"name": "state", "hostPath": {"path": "/srv/keepvip/state", "type": "DirectoryOrCreate"}}
+    ]
+    assert {"name": "state", "mountPath": "/srv/keepvip/state"} in container(ds)["volumeMounts"]
+
+
+@pytest.mark.parametrize("state_dir", ["var/lib/keepvip", "/var/lib/../../etc", "/", "/var//lib", "/a/./b"])
+def test_a_state_directory_that_is_not_a_plain_absolute_path_is_refused(state_dir: str) -> None:
+    with pytest.raises(ValidationError, match=r"stateDir|state_dir"):
+        SpeakerSettings(state_dir=state_dir)
+
+
+def test_an_unknown_ownership_marker_is_refused() -> None:
+    with pytest.raises(ValidationError, match="ownership"):
+        SpeakerSettings(ownership_marker="label")  # type: ignore[arg-type]

@@ -93,3 +93,20 @@ def test_in_a_cluster_exec_checks_are_off_unless_turned_on_and_then_allowlisted(
     assert (on.exec_checks, on.allowed, on.run_as.uid, on.run_as.gid) == (True, ("/opt/checks/*",), 7, 8)
     with pytest.raises(ValueError, match="--exec-allow: 'checks/\\*' is not an absolute path pattern"):
         policy("--kubernetes", "--exec-allow", "checks/*")
+
+
+def test_a_state_directory_that_cannot_be_created_refuses_the_start_naming_it(directory: Path) -> None:
+    # (issue 10, "Old kernels": the state-file ownership marker needs its directory)
+    config = directory / "vips.yaml"
+    config.write_text(CONFIG)
+    blocker = directory / "not-a-directory"
+    blocker.write_text("")
+
+    result = speaker(
+        "--config", str(config), "--ownership-marker", "state-file", "--state-dir", str(blocker / "state")
+    )
+
+    assert result.returncode == 1
+    assert "ownership marker: state-file" in result.stderr
+    assert "forced by --ownership-marker" in result.stderr
+    assert f"refusing to start: --state-dir: {blocker / 'state'}" in result.stderr
