@@ -9,11 +9,11 @@ the same health check and the same split-brain guard:
   weight (0 = FAULT while failing). keepalived runs it as a ``vrrp_script`` (bash
   ``/dev/tcp``) tracked by the instance with the same weight.
 * arbiter: keepvip's ``arbiter`` pinging the gateway 198.18.0.250 (the client namespace),
-  interval 1 s, timeout 900 ms (the model wants it below the interval), fall 2, rise 2.
-  keepalived has no arbiter; its established
-  equivalent is a ``vrrp_script`` running ``ping`` to the gateway with weight 0 (failing
-  → FAULT), which is what the keepalived side runs, with the same timers (its script
-  timeout is in whole seconds: 1 s).
+  interval 1 s, timeout 0.9 s (keepvip requires the timeout below the interval: the next
+  probe leaves before the last one is given up on), fall 2, rise 2. keepalived has no
+  arbiter; its established equivalent is a ``vrrp_script`` running ``ping -W 1`` to the
+  gateway with weight 0 (failing → FAULT), which is what the keepalived side runs, with
+  the same interval, fall and rise.
 
 The daemon processes themselves are driven through tests/netns/keepalived_harness.py
 (:class:`KeepvipDaemon`, :class:`KeepalivedDaemon`): one way to start, stop and crash
@@ -39,14 +39,15 @@ CHECKED_PORT = 8081  # what the health check probes (the "checked service")
 GATEWAY = "198.18.0.250"  # the client namespace plays the gateway
 CHECK_INTERVAL_S = 1
 ARBITER_INTERVAL_S = 1
-ARBITER_TIMEOUT_MS = 900  # below the interval, as spec.arbiter requires
 ARBITER_FALL = 2
 ARBITER_RISE = 2
+ARBITER_TIMEOUT_S = 0.9  # keepvip's: below the interval; keepalived's ping -W is 1 s
 
 
 def arbiter_detection(interval_s: float = ARBITER_INTERVAL_S) -> float:
-    """Worst time from losing the gateway to the arbiter declaring it lost."""
-    return ARBITER_FALL * interval_s + ARBITER_INTERVAL_S
+    """Worst time from losing the gateway to the arbiter declaring it lost (the larger
+    timeout of the two implementations: keepalived's 1 s ``ping -W``)."""
+    return ARBITER_FALL * interval_s + max(ARBITER_TIMEOUT_S, ARBITER_INTERVAL_S)
 
 
 def _duration(seconds: float) -> str:
@@ -86,7 +87,7 @@ def keepvip_documents(vips: Sequence[VipPlan], interval: float) -> list[dict[str
         document["spec"]["arbiter"] = {
             "gateway": GATEWAY,
             "interval": f"{ARBITER_INTERVAL_S}s",
-            "timeout": f"{ARBITER_TIMEOUT_MS}ms",
+            "timeout": f"{ARBITER_TIMEOUT_S * 1000:.0f}ms",
             "fall": ARBITER_FALL,
             "rise": ARBITER_RISE,
         }

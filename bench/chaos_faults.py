@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from chaos_daemons import CHECKED_PORT, WEB_PORT, signal_all, thaw, vrrp_pids
+from chaos_observe import favour
 from chaos_schedule import FaultKind, FaultPlan
 from keepalived_harness import VrrpDaemon
 from lan import BRIDGE, Lan
@@ -71,6 +72,7 @@ class Services:
         assert process.stdout is not None
         if process.stdout.readline().strip() != "ready":
             raise RuntimeError(f"node_server {node}:{port} did not start")
+        favour(process.pid)  # the observer's instrument must not starve (chaos_observe.OBSERVER_NICE)
         self.processes[(node, port)] = process
 
     def start_all(self) -> None:

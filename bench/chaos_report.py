@@ -46,6 +46,10 @@ def side_by_side(blocks: Sequence[BlockResult]) -> str:
 
         row("VIPs / faults", [f"{len(b.plan.vips)} / {len(b.records)}" for b in row_blocks])
         row("chaos duration", [f"{b.duration:.0f} s" for b in row_blocks])
+        row(
+            "host load average (1 min), start → end",
+            [f"{b.load[0]:.1f} → {b.load[1]:.1f}" for b in row_blocks],
+        )
         for kind in FaultKind:
             counts = [Counter(r.plan.kind for r in b.records)[kind] for b in row_blocks]
             if any(counts):

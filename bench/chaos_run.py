@@ -10,6 +10,7 @@ hands the records to :func:`chaos_invariants.judge`.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -35,6 +36,9 @@ class BlockResult:
     verdict: Verdict
     duration: float  # seconds of chaos (first fault to the final reading)
     origin: float  # monotonic time of the first fault (report times are relative to it)
+    # The host's 1-minute load average at the block's start and end: on a shared machine a
+    # block run at load 50 measures the host, not VRRP, and the report must say so.
+    load: tuple[float, float] = (0.0, 0.0)
 
 
 def _log(message: str) -> None:
@@ -89,6 +93,7 @@ def run_block(
     slack: float = 0.0,
 ) -> BlockResult:
     """Run ``plan`` against ``implementation``; everything started here is stopped here."""
+    load_start = os.getloadavg()[0]
     block_dir = workdir / f"{implementation}-{plan.interval:g}"
     block_dir.mkdir(parents=True, exist_ok=True)
     vip_ips = [vip.ip for vip in plan.vips]
@@ -178,4 +183,7 @@ def run_block(
         controls={node: prober.answers for node, prober in controls.items()},
     )  # fmt: skip
     verdict = judge(judge_, observation)
-    return BlockResult(implementation, plan, records, verdict, observed_end - observed_start, observed_start)
+    return BlockResult(
+        implementation, plan, records, verdict, observed_end - observed_start, observed_start,
+        (load_start, os.getloadavg()[0]),
+    )  # fmt: skip

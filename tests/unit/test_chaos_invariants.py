@@ -78,6 +78,19 @@ def test_a_split_that_ends_within_one_interval_of_the_heal_is_allowed() -> None:
     assert verdict.violations == []
 
 
+def test_invariant_1_judges_the_last_reading_that_shows_two_holders_not_the_first_single_one() -> None:
+    # Heal at 4.97 s; node2 is read holding at 5.1 s and not at 5.2 s. The release happened
+    # in between: what is proven is 130 ms (allowed: one 100 ms interval + the release margin),
+    # not the 230 ms until the reading that shows it gone.
+    holding = {"node1": [(0, 11)], "node2": [(3, 5.15)]}
+    frames = adverts("node1", 0, 10) + adverts("node2", 3, 5.15)
+    verdict = judge(JUDGE, observe(holding, frames, answers("node1", 0, 10), [freeze("node1", 2.0, 4.97)]))
+    assert verdict.violations == []
+    late = {"node1": [(0, 11)], "node2": [(3, 5.25)]}  # read holding 230 ms after the heal: proven too long
+    verdict = judge(JUDGE, observe(late, frames, answers("node1", 0, 10), [freeze("node1", 2.0, 4.97)]))
+    assert [v.invariant for v in verdict.violations] == [1]
+
+
 def test_a_long_client_gap_breaks_invariant_2() -> None:
     seen = answers("node1", 0, 4) + answers("node1", 5, 10)  # 1 s without an answer, bound ~0.5 s
     verdict = judge(JUDGE, observe({"node1": [(0, 11)]}, adverts("node1", 0, 10), seen, []))
