@@ -38,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -207,6 +208,8 @@ class RouterRunner:
         self._retries: list[asyncio.TimerHandle] = []
         self._loop = asyncio.get_running_loop()
         self._timers = timers_for(self._loop)
+        self._grid = timer_grid(plan.interval_cs)
+        self._tick: float | None = None  # the grid point the timer fired for, while served
         # Labelled metric children resolved once: a `.labels()` lookup per advert was 3-6 %.
         name = plan.name
         self._sent = metrics.advert_sent.labels(name)
@@ -326,16 +329,34 @@ class RouterRunner:
         self._serve_scheduled = False
         self._serve()
 
-    def on_timer(self) -> None:
-        """`Timers`: this router's deadline has come."""
-        self._serve()
+    def on_timer(self, when: float) -> None:
+        """`Timers`: the grid point this router's deadline was rounded up to has come."""
+        self._tick = when
+        try:
+            self._serve()
+        finally:
+            self._tick = None
 
     def _arm(self) -> None:
         deadline = self._router.next_deadline
         if deadline is None:
             self._timers.disarm(self)
         else:
-            self._timers.arm(self, deadline)
+            self._timers.arm(self, on_grid(deadline, self._grid))
+
+    def _timer_now(self, now: float) -> float:
+        """The time the core's timer is told: the grid point, unless the loop is far behind it.
+
+        Told the grid point (not the later moment the loop got to it), a master's next
+        deadline is the next grid point again: its adverts stay on the grid, exactly one
+        interval apart on the wire, and the routers of one grid point share a wake-up.
+        Over a grid step behind (a stalled loop), the real time is told instead, so a
+        late advert is followed by a full interval, not by a catch-up burst.
+        """
+        tick = self._tick
+        if tick is not None and tick <= now < tick + self._grid:
+            return tick
+        return now
 
     def _serve(self) -> None:
         """Serve the inbox, then the timer if due, until an action awaits the kernel.
@@ -359,10 +380,12 @@ class RouterRunner:
                     actions = self._handle(item, now)
                 else:
                     deadline = self._router.next_deadline
-                    if deadline is None or deadline > now:
+                    timer_now = self._timer_now(now)
+                    if deadline is None or deadline > timer_now:
                         break
-                    self._lateness.observe(now - deadline)
-                    actions = self._router.handle_timer(now)
+                    self._tick = None  # one timer event per wake-up
+                    self._lateness.observe(max(0.0, now - deadline))
+                    actions = self._router.handle_timer(timer_now)
                 pending = deque(_bind_before_master(actions))
                 self._execute_sync(pending)
                 if pending:  # it awaits the kernel: the rest runs on its own, the others go on
@@ -455,6 +478,7 @@ class RouterRunner:
 
     def _reconfigure(self, plan: RouterPlan, now: float) -> list[Action]:
         self.plan = plan
+        self._grid = timer_grid(plan.interval_cs)
         self._forms.update({vip.ip: vip for vip in plan.addresses})
         priority, _ = effective_priority(plan.priority, self._checks)
         self._metrics.priority.labels(plan.name).set(plan.priority)
@@ -641,6 +665,32 @@ class RouterRunner:
                 conflict=self._conflict,
             )
         )
+
+
+GRID_FRACTION: Final = 20  # timer grid step = the advert interval / this ...
+GRID_MAX: Final = 0.02  # ... and at most this many seconds
+
+
+def timer_grid(interval_cs: int) -> float:
+    """The step that a router's deadlines are rounded up to (seconds).
+
+    Deadlines on a shared grid let one wake-up of the event loop serve every router due
+    at that grid point, instead of one wake-up per router (35-53 % of a speaker's CPU
+    at 100 VIPs @ 100 ms). A deadline is served at most one step late: 5 % of the
+    interval and never more than 20 ms, well inside Skew_Time, so a Master_Down timer
+    fires that much later at worst and an advert never goes out early.
+    """
+    return min(interval_cs / 100 / GRID_FRACTION, GRID_MAX)
+
+
+def on_grid(deadline: float, grid: float) -> float:
+    """``deadline`` rounded up to a multiple of ``grid``; never before ``deadline``.
+
+    A deadline a hair of float error past a grid point belongs to that point (the
+    next grid point would make it a whole step late); it is then served at the
+    deadline itself, which is as good as on the grid.
+    """
+    return max(deadline, math.ceil(deadline / grid - 1e-6) * grid)
 
 
 _KERNEL_ACTIONS: Final = (AddAddresses, RemoveAddresses)

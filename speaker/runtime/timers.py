@@ -29,9 +29,9 @@ _COMPACT_SLACK: Final = 64  # stale heap entries tolerated beyond twice the arme
 
 
 class Timed(Protocol):
-    """A client of `Timers`: told when its deadline has come."""
+    """A client of `Timers`: told when its deadline (``when``, as armed) has come."""
 
-    def on_timer(self) -> None: ...
+    def on_timer(self, when: float) -> None: ...
 
 
 class Timers:
@@ -79,16 +79,16 @@ class Timers:
         self._handle = None
         self._wake_at = None
         now = self._loop.time()
-        due: list[Timed] = []
+        due: list[tuple[Timed, float]] = []
         heap = self._heap
         while heap and heap[0][0] <= now:
             when, _, client = heapq.heappop(heap)
             if self._armed.get(client) == when:
                 del self._armed[client]
-                due.append(client)
-        for client in due:
+                due.append((client, when))
+        for client, when in due:
             try:
-                client.on_timer()  # may arm again (pushes onto the heap, may set the wake-up)
+                client.on_timer(when)  # may arm again (pushes onto the heap, may set the wake-up)
             except Exception:  # one client's bug must not stop the others' timers
                 log.exception("timer callback failed")
         while heap and self._armed.get(heap[0][2]) != heap[0][0]:

@@ -17,7 +17,7 @@ from keepvip.api.model import IPInterface
 from keepvip.inet import VRRP_GROUP_V4
 from keepvip.speaker.desired import RouterPlan
 from keepvip.speaker.metrics import SpeakerMetrics
-from keepvip.speaker.runtime.router_runner import RouterReport, RouterRunner
+from keepvip.speaker.runtime.router_runner import RouterReport, RouterRunner, on_grid, timer_grid
 from keepvip.speaker.runtime.timers import Timers, timers_for
 from keepvip.speaker.vrrp.constants import ChecksumMode
 from keepvip.speaker.vrrp.state import State
@@ -29,7 +29,7 @@ class Client:
     def __init__(self, timers: Timers, log: list[str], name: str) -> None:
         self.timers, self.log, self.name = timers, log, name
 
-    def on_timer(self) -> None:
+    def on_timer(self, when: float) -> None:  # noqa: ARG002
         self.log.append(self.name)
 
 
@@ -159,3 +159,17 @@ def test_a_bind_that_hangs_in_the_kernel_delays_no_other_routers_adverts() -> No
     assert max(spacing) < 0.5  # a design that waited for the bind would stop for the whole 1 s
     assert State.MASTER in states  # published only once bound
     assert armed == 0  # stopped routers leave no timer behind
+
+
+@pytest.mark.parametrize("interval_cs", [1, 10, 100, 300])
+def test_deadlines_go_on_the_grid_never_early_and_at_most_one_step_late(interval_cs: int) -> None:
+    grid = timer_grid(interval_cs)
+    assert grid <= interval_cs / 100 / 20
+    assert grid <= 0.02
+    start = 12_345.678_9
+    point = on_grid(start, grid)
+    assert start <= point < start + grid
+    for _ in range(1000):  # a master's deadlines: the last grid point + the interval, on the grid
+        following = on_grid(point + interval_cs / 100, grid)
+        assert following == pytest.approx(point + interval_cs / 100, abs=1e-6)
+        point = following
