@@ -214,8 +214,6 @@ class RouterRunner:
         name = plan.name
         self._sent = metrics.advert_sent.labels(name)
         self._received = metrics.advert_received.labels(name)
-        self._zero_sent = metrics.priority_zero_sent.labels(name)
-        self._zero_received = metrics.priority_zero_received.labels(name)
         self._lateness = metrics.timer_lateness.labels(name)
 
     # ------------------------------------------------------------------ lifecycle
@@ -450,8 +448,8 @@ class RouterRunner:
         if isinstance(item, _Packet):
             self._queued_packets -= 1
             self._received.inc()
-            if item.advertisement.priority == PRIORITY_LEAVING:
-                self._zero_received.inc()
+            if item.advertisement.priority == PRIORITY_LEAVING:  # rare: no child kept
+                self._metrics.priority_zero_received.labels(self.plan.name).inc()
             return self._router.receive(item.advertisement, item.source, now)
         if isinstance(item, _Checks):
             self._checks = item.states
@@ -615,8 +613,8 @@ class RouterRunner:
                              checksum=self.plan.checksum)  # fmt: skip
             self._socket.send(payload, source=self.primary, destination=destination)
         self._sent.inc()
-        if advertisement.priority == PRIORITY_LEAVING:
-            self._zero_sent.inc()
+        if advertisement.priority == PRIORITY_LEAVING:  # rare: no child kept
+            self._metrics.priority_zero_sent.labels(self.plan.name).inc()
 
     def _state_changed(self, change: StateChanged) -> None:
         name = self.plan.name
