@@ -5,8 +5,9 @@ own asyncio task blocked in ``wait_for`` cost a task switch, a future, a timer h
 and a cancellation per advertisement, per router: at 100 routers @ 100 ms that machinery
 was most of the speaker's CPU. Here every deadline sits in one heap and the event loop
 holds a single timer handle, for the earliest one; when it fires, every router that is
-due at that moment runs in the same wake-up (keepalived does the same with its one
-timer thread and its sorted list of instances).
+due at that moment runs in the same wake-up (keepalived's scheduler likewise keeps
+all its timers in one sorted tree). The routers round their deadlines up to a grid
+(`router_runner.timer_grid`) so that routers due at about the same time share one.
 
 A router re-arms often (a backup's Master_Down timer moves with every advertisement it
 receives), so an entry is never searched for and removed: the current deadline of each
