@@ -238,7 +238,7 @@ class RouterRunner:
         return self._running
 
     async def start(self, initial_checks: tuple[CheckState, ...] = (), *, link_down: bool = False) -> None:
-        """Join the VRRP group, start the router and arm its timer.
+        """Join the VRRP group and start the router (its kernel actions go on in the background).
 
         Faults known before the start (link down, weight-0 checks not passing yet) make
         the router start in FAULT instead of joining the election.
@@ -257,11 +257,24 @@ class RouterRunner:
         if link_down:
             actions += self._router.enter_fault(FaultReason.LINK_DOWN, self._now(), "")
         actions += self._router.start(self._now())
-        try:
-            await self._execute(actions)
-        except Exception as error:
-            await self._recover(error)
         self._running = True
+        # The start's actions run like any input's: what awaits the kernel (a backup
+        # making sure its VIPs are not bound) goes on in the background. Awaited here,
+        # a speaker starting 1,000 routers one after the other made 1,000 such requests
+        # one after the other, each listing the interface's addresses; queued together
+        # they share listings (`speaker/net/addresses.py`).
+        self._run_start(actions)
+
+    def _run_start(self, actions: list[Action]) -> None:
+        try:
+            pending = deque(_bind_before_master(actions))
+            self._execute_sync(pending)
+            if pending:
+                self._continue(self._drain(pending))
+                return
+        except Exception as error:
+            self._continue(self._recover(error))
+            return
         self._arm()
         if self._inbox:  # inputs that came during the start
             self._schedule_serve()
