@@ -14,7 +14,7 @@ import socket
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Any, Final
 
-from pyroute2 import AsyncIPRoute
+from pyroute2.iproute.linux import AsyncIPRoute
 
 MAIN_TABLE: Final = 254  # RT_TABLE_MAIN
 

@@ -58,6 +58,7 @@ from keepvip.speaker.net import netlink
 from keepvip.speaker.net.interfaces import (
     IFA_F_NODAD,
     InterfaceAddress,
+    forget_interface,
     interface_index,
     interface_names,
     list_addresses,
@@ -92,6 +93,16 @@ async def ensure_present(
     ipr: Any, ifname: str, vip: IPInterface, ownership: Ownership = PROTO_ONLY
 ) -> AddResult:
     """Make ``vip`` (address and prefix) present on ``ifname``, marked as keepvip's."""
+    try:
+        return await _ensure_present(ipr, ifname, vip, ownership)
+    except NetlinkError as error:
+        if error.code != errno.ENODEV:
+            raise
+        forget_interface(ifname)  # the remembered index is stale (interface re-created): ask again
+        return await _ensure_present(ipr, ifname, vip, ownership)
+
+
+async def _ensure_present(ipr: Any, ifname: str, vip: IPInterface, ownership: Ownership) -> AddResult:
     ifindex = await interface_index(ipr, ifname)
     request: dict[str, Any] = {
         "index": ifindex,
@@ -110,7 +121,7 @@ async def ensure_present(
             raise
         existing = await _same_ip(ipr, ifindex, vip)
         if not existing:
-            return await ensure_present(ipr, ifname, vip, ownership)  # removed since the kernel said EEXIST
+            return await _ensure_present(ipr, ifname, vip, ownership)  # removed since the kernel said EEXIST
         exact = [entry for entry in existing if entry.prefixlen == vip.network.prefixlen]
         found = (exact or existing)[0]
         if not ownership.owns(found, ifname):

@@ -120,12 +120,37 @@ async def _recent_addresses(ipr: Any, ifindex: int | None = None) -> list[Interf
     return found
 
 
+# socket -> ifname -> ifindex, as the kernel last answered (see `interface_index`).
+_indexes: WeakKeyDictionary[Any, dict[str, int]] = WeakKeyDictionary()
+
+
 async def interface_index(ipr: Any, ifname: str) -> int:
-    """The index of ``ifname``; ``LookupError`` if there is no such interface."""
+    """The index of ``ifname``; ``LookupError`` if there is no such interface.
+
+    Remembered per socket: every VIP added or removed needs it, and asking the kernel
+    each time put one more request per VIP in the socket's line (issue 15, cost). An
+    index changes only when the interface is deleted or renamed; the link monitor
+    forgets it then (`forget_interface`), and an address change that meets ``ENODEV``
+    forgets it and asks again (:mod:`.addresses`), so a stale index costs one retry.
+    """
+    known = _indexes.get(ipr)
+    if known is not None:
+        cached = known.get(ifname)
+        if cached is not None:
+            return cached
     indexes: list[int] = await netlink.request(ipr, lambda: ipr.link_lookup(ifname=ifname), "link lookup")
     if not indexes:
         raise LookupError(f"no interface named {ifname!r}")
+    _indexes.setdefault(ipr, {})[ifname] = indexes[0]
     return indexes[0]
+
+
+def forget_interface(ifname: str, ifindex: int | None = None) -> None:
+    """Forget the remembered index of ``ifname`` (and any name for ``ifindex``), on every socket."""
+    for known in _indexes.values():
+        for name, index in list(known.items()):
+            if name == ifname or index == ifindex:
+                del known[name]
 
 
 async def interface_names(ipr: Any) -> dict[int, str]:

@@ -25,6 +25,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final
 
+from keepvip.speaker.net.interfaces import forget_interface
+
 # <linux/netlink.h>, <linux/rtnetlink.h>, <linux/if.h>, <linux/if_link.h>
 NETLINK_ROUTE: Final = 0
 RTMGRP_LINK: Final = 0x1
@@ -118,6 +120,8 @@ class LinkMonitor:
 
     def _apply(self, kind: int, link: LinkState) -> LinkEvent | None:
         before = self._links.get(link.ifindex)
+        if kind == RTM_DELLINK or before is None or before.ifname != link.ifname:
+            forget_interface(link.ifname, link.ifindex)  # a name's index is remembered: no more
         if kind == RTM_DELLINK:
             self._links.pop(link.ifindex, None)
             gone = LinkEvent(link.ifname, link.ifindex, up=False)

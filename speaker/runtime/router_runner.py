@@ -5,8 +5,16 @@ clock (received advertisements, its one timer, health-check, link and arbiter ch
 reconfiguration, shutdown) and executes the actions it returns, in order: bytes out of
 the shared raw socket, VIPs in and out of the kernel with netlink, announcements,
 metrics, logs, the notify script and the status report. All inputs go through one
-queue and one task, so the router never sees two inputs at once and an action list is
-always executed to its end before the next input.
+inbox, served one at a time, so the router never sees two inputs at once and an action
+list is always executed to its end before the next input.
+
+**No task per router** (issue 15, cost). The timer is an entry in the speaker's one
+`Timers` heap, and inputs are served by a callback scheduled on the event loop when
+the inbox gets its first item; the core is synchronous, and so are most actions
+(sending, metrics, logs, the report). Only binding and unbinding VIPs await the
+kernel: an action list that reaches one continues in a task of its own, and the
+router's inbox and timer wait until that list has ended, while every other router
+goes on advertising on time.
 
 Two promises hold whatever the kernel or a bug does (issue 15):
 
@@ -18,10 +26,10 @@ Two promises hold whatever the kernel or a bug does (issue 15):
   The failure is logged and counted (``keepvip_address_bind_failures_total``); after a
   backoff (1 s, doubling to 30 s, back to 1 s after a bind succeeds) the fault clears,
   the router rejoins as BACKUP and binds again when it next wins the election.
-* **A failed router never stays a silent MASTER.** If the router's task meets an
+* **A failed router never stays a silent MASTER.** If serving the router meets an
   unexpected exception, it logs it, counts it (``keepvip_router_failures_total``),
   enters FAULT (`FaultReason.ROUTER_FAILED`: priority 0, VIPs released, best effort)
-  and restarts its loop; the fault clears after the same kind of backoff. The other
+  and goes on serving its inbox; the fault clears after the same kind of backoff. The other
   routers and the speaker are not affected.
 """
 
@@ -30,12 +38,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from ipaddress import ip_interface
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 from keepvip.api.model import IPInterface
 from keepvip.speaker.checks.tracker import CheckState, effective_priority, faulting_checks
@@ -44,6 +53,7 @@ from keepvip.speaker.logs import RateLimiter
 from keepvip.speaker.metrics import SpeakerMetrics
 from keepvip.speaker.net.vrrp_socket import Received, VrrpSocket
 from keepvip.speaker.runtime.sockets import SocketKey, SocketPool
+from keepvip.speaker.runtime.timers import timers_for
 from keepvip.speaker.vrrp.actions import (
     Action,
     AddAddresses,
@@ -185,9 +195,12 @@ class RouterRunner:
         self._reporter = reporter
         self._node = node
         self._router = VirtualRouter(build_router_config(plan, primary))
-        self._inbox: asyncio.Queue[_Input] = asyncio.Queue()
+        self._published = self._router.state
+        self._inbox: deque[_Input] = deque()
         self._queued_packets = 0  # packets in the inbox: bounded, control items never are
-        self._task: asyncio.Task[None] | None = None
+        self._running = False  # started and not stopped: inputs are served
+        self._serve_scheduled = False  # a `_serve` callback is on the loop
+        self._busy: asyncio.Task[None] | None = None  # an action list awaiting the kernel
         self._socket: VrrpSocket | None = None
         self._checks: tuple[CheckState, ...] = ()
         self._since = datetime.now(UTC)
@@ -202,6 +215,14 @@ class RouterRunner:
         # Hook (track-sync): told when an input changed the router's fault set,
         # so a sync group (keepvip.speaker.runtime.sync_groups) can decide again.
         self.on_faults: Callable[[], None] | None = None
+        self._timers = timers_for(self._loop)
+        self._grid = timer_grid(plan.interval_cs)
+        self._tick: float | None = None  # the grid point the timer fired for, while served
+        # Labelled metric children resolved once: a `.labels()` lookup per advert was 3-6 %.
+        name = plan.name
+        self._sent = metrics.advert_sent.labels(name)
+        self._received = metrics.advert_received.labels(name)
+        self._lateness = metrics.timer_lateness.labels(name)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -212,8 +233,17 @@ class RouterRunner:
 
     @property
     def state(self) -> State:
-        """The router's current state."""
-        return self._router.state
+        """The state last published: MASTER only once the VIPs are bound.
+
+        The core is MASTER already while the bind is in flight (the rest of its
+        action list waits for the kernel); that is not the router's state yet.
+        """
+        return self._published
+
+    @property
+    def alive(self) -> bool:
+        """Started, not stopped: inputs and the timer are served (also after a failure)."""
+        return self._running
 
     @property
     def faults(self) -> frozenset[FaultReason]:
@@ -221,7 +251,7 @@ class RouterRunner:
         return frozenset(reason for reason, _ in self._router.faults)
 
     async def start(self, initial_checks: tuple[CheckState, ...] = (), *, link_down: bool = False) -> None:
-        """Join the VRRP group, start the router and its timer task.
+        """Join the VRRP group and start the router (its kernel actions go on in the background).
 
         Faults known before the start (link down, weight-0 checks not passing yet) make
         the router start in FAULT instead of joining the election.
@@ -240,44 +270,63 @@ class RouterRunner:
         if link_down:
             actions += self._router.enter_fault(FaultReason.LINK_DOWN, self._now(), "")
         actions += self._router.start(self._now())
+        self._running = True
+        # The start's actions run like any input's: what awaits the kernel (a backup
+        # making sure its VIPs are not bound) goes on in the background. Awaited here,
+        # a speaker starting 1,000 routers one after the other made 1,000 such requests
+        # one after the other, each listing the interface's addresses; queued together
+        # they share listings (`speaker/net/addresses.py`).
+        self._run_start(actions)
+
+    def _run_start(self, actions: list[Action]) -> None:
         try:
-            await self._execute(actions)
+            pending = deque(_bind_before_master(actions))
+            self._execute_sync(pending)
+            if pending:
+                self._continue(self._drain(pending))
+                return
         except Exception as error:
-            await self._recover(error)
-        self._task = self._loop.create_task(self._run(), name=f"vrrp-{self.plan.name}")
+            self._continue(self._recover(error))
+            return
+        self._arm()
+        if self._inbox:  # inputs that came during the start
+            self._schedule_serve()
 
     def update(self, plan: RouterPlan) -> None:
         """Apply a changed plan in place (same interface and socket), without a flap."""
-        self._inbox.put_nowait(_Reconfigure(plan))
+        self._enqueue(_Reconfigure(plan))
 
     def set_checks(self, states: tuple[CheckState, ...]) -> None:
         """New health-check statuses (all of this router's checks)."""
-        self._inbox.put_nowait(_Checks(states))
+        self._enqueue(_Checks(states))
 
     def set_fault(self, reason: FaultReason, active: bool, detail: str = "") -> None:
         """A link or arbiter fault appeared (active) or cleared."""
-        self._inbox.put_nowait(_Fault(reason, active, detail))
+        self._enqueue(_Fault(reason, active, detail))
 
     def hold_master(self, held: bool) -> None:
         """A sync group holds this router out of MASTER, or lets it go (hook, track-sync)."""
-        self._inbox.put_nowait(_HoldMaster(held))
+        self._enqueue(_HoldMaster(held))
 
     async def stop(self) -> None:
         """Shutdown event: a master sends priority 0 and releases its VIPs (RFC 9568 §6.4.3)."""
         for retry in self._retries:
             retry.cancel()
-        if self._task is None or self._task.done():
+        if not self._running:
             await self._execute(self._router.shutdown(self._now()))
         else:
             done: asyncio.Future[None] = self._loop.create_future()
-            self._inbox.put_nowait(_Stop(done))
+            self._enqueue(_Stop(done))
             await done
+        busy = self._busy
+        if busy is not None:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await busy
+        self._timers.disarm(self)
         self._pool.unsubscribe(self.socket_key, self.plan.vrid)
         self._network.cancel_announcements(self.plan.name)
 
-    # ------------------------------------------------------------------ the loop
+    # ------------------------------------------------------------------ serving inputs
 
     def _now(self) -> float:
         return self._loop.time()
@@ -291,42 +340,114 @@ class RouterRunner:
                             extra={"virtualip": self.plan.name, "reason": reason})  # fmt: skip
             return
         self._queued_packets += 1
-        self._inbox.put_nowait(_Packet(advertisement, packet.source))
+        self._enqueue(_Packet(advertisement, packet.source))
 
-    async def _run(self) -> None:
-        """Serve inputs until stopped; an unexpected error is survived, never hidden."""
-        while True:
-            try:
-                await self._serve()
-                return
-            except Exception as error:
-                await self._recover(error)
+    def _enqueue(self, item: _Input) -> None:
+        self._inbox.append(item)
+        if self._running and self._busy is None:
+            self._schedule_serve()
 
-    async def _serve(self) -> None:
-        while True:
-            deadline = self._router.next_deadline
-            timeout = None if deadline is None else max(0.0, deadline - self._now())
-            try:
-                item: _Input | None = await asyncio.wait_for(self._inbox.get(), timeout)
-            except TimeoutError:
-                item = None
-            now = self._now()
-            if item is None:
-                if deadline is not None:
-                    self._metrics.timer_lateness.labels(self.plan.name).observe(max(0.0, now - deadline))
-                await self._execute(self._router.handle_timer(now))
-                continue
-            if isinstance(item, _Stop):
-                try:
-                    await self._execute(self._router.shutdown(now))
-                finally:
-                    item.done.set_result(None)
-                return
-            faults = self._router.faults
-            actions = self._handle(item, now)
-            await self._execute(actions)
-            if self.on_faults is not None and self._router.faults != faults:  # hook (track-sync)
-                self.on_faults()
+    def _schedule_serve(self) -> None:
+        """One callback serves everything queued by then (never re-entrant: not run inline)."""
+        if not self._serve_scheduled:
+            self._serve_scheduled = True
+            self._loop.call_soon(self._serve_soon)
+
+    def _serve_soon(self) -> None:
+        self._serve_scheduled = False
+        self._serve()
+
+    def on_timer(self, when: float) -> None:
+        """`Timers`: the grid point this router's deadline was rounded up to has come."""
+        self._tick = when
+        try:
+            self._serve()
+        finally:
+            self._tick = None
+
+    def _arm(self) -> None:
+        deadline = self._router.next_deadline
+        if deadline is None:
+            self._timers.disarm(self)
+        else:
+            self._timers.arm(self, on_grid(deadline, self._grid))
+
+    def _timer_now(self, now: float) -> float:
+        """The time the core's timer is told: the grid point, unless the loop is far behind it.
+
+        Told the grid point (not the later moment the loop got to it), a master's next
+        deadline is the next grid point again: its adverts stay on the grid, exactly one
+        interval apart on the wire, and the routers of one grid point share a wake-up.
+        Over a grid step behind (a stalled loop), the real time is told instead, so a
+        late advert is followed by a full interval, not by a catch-up burst.
+        """
+        tick = self._tick
+        if tick is not None and tick <= now < tick + self._grid:
+            return tick
+        return now
+
+    def _serve(self) -> None:
+        """Serve the inbox, then the timer if due, until an action awaits the kernel.
+
+        Inputs go first: they arrived before now, and a backup's advertisement that came
+        just before its Master_Down deadline must count. Nothing is delivered while this
+        runs (it never yields), so a flood cannot starve the timer.
+        """
+        if self._busy is not None or not self._running:
+            return
+        try:
+            while True:
+                now = self._now()
+                if self._inbox:
+                    item = self._inbox.popleft()
+                    if isinstance(item, _Stop):
+                        self._running = False
+                        self._timers.disarm(self)
+                        self._continue(self._shutdown(item, now))
+                        return
+                    faults = self._router.faults
+                    actions = self._handle(item, now)
+                    if self.on_faults is not None and self._router.faults != faults:  # hook (track-sync)
+                        self._loop.call_soon(self.on_faults)  # never re-entrant: it may enqueue here
+                else:
+                    deadline = self._router.next_deadline
+                    timer_now = self._timer_now(now)
+                    if deadline is None or deadline > timer_now:
+                        break
+                    self._tick = None  # one timer event per wake-up
+                    self._lateness.observe(max(0.0, now - deadline))
+                    actions = self._router.handle_timer(timer_now)
+                pending = deque(_bind_before_master(actions))
+                self._execute_sync(pending)
+                if pending:  # it awaits the kernel: the rest runs on its own, the others go on
+                    self._continue(self._drain(pending))
+                    return
+        except Exception as error:
+            self._continue(self._recover(error))
+            return
+        self._arm()
+
+    def _continue(self, work: Coroutine[Any, Any, None]) -> None:
+        """Finish an action list (or a recovery) in a task; the inbox waits for it."""
+        self._busy = self._loop.create_task(self._finish(work), name=f"vrrp-{self.plan.name}")
+
+    async def _finish(self, work: Coroutine[Any, Any, None]) -> None:
+        try:
+            await work
+        except Exception as error:
+            await self._recover(error)
+        finally:
+            self._busy = None
+            if self._running:
+                self._schedule_serve()  # the inbox and the timer (armed again there)
+
+    async def _shutdown(self, item: _Stop, now: float) -> None:
+        try:
+            await self._execute(self._router.shutdown(now))
+        except Exception:
+            log.exception("shutting down failed", extra={"virtualip": self.plan.name})
+        finally:
+            item.done.set_result(None)
 
     async def _recover(self, error: Exception) -> None:
         """FAULT after an unexpected error: priority 0 and VIPs released (best effort), then retry."""
@@ -359,8 +480,8 @@ class RouterRunner:
     def _handle(self, item: _Input, now: float) -> list[Action]:
         if isinstance(item, _Packet):
             self._queued_packets -= 1
-            self._metrics.advert_received.labels(self.plan.name).inc()
-            if item.advertisement.priority == PRIORITY_LEAVING:
+            self._received.inc()
+            if item.advertisement.priority == PRIORITY_LEAVING:  # rare: no child kept
                 self._metrics.priority_zero_received.labels(self.plan.name).inc()
             return self._router.receive(item.advertisement, item.source, now)
         if isinstance(item, _Checks):
@@ -393,6 +514,7 @@ class RouterRunner:
 
     def _reconfigure(self, plan: RouterPlan, now: float) -> list[Action]:
         self.plan = plan
+        self._grid = timer_grid(plan.interval_cs)
         self._forms.update({vip.ip: vip for vip in plan.addresses})
         priority, _ = effective_priority(plan.priority, self._checks)
         self._metrics.priority.labels(plan.name).set(plan.priority)
@@ -405,27 +527,47 @@ class RouterRunner:
         return self._forms.get(address) or ip_interface(f"{address}/{address.max_prefixlen}")
 
     async def _execute(self, actions: list[Action]) -> None:
-        pending = deque(_bind_before_master(actions))
+        await self._drain(deque(_bind_before_master(actions)))
+
+    async def _drain(self, pending: deque[Action]) -> None:
+        """Execute ``pending`` to its end, awaiting the kernel for VIPs in and out."""
         while pending:
+            self._execute_sync(pending)
+            if not pending:
+                return
             action = pending.popleft()
             try:
-                await self._execute_one(action)
+                await self._execute_kernel(action)
             except OSError as error:
                 if isinstance(action, AddAddresses):
                     # Not bound: what is left of this list (MASTER, advertise, announce) is false.
-                    pending = deque(self._bind_failed(action, error, list(pending)))
+                    remaining = self._bind_failed(action, error, list(pending))
+                    pending.clear()
+                    pending.extend(remaining)
                     continue
-                # The kernel refused (link gone, buffer full): log, keep the router running;
-                # VRRP's own timers recover (the next advertisement, the next transition).
-                log.warning(
-                    "%s failed: %s",
-                    type(action).__name__,
-                    error,
-                    extra={"virtualip": self.plan.name, "node": self._node},
-                )
+                self._action_failed(action, error)
             else:
                 if isinstance(action, AddAddresses):
                     self._backoff.pop(FaultReason.ADDRESS_BIND_FAILED, None)
+
+    def _execute_sync(self, pending: deque[Action]) -> None:
+        """Execute from the front of ``pending`` up to the first action that awaits the kernel."""
+        while pending and not isinstance(pending[0], _KERNEL_ACTIONS):
+            action = pending.popleft()
+            try:
+                self._execute_one(action)
+            except OSError as error:
+                self._action_failed(action, error)
+
+    def _action_failed(self, action: Action, error: OSError) -> None:
+        # The kernel refused (link gone, buffer full): log, keep the router running;
+        # VRRP's own timers recover (the next advertisement, the next transition).
+        log.warning(
+            "%s failed: %s",
+            type(action).__name__,
+            error,
+            extra={"virtualip": self.plan.name, "node": self._node},
+        )
 
     def _bind_failed(self, action: AddAddresses, error: OSError, skipped: list[Action]) -> list[Action]:
         """FAULT instead of a MASTER without its VIPs; the core sends priority 0 and unbinds."""
@@ -449,15 +591,17 @@ class RouterRunner:
             for a in actions
         ]
 
-    async def _execute_one(self, action: Action) -> None:
-        name = self.plan.name
-        if isinstance(action, SendAdvertisement):
-            self._send(action.advertisement)
-        elif isinstance(action, AddAddresses):
+    async def _execute_kernel(self, action: Action) -> None:
+        if isinstance(action, AddAddresses):
             for address in action.addresses:
                 await self._network.add_address(self.ifname, self._interface_form(address))
         elif isinstance(action, RemoveAddresses):
             await self._release(action.addresses)
+
+    def _execute_one(self, action: Action) -> None:
+        name = self.plan.name
+        if isinstance(action, SendAdvertisement):
+            self._send(action.advertisement)
         elif isinstance(action, Announce):
             self._network.announce(name, self.ifname, action.addresses)
         elif isinstance(action, StateChanged):
@@ -494,7 +638,7 @@ class RouterRunner:
             self._release_backoff = RETRY_FIRST
             return
         delay, self._release_backoff = self._release_backoff, min(self._release_backoff * 2, RETRY_MAX)
-        self._retries.append(self._loop.call_later(delay, self._inbox.put_nowait, _Release(tuple(failed))))
+        self._retries.append(self._loop.call_later(delay, self._enqueue, _Release(tuple(failed))))
         raise OSError(errors[0].errno, f"{errors[0]}; retrying in {delay:.0f} s")
 
     def _send(self, advertisement: Advertisement) -> None:
@@ -506,12 +650,13 @@ class RouterRunner:
             payload = encode(advertisement, source=self.primary, destination=destination,
                              checksum=self.plan.checksum)  # fmt: skip
             self._socket.send(payload, source=self.primary, destination=destination)
-        self._metrics.advert_sent.labels(self.plan.name).inc()
-        if advertisement.priority == PRIORITY_LEAVING:
+        self._sent.inc()
+        if advertisement.priority == PRIORITY_LEAVING:  # rare: no child kept
             self._metrics.priority_zero_sent.labels(self.plan.name).inc()
 
     def _state_changed(self, change: StateChanged) -> None:
         name = self.plan.name
+        self._published = change.new
         self._since = datetime.now(UTC)
         self._reason = change.reason.value
         if change.new is State.MASTER:
@@ -556,6 +701,36 @@ class RouterRunner:
                 conflict=self._conflict,
             )
         )
+
+
+GRID_FRACTION: Final = 20  # timer grid step = the advert interval / this ...
+GRID_MAX: Final = 0.02  # ... and at most this many seconds
+
+
+def timer_grid(interval_cs: int) -> float:
+    """The step that a router's deadlines are rounded up to (seconds).
+
+    Deadlines on a shared grid let one wake-up of the event loop serve every router due
+    at that grid point, instead of one wake-up per router (35-53 % of a speaker's CPU
+    at 100 VIPs @ 100 ms). A deadline is served at most one step late: 5 % of the
+    interval and never more than 20 ms, well inside Skew_Time, so a Master_Down timer
+    fires that much later at worst and an advert never goes out early.
+    """
+    return min(interval_cs / 100 / GRID_FRACTION, GRID_MAX)
+
+
+def on_grid(deadline: float, grid: float) -> float:
+    """``deadline`` rounded up to a multiple of ``grid``; never before ``deadline``.
+
+    A deadline a hair of float error past a grid point belongs to that point (the
+    next grid point would make it a whole step late); it is then served at the
+    deadline itself, which is as good as on the grid.
+    """
+    return max(deadline, math.ceil(deadline / grid - 1e-6) * grid)
+
+
+_KERNEL_ACTIONS: Final = (AddAddresses, RemoveAddresses)
+"""Actions that await netlink; everything else an action list holds runs without yielding."""
 
 
 def _bind_before_master(actions: list[Action]) -> list[Action]:

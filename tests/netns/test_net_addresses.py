@@ -196,3 +196,39 @@ def test_link_is_down_when_set_down_or_unplugged_and_up_again_after(lan: Lan) ->
 def test_unknown_interface_is_a_lookup_error(lan: Lan) -> None:
     with pytest.raises(LookupError, match="nope0"):
         on(lan, lan.nodes[0], lambda ipr: addresses.ensure_present(ipr, "nope0", VIP4))
+
+
+def test_the_interface_index_is_asked_once_and_asked_again_when_the_interface_is_recreated(lan: Lan) -> None:
+    """Issue 15 (cost): one link lookup for many VIPs; a re-created interface costs one retry."""
+    node = lan.nodes[0]
+    lan.run(node, "ip", "link", "add", "vip0", "type", "veth", "peer", "name", "vip0p")
+    lan.run(node, "ip", "link", "set", "vip0", "up")
+    vips = [ip_interface(f"198.18.2.{n}/32") for n in range(1, 21)]
+
+    async def scenario(ipr: Any) -> tuple[int, list[object], AddResult]:
+        lookups = 0
+        lookup = ipr.link_lookup
+
+        async def counted(**query: Any) -> Any:
+            nonlocal lookups
+            lookups += 1
+            return await lookup(**query)
+
+        ipr.link_lookup = counted
+        results: list[object] = [await addresses.ensure_present(ipr, "vip0", vip) for vip in vips]
+        results += [await addresses.ensure_absent(ipr, "vip0", vip) for vip in vips]
+        first_lookups = lookups
+        # The interface is deleted and re-created under the same name: a new index.
+        lan.run(node, "ip", "link", "del", "vip0")
+        lan.run(node, "ip", "link", "add", "vip0", "type", "veth", "peer", "name", "vip0p")
+        again = await addresses.ensure_present(ipr, "vip0", vips[0])
+        return first_lookups, results, again
+
+    try:
+        lookups, results, again = on(lan, node, scenario)
+        assert lookups == 1
+        assert results == [AddResult.ADDED] * 20 + [RemoveResult.REMOVED] * 20
+        assert again is AddResult.ADDED
+        assert vips[0] in lan.addresses(node, "vip0")
+    finally:
+        lan.run(node, "ip", "link", "del", "vip0", check=False)

@@ -1,7 +1,7 @@
 """A router's inbox of received advertisements is bounded: a flood is dropped, counted, named.
 
 Packets are delivered the way the socket pool delivers them (``_deliver``, from the
-event loop's reader callback) while the router's task gets no turn, as under a flood
+event loop's reader callback) while the router is never served, as under a flood
 that keeps the loop busy reading. Nothing is bound or sent: the runner is not started.
 """
 
@@ -44,6 +44,6 @@ def test_a_flood_fills_the_inbox_to_its_bound_and_the_rest_is_dropped_as_inbox_f
         return router
 
     router = asyncio.run(scenario())
-    assert router._inbox.qsize() == INBOX_PACKET_LIMIT
+    assert len(router._inbox) == INBOX_PACKET_LIMIT
     labels = {"virtualip": "web", "interface": "eth0", "reason": "inbox_full"}
     assert metrics.registry.get_sample_value("keepvip_advert_dropped_total", labels) == 500

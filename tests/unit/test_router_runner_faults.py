@@ -188,7 +188,7 @@ def test_an_unexpected_error_releases_the_vips_and_the_router_recovers() -> None
         extra = ip_interface("198.18.0.102/24")
         run.runner.update(RouterPlan(**{**plan().__dict__, "addresses": (*VIPS, extra)}))
         await wait_for(lambda: run.runner.state is State.FAULT)
-        task_alive = run.runner._task is not None and not run.runner._task.done()
+        task_alive = run.runner.alive
         released = node.bound == set()
         await wait_for(lambda: run.runner.state is State.MASTER, timeout=15)
         assert node.bound == {*VIPS, extra}
