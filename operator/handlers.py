@@ -11,9 +11,12 @@ kopf's own bookkeeping, chosen not to fight the speakers:
 * status changes reach the operator through ``on.event`` (change detection sees the
   spec, not status) and the status stage patches only when the derived status differs;
 * a per-VirtualIP async daemon re-derives the status every :func:`recheck_interval`
-  seconds from kopf's live body: it adopts a transient reading once it has lasted
-  ``status.settleSeconds`` and notices Nodes turning NotReady, with no timer of our own
-  to arm or cancel (``on.event`` handlers are never retried, so ``TemporaryError`` cannot
+  seconds from kopf's live body, unless nothing it could derive has changed (same body
+  version, same node readiness, no transient waiting out its grace period:
+  ``status_is_quiet``; 500 VirtualIPs re-parsed every second starved the operator): it
+  adopts a transient reading once it has lasted ``status.settleSeconds`` and notices
+  Nodes turning NotReady, with no timer of our own to arm or cancel (``on.event``
+  handlers are never retried, so ``TemporaryError`` cannot
   schedule a re-check; a ``kopf.timer`` would log "succeeded" at INFO on every tick);
 * Node readiness comes from a kopf index over Nodes (list/watch), so a stale entry of
   a node cut off from the network counts as Unknown once the node is NotReady.
@@ -43,6 +46,7 @@ from keepvip.operator.reconcile import (
     json_copy,
     reconcile_spec,
     release,
+    status_is_quiet,
     update_pool_gauges,
 )
 from keepvip.operator.webhook import KeepvipWebhookServer
@@ -202,10 +206,13 @@ def _register_status(registry: kopf.OperatorRegistry, ctx: Context) -> None:
 
     @kopf.daemon(*resource, id="settle", cancellation_timeout=5.0, registry=registry)
     async def settle(body: kopf.Body, name: str, stopped: kopf.DaemonStopped, **kwargs: Any) -> None:
+        uid = body.get("metadata", {}).get("uid", "")
         while not stopped:
             try:
                 readiness = _readiness(kwargs[NODE_INDEX])
-                await asyncio.to_thread(aggregate_status, ctx, json_copy(body), readiness)
+                version = body.get("metadata", {}).get("resourceVersion")
+                if not status_is_quiet(ctx, uid, version, readiness):
+                    await asyncio.to_thread(aggregate_status, ctx, json_copy(body), readiness)
             except Exception as error:  # a failed tick is retried by the next one
                 log.warning("%s: re-deriving status failed: %s", name, error)
                 metrics.RECONCILE_ERRORS.labels(handler="settle", reason=type(error).__name__).inc()
