@@ -35,6 +35,7 @@ import kopf
 from keepvip.api.constants import GROUP, PLURAL, VERSION
 from keepvip.operator import metrics
 from keepvip.operator.admission import InventoryEntry, refusal_message, review
+from keepvip.operator.inventory import InventoryCache
 from keepvip.operator.reconcile import (
     Context,
     RetryLater,
@@ -168,18 +169,15 @@ def register(
         _counted("delete", release, ctx, json_copy(body), runtime.total_seconds(), readiness)
 
     if webhook is not None:
+        admitted = InventoryCache(inventory_entry)
 
         @kopf.on.validate(*resource, id=WEBHOOK_ID, operations=["CREATE", "UPDATE"], registry=registry)
         def validate(body: kopf.Body, **kwargs: Any) -> None:
             old = kwargs.get("old")
             old_body = json_copy(old) if isinstance(old, Mapping) and old else None
             # A fresh list, not kopf's index: a replica paused by peering serves the webhook
-            # too, but does not watch, so its index is empty.
-            inventory = {
-                entry.name: entry
-                for item in ctx.kube.list_virtualips()
-                if (entry := inventory_entry(item)) is not None
-            }
+            # too, but does not watch, so its index is empty. Parsed once per version.
+            inventory = admitted.inventory(ctx.kube.list_virtualips())
             errors = review(json_copy(body), old_body, inventory, ctx.kube, ctx.settings.speaker.exec_checks)
             metrics.RECONCILES.labels(handler="admission", result="refused" if errors else "ok").inc()
             if errors:
