@@ -34,7 +34,7 @@ import kopf
 
 from keepvip.api.constants import GROUP, PLURAL, VERSION
 from keepvip.operator import metrics
-from keepvip.operator.admission import InventoryEntry, refusal_message, review
+from keepvip.operator.admission import InventoryEntry, nothing_to_review, refusal_message, review
 from keepvip.operator.inventory import InventoryCache
 from keepvip.operator.reconcile import (
     Context,
@@ -175,10 +175,14 @@ def register(
         def validate(body: kopf.Body, **kwargs: Any) -> None:
             old = kwargs.get("old")
             old_body = json_copy(old) if isinstance(old, Mapping) and old else None
+            new_body = json_copy(body)
+            if nothing_to_review(new_body, old_body):  # kopf's own metadata patches, deletions
+                metrics.RECONCILES.labels(handler="admission", result="ok").inc()
+                return
             # A fresh list, not kopf's index: a replica paused by peering serves the webhook
             # too, but does not watch, so its index is empty. Parsed once per version.
             inventory = admitted.inventory(ctx.kube.list_virtualips())
-            errors = review(json_copy(body), old_body, inventory, ctx.kube, ctx.settings.speaker.exec_checks)
+            errors = review(new_body, old_body, inventory, ctx.kube, ctx.settings.speaker.exec_checks)
             metrics.RECONCILES.labels(handler="admission", result="refused" if errors else "ok").inc()
             if errors:
                 raise kopf.AdmissionError(refusal_message(errors), code=422)

@@ -43,3 +43,18 @@ def test_objects_gone_from_the_list_are_gone_from_the_inventory_and_invalid_ones
     cache.inventory([vip("a", "198.18.0.1/24", "1"), vip("b", "198.18.0.2/24", "1")])
     broken = vip("c", "not-an-address", "1")
     assert set(cache.inventory([vip("a", "198.18.0.1/24", "1"), broken])) == {"a"}
+
+
+def test_an_update_of_metadata_only_needs_no_inventory_and_a_spec_change_does() -> None:
+    from keepvip.operator.admission import nothing_to_review
+
+    old = vip("v", "198.18.0.1/24", "1")
+    kopf_wrote = {"finalizers": ["keepvip.io/release-allocation"],
+                  "annotations": {"keepvip.io/last-handled-configuration": "{}"}}
+    annotated = {**old, "metadata": {**old["metadata"], **kopf_wrote}}
+    moved = {**old, "spec": {**old["spec"], "addresses": ["198.18.0.2/24"]}}
+    deleting = {**moved, "metadata": {**old["metadata"], "deletionTimestamp": "2026-01-01T00:01:00Z"}}
+    assert nothing_to_review(annotated, old)  # kopf's finalizer and annotations: no list of every VIP
+    assert nothing_to_review(deleting, old)
+    assert not nothing_to_review(moved, old)
+    assert not nothing_to_review(old, None)  # a CREATE is always reviewed
