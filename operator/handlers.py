@@ -11,9 +11,12 @@ kopf's own bookkeeping, chosen not to fight the speakers:
 * status changes reach the operator through ``on.event`` (change detection sees the
   spec, not status) and the status stage patches only when the derived status differs;
 * a per-VirtualIP async daemon re-derives the status every :func:`recheck_interval`
-  seconds from kopf's live body: it adopts a transient reading once it has lasted
-  ``status.settleSeconds`` and notices Nodes turning NotReady, with no timer of our own
-  to arm or cancel (``on.event`` handlers are never retried, so ``TemporaryError`` cannot
+  seconds from kopf's live body, unless nothing it could derive has changed (same body
+  version, same node readiness, no transient waiting out its grace period:
+  ``status_is_quiet``; 500 VirtualIPs re-parsed every second starved the operator): it
+  adopts a transient reading once it has lasted ``status.settleSeconds`` and notices
+  Nodes turning NotReady, with no timer of our own to arm or cancel (``on.event``
+  handlers are never retried, so ``TemporaryError`` cannot
   schedule a re-check; a ``kopf.timer`` would log "succeeded" at INFO on every tick);
 * Node readiness comes from a kopf index over Nodes (list/watch), so a stale entry of
   a node cut off from the network counts as Unknown once the node is NotReady.
@@ -32,7 +35,8 @@ import kopf
 from keepvip.api.constants import GROUP, PLURAL, VERSION
 from keepvip.api.pool import POOL_PLURAL, InvalidPool, parse_pool
 from keepvip.operator import metrics
-from keepvip.operator.admission import InventoryEntry, refusal_message, review
+from keepvip.operator.admission import InventoryEntry, nothing_to_review, refusal_message, review
+from keepvip.operator.inventory import InventoryCache
 from keepvip.operator.kube import LoadBalancerApi
 from keepvip.operator.lb.controller import LoadBalancerController
 from keepvip.operator.lb.records import POOL_LABEL
@@ -47,6 +51,7 @@ from keepvip.operator.reconcile import (
     json_copy,
     reconcile_spec,
     release,
+    status_is_quiet,
     update_pool_gauges,
 )
 from keepvip.operator.webhook import KeepvipWebhookServer
@@ -170,19 +175,20 @@ def register(
         _counted("delete", release, ctx, json_copy(body), runtime.total_seconds(), readiness)
 
     if webhook is not None:
+        admitted = InventoryCache(inventory_entry)
 
         @kopf.on.validate(*resource, id=WEBHOOK_ID, operations=["CREATE", "UPDATE"], registry=registry)
         def validate(body: kopf.Body, **kwargs: Any) -> None:
             old = kwargs.get("old")
             old_body = json_copy(old) if isinstance(old, Mapping) and old else None
+            new_body = json_copy(body)
+            if nothing_to_review(new_body, old_body):  # kopf's own metadata patches, deletions
+                metrics.RECONCILES.labels(handler="admission", result="ok").inc()
+                return
             # A fresh list, not kopf's index: a replica paused by peering serves the webhook
-            # too, but does not watch, so its index is empty.
-            inventory = {
-                entry.name: entry
-                for item in ctx.kube.list_virtualips()
-                if (entry := inventory_entry(item)) is not None
-            }
-            errors = review(json_copy(body), old_body, inventory, ctx.kube, ctx.settings.speaker.exec_checks)
+            # too, but does not watch, so its index is empty. Parsed once per version.
+            inventory = admitted.inventory(ctx.kube.list_virtualips())
+            errors = review(new_body, old_body, inventory, ctx.kube, ctx.settings.speaker.exec_checks)
             metrics.RECONCILES.labels(handler="admission", result="refused" if errors else "ok").inc()
             if errors:
                 raise kopf.AdmissionError(refusal_message(errors), code=422)
@@ -208,10 +214,13 @@ def _register_status(registry: kopf.OperatorRegistry, ctx: Context) -> None:
 
     @kopf.daemon(*resource, id="settle", cancellation_timeout=5.0, registry=registry)
     async def settle(body: kopf.Body, name: str, stopped: kopf.DaemonStopped, **kwargs: Any) -> None:
+        uid = body.get("metadata", {}).get("uid", "")
         while not stopped:
             try:
                 readiness = _readiness(kwargs[NODE_INDEX])
-                await asyncio.to_thread(aggregate_status, ctx, json_copy(body), readiness)
+                version = body.get("metadata", {}).get("resourceVersion")
+                if not status_is_quiet(ctx, uid, version, readiness):
+                    await asyncio.to_thread(aggregate_status, ctx, json_copy(body), readiness)
             except Exception as error:  # a failed tick is retried by the next one
                 log.warning("%s: re-deriving status failed: %s", name, error)
                 metrics.RECONCILE_ERRORS.labels(handler="settle", reason=type(error).__name__).inc()

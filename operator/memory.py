@@ -9,12 +9,20 @@ memory is lost on restart by design: the status the previous run wrote
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from keepvip.api.model import VirtualIPStatus
 from keepvip.operator.settle import Settling
+
+ReadinessKey = tuple[tuple[str, bool], ...] | None
+"""Node readiness in a comparable form (sorted items; None when every entry is trusted)."""
+
+
+def readiness_key(readiness: Mapping[str, bool] | None) -> ReadinessKey:
+    """The comparable form of a node-readiness mapping."""
+    return None if readiness is None else tuple(sorted(readiness.items()))
 
 
 @dataclass
@@ -23,7 +31,34 @@ class Remembered:
 
     settling: Settling | None = None
     written: VirtualIPStatus | None = None
-    """The status last written: the base for the next Events, newer than a lagging watch body."""
+    """The status last derived: the base for the next Events, newer than a lagging watch body."""
+    patched: Mapping[str, object] | None = None
+    """The operator's fields as last patched, and :attr:`patched_over` the ``resourceVersion``
+    of the body that patch answered: a watch body that still shows that version predates our
+    own patch, so deriving the same fields from it again is no reason to write them again."""
+    patched_over: str | None = None
+    derived_from: tuple[str | None, ReadinessKey] | None = None
+    """(``resourceVersion``, node readiness) of the last derivation: while neither changes and
+    nothing is waiting for its grace period, the periodic re-check has nothing to re-derive."""
+    derived_at: float = 0.0
+    """Monotonic time of the last derivation."""
+
+    def is_quiet(self, version: str | None, readiness: ReadinessKey, grace: float) -> bool:
+        """Whether re-deriving from this body version and node readiness would change nothing.
+
+        True only when the last derivation saw exactly these (a known ``resourceVersion``)
+        and its settling waits for nothing: no transient still short of the grace period
+        when it was derived, no first master waiting to be told. Time alone changes only
+        those two. (No settling at all: the spec stage has not written a first status,
+        which comes as a new version.)
+        """
+        settling = self.settling
+        if version is None or self.derived_from != (version, readiness):
+            return False
+        if settling is None:
+            return True
+        waiting = settling.unsettled_since is not None and self.derived_at - settling.unsettled_since < grace
+        return not waiting and settling.told_master == settling.view.master
 
 
 @dataclass
@@ -48,6 +83,12 @@ class StatusMemory:
             with self._guard:
                 entry = self._entries.setdefault(uid, Remembered())
             yield entry
+
+    def peek(self, uid: str) -> Remembered | None:
+        """The VirtualIP's memory without taking its lock (for a read-only check between
+        derivations; None before the first)."""
+        with self._guard:
+            return self._entries.get(uid)
 
     def drop(self, uid: str) -> None:
         """Drop a deleted VirtualIP's memory."""

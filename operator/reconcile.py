@@ -51,7 +51,7 @@ from keepvip.operator.allocation import (
 )
 from keepvip.operator.daemonset import desired_daemonset
 from keepvip.operator.kube import Kube, LedgerChanges, ObjectRef
-from keepvip.operator.memory import StatusMemory
+from keepvip.operator.memory import StatusMemory, readiness_key
 from keepvip.operator.problems import Problem
 from keepvip.operator.serviceref import NotOptedIn, desired_ingress
 from keepvip.operator.settings import OperatorSettings
@@ -165,11 +165,17 @@ def settle_and_write_status(
 ) -> VirtualIPStatus | None:
     """Settle, write the derived status if it differs from the stored one, post the events.
 
+    A body whose ``resourceVersion`` this process already answered with the same fields
+    is not answered again: the watch (and a daemon's body) lags the operator's own patch,
+    and without this every re-check until the watch caught up patched the same status.
+
     ``outcome`` None keeps the spec stage's last conclusion (the status stage); None is
     returned when there is none yet.
     """
     ref = _ref(body)
+    version = body["metadata"].get("resourceVersion")
     with ctx.memory.hold(ref.uid) as memory:
+        memory.derived_from, memory.derived_at = (version, readiness_key(readiness)), ctx.monotonic()
         recorded = read_status(body)
         previous = memory.written if memory.written is not None else recorded
         outcome = outcome if outcome is not None else outcome_from_status(previous)
@@ -182,8 +188,10 @@ def settle_and_write_status(
         settling = settle(before, seen, now, grace)
         status = build_status(outcome, settling.view, previous, ctx.clock())
         wanted = operator_fields(status)
-        if recorded is None or operator_fields(recorded) != wanted:
+        answered = version is not None and memory.patched_over == version and memory.patched == wanted
+        if not answered and (recorded is None or operator_fields(recorded) != wanted):
             ctx.kube.patch_virtualip_status(ref.name, wanted)
+            memory.patched, memory.patched_over = wanted, version
         settling, change = master_to_tell(settling, now, grace)
         memory.settling, memory.written = settling, status
         events = _problem_events(previous, outcome)
@@ -307,6 +315,15 @@ def aggregate_status(ctx: Context, body: Mapping[str, Any], readiness: Readiness
     if body.get("metadata", {}).get("deletionTimestamp"):
         return False
     return settle_and_write_status(ctx, body, None, readiness) is not None
+
+
+def status_is_quiet(ctx: Context, uid: str, version: str | None, readiness: Readiness | None) -> bool:
+    """Whether the periodic re-check may skip this VirtualIP: nothing it could derive now
+    differs from the last derivation (see :meth:`Remembered.is_quiet`). Cheap: no parsing,
+    no lock held (a derivation racing with this read is followed by another check)."""
+    memory = ctx.memory.peek(uid)
+    grace = ctx.settings.status.settle_seconds
+    return memory is not None and memory.is_quiet(version, readiness_key(readiness), grace)
 
 
 def drop_status_memory(ctx: Context, uid: str) -> None:

@@ -273,6 +273,9 @@ class StatusWriter:
         self._custom = client.CustomObjectsApi(api)
         self._pending: dict[str, RouterReport | FailureReport | None] = {}
         self._wakeup = asyncio.Event()
+        self._written: dict[str, list[dict[str, Any]]] = {}
+        """VirtualIP -> this node's entries as last applied: the same again is not re-applied
+        (a report repeats what was written, e.g. a failure retried every few seconds)."""
 
     def report(self, report: RouterReport | FailureReport) -> None:
         """Queue this node's latest view of a VirtualIP."""
@@ -306,12 +309,16 @@ class StatusWriter:
         return {key: value for key, value in entry.items() if value is not None}
 
     def _apply(self, virtualip: str, report: RouterReport | FailureReport | None) -> None:
+        nodes = [] if report is None else [self.entry(report)]
+        if self._written.get(virtualip) == nodes:
+            return  # unchanged: no API write
         body = {
             "apiVersion": f"{GROUP}/{VERSION}",
             "kind": "VirtualIP",
             "metadata": {"name": virtualip},
-            "status": {"nodes": [] if report is None else [self.entry(report)]},
+            "status": {"nodes": nodes},
         }
+        self._written.pop(virtualip, None)  # unknown until this apply succeeds
         try:
             self._custom.patch_cluster_custom_object_status(
                 GROUP,
@@ -327,6 +334,11 @@ class StatusWriter:
         except client.ApiException as error:
             if error.status != 404:  # gone: nothing to report on
                 raise
+            return
+        if report is None:
+            self._written.pop(virtualip, None)  # forgotten: a VirtualIP created again starts afresh
+        else:
+            self._written[virtualip] = nodes
 
     async def run(self) -> None:
         """Write pending entries; on failure keep them and retry with backoff."""
