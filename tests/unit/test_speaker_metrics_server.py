@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 
@@ -77,6 +78,23 @@ def test_an_idle_connection_is_closed_after_the_timeout() -> None:
         connection = idle(running)
         assert closed_by_server(connection, 3.0)  # silent for 0.3 s: the slot is given back
         assert "python_info" not in scrape(running)  # an empty registry, served: the slot is free
+    finally:
+        running.shutdown()
+        running.server_close()
+
+
+def test_readyz_follows_the_configuration_loop_on_the_same_bounded_port() -> None:
+    ready = [True]
+    running = serve_metrics("127.0.0.1", 0, CollectorRegistry(), is_ready=lambda: ready[0])
+    host, port = running.server_address[:2]
+    try:
+        with urllib.request.urlopen(f"http://{host}:{port}/readyz", timeout=5) as reply:
+            assert (reply.status, reply.read()) == (200, b"ok\n")
+        ready[0] = False  # the configuration loop failed: the DaemonSet's readiness probe fails
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"http://{host}:{port}/readyz", timeout=5)
+        assert refused.value.code == 503
+        assert refused.value.read() == b"configuration loop failed\n"
     finally:
         running.shutdown()
         running.server_close()
