@@ -249,12 +249,16 @@ def test_a_mismatched_pass_password_does_not_form_one_router(
     assert holds_for(lambda: (keepvip.transitions()[-1].state, keepalived.transitions()[-1].state)
                      == (MASTER, MASTER), 2.5)  # fmt: skip
     assert sorted(vip_holders(lan, V2_PASS.vip, lan.nodes)) == ["node1", "node2"]
-    deadline = time.monotonic() + 5.0  # keepalived advertises once a second
+    # Each side refuses the other's password. keepvip counts what it drops; keepalived
+    # logs it. keepalived 2.2.7 re-arms its own advert timer on *every* packet it reads
+    # while master (vrrp_scheduler.c, vrrp_dispatcher_read → vrrp_init_instance_sands),
+    # so when keepvip's adverts land just before keepalived's timer, keepalived stays
+    # silent for as long as the phases line up: only its first advert is certain.
     drops = keepvip_drops(keepvip)
-    while drops.get("auth_mismatch", 0) < 2 and time.monotonic() < deadline:
-        time.sleep(0.2)
-        drops = keepvip_drops(keepvip)
-    assert drops.get("auth_mismatch", 0) >= 2, drops
+    assert drops.get("auth_mismatch", 0) >= 1, drops
+    assert set(drops) == {"auth_mismatch"}, drops
+    refusals = keepalived.log_text().count("received an invalid passwd")
+    assert refusals >= 2, keepalived.log_text()
 
 
 # -- RFC 9568 checksum form against keepalived 2.2.7 ----------------------------------------------
