@@ -33,6 +33,7 @@ from typing import Any
 import kopf
 
 from keepvip.api.constants import GROUP, PLURAL, VERSION
+from keepvip.api.parse import FieldError
 from keepvip.api.pool import POOL_PLURAL, InvalidPool, parse_pool
 from keepvip.operator import metrics
 from keepvip.operator.admission import InventoryEntry, nothing_to_review, refusal_message, review
@@ -177,18 +178,30 @@ def register(
     if webhook is not None:
         admitted = InventoryCache(inventory_entry)
 
+        def review_now(new_body: dict[str, Any], old_body: dict[str, Any] | None) -> list[FieldError]:
+            # A list, not kopf's index: a replica paused by peering serves the webhook too,
+            # but does not watch, so its index is empty. From the API server's watch cache
+            # (issue 15: a list from etcd per create, under load, made each answer outlast
+            # the API server's timeout). Parsed once per version.
+            inventory = admitted.inventory(ctx.kube.list_virtualips(cached=True))
+            return review(new_body, old_body, inventory, ctx.kube, ctx.settings.speaker.exec_checks)
+
         @kopf.on.validate(*resource, id=WEBHOOK_ID, operations=["CREATE", "UPDATE"], registry=registry)
-        def validate(body: kopf.Body, **kwargs: Any) -> None:
+        async def validate(body: kopf.Body, **kwargs: Any) -> None:
+            """Async, with the blocking review in the loop's own thread pool (issue 15).
+
+            As a sync handler it ran in kopf's 8 workers, behind the reconcile handlers of
+            every VirtualIP being created: with 500 created at once the answers came
+            minutes after the API server's 5 s timeout, and the chart's failurePolicy
+            (Ignore) admitted those creates unchecked.
+            """
             old = kwargs.get("old")
             old_body = json_copy(old) if isinstance(old, Mapping) and old else None
             new_body = json_copy(body)
             if nothing_to_review(new_body, old_body):  # kopf's own metadata patches, deletions
                 metrics.RECONCILES.labels(handler="admission", result="ok").inc()
                 return
-            # A fresh list, not kopf's index: a replica paused by peering serves the webhook
-            # too, but does not watch, so its index is empty. Parsed once per version.
-            inventory = admitted.inventory(ctx.kube.list_virtualips())
-            errors = review(new_body, old_body, inventory, ctx.kube, ctx.settings.speaker.exec_checks)
+            errors = await asyncio.to_thread(review_now, new_body, old_body)
             metrics.RECONCILES.labels(handler="admission", result="refused" if errors else "ok").inc()
             if errors:
                 raise kopf.AdmissionError(refusal_message(errors), code=422)

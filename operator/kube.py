@@ -252,9 +252,18 @@ class Kube:
 
     # --- VirtualIPs -----------------------------------------------------------------
 
-    def list_virtualips(self) -> list[dict[str, Any]]:
-        """Every VirtualIP as stored now (a fresh list, not a watch cache)."""
-        listing = self.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)
+    def list_virtualips(self, *, cached: bool = False) -> list[dict[str, Any]]:
+        """Every VirtualIP: as stored now, or (``cached``) from the API server's watch cache.
+
+        ``cached`` is ``resourceVersion=0``: served from the API server's memory instead of
+        a quorum read of etcd, at most a moment behind it. The admission webhook asks that
+        way: a create it reviews is not in etcd either way until admitted, so a fresher
+        list would not make two simultaneous creates see each other.
+        """
+        if cached:
+            listing = self.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, resource_version="0")
+        else:
+            listing = self.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)
         return list(listing.get("items", []))
 
     def list_virtualip_uids(self) -> set[str]:
