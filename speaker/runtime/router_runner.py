@@ -222,7 +222,7 @@ class RouterRunner:
         name = plan.name
         self._sent = metrics.advert_sent.labels(name)
         self._received = metrics.advert_received.labels(name)
-        self._lateness = metrics.timer_lateness.labels(name)
+        self._lateness = metrics.timer_lateness
 
     # ------------------------------------------------------------------ lifecycle
 
