@@ -34,8 +34,9 @@ is added next to theirs (marked as keepvip's) instead of being reported ``FOREIG
 their address is never touched, and removing the VIP removes only keepvip's copy.
 For IPv6 the kernel refuses the same address with any prefix, as before.
 
-All functions take an open ``pyroute2.AsyncIPRoute`` (see :mod:`.interfaces`); every
-request goes through the socket's ordered line in :mod:`.netlink`. Errors from the
+All functions take an open ``pyroute2.AsyncIPRoute`` (see :mod:`.interfaces`); listings
+go through the socket's ordered line in :mod:`.netlink`, adds and deletes through a lean
+socket of their own with many requests in flight (:mod:`.address_requests`). Errors from the
 kernel other than the ones classified here propagate as pyroute2's ``NetlinkError``,
 and a request the kernel does not answer as :class:`.netlink.NetlinkTimeout`.
 """
@@ -54,7 +55,7 @@ from weakref import WeakKeyDictionary
 from pyroute2.netlink.exceptions import NetlinkError
 
 from keepvip.inet import IPAddress
-from keepvip.speaker.net import netlink
+from keepvip.speaker.net import address_requests
 from keepvip.speaker.net.interfaces import (
     IFA_F_NODAD,
     InterfaceAddress,
@@ -114,7 +115,7 @@ async def _ensure_present(ipr: Any, ifname: str, vip: IPInterface, ownership: Ow
         request["flags"] = IFA_F_NODAD
     await ownership.will_add(ifname, vip)
     try:
-        await netlink.request(ipr, lambda: ipr.addr("add", **request), f"add {vip}")
+        await address_requests.add(ipr, f"add {vip}", **request)
     except NetlinkError as error:
         if error.code != errno.EEXIST:
             await ownership.not_added(ifname, vip)
@@ -294,7 +295,7 @@ async def _delete(ipr: Any, entry: InterfaceAddress) -> bool:
         "family": AF_INET if entry.address.version == 4 else AF_INET6,
     }
     try:
-        await netlink.request(ipr, lambda: ipr.addr("del", **request), f"delete {entry.address}")
+        await address_requests.delete(ipr, f"delete {entry.address}", **request)
     except NetlinkError as error:
         if error.code in (errno.EADDRNOTAVAIL, errno.ENOENT, errno.ENODEV):
             return False
