@@ -14,6 +14,7 @@ thread pool). Writes that race with other writers use optimistic concurrency:
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
@@ -155,6 +156,8 @@ class Kube:
         self._ledger_lock = threading.Lock()
         self._queue_guard = threading.Lock()
         self._queue: list[_LedgerCall[Any]] = []
+        self._daemonset_applied: tuple[str, str, int] | None = None
+        """(the body applied, the DaemonSet's uid, its generation after the apply)."""
 
     # --- the allocation ledger -------------------------------------------------------
 
@@ -307,16 +310,33 @@ class Kube:
             raise
         return Owner("apps/v1", "Deployment", name, deployment.metadata.uid)
 
-    def apply_daemonset(self, body: Mapping[str, Any]) -> None:
-        """Server-side apply of the speaker DaemonSet (creates it when absent)."""
-        self.apps.patch_namespaced_daemon_set(
-            body["metadata"]["name"],
-            body["metadata"]["namespace"],
-            dict(body),
-            field_manager=FIELD_MANAGER,
-            force=True,
-            _content_type=_APPLY_PATCH,
+    def apply_daemonset(self, body: Mapping[str, Any]) -> bool:
+        """Server-side apply of the speaker DaemonSet (creates it when absent); False: not needed.
+
+        The maintenance loop calls this every resync to repair drift. An apply that changes
+        nothing is still a write request to the API server (issue 15: the one write a minute
+        left in a steady cluster), so it is skipped when the body is the one last applied and
+        the DaemonSet is still that object at that generation (a read, not a write): a spec
+        edited by someone else bumps the generation, a deleted and re-created one has a new
+        uid, and either is applied again.
+        """
+        name, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
+        wanted = json.dumps(body, sort_keys=True)
+        applied = self._daemonset_applied
+        if applied is not None and applied[0] == wanted:
+            try:
+                current = self.apps.read_namespaced_daemon_set(name, namespace)
+            except ApiException as error:
+                if error.status != 404:
+                    raise
+            else:
+                if (current.metadata.uid, current.metadata.generation) == applied[1:]:
+                    return False
+        result = self.apps.patch_namespaced_daemon_set(
+            name, namespace, dict(body), field_manager=FIELD_MANAGER, force=True, _content_type=_APPLY_PATCH
         )
+        self._daemonset_applied = (wanted, result.metadata.uid, result.metadata.generation)
+        return True
 
     # --- Services and Secrets ----------------------------------------------------------
 
