@@ -88,6 +88,38 @@ def writes(cluster: LocalCluster) -> Counter[tuple[str, str]]:
     return found
 
 
+_WEBHOOK_SAMPLE = re.compile(
+    r"^apiserver_admission_webhook_admission_duration_seconds_(?P<kind>bucket|count|sum)"
+    r"\{(?P<labels>[^}]*)\} (?P<value>\S+)$"
+)
+
+
+def webhook_latency(cluster: LocalCluster) -> dict[str, float]:
+    """The API server's view of the validating webhook's answers so far (all keepvip webhooks).
+
+    ``count``, ``sum`` (s), ``over_2_5s`` (answers slower than 2.5 s, the histogram's last
+    bound below +Inf: at 5 s the API server gives up and, with failurePolicy Ignore,
+    admits the object unchecked).
+    """
+    text = subprocess.run(["kubectl", "get", "--raw", "/metrics"], env=cluster.kubectl_env(),
+                          capture_output=True, text=True, check=True, timeout=60).stdout  # fmt: skip
+    found = {"count": 0.0, "sum": 0.0, "le_2_5": 0.0}
+    for line in text.splitlines():
+        match = _WEBHOOK_SAMPLE.match(line)
+        if match is None:
+            continue
+        labels = dict(_LABEL.findall(match.group("labels")))
+        if labels.get("type") != "validating" or "keepvip" not in labels.get("name", ""):
+            continue
+        value = float(match.group("value"))
+        if match.group("kind") == "bucket":
+            if labels.get("le") == "2.5":
+                found["le_2_5"] += value
+        else:
+            found[match.group("kind")] += value
+    return {"count": found["count"], "sum": found["sum"], "over_2_5s": found["count"] - found["le_2_5"]}
+
+
 def delta(after: Counter[tuple[str, str]], before: Counter[tuple[str, str]]) -> Counter[tuple[str, str]]:
     return Counter({k: after[k] - before.get(k, 0) for k in after if after[k] - before.get(k, 0) > 0})
 
@@ -171,6 +203,7 @@ def main() -> int:
         with ThreadPoolExecutor(16) as pool:
             list(pool.map(lambda i: deployment.objects.create(document(i)), range(args.count)))
         created = time.monotonic() - started
+        report["webhook"] = webhook_latency(cluster)
         allocated, ready = status_times(deployment, names, started, args.timeout)
         report["create_seconds"] = created
         report["allocated"] = spread(allocated, args.count)
@@ -199,6 +232,10 @@ def main() -> int:
         cluster.reconnect_node("node-a")
 
         print(f"\n{args.count} VirtualIPs created in {created:.1f} s (16 threads)")
+        hook = report["webhook"]
+        mean = hook["sum"] / hook["count"] if hook["count"] else 0.0
+        print(f"  webhook: {hook['count']:.0f} answers, mean {mean:.2f} s, "
+              f"{hook['over_2_5s']:.0f} slower than 2.5 s")
         print(f"  allocated: {report['allocated']}")
         print(f"  Ready:     {report['ready']}")
         print(f"  API writes from the first create until all Ready: {report['writes_during_create']}")
