@@ -1,0 +1,177 @@
+"""The speaker's Kubernetes Events (events.k8s.io/v1): conflicts and failed binds.
+
+What is told, and how often, is decided in :mod:`.event_limits` (pure, bounded); this
+module turns those decisions into API writes without ever holding up VRRP: the report
+callback only queues (a bounded queue: when the writer is behind, the newest is
+dropped and counted), one task writes in a worker thread.
+
+The Event is about the VirtualIP (``regarding``, with its uid so ``kubectl describe
+virtualip`` lists it) and names the node (``related``, ``reportingInstance``);
+``reportingController`` is ``keepvip-speaker``. VirtualIPs are cluster-scoped, so the
+Events live in ``default``, where Kubernetes puts Events about cluster-scoped objects
+and where the chart grants the speaker ``create`` and ``patch`` on events only.
+Standalone mode has no API server and records nothing (this module is not used there).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from kubernetes import client
+
+from keepvip.api.constants import GROUP, VERSION
+from keepvip.speaker.metrics import SpeakerMetrics
+from keepvip.speaker.runtime.failures import FailureReport
+from keepvip.speaker.runtime.router_runner import RouterReport
+from keepvip.speaker.sources.event_limits import (
+    Create,
+    Decision,
+    EventLimiter,
+    EventResult,
+    Occurrence,
+    Patch,
+    Suppressed,
+    occurrence_of,
+)
+
+log = logging.getLogger("keepvip.speaker.events")
+
+CONTROLLER: Final = "keepvip-speaker"
+NAMESPACE: Final = "default"
+QUEUE_LIMIT: Final = 32
+REQUEST_TIMEOUT: Final = 10.0
+ACTION: Final = "BindVirtualIP"
+
+
+def micro_time(moment: datetime) -> str:
+    """A ``MicroTime`` as the API server writes it (RFC 3339, microseconds, UTC ``Z``)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def event_body(
+    occurrence: Occurrence, name: str, node: str, uid: str | None, now: datetime
+) -> dict[str, Any]:
+    """A new events.k8s.io/v1 Event (a Warning) about ``occurrence``'s VirtualIP."""
+    regarding: dict[str, Any] = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "VirtualIP",
+        "name": occurrence.virtualip,
+    }
+    if uid:
+        regarding["uid"] = uid
+    return {
+        "apiVersion": "events.k8s.io/v1",
+        "kind": "Event",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "eventTime": micro_time(now),
+        "reportingController": CONTROLLER,
+        "reportingInstance": node[:128],
+        "action": ACTION,
+        "reason": occurrence.reason.value,
+        "type": "Warning",
+        "regarding": regarding,
+        "related": {"apiVersion": "v1", "kind": "Node", "name": node},
+        "note": occurrence.note,
+    }
+
+
+def series_patch(count: int, now: datetime) -> dict[str, Any]:
+    """The merge patch that says the Event has happened ``count`` times, last ``now``."""
+    return {"series": {"count": count, "lastObservedTime": micro_time(now)}}
+
+
+class EventRecorder:
+    """Queues this node's Events from its reports and writes them (in a cluster only)."""
+
+    def __init__(
+        self,
+        node: str,
+        api: client.ApiClient,
+        metrics: SpeakerMetrics,
+        uid_of: Callable[[str], str | None],
+        limiter: EventLimiter | None = None,
+    ) -> None:
+        self._node = node
+        self._events = client.EventsV1Api(api)
+        self._metrics = metrics
+        self._uid_of = uid_of
+        self._limiter = limiter or EventLimiter(node)
+        self._queue: deque[tuple[Occurrence, Decision]] = deque()
+        self._wakeup = asyncio.Event()
+
+    def observe(self, report: RouterReport | FailureReport) -> None:
+        """Every report of this node passes here (the status writer's callback); cheap, never raises."""
+        occurrence = occurrence_of(report, self._node)
+        decision = self._limiter.observe(report.virtualip, occurrence, time.monotonic())
+        if decision is None or occurrence is None:
+            return
+        if isinstance(decision, Suppressed):
+            self._count(occurrence, EventResult.RATE_LIMITED)
+        elif len(self._queue) >= QUEUE_LIMIT:
+            self._count(occurrence, EventResult.QUEUE_FULL)
+        else:
+            self._queue.append((occurrence, decision))
+            self._wakeup.set()
+
+    def forget(self, virtualip: str) -> None:
+        """The VirtualIP no longer runs on this node."""
+        self._limiter.forget(virtualip)
+
+    def _count(self, occurrence: Occurrence, result: EventResult) -> None:
+        self._metrics.events.labels(occurrence.reason.value, result.value).inc()
+
+    def _write(self, occurrence: Occurrence, decision: Decision) -> EventResult:
+        now = datetime.now(UTC)
+        if isinstance(decision, Patch):
+            try:
+                patch = series_patch(decision.count, now)
+                self._events.patch_namespaced_event(
+                    decision.name, NAMESPACE, patch, _request_timeout=REQUEST_TIMEOUT
+                )
+                return EventResult.SERIES
+            except client.ApiException as error:
+                if error.status != 404:  # expired (Events live an hour): start a new one
+                    raise
+            decision = self._limiter.recreate(occurrence, time.monotonic())
+        assert isinstance(decision, Create)
+        body = event_body(occurrence, decision.name, self._node, self._uid_of(occurrence.virtualip), now)
+        self._events.create_namespaced_event(NAMESPACE, body, _request_timeout=REQUEST_TIMEOUT)  # type: ignore[arg-type]
+        return EventResult.CREATED
+
+    async def run(self) -> None:
+        """Write queued Events one at a time; a failed write is counted and logged, not retried."""
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._queue:
+                occurrence, decision = self._queue.popleft()
+                self._count(occurrence, await self._write_logged(occurrence, decision))
+
+    async def _write_logged(self, occurrence: Occurrence, decision: Decision) -> EventResult:
+        try:
+            return await asyncio.to_thread(self._write, occurrence, decision)
+        except Exception as error:
+            fields = {"virtualip": occurrence.virtualip, "reason": occurrence.reason.value}
+            log.warning("cannot write the %s Event: %s", fields["reason"], _short(error), extra=fields)
+            return EventResult.FAILED
+
+    async def flush(self, timeout: float) -> None:
+        """Best effort at shutdown: write what is queued within ``timeout`` seconds."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                while self._queue:
+                    occurrence, decision = self._queue.popleft()
+                    self._count(occurrence, await self._write_logged(occurrence, decision))
+
+
+def _short(error: Exception) -> str:
+    if isinstance(error, client.ApiException):
+        return f"{error.status} {error.reason}"
+    return f"{type(error).__name__}: {error}"
