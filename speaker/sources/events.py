@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections import deque
@@ -172,6 +173,12 @@ class EventRecorder:
 
 
 def _short(error: Exception) -> str:
+    """One line: the API server's status and its own message (which names the field it refused)."""
     if isinstance(error, client.ApiException):
-        return f"{error.status} {error.reason}"
+        try:
+            said = json.loads(error.body or "{}").get("message", "")
+        except (ValueError, AttributeError):
+            said = ""
+        head = f"{error.status} {error.reason}"
+        return f"{head}: {str(said)[:500]}" if said else head
     return f"{type(error).__name__}: {error}"

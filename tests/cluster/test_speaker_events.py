@@ -62,7 +62,10 @@ def test_an_address_the_node_already_has_is_a_conflict_event_on_the_virtualip(
         assert entry["reason"] == "address_conflict", entry
         assert f"{address} is already an address of this node (lo)" in entry["conflict"], entry
 
-        wait_until(lambda: conflict_events(keepvip, name), timeout=20, what="a Conflict Event")
+        try:
+            wait_until(lambda: conflict_events(keepvip, name), timeout=20, what="a Conflict Event")
+        except TimeoutError:
+            pytest.fail(f"no Conflict Event; node-c's log ends:\n{keepvip.speaker_log('node-c')[-4000:]}")
         [event] = conflict_events(keepvip, name)
         uid = (keepvip.get(name) or {})["metadata"]["uid"]
         assert event["regarding"] == {
