@@ -7,9 +7,9 @@ bounded here, whatever happens on its node:
 
 * edge-triggered: a VirtualIP's story is told when it starts or changes, not on every
   report that repeats it (:meth:`EventLimiter.observe` gets every report);
-* a story that recurs (a bind retried and failing again) becomes one Event whose
-  ``series`` counts the occurrences (events.k8s.io/v1 semantics), patched at most once
-  per ``series_interval`` seconds per (VirtualIP, reason);
+* a story that recurs (a bind retried and failing again) stays one Event whose
+  ``count`` (and ``lastTimestamp``) is patched, at most once per ``series_interval``
+  seconds per (VirtualIP, reason), as client-go's recorder aggregates;
 * a token bucket caps all writes of the node (``burst``, then one per ``refill`` s);
 * per-key memory is an LRU of ``max_keys`` entries, so no input grows it without bound.
 
@@ -33,7 +33,7 @@ MAX_KEYS: Final = 256
 SERIES_INTERVAL: Final = 60.0
 BURST: Final = 10
 REFILL_SECONDS: Final = 6.0  # after the burst, one write per 6 s: at most 10 a minute per node
-NOTE_LIMIT: Final = 1024  # events.k8s.io/v1 refuses a longer note
+NOTE_LIMIT: Final = 1024  # the API server's limit on an Event's message (note)
 
 
 class EventReason(enum.StrEnum):
@@ -47,7 +47,7 @@ class EventResult(enum.StrEnum):
     """What became of one occurrence (the ``result`` label of keepvip_speaker_events_total)."""
 
     CREATED = "created"  # a new Event
-    SERIES = "series"  # the existing Event's series count was patched
+    SERIES = "series"  # the existing Event's count was patched
     RATE_LIMITED = "rate_limited"  # within the series interval or over the node's budget
     QUEUE_FULL = "queue_full"  # the writer was behind: dropped
     FAILED = "failed"  # the API server refused or was unreachable
@@ -85,7 +85,7 @@ class Create:
 
 @dataclass(frozen=True)
 class Patch:
-    """Set the series of Event ``name`` to ``count`` occurrences."""
+    """Set the count of Event ``name`` to ``count`` occurrences."""
 
     name: str
     count: int
@@ -93,7 +93,7 @@ class Patch:
 
 @dataclass(frozen=True)
 class Suppressed:
-    """Write nothing now (a later series patch carries the count)."""
+    """Write nothing now (a later count patch carries it)."""
 
 
 Decision = Create | Patch | Suppressed

@@ -1,16 +1,21 @@
-"""The speaker's Kubernetes Events (events.k8s.io/v1): conflicts and failed binds.
+"""The speaker's Kubernetes Events: conflicts and failed binds.
 
 What is told, and how often, is decided in :mod:`.event_limits` (pure, bounded); this
 module turns those decisions into API writes without ever holding up VRRP: the report
 callback only queues (a bounded queue: when the writer is behind, the newest is
 dropped and counted), one task writes in a worker thread.
 
-The Event is about the VirtualIP (``regarding``, with its uid so ``kubectl describe
-virtualip`` lists it) and names the node (``related``, ``reportingInstance``);
-``reportingController`` is ``keepvip-speaker``. VirtualIPs are cluster-scoped, so the
-Events live in ``default``, where Kubernetes puts Events about cluster-scoped objects
-and where the chart grants the speaker ``create`` and ``patch`` on events only.
-Standalone mode has no API server and records nothing (this module is not used there).
+The Event is about the VirtualIP (``involvedObject``, with its uid, which ``kubectl
+describe virtualip`` selects on) and names the node (``related``, ``source.host``,
+``reportingInstance``); the reporting component is ``keepvip-speaker``. VirtualIPs are
+cluster-scoped, so the Events live in ``default``, like the operator's and the
+kubelet's Events about Nodes. They are core/v1 Events in the form client-go's recorder
+writes (``firstTimestamp``/``lastTimestamp``/``count``, no ``eventTime``): older API
+servers, the local cluster's v1.20 among them, refuse an events.k8s.io-style Event (one
+with ``eventTime``) about a cluster-scoped object outside ``kube-system``
+("involvedObject.namespace: does not match event.namespace"). The chart grants
+``create`` and ``patch`` on events in ``default`` only. Standalone mode has no API
+server and records nothing (this module is not used there).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from typing import Any, Final
 from kubernetes import client
 
 from keepvip.api.constants import GROUP, VERSION
+from keepvip.api.timestamps import rfc3339
 from keepvip.speaker.metrics import SpeakerMetrics
 from keepvip.speaker.runtime.failures import FailureReport
 from keepvip.speaker.runtime.router_runner import RouterReport
@@ -51,41 +57,39 @@ REQUEST_TIMEOUT: Final = 10.0
 ACTION: Final = "BindVirtualIP"
 
 
-def micro_time(moment: datetime) -> str:
-    """A ``MicroTime`` as the API server writes it (RFC 3339, microseconds, UTC ``Z``)."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 def event_body(
     occurrence: Occurrence, name: str, node: str, uid: str | None, now: datetime
 ) -> dict[str, Any]:
-    """A new events.k8s.io/v1 Event (a Warning) about ``occurrence``'s VirtualIP."""
-    regarding: dict[str, Any] = {
+    """A new core/v1 Event (a Warning) about ``occurrence``'s VirtualIP, as client-go writes one."""
+    involved: dict[str, Any] = {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "VirtualIP",
         "name": occurrence.virtualip,
     }
     if uid:
-        regarding["uid"] = uid
+        involved["uid"] = uid
     return {
-        "apiVersion": "events.k8s.io/v1",
+        "apiVersion": "v1",
         "kind": "Event",
         "metadata": {"name": name, "namespace": NAMESPACE},
-        "eventTime": micro_time(now),
-        "reportingController": CONTROLLER,
-        "reportingInstance": node[:128],
-        "action": ACTION,
-        "reason": occurrence.reason.value,
-        "type": "Warning",
-        "regarding": regarding,
+        "involvedObject": involved,
         "related": {"apiVersion": "v1", "kind": "Node", "name": node},
-        "note": occurrence.note,
+        "type": "Warning",
+        "reason": occurrence.reason.value,
+        "action": ACTION,
+        "message": occurrence.note,
+        "source": {"component": CONTROLLER, "host": node},
+        "reportingComponent": CONTROLLER,
+        "reportingInstance": node[:128],
+        "firstTimestamp": rfc3339(now),
+        "lastTimestamp": rfc3339(now),
+        "count": 1,
     }
 
 
 def series_patch(count: int, now: datetime) -> dict[str, Any]:
     """The merge patch that says the Event has happened ``count`` times, last ``now``."""
-    return {"series": {"count": count, "lastObservedTime": micro_time(now)}}
+    return {"count": count, "lastTimestamp": rfc3339(now)}
 
 
 class EventRecorder:
@@ -100,7 +104,7 @@ class EventRecorder:
         limiter: EventLimiter | None = None,
     ) -> None:
         self._node = node
-        self._events = client.EventsV1Api(api)
+        self._events = client.CoreV1Api(api)
         self._metrics = metrics
         self._uid_of = uid_of
         self._limiter = limiter or EventLimiter(node)

@@ -2,10 +2,10 @@
 
 node-c already has the VirtualIP's address (on its loopback, so no other traffic of the
 LAN depends on it). node-c's speaker must stay out of the election for that VirtualIP,
-say so in its ``status.nodes`` entry, and write one events.k8s.io/v1 Warning ``Conflict``
-about the VirtualIP (with its uid, so ``kubectl describe`` lists it) as
-``keepvip-speaker`` / ``node-c`` — under the chart's RBAC, which grants the speaker
-``create``/``patch`` on events in ``default`` and nothing more. node-a and node-b elect
+say so in its ``status.nodes`` entry, and write one Warning Event ``Conflict`` about the
+VirtualIP (selected as ``kubectl describe`` selects, uid included) as ``keepvip-speaker``
+/ ``node-c`` — under the chart's RBAC, which grants the speaker ``create``/``patch`` on
+events in ``default`` and nothing more. node-a and node-b elect
 as usual.
 """
 

@@ -153,7 +153,7 @@ def test_speaker_events_are_create_and_patch_in_default_only(rendered: Rendered)
     }
     assert event_rights == {
         ("ClusterRole", None): {},
-        ("Role", "default"): {"events.k8s.io/events": ["create", "patch"]},
+        ("Role", "default"): {"core/events": ["create", "patch"]},
     }
     [binding] = [
         d

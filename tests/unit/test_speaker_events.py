@@ -121,24 +121,26 @@ def test_event_names_are_dns_subdomains_even_for_the_longest_virtualip_names() -
     )
 
 
-def test_the_event_body_is_an_events_k8s_io_v1_warning_about_the_virtualip() -> None:
+def test_the_event_body_is_a_core_v1_warning_about_the_virtualip_as_client_go_writes_it() -> None:
     told = Occurrence("web", EventReason.CONFLICT, "node node-a: spec.addresses[0]: ...")
     body = event_body(told, "web.0123", "node-a", "uid-1", NOW)
-    assert body["apiVersion"] == "events.k8s.io/v1"
+    assert (body["apiVersion"], body["kind"]) == ("v1", "Event")
     assert body["metadata"] == {"name": "web.0123", "namespace": "default"}
-    assert body["regarding"] == {
-        "apiVersion": "keepvip.io/v1alpha1",
-        "kind": "VirtualIP",
-        "name": "web",
-        "uid": "uid-1",
-    }
+    assert body["involvedObject"] == {
+        "apiVersion": "keepvip.io/v1alpha1", "kind": "VirtualIP", "name": "web", "uid": "uid-1",
+    }  # fmt: skip
     assert body["related"] == {"apiVersion": "v1", "kind": "Node", "name": "node-a"}
-    assert (body["type"], body["reason"], body["reportingController"], body["reportingInstance"]) == (
-        "Warning", "Conflict", CONTROLLER, "node-a",
+    assert (body["type"], body["reason"], body["message"]) == ("Warning", "Conflict", told.note)
+    assert body["source"] == {"component": CONTROLLER, "host": "node-a"}
+    assert (body["reportingComponent"], body["reportingInstance"]) == (CONTROLLER, "node-a")
+    assert (body["firstTimestamp"], body["lastTimestamp"], body["count"]) == (
+        "2026-11-29T23:50:01Z", "2026-11-29T23:50:01Z", 1,
     )  # fmt: skip
-    assert body["eventTime"] == "2026-11-29T23:50:01.123456Z"
-    assert "uid" not in event_body(told, "web.0123", "node-a", None, NOW)["regarding"]
-    assert series_patch(3, NOW) == {"series": {"count": 3, "lastObservedTime": "2026-11-29T23:50:01.123456Z"}}
+    assert (
+        "eventTime" not in body
+    )  # v1.20 refuses eventTime-style Events on cluster-scoped objects in default
+    assert "uid" not in event_body(told, "web.0123", "node-a", None, NOW)["involvedObject"]
+    assert series_patch(3, NOW) == {"count": 3, "lastTimestamp": "2026-11-29T23:50:01Z"}
 
 
 def test_a_note_never_exceeds_what_the_api_server_accepts() -> None:
