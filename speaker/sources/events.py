@@ -107,7 +107,7 @@ class EventRecorder:
         self._events = client.CoreV1Api(api)
         self._metrics = metrics
         self._uid_of = uid_of
-        self._limiter = limiter or EventLimiter(node)
+        self._limiter = limiter if limiter is not None else EventLimiter(node)
         self._queue: deque[tuple[Occurrence, Decision]] = deque()
         self._wakeup = asyncio.Event()
 

@@ -8,9 +8,13 @@ chart's RBAC.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import UTC, datetime
 
+from kubernetes import client
+
+from keepvip.speaker.metrics import SpeakerMetrics
 from keepvip.speaker.runtime.failures import Failure, FailureReport
 from keepvip.speaker.runtime.router_runner import RouterReport
 from keepvip.speaker.sources.event_limits import (
@@ -24,7 +28,7 @@ from keepvip.speaker.sources.event_limits import (
     event_name,
     occurrence_of,
 )
-from keepvip.speaker.sources.events import CONTROLLER, event_body, series_patch
+from keepvip.speaker.sources.events import CONTROLLER, QUEUE_LIMIT, EventRecorder, event_body, series_patch
 from keepvip.speaker.vrrp.state import State, TransitionReason
 
 NOW = datetime(2026, 11, 29, 23, 50, 1, 123456, tzinfo=UTC)
@@ -147,3 +151,36 @@ def test_a_note_never_exceeds_what_the_api_server_accepts() -> None:
     told = occurrence_of(conflict(detail="x" * 5000), "node-a")
     assert told is not None
     assert len(told.note) <= 1024
+
+
+def test_the_recorder_queues_at_most_its_limit_and_counts_the_rest() -> None:
+    """No API call is made here: ``observe`` only queues; the writer task is not started."""
+
+    async def scenario() -> SpeakerMetrics:
+        metrics = SpeakerMetrics()
+        recorder = EventRecorder("node-a", client.ApiClient(), metrics, lambda _: None,
+                                 EventLimiter("node-a", burst=10**6))  # fmt: skip
+        for i in range(QUEUE_LIMIT + 8):
+            recorder.observe(conflict(f"vip-{i}"))
+        recorder.observe(conflict("vip-0"))  # the same story again: not an edge, nothing counted
+        assert len(recorder._queue) == QUEUE_LIMIT
+        return metrics
+
+    metrics = asyncio.run(scenario())
+    sample = metrics.registry.get_sample_value
+    assert sample("keepvip_speaker_events_total", {"reason": "Conflict", "result": "queue_full"}) == 8
+    assert sample("keepvip_speaker_events_total", {"reason": "Conflict", "result": "rate_limited"}) is None
+
+
+def test_the_recorder_counts_what_the_node_budget_refuses() -> None:
+    async def scenario() -> SpeakerMetrics:
+        metrics = SpeakerMetrics()
+        recorder = EventRecorder("node-a", client.ApiClient(), metrics, lambda _: None,
+                                 EventLimiter("node-a", burst=2))  # fmt: skip
+        for i in range(5):
+            recorder.observe(conflict(f"vip-{i}"))
+        return metrics
+
+    metrics = asyncio.run(scenario())
+    sample = metrics.registry.get_sample_value
+    assert sample("keepvip_speaker_events_total", {"reason": "Conflict", "result": "rate_limited"}) == 3
