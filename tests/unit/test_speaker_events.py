@@ -2,7 +2,7 @@
 
 Pure parts only (no API server): :mod:`keepvip.speaker.sources.event_limits` decides,
 :func:`event_body` / :func:`series_patch` build what the API receives. The cluster
-tier (tests/cluster/test_speaker_events.py) has a real API server accept them under the
+tier (tests/cluster/test_e2e_isolation.py) has a real API server accept them under the
 chart's RBAC.
 """
 
