@@ -132,23 +132,23 @@ class EventRecorder:
     def _count(self, occurrence: Occurrence, result: EventResult) -> None:
         self._metrics.events.labels(occurrence.reason.value, result.value).inc()
 
-    def _write(self, occurrence: Occurrence, decision: Decision) -> EventResult:
-        now = datetime.now(UTC)
-        if isinstance(decision, Patch):
-            try:
-                patch = series_patch(decision.count, now)
-                self._events.patch_namespaced_event(
-                    decision.name, NAMESPACE, patch, _request_timeout=REQUEST_TIMEOUT
-                )
-                return EventResult.SERIES
-            except client.ApiException as error:
-                if error.status != 404:  # expired (Events live an hour): start a new one
-                    raise
-            decision = self._limiter.recreate(occurrence, time.monotonic())
-        assert isinstance(decision, Create)
-        body = event_body(occurrence, decision.name, self._node, self._uid_of(occurrence.virtualip), now)
+    def _patch(self, decision: Patch) -> bool:
+        """Count one more occurrence on the existing Event; False when it is gone (expired)."""
+        try:
+            self._events.patch_namespaced_event(
+                decision.name, NAMESPACE, series_patch(decision.count, datetime.now(UTC)),
+                _request_timeout=REQUEST_TIMEOUT,
+            )  # fmt: skip
+        except client.ApiException as error:
+            if error.status == 404:  # Events live an hour: start a new one
+                return False
+            raise
+        return True
+
+    def _create(self, occurrence: Occurrence, decision: Create) -> None:
+        uid = self._uid_of(occurrence.virtualip)
+        body = event_body(occurrence, decision.name, self._node, uid, datetime.now(UTC))
         self._events.create_namespaced_event(NAMESPACE, body, _request_timeout=REQUEST_TIMEOUT)  # type: ignore[arg-type]
-        return EventResult.CREATED
 
     async def run(self) -> None:
         """Write queued Events one at a time; a failed write is counted and logged, not retried."""
@@ -160,12 +160,19 @@ class EventRecorder:
                 self._count(occurrence, await self._write_logged(occurrence, decision))
 
     async def _write_logged(self, occurrence: Occurrence, decision: Decision) -> EventResult:
+        """One write in a worker thread; the limiter is only touched here, on the event loop."""
         try:
-            return await asyncio.to_thread(self._write, occurrence, decision)
+            if isinstance(decision, Patch):
+                if await asyncio.to_thread(self._patch, decision):
+                    return EventResult.SERIES
+                decision = self._limiter.recreate(occurrence, time.monotonic())
+            assert isinstance(decision, Create)
+            await asyncio.to_thread(self._create, occurrence, decision)
         except Exception as error:
             fields = {"virtualip": occurrence.virtualip, "reason": occurrence.reason.value}
             log.warning("cannot write the %s Event: %s", fields["reason"], _short(error), extra=fields)
             return EventResult.FAILED
+        return EventResult.CREATED
 
     async def flush(self, timeout: float) -> None:
         """Best effort at shutdown: write what is queued within ``timeout`` seconds."""
