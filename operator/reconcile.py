@@ -263,7 +263,9 @@ def reconcile_spec(
     before = _old_spec(old)
     # Status first (the speakers wait for the pair), carrying serviceRef's last outcome; then
     # the Service, and status again if its outcome changed (the ServicePublished condition).
-    carried = _carried_service(previous, vip, before)
+    remembered = ctx.memory.peek(metadata.get("uid", ""))
+    written = remembered.written if remembered is not None and remembered.written is not None else previous
+    carried = _carried_service(written, vip, before)  # what this process wrote last: the body may lag
     outcome = SpecOutcome(decision.pair, None, "", generation, carried)
     settle_and_write_status(ctx, body, outcome, readiness)
     service = _sync_service(ctx, vip, before)

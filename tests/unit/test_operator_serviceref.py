@@ -50,6 +50,7 @@ class Services(Kube):
         self.writes = 0
         self.status: dict[str, Any] = {}
         self.exists = True
+        self.statuses: list[dict[str, Any]] = []
         self.ledger: dict[str, str] = {}
 
     def update_service_ingress(
@@ -70,6 +71,7 @@ class Services(Kube):
 
     def patch_virtualip_status(self, name: str, fields: Mapping[str, Any]) -> None:  # noqa: ARG002
         self.status = dict(fields)
+        self.statuses.append(self.status)
 
     def post_event(self, ref: ObjectRef, event: EventSpec) -> None:  # noqa: ARG002
         self.events.append(event)
@@ -183,3 +185,20 @@ def test_releasing_never_writes_to_a_service_that_did_not_opt_in() -> None:
     ctx = Context(OperatorSettings(), kube, clock=lambda: "T", monotonic=lambda: 0.0)
     release(ctx, body(), waited=0.0)
     assert kube.writes == 0
+
+
+def test_a_retry_on_a_lagging_body_tells_the_refusal_no_second_time() -> None:
+    """kopf may retry with a body whose status predates the operator's last write."""
+    settings = OperatorSettings()
+    kube = Services(settings, service())
+    ctx = Context(settings, kube, clock=lambda: "T", monotonic=lambda: 0.0)
+    with pytest.raises(RetryLater):
+        reconcile_spec(ctx, body(), None, {})
+    first = kube.statuses[0]  # the allocation, written before the Service was looked at
+    assert published(first) is None
+    with pytest.raises(RetryLater):
+        reconcile_spec(ctx, body(first), None, {})  # the watch has not caught up with the second write
+    assert [e.reason for e in kube.events if e.type == "Warning"] == ["ServiceNotOptedIn"]
+    condition = published(kube.status)
+    assert condition is not None
+    assert condition["reason"] == "ServiceNotOptedIn"
