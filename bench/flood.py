@@ -4,14 +4,21 @@ Topology (tests/netns/lan.py): two nodes and a client on one bridge, in namespac
 run creates and removes. node1 (priority 150) and node2 (120) run standalone keepvip
 speakers holding 198.18.0.100 with VRRPv3 in the standard group 224.0.0.18 at a 1 s
 advertisement interval (keepalived's default). The client writes prebuilt Ethernet
-frames onto the LAN through an AF_PACKET socket: ``--rate`` advertisements per second
-(default 100,000) for ``--duration`` seconds (default 60), from ``--sources`` random
-source addresses (default 60,000, all inside 198.18.0.0/15), in three equal kinds:
+frames onto the LAN: ``--rate`` advertisements per second (default 100,000) for
+``--duration`` seconds (default 60), from ``--sources`` random source addresses
+(default 60,000, all inside 198.18.0.0/15), in three equal kinds:
 
 * ``lower``: a valid advertisement for the VIP's VRID with priority 100 (below both
   nodes: the master ignores it, the backup too — RFC 9568 §6.4.2/§6.4.3);
 * ``wrong_vrid``: a valid advertisement for a VRID nobody runs (dropped and counted);
 * ``bad_ttl``: TTL 254 (dropped before anything else, RFC 9568 §7.1).
+
+The frames are built once (keepvip's codec; the checksums are right for each spoofed
+source) and written as a pcap. ``--sender tcpreplay`` (default; Debian's ``tcpreplay``,
+installed by hack/install-system-deps.sh) replays it in a loop at ``--rate`` packets per
+second (``--pps``, sending ``--pps-multi`` frames per timer tick so the pacing does not
+cost a core); ``--sender python`` paces an AF_PACKET socket from Python, ``--senders``
+processes sharing the rate (about 40,000/s per process on the reference machine).
 
 Reported (text and ``--json``): the rate the sender achieved; each speaker's RSS before,
 at its peak during the flood and after, and the growth; state changes during the flood
@@ -29,7 +36,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
+import re
+import shutil
 import socket
 import struct
 import subprocess
@@ -89,6 +99,39 @@ def build_frames(count: int, client_mac: bytes, avoid: set[IPv4Address], seed: i
     return b"".join(build_frame(s, client_mac, KINDS[i % len(KINDS)]) for i, s in enumerate(ordered))
 
 
+def write_pcap(path: Path, frames: bytes) -> None:
+    """The frames as a classic pcap file (microsecond timestamps, Ethernet link type)."""
+    header = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
+    records = []
+    for index in range(0, len(frames), FRAME_SIZE):
+        frame = frames[index : index + FRAME_SIZE]
+        records.append(struct.pack("<IIII", 0, index // FRAME_SIZE, len(frame), len(frame)) + frame)
+    path.write_bytes(header + b"".join(records))
+
+
+TCPREPLAY_ACTUAL = re.compile(r"Actual: (\d+) packets .* sent in ([\d.]+) seconds")
+TCPREPLAY_FAILED = re.compile(r"Failed packets:\s+(\d+)")
+
+
+def tcpreplay_argv(ifname: str, pcap: Path, rate: int, duration: float, sources: int) -> list[str]:
+    """Replay ``pcap`` at ``rate`` packets/s for ``duration`` s, looping it as often as needed."""
+    ceiling = rate if rate > 0 else 1_000_000  # --rate 0: as fast as the machine goes (--topspeed)
+    loops = math.ceil(ceiling * duration / sources) + 1
+    multi = max(1, rate // 10_000)  # 10,000 timer ticks a second, ``multi`` frames each
+    pace = [f"--pps={rate}", f"--pps-multi={multi}"] if rate > 0 else ["--topspeed"]
+    return ["tcpreplay", f"--intf1={ifname}", *pace, f"--loop={loops}",
+            f"--duration={math.ceil(duration)}", "--preload-pcap", str(pcap)]  # fmt: skip
+
+
+def tcpreplay_report(output: str) -> dict[str, float]:
+    """``sent`` and ``seconds`` from tcpreplay's summary (and ``failed``: refused by the kernel)."""
+    actual = TCPREPLAY_ACTUAL.search(output)
+    failed = TCPREPLAY_FAILED.search(output)
+    if actual is None:
+        raise RuntimeError(f"tcpreplay printed no summary:\n{output[-2000:]}")
+    return {"sent": int(actual[1]), "seconds": float(actual[2]), "failed": int(failed[1]) if failed else 0}
+
+
 def send(ifname: str, frames_path: Path, rate: int, duration: float) -> None:
     """The sender (runs inside the client's namespace): paced batches every 10 ms."""
     data = frames_path.read_bytes()
@@ -129,6 +172,33 @@ def drops(speakers: SpeakerSet, node: str) -> dict[str, float]:
     return {reason: metrics.value("keepvip_advert_dropped_total", reason=reason) for reason in reasons}
 
 
+def start_senders(
+    args: argparse.Namespace, lan: Lan, ifname: str, pcap: Path, frames_path: Path
+) -> list[subprocess.Popen[str]]:
+    """The flood's sending processes, in the client's namespace (the LAN ends them by pid)."""
+    if args.sender == "tcpreplay":
+        argv = tcpreplay_argv(ifname, pcap, args.rate // args.senders, args.duration, args.sources)
+        return [lan.spawn("client", argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                for _ in range(args.senders)]  # fmt: skip
+    argv = [sys.executable, str(Path(__file__).resolve()), "_send", ifname, str(frames_path),
+            str(args.rate // args.senders), str(args.duration)]  # fmt: skip
+    return [lan.spawn("client", argv, stdout=subprocess.PIPE, text=True) for _ in range(args.senders)]
+
+
+def sender_report(sender: str, senders: list[subprocess.Popen[str]]) -> dict[str, float]:
+    """What the finished senders say they sent (``sent``, ``seconds``, ``failed``)."""
+    outputs = [process.stdout.read() if process.stdout else "" for process in senders]
+    if sender == "tcpreplay":
+        reports = [tcpreplay_report(output) for output in outputs]
+    else:
+        reports = [json.loads(output or "{}") for output in outputs]
+    return {
+        "sent": sum(r.get("sent", 0) for r in reports),
+        "seconds": max(r.get("seconds", 0) for r in reports),
+        "failed": sum(r.get("failed", 0) for r in reports),
+    }
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Build the LAN, start the speakers, flood, measure."""
     with Lan.build(nodes=2, client=True) as lan, tempfile.TemporaryDirectory(prefix="keepvip-flood-") as work:
@@ -143,37 +213,39 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             avoid = {lan.node(n).ipv4.ip for n in ("node1", "node2", "client")} | {VIP4.ip}
             frames_path = workdir / "frames.bin"
             client_mac = bytes.fromhex(client.mac.replace(":", ""))
-            frames_path.write_bytes(build_frames(args.sources, client_mac, avoid, args.seed))
+            frames = build_frames(args.sources, client_mac, avoid, args.seed)
+            frames_path.write_bytes(frames)
+            pcap = workdir / "frames.pcap"
+            write_pcap(pcap, frames)
             nodes = speakers.node_names
             pids = {node: speakers.speakers[node].pid for node in nodes}
             time.sleep(2)  # settle
             before_rss = {node: rss_kib(pid) for node, pid in pids.items()}
             before_drops = {node: drops(speakers, node) for node in nodes}
             before_lines = {node: len(speakers.log_lines(node)) for node in nodes}
+            load_before = Path("/proc/loadavg").read_text().split()[:3]
             started = time.time()
-            senders = [
-                lan.spawn("client", [sys.executable, str(Path(__file__).resolve()), "_send", client.ifname,
-                                     str(frames_path), str(args.rate // args.senders), str(args.duration)],
-                          stdout=subprocess.PIPE, text=True)
-                for _ in range(args.senders)
-            ]  # fmt: skip
+            senders = start_senders(args, lan, client.ifname, pcap, frames_path)
             peak = dict(before_rss)
             while any(sender.poll() is None for sender in senders):
                 for node, pid in pids.items():
                     peak[node] = max(peak[node], rss_kib(pid))
                 time.sleep(0.5)
             flood_seconds = time.time() - started
-            reports = [json.loads(sender.stdout.read() if sender.stdout else "{}") for sender in senders]
-            report = {"sent": sum(r.get("sent", 0) for r in reports),
-                      "seconds": max(r.get("seconds", 0) for r in reports)}  # fmt: skip
+            load_after = Path("/proc/loadavg").read_text().split()[:3]
+            report = sender_report(args.sender, senders)
             time.sleep(3)  # let the queues drain
             after_rss = {node: rss_kib(pid) for node, pid in pids.items()}
             result: dict[str, Any] = {
                 "rate_requested": args.rate,
                 "sources": args.sources,
                 "duration_s": args.duration,
+                "sender": args.sender,
                 "senders": args.senders,
                 "sent": report.get("sent"),
+                "send_failed": report.get("failed"),
+                "loadavg_before": load_before,
+                "loadavg_after": load_after,
                 "rate_achieved": round(report.get("sent", 0) / max(report.get("seconds", 1), 1e-9)),
                 "api_writes": 0,  # standalone: the speakers have no API client at all
                 "nodes": {},
@@ -203,6 +275,8 @@ def print_report(result: dict[str, Any]) -> None:
     print(f"flood: {result['sent']:,} adverts sent, {result['rate_achieved']:,}/s achieved "
           f"(requested {result['rate_requested']:,}/s), {result['sources']:,} sources, "
           f"{result['duration_s']} s")  # fmt: skip
+    load = f"{' '.join(result['loadavg_before'])} before, {' '.join(result['loadavg_after'])} after"
+    print(f"sender {result['sender']}; frames refused by the kernel: {result['send_failed']}; load {load}")
     print(f"API writes caused: {result['api_writes']} (standalone: no API client, by construction)")
     for node, n in result["nodes"].items():
         print(f"{node}: RSS {n['rss_before_kib'] / 1024:.1f} MiB -> peak {n['rss_peak_kib'] / 1024:.1f} MiB, "
@@ -219,10 +293,13 @@ def main() -> int:
         return 0
     raw = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=raw)
-    parser.add_argument("--rate", type=int, default=100_000, help="advertisements per second")
+    parser.add_argument("--rate", type=int, default=100_000, help="advertisements per second (0: top speed)")
     parser.add_argument("--sources", type=int, default=60_000, help="distinct spoofed source addresses")
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of flood")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--sender", choices=("tcpreplay", "python"),
+                        default="tcpreplay" if shutil.which("tcpreplay") else "python",
+                        help="tcpreplay replays a pcap (fast); python paces an AF_PACKET socket")  # fmt: skip
     parser.add_argument("--senders", type=int, default=1, help="sending processes sharing the rate")
     parser.add_argument("--json", type=Path, help="also write the result here")
     args = parser.parse_args()

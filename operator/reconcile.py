@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from keepvip.api.model import NodeStatus, VirtualIP, VirtualIPStatus
@@ -53,7 +53,13 @@ from keepvip.operator.daemonset import desired_daemonset
 from keepvip.operator.kube import Kube, LedgerChanges, ObjectRef
 from keepvip.operator.memory import StatusMemory, readiness_key
 from keepvip.operator.problems import Problem
-from keepvip.operator.serviceref import NotOptedIn, desired_ingress
+from keepvip.operator.serviceref import (
+    RETRY_SECONDS,
+    NotOptedIn,
+    ServiceOutcome,
+    ServiceRefReason,
+    desired_ingress,
+)
 from keepvip.operator.settings import OperatorSettings
 from keepvip.operator.settle import first_sight, master_to_tell, settle
 from keepvip.operator.status import (
@@ -157,6 +163,17 @@ def _problem_events(previous: VirtualIPStatus | None, outcome: SpecOutcome) -> l
     return []
 
 
+def _service_events(previous: VirtualIPStatus | None, outcome: SpecOutcome) -> list[EventSpec]:
+    """A Warning when spec.serviceRef's outcome turns into (or changes) a refusal: once, not per retry."""
+    service = outcome.service
+    if service is None or service.published:
+        return []
+    before = outcome_from_status(previous)
+    if before is not None and before.service == service:
+        return []
+    return [EventSpec("Warning", service.reason.value, service.message)]
+
+
 def settle_and_write_status(
     ctx: Context,
     body: Mapping[str, Any],
@@ -194,7 +211,7 @@ def settle_and_write_status(
             memory.patched, memory.patched_over = wanted, version
         settling, change = master_to_tell(settling, now, grace)
         memory.settling, memory.written = settling, status
-        events = _problem_events(previous, outcome)
+        events = _problem_events(previous, outcome) + _service_events(previous, outcome)
         events += [master_changed(*told) for told in (held, change) if told is not None]
         for event in [*events, *transition_events(previous, status)]:
             ctx.kube.post_event(ref, event)
@@ -243,9 +260,19 @@ def reconcile_spec(
         outcome = SpecOutcome(None, decision.problem, decision.message, generation)
         settle_and_write_status(ctx, body, outcome, readiness)
         raise RetryLater(decision.message, delay=60)
-    outcome = SpecOutcome(decision.pair, None, "", generation)
+    before = _old_spec(old)
+    # Status first (the speakers wait for the pair), carrying serviceRef's last outcome; then
+    # the Service, and status again if its outcome changed (the ServicePublished condition).
+    remembered = ctx.memory.peek(metadata.get("uid", ""))
+    written = remembered.written if remembered is not None and remembered.written is not None else previous
+    carried = _carried_service(written, vip, before)  # what this process wrote last: the body may lag
+    outcome = SpecOutcome(decision.pair, None, "", generation, carried)
     settle_and_write_status(ctx, body, outcome, readiness)
-    _sync_service(ctx, vip, _old_spec(old))
+    service = _sync_service(ctx, vip, before)
+    if service != carried:
+        settle_and_write_status(ctx, body, replace(outcome, service=service), readiness)
+    if service is not None and not service.published:
+        raise RetryLater(service.message, delay=RETRY_SECONDS)
 
 
 def _allocation(
@@ -266,12 +293,25 @@ def _old_spec(old: Mapping[str, Any] | None) -> VirtualIP | None:
         return None
 
 
-def _sync_service(ctx: Context, vip: VirtualIP, before: VirtualIP | None) -> None:
+def _carried_service(
+    previous: VirtualIPStatus | None, vip: VirtualIP, before: VirtualIP | None
+) -> ServiceOutcome | None:
+    """serviceRef's outcome as status records it, while the reference is the same one."""
+    if vip.spec.service_ref is None or (
+        before is not None and before.spec.service_ref != vip.spec.service_ref
+    ):
+        return None
+    recorded = outcome_from_status(previous)
+    return recorded.service if recorded is not None else None
+
+
+def _sync_service(ctx: Context, vip: VirtualIP, before: VirtualIP | None) -> ServiceOutcome | None:
     """Publish the addresses in spec.serviceRef; unpublish from a previous Service or address.
 
     Only Services annotated ``keepvip.io/virtualip: <this VirtualIP>`` are written
-    (keepvip.operator.serviceref): otherwise a Warning Event names the missing annotation,
-    nothing is written, and the stage retries (the annotation may come later).
+    (keepvip.operator.serviceref): otherwise nothing is written and the outcome names the
+    reason (the ``ServicePublished`` condition, one Warning Event); the stage retries, as
+    the annotation or the Service may come later. None: there is no serviceRef.
     """
     ref = vip.spec.service_ref
     addresses: list[IPAddress] = [a.ip for a in vip.spec.addresses]
@@ -282,19 +322,18 @@ def _sync_service(ctx: Context, vip: VirtualIP, before: VirtualIP | None) -> Non
         if gone:
             _unpublish(ctx, vip.name, old_ref.namespace, old_ref.name, gone)
     if ref is None:
-        return
-    event_ref = ObjectRef(vip.name, vip.metadata.uid or "")
+        return None
     try:
         found = ctx.kube.update_service_ingress(
             ref.namespace, ref.name, lambda current: desired_ingress(current, add=addresses), opt_in=vip.name
         )
     except NotOptedIn as refused:
-        ctx.kube.post_event(event_ref, EventSpec("Warning", refused.reason, str(refused)))
-        raise RetryLater(str(refused), delay=60) from None
+        return ServiceOutcome(refused.reason, str(refused))
     if not found:
         message = f"spec.serviceRef: Service {ref.namespace}/{ref.name} does not exist"
-        ctx.kube.post_event(event_ref, EventSpec("Warning", "ServiceNotFound", message))
-        raise RetryLater(message, delay=60)
+        return ServiceOutcome(ServiceRefReason.NOT_FOUND, message)
+    where = f"Service {ref.namespace}/{ref.name} status.loadBalancer.ingress"
+    return ServiceOutcome(ServiceRefReason.PUBLISHED, f"{', '.join(map(str, addresses))} in {where}")
 
 
 def _unpublish(ctx: Context, virtualip: str, namespace: str, name: str, gone: list[IPAddress]) -> None:
@@ -399,4 +438,3 @@ def inventory_entry(body: Mapping[str, Any]) -> InventoryEntry | None:
     if entry.pair is None and recorded is not None:
         entry = InventoryEntry(entry.name, entry.addresses, recorded, entry.created)
     return entry
-

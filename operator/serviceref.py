@@ -10,23 +10,53 @@ VirtualIP could make the operator (which may patch every Service's status) publi
 address in any Service — a confused deputy of the CVE-2020-8554 class, where
 ``status.loadBalancer.ingress`` steers other components' traffic. The Service's owner
 consents by annotating it; the VirtualIP's author cannot.
+
+What became of the reference is the VirtualIP's ``ServicePublished`` condition
+(:class:`ServiceOutcome`): True once the addresses are in the Service's status, False
+with a named :class:`ServiceRefReason` and a message naming the Service and the
+annotation while nothing may be written. The spec stage retries every
+``RETRY_SECONDS``, so the condition clears soon after the Service's owner opts in.
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Final
 
 from keepvip.inet import IPAddress
 
-OPT_IN_ANNOTATION = "keepvip.io/virtualip"
+OPT_IN_ANNOTATION: Final = "keepvip.io/virtualip"
+RETRY_SECONDS: Final = 15.0
+
+
+class ServiceRefReason(enum.StrEnum):
+    """The ``ServicePublished`` condition's reason (and the Warning Event's, when False)."""
+
+    PUBLISHED = "Published"  # the addresses are in status.loadBalancer.ingress
+    NOT_OPTED_IN = "ServiceNotOptedIn"  # the Service lacks keepvip.io/virtualip: <name>: no write
+    NOT_FOUND = "ServiceNotFound"  # no such Service (yet): no write
+
+
+@dataclass(frozen=True)
+class ServiceOutcome:
+    """What the spec stage did with ``spec.serviceRef`` (None when there is none)."""
+
+    reason: ServiceRefReason
+    message: str
+
+    @property
+    def published(self) -> bool:
+        """Whether the addresses were written to the Service."""
+        return self.reason is ServiceRefReason.PUBLISHED
 
 
 class NotOptedIn(Exception):
     """The Service does not name this VirtualIP in its opt-in annotation: nothing is written."""
 
     def __init__(self, namespace: str, name: str, virtualip: str, found: str | None) -> None:
-        self.reason = "ServiceNotOptedIn"
+        self.reason = ServiceRefReason.NOT_OPTED_IN
         has = f"it has {found!r}" if found is not None else "it has none"
         super().__init__(
             f"spec.serviceRef: Service {namespace}/{name} does not opt in: it needs the annotation "

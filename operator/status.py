@@ -22,6 +22,7 @@ from keepvip.api.model import Condition, NodeStatus, SettledView, VirtualIPStatu
 from keepvip.api.phase import Phase
 from keepvip.operator.allocation import Pair
 from keepvip.operator.problems import Problem
+from keepvip.operator.serviceref import ServiceOutcome, ServiceRefReason
 
 
 class ConditionType(enum.StrEnum):
@@ -33,10 +34,12 @@ class ConditionType(enum.StrEnum):
     SPLIT_BRAIN = "SplitBrain"
     CONFLICT = "Conflict"
     INVALID_SPEC = "InvalidSpec"
+    SERVICE_PUBLISHED = "ServicePublished"  # only with spec.serviceRef (keepvip.operator.serviceref)
 
 
 _CONFLICTS = (Problem.PAIR_IN_USE, Problem.ADDRESS_IN_USE)
 _PROBLEMS = {problem.value for problem in Problem}
+_SERVICE_REASONS = {reason.value for reason in ServiceRefReason}
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,7 @@ class SpecOutcome:
     problem: Problem | None = None
     message: str = ""
     generation: int | None = None
+    service: ServiceOutcome | None = None  # spec.serviceRef's outcome; None without one
 
 
 @dataclass(frozen=True)
@@ -210,6 +214,11 @@ def build_status(
             outcome.message if problem is Problem.INVALID_SPEC else "",
         ),
     ]
+    if outcome.service is not None:
+        service = outcome.service
+        conditions.append(
+            make(ConditionType.SERVICE_PUBLISHED, service.published, service.reason.value, service.message)
+        )
     return VirtualIPStatus(
         vrid=outcome.pair.vrid if outcome.pair is not None else None,
         multicast_group=str(outcome.pair.group) if outcome.pair is not None else None,
@@ -263,7 +272,11 @@ def outcome_from_status(status: VirtualIPStatus | None) -> SpecOutcome | None:
         problem, message = Problem.INVALID_SPEC, invalid.message or ""
     elif allocated is not None and allocated.status == "False" and allocated.reason in _PROBLEMS:
         problem, message = Problem(allocated.reason), allocated.message or ""
-    return SpecOutcome(pair=pair, problem=problem, message=message, generation=status.observed_generation)
+    published = next((c for c in status.conditions if c.type == ConditionType.SERVICE_PUBLISHED.value), None)
+    service = None
+    if published is not None and published.reason in _SERVICE_REASONS:
+        service = ServiceOutcome(ServiceRefReason(published.reason), published.message or "")
+    return SpecOutcome(pair, problem, message, status.observed_generation, service)
 
 
 def view_from_status(status: VirtualIPStatus | None) -> Observation:

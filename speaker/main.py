@@ -238,6 +238,7 @@ async def run_standalone(args: argparse.Namespace) -> int:
 
 async def run_kubernetes(args: argparse.Namespace) -> int:
     """In a cluster: VirtualIPs and Node labels watched, status written back."""
+    from keepvip.speaker.sources.events import EventRecorder  # noqa: PLC0415 - only this mode writes Events
     from keepvip.speaker.sources.kubernetes import (  # noqa: PLC0415 - only this mode needs the client
         KubernetesSource,
         StatusWriter,
@@ -248,15 +249,27 @@ async def run_kubernetes(args: argparse.Namespace) -> int:
     metrics = _metrics(args)
     source = KubernetesSource(args.node, api, metrics)
     writer = StatusWriter(args.node, api)
+    recorder = EventRecorder(args.node, api, metrics, source.uid_of)  # issue 10: Conflict, AddressBindFailed
     source.start()
-    writer_task = asyncio.get_running_loop().create_task(writer.run(), name="status")
+    tasks = [asyncio.get_running_loop().create_task(writer.run(), name="status"),
+             asyncio.get_running_loop().create_task(recorder.run(), name="events")]  # fmt: skip
+
+    def report(node_report: NodeReport) -> None:
+        writer.report(node_report)
+        recorder.observe(node_report)
+
+    def forget(virtualip: str) -> None:
+        writer.forget(virtualip)
+        recorder.forget(virtualip)
 
     async def finish() -> None:
         source.stop()
-        writer_task.cancel()
-        with suppress(asyncio.CancelledError):
-            await writer_task
+        for task in tasks:
+            task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task
         await writer.flush(STATUS_FLUSH_SECONDS)
+        await recorder.flush(STATUS_FLUSH_SECONDS)
 
     return await _serve(
         args,
@@ -265,8 +278,8 @@ async def run_kubernetes(args: argparse.Namespace) -> int:
         first=None,
         snapshots=source.snapshots,
         use_status_allocation=True,
-        on_report=writer.report,
-        on_forget=writer.forget,
+        on_report=report,
+        on_forget=forget,
         before_exit=finish,
     )
 

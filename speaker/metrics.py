@@ -128,6 +128,12 @@ class SpeakerMetrics:
             _VIP,
             registry=r,
         )
+        self.events = Counter(
+            "keepvip_speaker_events_total",
+            "Kubernetes Events about this node's problems (Conflict, AddressBindFailed), by result",
+            ("reason", "result"),
+            registry=r,
+        )
         self.status_invalid = Counter(
             "keepvip_status_invalid_total",
             "Status fields not believed (they break the spec's rules), by reason",

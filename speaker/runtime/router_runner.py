@@ -105,6 +105,7 @@ class RouterReport:
     since: datetime
     reason: str
     conflict: str | None = None  # an address-list mismatch seen (VRID collision sign)
+    message: str | None = None  # what failed, while FAULT for a failed bind (issue 10: the Event's note)
 
 
 Reporter = Callable[[RouterReport], None]
@@ -206,6 +207,7 @@ class RouterRunner:
         self._since = datetime.now(UTC)
         self._reason = "configured"
         self._conflict: str | None = None
+        self._bind_error: str | None = None  # the kernel's refusal, told while FAULT for it
         self._forms: dict[IPAddress, IPInterface] = {vip.ip: vip for vip in plan.addresses}
         self._drop_log = RateLimiter()
         self._backoff: dict[FaultReason, float] = {}
@@ -574,6 +576,8 @@ class RouterRunner:
         name = self.plan.name
         delay = self._next_backoff(FaultReason.ADDRESS_BIND_FAILED)
         self._metrics.address_bind_failures.labels(name).inc()
+        vips = ", ".join(str(a) for a in action.addresses)
+        self._bind_error = f"binding {vips} on {self.ifname} failed: {error}"
         log.error("binding %s on %s failed: %s; FAULT (priority 0), retrying in %.0f s",
                   ", ".join(str(a) for a in action.addresses), self.ifname, error, delay,
                   extra={"virtualip": name, "node": self._node,
@@ -699,9 +703,12 @@ class RouterRunner:
                 since=self._since,
                 reason=self._reason,
                 conflict=self._conflict,
+                message=self._bind_error if self._reason == _BIND_FAULT else None,
             )
         )
 
+
+_BIND_FAULT: Final = TransitionReason.FAULT_ADDRESS_BIND.value
 
 GRID_FRACTION: Final = 20  # timer grid step = the advert interval / this ...
 GRID_MAX: Final = 0.02  # ... and at most this many seconds

@@ -167,6 +167,14 @@ class KubernetesSource:
             self._labels = dict(node.metadata.labels or {})
         self._wake()
 
+    def uid_of(self, name: str) -> str | None:
+        """The uid of VirtualIP ``name`` as last watched (None: unknown); Events carry it."""
+        with self._lock:
+            body = self._bodies.get(name)
+        metadata = body.get("metadata") if isinstance(body, dict) else None
+        uid = metadata.get("uid") if isinstance(metadata, dict) else None
+        return uid if isinstance(uid, str) else None
+
     def start(self) -> None:
         """Start the watch threads."""
         _Watcher(
@@ -290,8 +298,8 @@ class StatusWriter:
     def entry(self, report: RouterReport | FailureReport) -> dict[str, Any]:
         """The ``status.nodes`` entry for a report (camelCase, RFC 3339 time).
 
-        A `FailureReport` (the VirtualIP does not run here) adds ``message``; fields it
-        does not know are left out.
+        A `FailureReport` (the VirtualIP does not run here), or a router in FAULT because
+        binding failed, adds ``message``; fields it does not know are left out.
         """
         entry: dict[str, Any] = {
             "node": self._node,
@@ -304,7 +312,7 @@ class StatusWriter:
         }
         if report.conflict:
             entry["conflict"] = report.conflict
-        if isinstance(report, FailureReport):
+        if report.message is not None:  # a FailureReport's, or a router's FAULT for a failed bind
             entry["message"] = report.message[:1024]
         return {key: value for key, value in entry.items() if value is not None}
 

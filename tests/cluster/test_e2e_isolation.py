@@ -1,11 +1,12 @@
-"""One node lacks the interface a VirtualIP names: the others elect and serve (issue 9).
+"""One node cannot run a VirtualIP: the others elect and serve (issues 9 and 10).
 
 node-a and node-b get a second LAN between them, ``lan1`` (a veth pair); node-c has no
 such interface. A VirtualIP on ``lan1`` must run on node-a and node-b as usual, while
 node-c's speaker fails only that VirtualIP: its ``status.nodes`` entry shows FAULT with
 the reason and a message naming the field, its log has no traceback, and it keeps
-serving every other VirtualIP. Nothing here talks to a speaker except through a LAN,
-the Kubernetes API and the pods' logs.
+serving every other VirtualIP. The same for a node that already has the VirtualIP's
+address (issue 10): it stays out of the election, and says so with an Event too. Nothing
+here talks to a speaker except through a LAN, the Kubernetes API and the pods' logs.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import pytest
 from keepvip.localcluster import LocalCluster, wait_until
 from keepvip.localcluster.lan import netns_addresses
 from keepvip.localcluster.scenario import API_VERSION, WEB_PORT, KeepvipOnCluster
+from keepvip.localcluster.waiting import holds_for
 
 pytestmark = pytest.mark.cluster
 
@@ -107,3 +109,56 @@ def test_a_node_without_the_named_interface_reports_fault_while_the_others_elect
         for made in (name, other):
             keepvip.delete(made)
             wait_until(lambda m=made: keepvip.get(m) is None, timeout=40, what=f"{made} deleted")
+
+
+# -- a conflicting address: an Event on the VirtualIP (issue 10) ---------------------------
+# node-c already has the VirtualIP's address (on its loopback, so no other traffic of the LAN
+# depends on it). node-c's speaker must stay out of the election for that VirtualIP, say so in
+# its status.nodes entry, and write one Warning Event ``Conflict`` about the VirtualIP
+# (selected as ``kubectl describe`` selects, uid included) as keepvip-speaker / node-c — under
+# the chart's RBAC, which grants the speaker create/patch on events in ``default`` only.
+# node-a and node-b elect as usual.
+
+
+def conflict_events(keepvip: KeepvipOnCluster, name: str) -> list[dict[str, Any]]:
+    """The Conflict Events ``kubectl describe vip NAME`` shows (selected by involvedObject, uid included)."""
+    uid = (keepvip.get(name) or {})["metadata"]["uid"]
+    selector = f"involvedObject.kind=VirtualIP,involvedObject.name={name},involvedObject.uid={uid}"
+    events = keepvip.objects.list("v1", "Event", namespace="default", field_selector=selector)
+    return [e for e in events if e.get("reason") == "Conflict"]
+
+
+def test_an_address_the_node_already_has_is_a_conflict_with_an_event_while_the_others_elect(
+    keepvip: KeepvipOnCluster, cluster: LocalCluster
+) -> None:
+    address = str(cluster.vip(11))
+    netns = cluster.nodes["node-c"].netns
+    subprocess.run(["ip", "-n", netns, "addr", "add", f"{address}/32", "dev", "lo"], check=True)
+    name = f"conflict-{secrets.token_hex(3)}"
+    try:
+        keepvip.apply(document(name, address))
+        expected = {"node-a": "MASTER", "node-b": "BACKUP", "node-c": "FAULT"}
+        wait_until(lambda: keepvip.node_states(name) == expected, timeout=30, what=f"node states {expected}")
+        entry = next(n for n in keepvip.status(name)["nodes"] if n["node"] == "node-c")
+        assert entry["reason"] == "address_conflict", entry
+        assert f"{address} is already an address of this node (lo)" in entry["conflict"], entry
+
+        try:
+            wait_until(lambda: conflict_events(keepvip, name), timeout=20, what="a Conflict Event")
+        except TimeoutError:
+            pytest.fail(f"no Conflict Event; node-c's log ends:\n{keepvip.speaker_log('node-c')[-4000:]}")
+        [event] = conflict_events(keepvip, name)
+        assert (event["type"], event["reportingComponent"], event["reportingInstance"]) == (
+            "Warning", "keepvip-speaker", "node-c",
+        )  # fmt: skip
+        assert event["source"] == {"component": "keepvip-speaker", "host": "node-c"}
+        assert f"node node-c: spec.addresses[0]: {address} is already an address" in event["message"]
+        # Told once: the speaker retries the VirtualIP every few seconds, but the story is the same.
+        assert holds_for(lambda: len(conflict_events(keepvip, name)) == 1, 8.0, interval=0.5)
+        log = keepvip.speaker_log("node-c")
+        assert "cannot write the Conflict Event" not in log
+        assert "Forbidden" not in log
+    finally:
+        keepvip.delete(name)
+        wait_until(lambda: keepvip.get(name) is None, timeout=40, what=f"{name} deleted")
+        subprocess.run(["ip", "-n", netns, "addr", "del", f"{address}/32", "dev", "lo"], check=False)

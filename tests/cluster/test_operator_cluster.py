@@ -518,6 +518,27 @@ def test_service_ref_never_writes_to_a_service_that_did_not_opt_in(env: Env) -> 
                what="a ServiceNotOptedIn event")  # fmt: skip
     assert _service_ingress(env, "victim") == []
 
+    def published() -> dict[str, Any]:
+        vip = env.objects.get(API, "VirtualIP", "deputy") or {}
+        conditions = (vip.get("status") or {}).get("conditions") or []
+        return next((c for c in conditions if c["type"] == "ServicePublished"), {})
+
+    wait_until(lambda: published().get("reason") == "ServiceNotOptedIn", what="ServicePublished False")
+    refused = published()
+    assert refused["status"] == "False", refused
+    assert f"Service {env.namespace}/victim does not opt in" in refused["message"], refused
+    assert "keepvip.io/virtualip: deputy" in refused["message"], refused
+    # Still nothing written after the operator's retries; the refusal was told once.
+    assert holds_for(lambda: _service_ingress(env, "victim") == [], 2 * SETTLE, interval=0.5)
+    assert sum(e.get("reason") == "ServiceNotOptedIn" for e in env.events("deputy")) == 1
+
+    # The Service's owner opts in: the condition clears and the address is published.
+    opt_in = {"metadata": {"annotations": {"keepvip.io/virtualip": "deputy"}}}
+    env.objects.patch("v1", "Service", "victim", opt_in, env.namespace)
+    wait_until(lambda: published().get("status") == "True", timeout=60, what="ServicePublished True")
+    assert published()["reason"] == "Published"
+    assert _service_ingress(env, "victim") == ["198.18.6.9"]
+
 
 def test_the_operator_never_hit_a_permission_it_was_not_granted(env: Env) -> None:
     log = env.operator.log_path.read_text(errors="replace")

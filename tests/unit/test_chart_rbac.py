@@ -137,3 +137,35 @@ def test_each_binding_gives_its_role_to_its_own_service_account_only(rendered: R
 def test_operator_pod_runs_as_the_operator_service_account(rendered: Rendered) -> None:
     assert rendered.operator_pod()["serviceAccountName"] == "keepvip-operator"
     assert rendered.settings()["speaker"]["serviceAccountName"] == "keepvip-speaker"
+
+
+def test_speaker_events_are_create_and_patch_in_default_only(rendered: Rendered) -> None:
+    """The speaker's Events (Conflict, AddressBindFailed) need no more than this (issue 10)."""
+    speaker_roles = [
+        d for d in rendered.docs
+        if d["kind"] in ("ClusterRole", "Role") and d["metadata"]["name"].startswith("keepvip-speaker")
+    ]  # fmt: skip
+    event_rights = {
+        (doc["kind"], doc["metadata"].get("namespace")): {
+            k: v for k, v in grants(doc).items() if "events" in k
+        }
+        for doc in speaker_roles
+    }
+    assert event_rights == {
+        ("ClusterRole", None): {},
+        ("Role", "default"): {"core/events": ["create", "patch"]},
+    }
+    [binding] = [
+        d
+        for d in rendered.docs
+        if d["kind"] == "RoleBinding" and d["metadata"]["name"] == "keepvip-speaker-events"
+    ]
+    assert binding["metadata"]["namespace"] == "default"
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": "keepvip-speaker-events",
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "keepvip-speaker", "namespace": "keepvip-system"}
+    ]

@@ -45,7 +45,7 @@ def test_default_render_is_the_operator_its_identities_settings_and_webhook(defa
     assert kinds == sorted([
         "ServiceAccount", "ServiceAccount",
         "ClusterRole", "ClusterRole", "ClusterRoleBinding", "ClusterRoleBinding",
-        "Role", "RoleBinding", "Role", "RoleBinding",
+        "Role", "RoleBinding", "Role", "RoleBinding", "Role", "RoleBinding",
         "ConfigMap", "Deployment",
         "Secret", "Service", "ValidatingWebhookConfiguration",
     ])  # fmt: skip
@@ -67,7 +67,7 @@ def test_namespaced_objects_land_in_the_release_namespace(helm: Helm) -> None:
     rendered = helm.template(namespace="vips")
     cluster_scoped = {"ClusterRole", "ClusterRoleBinding", "ValidatingWebhookConfiguration"}
     for doc in rendered.docs:
-        if doc["metadata"]["name"] == "keepvip-operator-events":
+        if doc["metadata"]["name"] in ("keepvip-operator-events", "keepvip-speaker-events"):
             assert doc["metadata"]["namespace"] == "default"  # where Events on cluster objects go
         elif doc["kind"] in cluster_scoped:
             assert "namespace" not in doc["metadata"]

@@ -16,7 +16,7 @@ import pytest
 
 from keepvip.operator.allocation import LedgerEntry, decode_ledger
 from keepvip.operator.kube import Kube, LedgerChanges, ObjectRef
-from keepvip.operator.reconcile import Context, RetryLater, reconcile_spec, release
+from keepvip.operator.reconcile import Context, RetryLater, aggregate_status, reconcile_spec, release
 from keepvip.operator.serviceref import OPT_IN_ANNOTATION, NotOptedIn, check_opt_in
 from keepvip.operator.settings import OperatorSettings
 from keepvip.operator.status import EventSpec
@@ -48,6 +48,9 @@ class Services(Kube):
         self.service = stored
         self.events: list[EventSpec] = []
         self.writes = 0
+        self.status: dict[str, Any] = {}
+        self.exists = True
+        self.statuses: list[dict[str, Any]] = []
         self.ledger: dict[str, str] = {}
 
     def update_service_ingress(
@@ -57,6 +60,8 @@ class Services(Kube):
         change: Callable[[Sequence[Mapping[str, Any]]], list[dict[str, Any]]],
         opt_in: str | None = None,
     ) -> bool:
+        if not self.exists:
+            return False
         if opt_in is not None:
             check_opt_in(self.service, opt_in)
         balancer = self.service["status"]["loadBalancer"]
@@ -64,8 +69,9 @@ class Services(Kube):
         self.writes += 1
         return True
 
-    def patch_virtualip_status(self, name: str, fields: Mapping[str, Any]) -> None:
-        pass
+    def patch_virtualip_status(self, name: str, fields: Mapping[str, Any]) -> None:  # noqa: ARG002
+        self.status = dict(fields)
+        self.statuses.append(self.status)
 
     def post_event(self, ref: ObjectRef, event: EventSpec) -> None:  # noqa: ARG002
         self.events.append(event)
@@ -76,12 +82,20 @@ class Services(Kube):
         return result
 
 
-def body() -> dict[str, Any]:
-    return {
+def body(status: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    document: dict[str, Any] = {
         "apiVersion": "keepvip.io/v1alpha1", "kind": "VirtualIP",
         "metadata": {"name": "web", "uid": "u-1", "generation": 1},
         "spec": {"addresses": ["198.18.0.100/24"], "serviceRef": {"namespace": "ingress", "name": "nginx"}},
     }  # fmt: skip
+    if status:
+        document["status"] = dict(status)
+    return document
+
+
+def published(status: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The ServicePublished condition the operator wrote, if any."""
+    return next((c for c in status.get("conditions", []) if c["type"] == "ServicePublished"), None)
 
 
 def run(stored: dict[str, Any]) -> tuple[Services, RetryLater | None]:
@@ -103,6 +117,58 @@ def test_a_service_that_did_not_opt_in_is_not_written_and_the_reason_is_told() -
     assert refusal.reason == "ServiceNotOptedIn"
     assert "keepvip.io/virtualip: web" in refusal.message
     assert retry is not None
+    condition = published(kube.status)
+    assert condition is not None
+    assert (condition["status"], condition["reason"]) == ("False", "ServiceNotOptedIn")
+    assert "Service ingress/nginx does not opt in" in condition["message"]
+    assert "keepvip.io/virtualip: web" in condition["message"]
+    assert kube.status["conditions"][1]["type"] == "Allocated"  # the pair is allocated all the same
+    assert kube.status["conditions"][1]["status"] == "True"
+
+
+def test_the_refusal_is_told_once_and_cleared_when_the_service_opts_in() -> None:
+    settings = OperatorSettings()
+    kube = Services(settings, service())
+    ctx = Context(settings, kube, clock=lambda: "T", monotonic=lambda: 0.0)
+    with pytest.raises(RetryLater):
+        reconcile_spec(ctx, body(), None, {})
+    with pytest.raises(RetryLater):  # the retry, with the status the watch now shows
+        reconcile_spec(ctx, body(kube.status), None, {})
+    assert [e.reason for e in kube.events if e.type == "Warning"] == ["ServiceNotOptedIn"]
+    assert kube.writes == 0
+    kube.service["metadata"]["annotations"] = {OPT_IN_ANNOTATION: "web"}
+    reconcile_spec(ctx, body(kube.status), None, {})
+    assert kube.writes == 1
+    condition = published(kube.status)
+    assert condition is not None
+    assert (condition["status"], condition["reason"]) == ("True", "Published")
+    assert "198.18.0.100 in Service ingress/nginx" in condition["message"]
+    # The status stage (speakers' reports) keeps the condition: it is read back from status.
+    assert aggregate_status(ctx, body(kube.status))
+    assert published(kube.status) == condition
+
+
+def test_a_missing_service_is_a_named_condition_too() -> None:
+    settings = OperatorSettings()
+    kube = Services(settings, service())
+    kube.exists = False
+    ctx = Context(settings, kube, clock=lambda: "T", monotonic=lambda: 0.0)
+    with pytest.raises(RetryLater, match="does not exist"):
+        reconcile_spec(ctx, body(), None, {})
+    condition = published(kube.status)
+    assert condition is not None
+    assert (condition["status"], condition["reason"]) == ("False", "ServiceNotFound")
+
+
+def test_without_service_ref_there_is_no_service_condition() -> None:
+    settings = OperatorSettings()
+    kube = Services(settings, service())
+    ctx = Context(settings, kube, clock=lambda: "T", monotonic=lambda: 0.0)
+    plain = body()
+    del plain["spec"]["serviceRef"]
+    reconcile_spec(ctx, plain, None, {})
+    assert kube.status["conditions"]
+    assert published(kube.status) is None
 
 
 def test_a_service_that_opted_in_receives_the_addresses_and_loses_them_on_release() -> None:
@@ -119,3 +185,20 @@ def test_releasing_never_writes_to_a_service_that_did_not_opt_in() -> None:
     ctx = Context(OperatorSettings(), kube, clock=lambda: "T", monotonic=lambda: 0.0)
     release(ctx, body(), waited=0.0)
     assert kube.writes == 0
+
+
+def test_a_retry_on_a_lagging_body_tells_the_refusal_no_second_time() -> None:
+    """kopf may retry with a body whose status predates the operator's last write."""
+    settings = OperatorSettings()
+    kube = Services(settings, service())
+    ctx = Context(settings, kube, clock=lambda: "T", monotonic=lambda: 0.0)
+    with pytest.raises(RetryLater):
+        reconcile_spec(ctx, body(), None, {})
+    first = kube.statuses[0]  # the allocation, written before the Service was looked at
+    assert published(first) is None
+    with pytest.raises(RetryLater):
+        reconcile_spec(ctx, body(first), None, {})  # the watch has not caught up with the second write
+    assert [e.reason for e in kube.events if e.type == "Warning"] == ["ServiceNotOptedIn"]
+    condition = published(kube.status)
+    assert condition is not None
+    assert condition["reason"] == "ServiceNotOptedIn"

@@ -151,6 +151,12 @@ def test_a_refused_bind_is_a_fault_with_priority_zero_then_a_retry_that_binds() 
     assert run.sample("keepvip_become_master_total") == 1  # only the bind that succeeded
     assert run.reports[-1].state is State.INITIALIZE
     assert run.node.bound == set()  # released at the stop
+    # The FAULT reports say what the kernel refused (the status entry's message and the
+    # AddressBindFailed Event's note, issue 10); no other report carries a message.
+    for fault in (r for r in run.reports if r.state is State.FAULT):
+        assert fault.message is not None
+        assert "on eth0 failed: [Errno 16] Device or resource busy" in fault.message, fault
+    assert all(r.message is None for r in run.reports if r.state is not State.FAULT)
 
 
 def test_a_partly_bound_master_releases_what_it_bound_when_the_rest_fails() -> None:

@@ -16,7 +16,9 @@ from typing import Any
 from kubernetes import client
 
 from keepvip.speaker.runtime.failures import FailureReport
+from keepvip.speaker.runtime.router_runner import RouterReport
 from keepvip.speaker.sources.kubernetes import StatusWriter
+from keepvip.speaker.vrrp.state import State
 
 
 class Applies:
@@ -85,3 +87,13 @@ def test_an_entry_for_a_virtualip_that_is_gone_is_not_remembered_as_written() ->
                         applies.gone.clear,  # created again with the same name
                         lambda: writer.report(failure("x"))))  # fmt: skip
     assert len(applies.bodies) == 1
+
+
+def test_a_router_in_fault_for_a_refused_bind_shows_the_kernels_error_and_others_no_message() -> None:
+    writer = StatusWriter("node-c", client.ApiClient())
+    since = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    refused = "binding 198.18.0.100 on eth0 failed: [Errno 16] Device or resource busy"
+    fault = RouterReport("web", State.FAULT, 120, 120, "eth0", since, "fault_address_bind", message=refused)
+    assert writer.entry(fault)["message"] == fault.message
+    master = RouterReport("web", State.MASTER, 120, 120, "eth0", since, "master_down_timer")
+    assert "message" not in writer.entry(master)
