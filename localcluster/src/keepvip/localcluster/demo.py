@@ -37,13 +37,14 @@ import yaml
 
 from keepvip.localcluster.lan import Lan, LanError
 from keepvip.localcluster.procs import ChildProcess, install_exit_safety
+from keepvip.localcluster.source import ENVIRONMENT, SourceTreeMissingError, example, source_tree
 
 NODES = (("node-a", 150), ("node-b", 120), ("node-c", 100))
 WEB_PORT = 80
 PROBE_EVERY = 0.02
 PROBE_TIMEOUT = 1.0
 DEMO_SUBNET_INDEX = 100  # 198.19.100.0/24: the LAN examples/ingress-vip.yaml is written for
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "ingress-vip.yaml"
+EXAMPLE = "ingress-vip.yaml"  # in examples/ of the source tree (keepvip.localcluster.source)
 
 PROBE_SCRIPT = """
 import asyncio, sys, time
@@ -207,7 +208,7 @@ class Stage:
 
 def virtualip_yaml(vip: str, gateway: str) -> str:
     """The standalone VirtualIP: examples/ingress-vip.yaml with the address, VRID and gateway set."""
-    document = yaml.safe_load(EXAMPLE.read_text())
+    document = yaml.safe_load(example(EXAMPLE).read_text())
     spec = document["spec"]
     spec["addresses"] = [f"{vip}/24"]
     spec["vrrp"]["vrid"] = 51  # nobody allocates without the operator
@@ -339,7 +340,7 @@ class ClusterWorld:
         self.say("operator running; a speaker ready on every node")
         for name, _ in NODES:
             self.keepvip.start_web(name)
-        document = yaml.safe_load(EXAMPLE.read_text())
+        document = yaml.safe_load(example(EXAMPLE).read_text())
         document["spec"]["addresses"] = [f"{self.vip}/24"]  # same as the file on 198.19.100.0/24
         self.say(f"kubectl apply -f examples/ingress-vip.yaml  (address {self.vip})")
         self.keepvip.apply(document)
@@ -462,6 +463,11 @@ def run_cluster(interactive: bool = False, out: Callable[[str], None] = print) -
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``keepvip demo``."""
+    try:  # the chart and examples/ come from the source tree: find it before anything starts
+        os.environ[ENVIRONMENT] = str(source_tree(getattr(args, "source", None)))
+    except SourceTreeMissingError as error:
+        print(f"keepvip demo: {error}", file=sys.stderr)
+        return 2
     if args.standalone:
         return run_standalone(interactive=args.interactive)
     return run_cluster(interactive=args.interactive)

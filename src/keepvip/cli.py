@@ -98,6 +98,12 @@ def _build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="the local demonstration (root)")
     demo.add_argument("--standalone", action="store_true", help="run without the local Kubernetes cluster")
     demo.add_argument("--interactive", action="store_true", help="wait for Enter between acts")
+    demo.add_argument(
+        "--source",
+        metavar="DIR",
+        help="the keepvip source tree whose chart and examples/ the demo uses "
+        "(default: $KEEPVIP_SOURCE, else the current directory, else the tools' own checkout)",
+    )
     return parser
 
 

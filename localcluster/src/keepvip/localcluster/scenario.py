@@ -13,17 +13,16 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from keepvip.localcluster.cluster import LocalCluster
 from keepvip.localcluster.helm import Helm
 from keepvip.localcluster.procs import ChildProcess
+from keepvip.localcluster.source import chart
 from keepvip.localcluster.waiting import wait_until
 
 API_VERSION = "keepvip.io/v1alpha1"
 WEB_PORT = 80
-CHART = Path(__file__).resolve().parents[1] / "charts" / "keepvip"
 
 # One HTTP GET of the VIP from the client namespace; prints the body (the node's name)
 # or "-" when nobody answers within the timeout.
@@ -55,12 +54,11 @@ class KeepvipOnCluster:
     # -- installing -------------------------------------------------------------------
     def install(self, helm: Helm, values: Sequence[str] = (), timeout: float = 120.0) -> None:
         """``helm install`` the chart and wait until a speaker runs on every node."""
-        if not CHART.is_dir():
-            raise FileNotFoundError(f"the chart is not at {CHART}: run from a keepvip source tree")
+        where = chart()  # raises SourceTreeMissingError, naming $KEEPVIP_SOURCE
         self.cluster.create_namespace(self.namespace)
         # The local nodes share this machine's disk: their state directory is the cluster's, not /var/lib.
         state = ["--set", f"speaker.stateDir={self.cluster.workdir / 'speaker-state'}"]
-        helm.run("install", self.release, str(CHART), "-n", self.namespace, *state, *values,
+        helm.run("install", self.release, str(where), "-n", self.namespace, *state, *values,
                  "--wait", "--timeout", f"{int(timeout)}s", timeout=timeout + 30)  # fmt: skip
         wait_until(self.speakers_ready, timeout=timeout, what="a ready speaker on every node")
 
