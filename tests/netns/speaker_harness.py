@@ -31,16 +31,19 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from ipaddress import IPv4Interface, IPv6Interface, ip_interface
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import yaml
 from lan import Lan
 from prometheus_client.parser import text_string_to_metric_families
+
+# The one copy of the waiting helpers (keepvip.localcluster.waiting), re-exported for the tests.
+from keepvip.localcluster.waiting import holds_for, wait_until
 
 KEEPVIP = Path(sys.executable).parent / "keepvip"
 WEB_PORT = 8080
@@ -48,7 +51,6 @@ METRICS_PORT = 9470
 VIP4 = IPv4Interface("198.18.0.100/24")
 VIP6 = IPv6Interface("2001:db8::100/64")
 
-T = TypeVar("T")
 
 # The web server every node runs: answers any request on WEB_PORT (IPv4 and IPv6) with
 # its node name, like the page an nginx behind keepalived would serve.
@@ -69,44 +71,6 @@ async def main():
     await server.serve_forever()
 asyncio.run(main())
 """
-
-
-# -- waiting ---------------------------------------------------------------------------
-
-
-def wait_until(
-    predicate: Callable[[], T | None],
-    timeout: float,
-    *,
-    interval: float = 0.05,
-    what: str = "",
-    describe: Callable[[], str] | None = None,
-) -> T:
-    """Poll ``predicate`` until it returns something truthy; return it, or fail after ``timeout``.
-
-    ``describe`` adds the situation at the deadline to the failure message.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        last = predicate()
-        if last:
-            return last
-        if time.monotonic() >= deadline:
-            situation = f"; {describe()}" if describe is not None else ""
-            raise AssertionError(
-                f"not true within {timeout:.1f} s: {what or predicate} (last: {last!r}){situation}"
-            )
-        time.sleep(interval)
-
-
-def holds_for(predicate: Callable[[], bool], duration: float, *, interval: float = 0.1) -> bool:
-    """Whether ``predicate`` stays true for the whole of ``duration`` (checked every ``interval``)."""
-    deadline = time.monotonic() + duration
-    while time.monotonic() < deadline:
-        if not predicate():
-            return False
-        time.sleep(interval)
-    return predicate()
 
 
 # -- configuration ---------------------------------------------------------------------

@@ -38,6 +38,7 @@ import yaml
 from keepvip.localcluster.lan import Lan, LanError
 from keepvip.localcluster.procs import ChildProcess, install_exit_safety
 from keepvip.localcluster.source import ENVIRONMENT, SourceTreeMissingError, example, source_tree
+from keepvip.localcluster.waiting import WaitTimeout, wait_until
 
 NODES = (("node-a", 150), ("node-b", 120), ("node-c", 100))
 WEB_PORT = 80
@@ -170,12 +171,11 @@ class Stage:
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float) -> bool:
         """Poll ``predicate`` until true or ``timeout``."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return True
-            time.sleep(0.05)
-        return predicate()
+        try:
+            wait_until(predicate, timeout, interval=0.05)
+        except WaitTimeout:
+            return False
+        return True
 
     def act(self, title: str, action: Callable[[], object], expect: str, timeout: float = 15.0) -> None:
         """Do ``action``; wait until ``expect`` answers; report the longest silence."""

@@ -1,7 +1,9 @@
-"""Polling until a condition holds, with a failure message that says what was awaited.
+"""Polling until a condition holds, or that it keeps holding: the one copy of each.
 
-Cluster tests wait for controllers (seconds), never sleep a fixed time: a fixed sleep is
-either too long (slow tests) or too short (flaky tests).
+Tests of every tier (netns, cluster), the demo and bench/ wait for something to happen
+(a takeover, a controller) with :func:`wait_until` and check that nothing happens with
+:func:`holds_for`; neither sleeps a fixed time: a fixed sleep is either too long (slow
+tests) or too short (flaky tests).
 """
 
 from __future__ import annotations
@@ -13,25 +15,44 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def wait_until(check: Callable[[], T | None], timeout: float = 30.0, interval: float = 0.1,
-               what: str = "condition") -> T:
+class WaitTimeout(TimeoutError, AssertionError):
+    """The awaited condition did not come true in time.
+
+    A ``TimeoutError`` for callers that wait on machinery, an ``AssertionError`` so that
+    pytest reports it as the test's failed expectation.
+    """
+
+
+def wait_until(
+    check: Callable[[], T | None],
+    timeout: float = 30.0,
+    interval: float = 0.1,
+    what: str = "",
+    describe: Callable[[], str] | None = None,
+) -> T:
     """Call ``check`` until it returns a truthy value and return that value.
 
-    Exceptions from ``check`` count as "not yet" (the API server may be restarting);
-    after ``timeout`` seconds a :class:`TimeoutError` names ``what`` and the last error.
+    Exceptions from ``check`` count as "not yet" (the API server may be restarting, a
+    log file may not exist yet). After ``timeout`` seconds :class:`WaitTimeout` names
+    ``what``, the last value and the last error, and ``describe()`` (the situation at
+    the deadline) when given.
     """
     deadline = time.monotonic() + timeout
+    last: T | None = None
     last_error: Exception | None = None
     while True:
         try:
-            value = check()
-            if value:
-                return value
+            last = check()
+            if last:
+                return last
         except Exception as e:
             last_error = e
-        if time.monotonic() > deadline:
-            detail = f" (last error: {last_error!r})" if last_error else ""
-            raise TimeoutError(f"timed out after {timeout} s waiting for {what}{detail}")
+        if time.monotonic() >= deadline:
+            error = f"; last error: {last_error!r}" if last_error else ""
+            situation = f"; {describe()}" if describe is not None else ""
+            raise WaitTimeout(
+                f"not true within {timeout:.1f} s: {what or check} (last: {last!r}){error}{situation}"
+            ) from last_error
         time.sleep(interval)
 
 
