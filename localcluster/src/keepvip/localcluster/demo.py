@@ -35,8 +35,9 @@ from typing import Protocol
 
 import yaml
 
+from keepvip.localcluster import probe, webserver
 from keepvip.localcluster.lan import Lan, LanError
-from keepvip.localcluster.procs import ChildProcess, install_exit_safety
+from keepvip.localcluster.procs import ChildProcess, install_exit_safety, stop_process
 from keepvip.localcluster.source import ENVIRONMENT, SourceTreeMissingError, example, source_tree
 from keepvip.localcluster.waiting import WaitTimeout, wait_until
 
@@ -47,33 +48,6 @@ PROBE_TIMEOUT = 1.0
 DEMO_SUBNET_INDEX = 100  # 198.19.100.0/24: the LAN examples/ingress-vip.yaml is written for
 EXAMPLE = "ingress-vip.yaml"  # in examples/ of the source tree (keepvip.localcluster.source)
 
-PROBE_SCRIPT = """
-import asyncio, sys, time
-vip, port, every, timeout = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
-
-async def ask(sent):
-    answer = "-"
-    try:
-        async with asyncio.timeout(timeout):
-            reader, writer = await asyncio.open_connection(vip, port)
-            writer.write(b"GET / HTTP/1.0\\r\\nHost: vip\\r\\n\\r\\n")
-            data = await reader.read()
-            writer.close()
-            answer = data.split(b"\\r\\n\\r\\n", 1)[1].decode().strip() or "-"
-    except (OSError, IndexError, UnicodeDecodeError, TimeoutError):
-        pass
-    print(f"{sent:.3f} {answer}", flush=True)
-
-async def main():
-    tasks = set()
-    while True:
-        task = asyncio.create_task(ask(time.time()))
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
-        await asyncio.sleep(every)
-
-asyncio.run(main())
-"""
 
 
 # -- the client --------------------------------------------------------------------------
@@ -115,11 +89,10 @@ class ProbeLog:
 class Client:
     """The prober in the client namespace (a process of its own, read by a thread)."""
 
-    def __init__(self, netns: str, vip: str, workdir: Path) -> None:
-        script = workdir / "probe.py"
-        script.write_text(PROBE_SCRIPT)
-        argv = ["ip", "netns", "exec", netns, sys.executable, str(script), vip, str(WEB_PORT),
-                str(PROBE_EVERY), str(PROBE_TIMEOUT)]  # fmt: skip
+    def __init__(self, netns: str, vip: str) -> None:
+        options = ["--period", str(PROBE_EVERY), "--timeout", str(PROBE_TIMEOUT), "--clock", "wall",
+                   "--unanswered", "--max-seconds", str(24 * 3600)]  # fmt: skip
+        argv = ["ip", "netns", "exec", netns, *probe.stream_argv(vip, WEB_PORT, options)]
         self.log = ProbeLog()
         self._process = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, start_new_session=True)
         threading.Thread(target=self._read, daemon=True).start()
@@ -131,9 +104,7 @@ class Client:
 
     def close(self) -> None:
         """Stop the prober (by its process group)."""
-        if self._process.poll() is None:
-            os.killpg(self._process.pid, signal.SIGKILL)
-            self._process.wait()
+        stop_process(self._process, grace=0, sig=signal.SIGKILL)
 
 
 # -- narration ---------------------------------------------------------------------------
@@ -230,9 +201,6 @@ class StandaloneWorld:
         self.lan.create()
         for number, (name, _) in enumerate(NODES, start=1):
             self.lan.add_node(name, number)
-            site = self.workdir / name
-            site.mkdir()
-            (site / "index.html").write_text(f"{name}\n")
         self.vip = str(self.lan.vip(0))
         self.config = self.workdir / "virtualip.yaml"
         self.config.write_text(virtualip_yaml(self.vip, str(self.lan.gateway_address)))
@@ -248,8 +216,7 @@ class StandaloneWorld:
         return ["ip", "netns", "exec", self.lan.ports[name].netns]
 
     def start_web(self, name: str) -> None:
-        argv = [*self._in(name), sys.executable, "-m", "http.server", str(WEB_PORT),
-                "--directory", str(self.workdir / name)]  # fmt: skip
+        argv = [*self._in(name), *webserver.argv(name, WEB_PORT)]
         self.web[name] = ChildProcess(f"web-{name}", argv, self.workdir / f"web-{name}.log")
         self.web[name].start()
 
@@ -413,7 +380,7 @@ def _play(world: World, acts: Callable[[Stage], None], out: Callable[[str], None
     client: Client | None = None
     try:
         world.build()
-        client = Client(world.client_netns, world.vip, workdir)
+        client = Client(world.client_netns, world.vip)
         stage = Stage(world, client, out, interactive)
         ok = stage.wait_for(lambda: client is not None and client.log.current() == "node-a", 60)
         stage.say(f"the client asks {world.vip} every 20 ms: answered by {client.log.current()}"
