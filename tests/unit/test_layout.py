@@ -57,6 +57,18 @@ def test_no_folder_at_the_root_is_a_regular_package() -> None:
     assert set(packages) <= {"tests"}
 
 
+def test_every_python_file_of_a_part_is_under_its_source_root() -> None:
+    # A file merged in from a branch of the old layout (operator/x.py) would be neither
+    # imported nor type-checked: it must be moved to operator/src/keepvip/operator/x.py.
+    parts = {"api", "operator", "speaker", "localcluster"}
+    stray = [
+        path.relative_to(ROOT) for path in _tracked()
+        if path.suffix == ".py" and path.relative_to(ROOT).parts[0] in parts | {"keepvip"}
+        and not path.is_relative_to(ROOT / path.relative_to(ROOT).parts[0] / "src" / "keepvip")
+    ]  # fmt: skip
+    assert stray == []
+
+
 def _import_names(path: Path) -> set[str]:
     """Every dotted name ``path`` is importable as, from the roots on sys.path.
 
