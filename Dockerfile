@@ -31,15 +31,16 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 COPY requirements.lock ./
 RUN pip download --require-hashes --no-deps --only-binary=:all: --dest /wheels -r requirements.lock \
  && cp requirements.lock /wheels/
-# The package maps the top-level folders into `keepvip` (pyproject.toml package-dir);
-# copy exactly those folders, nothing else from the working tree.
+# The product is one distribution per source root (docs/architecture.md, "Layout"): the
+# parts api/, operator/, speaker/ (each with its pyproject.toml) and keepvip itself (src/).
+# Copy exactly those, nothing else from the working tree: the development tools
+# (localcluster/) never enter the image.
 COPY pyproject.toml README.md ./
-COPY keepvip/ keepvip/
+COPY src/ src/
 COPY api/ api/
 COPY operator/ operator/
 COPY speaker/ speaker/
-COPY localcluster/ localcluster/
-RUN pip wheel --no-deps --wheel-dir /wheels .
+RUN pip wheel --no-deps --wheel-dir /wheels ./api ./operator ./speaker .
 
 FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="keepvip" \
@@ -52,7 +53,7 @@ RUN groupadd --system --gid 65532 keepvip \
       --shell /usr/sbin/nologin keepvip
 RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
     pip install --no-index --find-links=/wheels --no-deps --require-hashes -r /wheels/requirements.lock \
- && pip install --no-index --no-deps /wheels/keepvip-*.whl
+ && pip install --no-index --no-deps /wheels/keepvip-*.whl /wheels/keepvip_*.whl
 USER 65532:65532
 ENTRYPOINT ["keepvip"]
 CMD ["--help"]

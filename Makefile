@@ -12,12 +12,15 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 all: test
 
-# `-I` (isolated): the project root must not be on sys.path while the venv is bare, or
-# the top-level operator/ folder shadows the standard library's operator module.
-$(STAMP): pyproject.toml
-	test -x $(PY) || python3 -I -m venv $(VENV)
-	$(PY) -I -m pip install -q --upgrade pip
-	$(PY) -I -m pip install -q -e '.[test]'
+# The product is four distributions, one per source root (keepvip, keepvip-api,
+# keepvip-operator, keepvip-speaker); localcluster/ is the development tools. All editable,
+# in one pip run so that the local parts satisfy each other's requirements.
+PARTS := ./api ./operator ./speaker ./localcluster
+
+$(STAMP): pyproject.toml api/pyproject.toml operator/pyproject.toml speaker/pyproject.toml localcluster/pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(foreach part,$(PARTS),-e $(part)) -e '.[test]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -27,7 +30,7 @@ system-deps:
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy -p keepvip
+	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
 unit: $(STAMP)
@@ -60,19 +63,19 @@ demo: $(STAMP) system-deps
 	$(VENV)/bin/keepvip demo
 
 bench: $(STAMP) system-deps
-	$(PY) -I bench/failover.py
+	$(PY) bench/failover.py
 
 # The chaos run (issue 14): 200 seeded faults per interval, keepvip beside keepalived,
 # judged by an observer; writes docs/reliability.md. Long (about two hours); root only.
 chaos: $(STAMP) system-deps
-	$(PY) -I bench/chaos.py
+	$(PY) bench/chaos.py
 
 clean:
 	rm -rf $(VENV) build .mypy_cache .pytest_cache .ruff_cache .hypothesis
 
 .PHONY: bench-scale bench-fast
 bench-scale: $(STAMP) system-deps
-	$(PY) -I bench/scale.py
+	$(PY) bench/scale.py
 
 bench-fast: $(STAMP) system-deps
-	$(PY) -I bench/scale.py --fast
+	$(PY) bench/scale.py --fast

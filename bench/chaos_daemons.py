@@ -5,7 +5,7 @@ VRID = VIP index, the same per-node priorities, pre-emption, advertisement inter
 the same health check and the same split-brain guard:
 
 * health check: a TCP connect to the node's *checked service* on port 8081 (a second
-  ``bench/node_server.py``), interval 1 s, timeout 1 s, rise 1, fall 1, with the VIP's
+  ``keepvip.localcluster.webserver``), interval 1 s, timeout 1 s, rise 1, fall 1, with the VIP's
   weight (0 = FAULT while failing). keepalived runs it as a ``vrrp_script`` (bash
   ``/dev/tcp``) tracked by the instance with the same weight.
 * arbiter: keepvip's ``arbiter`` pinging the gateway 198.18.0.250 (the client namespace),

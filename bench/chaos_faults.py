@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +38,8 @@ from chaos_observe import favour
 from chaos_schedule import FaultKind, FaultPlan
 from keepalived_harness import VrrpDaemon
 from lan import BRIDGE, Lan
+
+from keepvip.localcluster import webserver
 
 HERE = Path(__file__).resolve().parent
 CPU_CGROUP = Path("/sys/fs/cgroup/cpu")
@@ -61,17 +62,16 @@ class FaultRecord:
 
 @dataclass
 class Services:
-    """Each node's two ``node_server.py`` instances: the probed web service and the checked one."""
+    """Each node's two web servers (``keepvip.localcluster.webserver``): the probed one, the checked one."""
 
     lan: Lan
     processes: dict[tuple[str, int], subprocess.Popen[Any]] = field(default_factory=dict)
 
     def start(self, node: str, port: int) -> None:
-        argv = [sys.executable, str(HERE / "node_server.py"), node, str(port)]
-        process = self.lan.spawn(node, argv, stdout=subprocess.PIPE, text=True)
+        process = self.lan.spawn(node, webserver.argv(node, port), stdout=subprocess.PIPE, text=True)
         assert process.stdout is not None
-        if process.stdout.readline().strip() != "ready":
-            raise RuntimeError(f"node_server {node}:{port} did not start")
+        if process.stdout.readline().strip() != webserver.READY:
+            raise RuntimeError(f"web server {node}:{port} did not start")
         favour(process.pid)  # the observer's instrument must not starve (chaos_observe.OBSERVER_NICE)
         self.processes[(node, port)] = process
 

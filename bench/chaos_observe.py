@@ -2,7 +2,7 @@
 
 Three independent views, all timestamped on the machine's monotonic clock:
 
-* the **client**: one ``bench/probe_client.py`` per VIP in the client namespace opens a
+* the **client**: one ``keepvip.localcluster.probe`` per VIP in the client namespace opens a
   TCP connection to the VIP every 20 ms and records which node answered;
 * the **kernel**: ``ip -j addr show dev eth0`` run in every node namespace every
   ``poll`` seconds (who holds which VIP);

@@ -1,7 +1,7 @@
 """One chaos block: one implementation, one advertisement interval, the whole fault schedule.
 
 :func:`run_block` starts the daemons on an existing LAN (three nodes and a client, each
-node serving ``node_server.py`` on the probed port and the checked port), waits until
+node running the web server on the probed port and the checked port), waits until
 every VIP has exactly one holder, starts the observers, acts the schedule out fault by
 fault, lets the LAN settle, reads the final state, stops everything it started and
 hands the records to :func:`chaos_invariants.judge`.

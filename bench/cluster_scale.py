@@ -4,7 +4,7 @@ Runs on ``keepvip.localcluster`` (a v1.20 control plane, three nodes as namespac
 process kubelet) with the chart installed by helm, as the end-to-end tests do. Hold the
 cluster lock while it runs (only one cluster fits on the machine)::
 
-    flock /tmp/keepvip-cluster.lock .venv/bin/python -I bench/cluster_scale.py --count 500
+    flock /tmp/keepvip-cluster.lock .venv/bin/python bench/cluster_scale.py --count 500
 
 Measured:
 

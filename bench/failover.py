@@ -1,13 +1,14 @@
 """Failover benchmark: the outage a client sees, keepvip against keepalived, same LAN, same timers.
 
 Topology (tests/netns/lan.py): two nodes and a client on one bridge, all in namespaces
-this run creates and removes. Each node runs ``bench/node_server.py`` (answers a TCP
-connection with its name) and one VRRP daemon — keepvip or keepalived 2.2.x — holding
-the VIP 198.18.0.100 with VRRPv3 in the standard group, both nodes at priority 100
-with pre-emption on. Equal priorities let the roles alternate: after a failover the
-restored node comes back as a backup (an equal-priority backup never pre-empts), so a
-trial never waits for a pre-emption. The client (``bench/probe_client.py``) opens a TCP
-connection to the VIP every 5 ms.
+this run creates and removes. Each node runs the web server of the development tools
+(``keepvip.localcluster.webserver``: answers a TCP connection with its name) and one VRRP
+daemon — keepvip or keepalived 2.2.x — holding the VIP 198.18.0.100 with VRRPv3 in the
+standard group, both nodes at priority 100 with pre-emption on. Equal priorities let the
+roles alternate: after a failover the restored node comes back as a backup (an
+equal-priority backup never pre-empts), so a trial never waits for a pre-emption. The
+client (``keepvip.localcluster.probe stream``) opens a TCP connection to the VIP every 5
+ms.
 
 Cases, injected on whichever node is master:
 
@@ -66,6 +67,8 @@ from keepalived_harness import (  # noqa: E402
 from lan import Host, Lan  # noqa: E402
 from timeline import Frame, TrialTimes, phases, read_frames  # noqa: E402
 
+from keepvip.localcluster import probe, webserver  # noqa: E402
+
 VIP = "198.18.0.100/24"
 VRID = 51
 PRIORITY = 100
@@ -82,13 +85,14 @@ STABLE_PROBES = 20  # the last 100 ms of answers all from one node: steady state
 
 
 class Prober:
-    """``probe_client.py`` in the client namespace; its answers collected by a reader thread."""
+    """The prober (``keepvip.localcluster.probe stream``) in the client namespace; its answers
+    collected by a reader thread."""
 
     def __init__(
         self, lan: Lan, client: Host, target: str | None = None, options: Sequence[str] = ()
     ) -> None:
         address = target or str(ip_interface(VIP).ip)
-        argv = [sys.executable, str(HERE / "probe_client.py"), address, str(PORT), *options]
+        argv = probe.stream_argv(address, PORT, ["--stdin", *options])
         self._lan = lan
         self._process = lan.spawn(client, argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self.answers: list[Answer] = []
@@ -152,10 +156,9 @@ class Testbed:
         return self.lan.nodes
 
     def start_server(self, host: Host) -> None:
-        argv = [sys.executable, str(HERE / "node_server.py"), host.name, str(PORT)]
-        process = self.lan.spawn(host, argv, stdout=subprocess.PIPE, text=True)
+        process = self.lan.spawn(host, webserver.argv(host.name, PORT), stdout=subprocess.PIPE, text=True)
         assert process.stdout is not None
-        if process.stdout.readline().strip() != "ready":
+        if process.stdout.readline().strip() != webserver.READY:
             raise DaemonError(f"the web server of {host.name} did not start")
         self.servers[host.name] = process
 

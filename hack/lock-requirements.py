@@ -37,15 +37,18 @@ def closure() -> dict[str, str]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     todo = [Requirement(text).name for text in project["dependencies"]]
     pinned: dict[str, str] = {}
+    seen: set[str] = set()
     while todo:
         name = canonicalize_name(todo.pop())
-        if name in pinned:
+        if name in seen:
             continue
+        seen.add(name)
         try:
             dist = distribution(name)
         except PackageNotFoundError:
             sys.exit(f"{name} is not installed in this environment: run `make venv` first")
-        pinned[name] = dist.version
+        if not name.startswith("keepvip-"):  # the parts are built from this tree, not downloaded
+            pinned[name] = dist.version
         for text in dist.requires or []:
             requirement = Requirement(text)
             if requirement.marker is None or requirement.marker.evaluate(environment):

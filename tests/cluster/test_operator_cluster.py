@@ -28,6 +28,7 @@ import yaml
 
 from keepvip.api.crd import build_crd
 from keepvip.localcluster import LocalCluster, Objects, wait_until
+from keepvip.localcluster.procs import ChildProcess
 from keepvip.localcluster.waiting import holds_for
 
 pytestmark = pytest.mark.cluster
@@ -78,15 +79,13 @@ class OperatorProcess:
     health_port: int
     webhook_name: str
     objects: Objects
-    process: subprocess.Popen[bytes] | None = None
+    process: ChildProcess | None = None
 
     def start(self, *, wait: bool = True) -> None:
         """Start the operator; with ``wait``, until it is healthy and its webhook published."""
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [str(KEEPVIP), "operator", "--log-format", "text"], env=self.env, stdout=log, stderr=log
-        )
-        log.close()
+        self.process = ChildProcess("operator", [str(KEEPVIP), "operator", "--log-format", "text"],
+                                    self.log_path, env=self.env)  # fmt: skip
+        self.process.start()
         if wait:
             self.wait_ready()
 
@@ -98,11 +97,11 @@ class OperatorProcess:
     @property
     def running(self) -> bool:
         """Whether the operator process is alive."""
-        return self.process is not None and self.process.poll() is None
+        return self.process is not None and self.process.alive()
 
     def _healthy(self) -> bool:
         assert self.process is not None
-        assert self.process.poll() is None, self.log_tail()
+        assert self.process.alive(), self.log_tail()
         with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/healthz", timeout=2) as reply:
             return bool(reply.status == 200)
 
@@ -113,20 +112,15 @@ class OperatorProcess:
 
     def stop(self) -> None:
         """SIGTERM: kopf empties its webhook configuration and exits."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            self.process.stop(grace=30)
         self.process = None
 
     def kill(self) -> None:
         """SIGKILL by pid: no clean-up of any kind."""
         assert self.process is not None
-        os.kill(self.process.pid, signal.SIGKILL)
-        self.process.wait()
+        self.process.signal(signal.SIGKILL)
+        self.process.stop(grace=0)  # reaps it
         self.process = None
 
     def log_tail(self, lines: int = 40) -> str:

@@ -38,6 +38,8 @@ from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
 from pathlib import Path
 from typing import Any
 
+from keepvip.localcluster.procs import stop_process
+
 NAME_PREFIX = "kvt-"
 SUBNET4 = "198.18.0.0/24"
 SUBNET6 = "2001:db8::/64"
@@ -194,17 +196,14 @@ class Lan:
         return process
 
     def stop(self, process: subprocess.Popen[Any], sig: int = signal.SIGTERM, timeout: float = 5) -> int:
-        """Signal one process started by :meth:`spawn` and reap it (SIGKILL if it lingers)."""
-        if process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(process.pid, sig)
-            try:
-                process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(process.pid, signal.SIGKILL)
-                process.wait(timeout=timeout)
-        return process.returncode
+        """Signal one process started by :meth:`spawn` and reap it (SIGKILL if it lingers).
+
+        By its pid only (the process manager's :func:`~keepvip.localcluster.procs.stop_process`):
+        a test that SIGKILLs a keepalived parent means to leave its children behind.
+        """
+        code = stop_process(process, timeout, sig, group=False)
+        assert code is not None, f"{process.args!r} survived SIGKILL"
+        return code
 
     def set_link(self, host: Host | str, *, up: bool) -> None:
         """Set the host's own interface down or up (``ip link set eth0 down``)."""

@@ -7,9 +7,10 @@ because the mechanics live here:
   VirtualIP documents, one copy per node so a node can be given a different file),
   starts one speaker per node namespace with JSON logs and a metrics endpoint, and
   stops, kills or restarts them by pid (through :meth:`lan.Lan.spawn` / ``stop``).
-* Every node also runs a tiny web server that answers any request with its node name,
-  so "who holds the VIP" is asked the way a user would: a TCP connection from the
-  client namespace to the VIP (:func:`who_answers`), and the client's ARP / neighbour
+* Every node also runs the web server (:mod:`keepvip.localcluster.webserver`) that
+  answers any request with its node name, so "who holds the VIP" is asked the way a
+  user would: a TCP connection from the client namespace to the VIP (:func:`who_answers`,
+  :mod:`keepvip.localcluster.probe`), and the client's ARP / neighbour
   table (:func:`client_sees`), which only gratuitous ARP / unsolicited NA can move.
 * The speakers' own view comes from their logs (:meth:`SpeakerSet.transitions`) and
   their Prometheus metrics, scraped over HTTP from inside the node's namespace
@@ -26,21 +27,24 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from ipaddress import IPv4Interface, IPv6Interface, ip_interface
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import yaml
 from lan import Lan
 from prometheus_client.parser import text_string_to_metric_families
+
+# The one copy of the waiting helpers (keepvip.localcluster.waiting), re-exported for the tests.
+from keepvip.localcluster import probe, webserver
+from keepvip.localcluster.waiting import holds_for, wait_until
 
 KEEPVIP = Path(sys.executable).parent / "keepvip"
 WEB_PORT = 8080
@@ -48,65 +52,7 @@ METRICS_PORT = 9470
 VIP4 = IPv4Interface("198.18.0.100/24")
 VIP6 = IPv6Interface("2001:db8::100/64")
 
-T = TypeVar("T")
 
-# The web server every node runs: answers any request on WEB_PORT (IPv4 and IPv6) with
-# its node name, like the page an nginx behind keepalived would serve.
-_WEB_SERVER = """
-import asyncio, sys
-name, port = sys.argv[1], int(sys.argv[2])
-async def answer(reader, writer):
-    try:
-        await asyncio.wait_for(reader.read(1024), 1)
-    except Exception:
-        pass
-    writer.write(f"HTTP/1.0 200 OK\\r\\nContent-Type: text/plain\\r\\n\\r\\n{name}\\n".encode())
-    await writer.drain()
-    writer.close()
-async def main():
-    server = await asyncio.start_server(answer, host=None, port=port, reuse_address=True)
-    print("serving", flush=True)
-    await server.serve_forever()
-asyncio.run(main())
-"""
-
-
-# -- waiting ---------------------------------------------------------------------------
-
-
-def wait_until(
-    predicate: Callable[[], T | None],
-    timeout: float,
-    *,
-    interval: float = 0.05,
-    what: str = "",
-    describe: Callable[[], str] | None = None,
-) -> T:
-    """Poll ``predicate`` until it returns something truthy; return it, or fail after ``timeout``.
-
-    ``describe`` adds the situation at the deadline to the failure message.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        last = predicate()
-        if last:
-            return last
-        if time.monotonic() >= deadline:
-            situation = f"; {describe()}" if describe is not None else ""
-            raise AssertionError(
-                f"not true within {timeout:.1f} s: {what or predicate} (last: {last!r}){situation}"
-            )
-        time.sleep(interval)
-
-
-def holds_for(predicate: Callable[[], bool], duration: float, *, interval: float = 0.1) -> bool:
-    """Whether ``predicate`` stays true for the whole of ``duration`` (checked every ``interval``)."""
-    deadline = time.monotonic() + duration
-    while time.monotonic() < deadline:
-        if not predicate():
-            return False
-        time.sleep(interval)
-    return predicate()
 
 
 # -- configuration ---------------------------------------------------------------------
@@ -339,11 +285,10 @@ class SpeakerSet:
     def start_web(self, *nodes: str) -> None:
         """Start each node's web server (default: every node) and wait until it listens."""
         for node in nodes or self.node_names:
-            process = self.lan.spawn(
-                node, [sys.executable, "-c", _WEB_SERVER, node, str(WEB_PORT)], stdout=subprocess.PIPE
-            )
+            process = self.lan.spawn(node, webserver.argv(node, WEB_PORT), stdout=subprocess.PIPE)
             assert process.stdout is not None
-            assert process.stdout.readline().startswith(b"serving"), f"{node}'s web server did not start"
+            started = process.stdout.readline().strip() == webserver.READY.encode()
+            assert started, f"{node}'s web server did not start"
             self.web_servers[node] = process
 
     def stop_web(self, node: str) -> None:
@@ -492,20 +437,7 @@ class SpeakerSet:
 def who_answers(lan: Lan, vip: IPv4Interface | IPv6Interface, *, timeout: float = 0.5) -> str | None:
     """Connect from the client to the VIP's web port; the node name that answered, or None."""
     with lan.inside("client"):
-        try:
-            connection = socket.create_connection((str(vip.ip), WEB_PORT), timeout=timeout)
-        except OSError:
-            return None
-    with connection:
-        try:
-            connection.sendall(b"GET / HTTP/1.0\r\n\r\n")
-            data = b""
-            while chunk := connection.recv(4096):
-                data += chunk
-        except OSError:
-            return None
-    lines = data.decode(errors="replace").strip().splitlines()
-    return lines[-1] if lines and lines[0].startswith("HTTP/") else None
+        return probe.ask(str(vip.ip), WEB_PORT, timeout)
 
 
 def client_sees(lan: Lan, vip: IPv4Interface | IPv6Interface) -> str | None:

@@ -23,7 +23,6 @@ import contextlib
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,9 +33,10 @@ import pytest
 import yaml
 from keepalived_harness import KeepalivedDaemon, KeepvipDaemon, VrrpDaemon, remove_address, vip_holders
 from lan import Host, Lan
-from speaker_harness import _WEB_SERVER, wait_until
+from speaker_harness import wait_until
 
 from keepvip.convert.command import convert_keepalived
+from keepvip.localcluster import webserver
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -159,11 +159,10 @@ class Pair:
 
 
 def _web(lan: Lan, host: Host, port: int) -> subprocess.Popen[bytes]:
-    process = lan.spawn(
-        host, [sys.executable, "-c", _WEB_SERVER, host.name, str(port)], stdout=subprocess.PIPE
-    )
+    process = lan.spawn(host, webserver.argv(host.name, port), stdout=subprocess.PIPE)
     assert process.stdout is not None
-    assert process.stdout.readline().startswith(b"serving"), f"{host.name}: service on {port} did not start"
+    started = process.stdout.readline().strip() == webserver.READY.encode()
+    assert started, f"{host.name}: service on {port} did not start"
     return process
 
 

@@ -20,6 +20,7 @@ from tests.chart_helm import ROOT
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+PARTS = ("api", "operator", "speaker")  # a distribution each, beside keepvip (src/)
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,9 @@ def test_the_lock_file_pins_every_runtime_dependency_with_sha256_hashes() -> Non
         assert all(re.fullmatch(r"[0-9a-f]{64}", h) for h in hashes), name
     direct = {re.split(r"[<>=!~ ]", text, maxsplit=1)[0].lower().replace("_", "-")
               for text in PYPROJECT["project"]["dependencies"]}  # fmt: skip
-    assert direct <= set(locked), f"not locked: {direct - set(locked)}"
+    parts = {f"keepvip-{part}" for part in PARTS}  # built from this tree, not downloaded
+    assert direct - parts <= set(locked), f"not locked: {direct - parts - set(locked)}"
+    assert not parts & set(locked)
 
 
 def test_the_runtime_stage_installs_only_the_builders_wheels_offline() -> None:
@@ -138,6 +141,17 @@ def test_the_builder_copies_every_folder_the_package_maps_and_the_files_pip_need
     package_dirs = set(PYPROJECT["tool"]["setuptools"]["package-dir"].values())
     assert package_dirs <= sources, f"missing: {package_dirs - sources}"
     assert {"pyproject.toml", PYPROJECT["project"]["readme"]} <= sources
+    assert set(PARTS) <= sources, "every part (one distribution per source root) is copied"
+
+
+def test_the_builder_makes_a_wheel_of_every_part_and_none_of_the_development_tools() -> None:
+    builder = stages()[0]
+    sources = {src.rstrip("/") for c in builder.of("COPY") for src in c.split()[:-1]}
+    wheels = next(run for run in builder.of("RUN") if "pip wheel" in run).split()
+    assert {f"./{part}" for part in PARTS} <= set(wheels)
+    assert "localcluster" not in sources
+    assert not any("localcluster" in word for word in wheels)
+    assert "localcluster" in DOCKERIGNORE.read_text().split(), "the tools stay out of the build context"
 
 
 def test_every_copied_path_exists_and_is_not_excluded_by_dockerignore() -> None:

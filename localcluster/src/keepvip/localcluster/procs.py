@@ -1,9 +1,12 @@
-"""Child processes that are always stopped by their own pid, whatever happens.
+"""Child processes that are always stopped by their own pid, whatever happens: the one
+process manager of the development tools.
 
 Every long-lived program the harness starts (etcd, the control plane, each container
-of each pod) runs in its own session, so its process group holds it and everything it
-forks. Stopping means SIGTERM to that group, a grace period, then SIGKILL: never a
-search by name, which could hit another run's processes on a shared machine.
+of each pod, the operator of the cluster tests) runs in its own session, so its process
+group holds it and everything it forks. Stopping means SIGTERM to that group, a grace
+period, then SIGKILL: never a search by name, which could hit another run's processes
+on a shared machine. :func:`stop_process` is that sequence; the netns tier's
+``Lan.stop`` uses it too, by pid, for the daemons it signals one by one.
 
 A module-level registry remembers every live child so that an interpreter exit
 (normal, exception, SIGTERM turned into ``SystemExit``) still stops them: see
@@ -22,6 +25,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 _live: dict[int, subprocess.Popen[bytes]] = {}
 _live_lock = threading.Lock()
@@ -33,24 +37,35 @@ def kill_group(pid: int, sig: int) -> None:
         os.killpg(pid, sig)
 
 
-def stop_popen(proc: subprocess.Popen[bytes], grace: float) -> int | None:
-    """SIGTERM the process group, wait up to ``grace`` seconds, then SIGKILL it.
+def kill_pid(pid: int, sig: int) -> None:
+    """Send ``sig`` to the process ``pid`` only; a vanished process is fine."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
 
-    Returns the exit code (``None`` only if even SIGKILL did not reap it in 5 s).
+
+def stop_process(proc: subprocess.Popen[Any], grace: float, sig: int = signal.SIGTERM, *,
+                 group: bool = True) -> int | None:  # fmt: skip
+    """Send ``sig`` (SIGTERM), wait up to ``grace`` seconds, then SIGKILL and reap.
+
+    ``group``: to the process group the child leads (it was started in a session of its
+    own), and SIGKILL always follows, since the leader may be gone while children of its
+    group live on. Otherwise to the pid only, SIGKILL only if it lingers. Returns the exit
+    code (``None`` only if even SIGKILL did not reap it in 5 s).
     """
+    send = kill_group if group else kill_pid
     if proc.poll() is None:
-        kill_group(proc.pid, signal.SIGTERM)
+        send(proc.pid, sig)
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=max(grace, 0.0))
-    # The leader may be gone while children of its group live on: always finish the group.
-    kill_group(proc.pid, signal.SIGKILL)
+    if group or proc.poll() is None:
+        send(proc.pid, signal.SIGKILL)
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=5)
     _forget(proc)
     return proc.returncode
 
 
-def _forget(proc: subprocess.Popen[bytes]) -> None:
+def _forget(proc: subprocess.Popen[Any]) -> None:
     with _live_lock:
         _live.pop(proc.pid, None)
 
@@ -118,7 +133,7 @@ class ChildProcess:
         """Stop the process group (SIGTERM, ``grace`` seconds, SIGKILL); returns the exit code."""
         if self._proc is None:
             return None
-        return stop_popen(self._proc, grace)
+        return stop_process(self._proc, grace)
 
     @staticmethod
     def kill_popen(proc: subprocess.Popen[bytes]) -> None:
@@ -147,7 +162,7 @@ def stop_all_children(grace: float = 2.0) -> None:
     for proc in procs:
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-        stop_popen(proc, 0)
+        stop_process(proc, 0)
 
 
 _installed = False

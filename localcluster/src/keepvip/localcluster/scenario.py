@@ -10,36 +10,20 @@ LAN asking the VIP who answers.
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
+from keepvip.localcluster import probe, webserver
 from keepvip.localcluster.cluster import LocalCluster
 from keepvip.localcluster.helm import Helm
 from keepvip.localcluster.procs import ChildProcess
+from keepvip.localcluster.source import chart
 from keepvip.localcluster.waiting import wait_until
 
 API_VERSION = "keepvip.io/v1alpha1"
 WEB_PORT = 80
-CHART = Path(__file__).resolve().parents[1] / "charts" / "keepvip"
 
-# One HTTP GET of the VIP from the client namespace; prints the body (the node's name)
-# or "-" when nobody answers within the timeout.
-_ASK = """
-import socket, sys
-try:
-    with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=float(sys.argv[3])) as s:
-        s.settimeout(float(sys.argv[3]))
-        s.sendall(b"GET / HTTP/1.0\\r\\n\\r\\n")
-        data = b""
-        while chunk := s.recv(4096):
-            data += chunk
-    print(data.split(b"\\r\\n\\r\\n", 1)[1].decode().strip() or "-")
-except (OSError, IndexError):
-    print("-")
-"""
 
 
 class KeepvipOnCluster:
@@ -55,12 +39,11 @@ class KeepvipOnCluster:
     # -- installing -------------------------------------------------------------------
     def install(self, helm: Helm, values: Sequence[str] = (), timeout: float = 120.0) -> None:
         """``helm install`` the chart and wait until a speaker runs on every node."""
-        if not CHART.is_dir():
-            raise FileNotFoundError(f"the chart is not at {CHART}: run from a keepvip source tree")
+        where = chart()  # raises SourceTreeMissingError, naming $KEEPVIP_SOURCE
         self.cluster.create_namespace(self.namespace)
         # The local nodes share this machine's disk: their state directory is the cluster's, not /var/lib.
         state = ["--set", f"speaker.stateDir={self.cluster.workdir / 'speaker-state'}"]
-        helm.run("install", self.release, str(CHART), "-n", self.namespace, *state, *values,
+        helm.run("install", self.release, str(where), "-n", self.namespace, *state, *values,
                  "--wait", "--timeout", f"{int(timeout)}s", timeout=timeout + 30)  # fmt: skip
         wait_until(self.speakers_ready, timeout=timeout, what="a ready speaker on every node")
 
@@ -101,11 +84,7 @@ class KeepvipOnCluster:
     # -- web servers --------------------------------------------------------------------
     def start_web(self, node: str) -> None:
         """Serve a page naming ``node`` on port 80 of its namespace (an ingress controller)."""
-        site = self.cluster.workdir / "web" / node
-        site.mkdir(parents=True, exist_ok=True)
-        (site / "index.html").write_text(f"{node}\n")
-        argv = ["ip", "netns", "exec", self.cluster.nodes[node].netns, sys.executable, "-m",
-                "http.server", str(WEB_PORT), "--directory", str(site)]  # fmt: skip
+        argv = ["ip", "netns", "exec", self.cluster.nodes[node].netns, *webserver.argv(node, WEB_PORT)]
         process = ChildProcess(f"web-{node}", argv, self.cluster.workdir / "web" / f"{node}.log")
         process.start()
         self.web[node] = process
@@ -149,9 +128,9 @@ class KeepvipOnCluster:
     # -- what the LAN sees --------------------------------------------------------------
     def who_answers(self, address: str, timeout: float = 0.5) -> str | None:
         """The node whose web server answers ``address`` from the client, or None."""
-        out = self.cluster.exec_in_client([sys.executable, "-c", _ASK, address, str(WEB_PORT), str(timeout)])
+        out = self.cluster.exec_in_client(probe.once_argv(address, WEB_PORT, timeout))
         answer = out.stdout.strip()
-        return None if answer in ("", "-") else answer
+        return None if answer in ("", probe.UNANSWERED) else answer
 
     def holders(self, address: str) -> list[str]:
         """Nodes that have ``address`` on their interface."""

@@ -37,6 +37,7 @@ from typing import Any
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
+import keepvip
 from keepvip.localcluster.containers import ContainerRunner, now_rfc3339
 from keepvip.localcluster.podspec import (
     JSON,
@@ -50,10 +51,11 @@ from keepvip.localcluster.podspec import (
     plan_container,
 )
 
-# Where the containers' programs live: this project (its editable install) and the
-# interpreter's prefix (the virtualenv). Pod volumes must not hide them.
+# Where the containers' programs live: the source root of every part of keepvip (the
+# portions of the namespace package, installed editable) and the interpreter's prefix
+# (the virtualenv). Pod volumes must not hide them.
 PROGRAM_DIRS: tuple[Path, ...] = tuple(
-    dict.fromkeys([Path(__file__).resolve().parents[1], Path(sys.prefix).resolve()])
+    dict.fromkeys([*(Path(part).resolve().parent for part in keepvip.__path__), Path(sys.prefix).resolve()])
 )
 log = logging.getLogger(__name__)
 

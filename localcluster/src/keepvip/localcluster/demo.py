@@ -35,43 +35,19 @@ from typing import Protocol
 
 import yaml
 
+from keepvip.localcluster import probe, webserver
 from keepvip.localcluster.lan import Lan, LanError
-from keepvip.localcluster.procs import ChildProcess, install_exit_safety
+from keepvip.localcluster.procs import ChildProcess, install_exit_safety, stop_process
+from keepvip.localcluster.source import ENVIRONMENT, SourceTreeMissingError, example, source_tree
+from keepvip.localcluster.waiting import WaitTimeout, wait_until
 
 NODES = (("node-a", 150), ("node-b", 120), ("node-c", 100))
 WEB_PORT = 80
 PROBE_EVERY = 0.02
 PROBE_TIMEOUT = 1.0
 DEMO_SUBNET_INDEX = 100  # 198.19.100.0/24: the LAN examples/ingress-vip.yaml is written for
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "ingress-vip.yaml"
+EXAMPLE = "ingress-vip.yaml"  # in examples/ of the source tree (keepvip.localcluster.source)
 
-PROBE_SCRIPT = """
-import asyncio, sys, time
-vip, port, every, timeout = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
-
-async def ask(sent):
-    answer = "-"
-    try:
-        async with asyncio.timeout(timeout):
-            reader, writer = await asyncio.open_connection(vip, port)
-            writer.write(b"GET / HTTP/1.0\\r\\nHost: vip\\r\\n\\r\\n")
-            data = await reader.read()
-            writer.close()
-            answer = data.split(b"\\r\\n\\r\\n", 1)[1].decode().strip() or "-"
-    except (OSError, IndexError, UnicodeDecodeError, TimeoutError):
-        pass
-    print(f"{sent:.3f} {answer}", flush=True)
-
-async def main():
-    tasks = set()
-    while True:
-        task = asyncio.create_task(ask(time.time()))
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
-        await asyncio.sleep(every)
-
-asyncio.run(main())
-"""
 
 
 # -- the client --------------------------------------------------------------------------
@@ -113,11 +89,10 @@ class ProbeLog:
 class Client:
     """The prober in the client namespace (a process of its own, read by a thread)."""
 
-    def __init__(self, netns: str, vip: str, workdir: Path) -> None:
-        script = workdir / "probe.py"
-        script.write_text(PROBE_SCRIPT)
-        argv = ["ip", "netns", "exec", netns, sys.executable, str(script), vip, str(WEB_PORT),
-                str(PROBE_EVERY), str(PROBE_TIMEOUT)]  # fmt: skip
+    def __init__(self, netns: str, vip: str) -> None:
+        options = ["--period", str(PROBE_EVERY), "--timeout", str(PROBE_TIMEOUT), "--clock", "wall",
+                   "--unanswered", "--max-seconds", str(24 * 3600)]  # fmt: skip
+        argv = ["ip", "netns", "exec", netns, *probe.stream_argv(vip, WEB_PORT, options)]
         self.log = ProbeLog()
         self._process = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, start_new_session=True)
         threading.Thread(target=self._read, daemon=True).start()
@@ -129,9 +104,7 @@ class Client:
 
     def close(self) -> None:
         """Stop the prober (by its process group)."""
-        if self._process.poll() is None:
-            os.killpg(self._process.pid, signal.SIGKILL)
-            self._process.wait()
+        stop_process(self._process, grace=0, sig=signal.SIGKILL)
 
 
 # -- narration ---------------------------------------------------------------------------
@@ -169,12 +142,11 @@ class Stage:
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float) -> bool:
         """Poll ``predicate`` until true or ``timeout``."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return True
-            time.sleep(0.05)
-        return predicate()
+        try:
+            wait_until(predicate, timeout, interval=0.05)
+        except WaitTimeout:
+            return False
+        return True
 
     def act(self, title: str, action: Callable[[], object], expect: str, timeout: float = 15.0) -> None:
         """Do ``action``; wait until ``expect`` answers; report the longest silence."""
@@ -207,7 +179,7 @@ class Stage:
 
 def virtualip_yaml(vip: str, gateway: str) -> str:
     """The standalone VirtualIP: examples/ingress-vip.yaml with the address, VRID and gateway set."""
-    document = yaml.safe_load(EXAMPLE.read_text())
+    document = yaml.safe_load(example(EXAMPLE).read_text())
     spec = document["spec"]
     spec["addresses"] = [f"{vip}/24"]
     spec["vrrp"]["vrid"] = 51  # nobody allocates without the operator
@@ -229,9 +201,6 @@ class StandaloneWorld:
         self.lan.create()
         for number, (name, _) in enumerate(NODES, start=1):
             self.lan.add_node(name, number)
-            site = self.workdir / name
-            site.mkdir()
-            (site / "index.html").write_text(f"{name}\n")
         self.vip = str(self.lan.vip(0))
         self.config = self.workdir / "virtualip.yaml"
         self.config.write_text(virtualip_yaml(self.vip, str(self.lan.gateway_address)))
@@ -247,8 +216,7 @@ class StandaloneWorld:
         return ["ip", "netns", "exec", self.lan.ports[name].netns]
 
     def start_web(self, name: str) -> None:
-        argv = [*self._in(name), sys.executable, "-m", "http.server", str(WEB_PORT),
-                "--directory", str(self.workdir / name)]  # fmt: skip
+        argv = [*self._in(name), *webserver.argv(name, WEB_PORT)]
         self.web[name] = ChildProcess(f"web-{name}", argv, self.workdir / f"web-{name}.log")
         self.web[name].start()
 
@@ -339,7 +307,7 @@ class ClusterWorld:
         self.say("operator running; a speaker ready on every node")
         for name, _ in NODES:
             self.keepvip.start_web(name)
-        document = yaml.safe_load(EXAMPLE.read_text())
+        document = yaml.safe_load(example(EXAMPLE).read_text())
         document["spec"]["addresses"] = [f"{self.vip}/24"]  # same as the file on 198.19.100.0/24
         self.say(f"kubectl apply -f examples/ingress-vip.yaml  (address {self.vip})")
         self.keepvip.apply(document)
@@ -412,7 +380,7 @@ def _play(world: World, acts: Callable[[Stage], None], out: Callable[[str], None
     client: Client | None = None
     try:
         world.build()
-        client = Client(world.client_netns, world.vip, workdir)
+        client = Client(world.client_netns, world.vip)
         stage = Stage(world, client, out, interactive)
         ok = stage.wait_for(lambda: client is not None and client.log.current() == "node-a", 60)
         stage.say(f"the client asks {world.vip} every 20 ms: answered by {client.log.current()}"
@@ -462,6 +430,11 @@ def run_cluster(interactive: bool = False, out: Callable[[str], None] = print) -
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``keepvip demo``."""
+    try:  # the chart and examples/ come from the source tree: find it before anything starts
+        os.environ[ENVIRONMENT] = str(source_tree(getattr(args, "source", None)))
+    except SourceTreeMissingError as error:
+        print(f"keepvip demo: {error}", file=sys.stderr)
+        return 2
     if args.standalone:
         return run_standalone(interactive=args.interactive)
     return run_cluster(interactive=args.interactive)

@@ -98,8 +98,21 @@ def _build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="the local demonstration (root)")
     demo.add_argument("--standalone", action="store_true", help="run without the local Kubernetes cluster")
     demo.add_argument("--interactive", action="store_true", help="wait for Enter between acts")
+    demo.add_argument(
+        "--source",
+        metavar="DIR",
+        help="the keepvip source tree whose chart and examples/ the demo uses "
+        "(default: $KEEPVIP_SOURCE, else the current directory, else the tools' own checkout)",
+    )
     return parser
 
+
+# What to say when a subcommand's module is not installed. The demo runs on the
+# development tools (keepvip-localcluster), which are not part of the product.
+_MISSING = {
+    "demo": "needs keepvip's development tools, which are not installed: from a keepvip "
+    "checkout run `make venv` (or `pip install -e ./localcluster`)",
+}
 
 # subcommand -> module whose `run(args) -> int` implements it
 _COMMANDS = {
@@ -127,7 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as error:
         if error.name is not None and module_name.startswith(error.name):
-            print(f"keepvip {args.command}: not available yet in this version", file=sys.stderr)
+            missing = _MISSING.get(args.command, "not available yet in this version")
+            print(f"keepvip {args.command}: {missing}", file=sys.stderr)
             return NOT_AVAILABLE
         raise
     status: int = module.run(args)
