@@ -44,6 +44,7 @@ from lan import Lan, sweep_stale  # noqa: E402
 
 IMPLEMENTATIONS = ("keepvip", "keepalived")
 METHOD = Path(HERE / "chaos_method.md")
+CLUSTER_SECTION = "## In the cluster"  # written by bench/chaos_cluster.py
 
 
 def run(
@@ -150,7 +151,10 @@ def main() -> int:
     if args.no_report:
         print(text)
     else:
-        args.report.write_text(text)
+        # bench/chaos_cluster.py's section ("## In the cluster") is that run's: kept as it is.
+        old = args.report.read_text() if args.report.exists() else ""
+        cluster = old[old.find(CLUSTER_SECTION) :] if CLUSTER_SECTION in old else ""
+        args.report.write_text(text.rstrip("\n") + "\n" + ("\n" + cluster if cluster else ""))
         print(f"report written to {args.report}", file=sys.stderr)
     return 1 if any(b.verdict.violations for b in blocks) else 0
 
