@@ -55,7 +55,8 @@ from chaos_invariants import FaultWindow, Judge, Observation, Verdict, judge  # 
 from chaos_observe import PROBE_PERIOD, PROBE_TIMEOUT, HoldSample, favour, read_wire  # noqa: E402
 from chaos_report import INVARIANTS  # noqa: E402
 from chaos_schedule import VipPlan  # noqa: E402
-from gaps import Answer, master_down_interval  # noqa: E402
+from failover import Prober  # noqa: E402
+from gaps import master_down_interval  # noqa: E402
 
 from keepvip.localcluster import ClusterConfig, LocalCluster  # noqa: E402
 from keepvip.localcluster.scenario import API_VERSION, KeepvipOnCluster  # noqa: E402
@@ -134,35 +135,31 @@ def document(
 # -- the observer's processes -------------------------------------------------------------------------
 
 
-class Probe:
-    """bench/probe_client.py in the client namespace, aimed at one address every 20 ms."""
+class ClientNamespace:
+    """What failover.Prober asks of a LAN (start, stop a process in it), for the cluster's client."""
 
-    def __init__(self, netns: str, address: str) -> None:
-        argv = ["ip", "netns", "exec", netns, sys.executable, str(HERE / "probe_client.py"), address,
-                str(PORT), "--period", str(PROBE_PERIOD), "--timeout", str(PROBE_TIMEOUT)]  # fmt: skip
-        self.address = address
-        self.answers: list[Answer] = []
-        self._process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        favour(self._process.pid)
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
+    def __init__(self, netns: str) -> None:
+        self.netns = netns
 
-    def _read(self) -> None:
-        assert self._process.stdout is not None
-        for line in self._process.stdout:
-            sent, _, node = line.strip().partition(" ")
-            self.answers.append(Answer(float(sent), node))
+    def spawn(self, _host: object, argv: Sequence[str], **popen: Any) -> subprocess.Popen[Any]:
+        return subprocess.Popen(["ip", "netns", "exec", self.netns, *argv], **popen)
 
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            assert self._process.stdin is not None
-            self._process.stdin.close()
+    def stop(self, process: subprocess.Popen[Any], sig: int = signal.SIGTERM, timeout: float = 5) -> int:
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(sig)
         try:
-            self._process.wait(timeout=5)
+            return process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
-        self._reader.join(timeout=5)
+            process.kill()
+            return process.wait()
+
+
+def probe(client: ClientNamespace, address: str) -> Prober:
+    """bench/probe_client.py in the client namespace, aimed at ``address`` every 20 ms."""
+    options = ["--period", str(PROBE_PERIOD), "--timeout", str(PROBE_TIMEOUT)]
+    prober = Prober(client, None, address, options)  # type: ignore[arg-type]
+    favour(prober._process.pid)
+    return prober
 
 
 class Poller:
@@ -385,8 +382,9 @@ def run(seed: int, faults: int, vips: int, interval: float, workdir: Path) -> Cl
                 clock_offset = time.time() - time.monotonic()
                 pcap = workdir / "bridge.pcap"
                 with capture(cluster, pcap):
-                    probes = [Probe(cluster.client_netns, a) for a in addresses]
-                    controls = {n: Probe(cluster.client_netns, str(cluster.nodes[n].ipv4.ip)) for n in nodes}
+                    client = ClientNamespace(cluster.client_netns)
+                    probes = {a: probe(client, a) for a in addresses}
+                    controls = {n: probe(client, str(cluster.nodes[n].ipv4.ip)) for n in nodes}
                     try:
                         time.sleep(2.0)
                         records = []
@@ -423,8 +421,8 @@ def run(seed: int, faults: int, vips: int, interval: float, workdir: Path) -> Cl
                         time.sleep(max(0.0, SETTLE - (time.monotonic() - last_heal)))
                         observed_end = time.monotonic()
                     finally:
-                        for probe in [*probes, *controls.values()]:
-                            probe.close()
+                        for prober in [*probes.values(), *controls.values()]:
+                            prober.close()
             finally:
                 samples = poller.close()
         injector.note_speakers()
@@ -444,7 +442,7 @@ def run(seed: int, faults: int, vips: int, interval: float, workdir: Path) -> Cl
         node_ips = {n: str(cluster.nodes[n].ipv4.ip) for n in nodes}
         macs = {n: node_mac(cluster, n) for n in nodes}
         observation = Observation(
-            windows, samples, {p.address: p.answers for p in probes}, frames, [], logs,
+            windows, samples, {a: p.answers for a, p in probes.items()}, frames, [], logs,
             (observed_start, observed_end), final, {n: p.answers for n, p in controls.items()},
         )  # fmt: skip
         verdict = judge(Judge(vip_plans, interval, 0.1, 0.0, node_ips, macs), observation)
