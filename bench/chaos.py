@@ -59,6 +59,7 @@ def run(
     poll: float = 0.1,
     slack: float = 0.0,
     short: bool = False,
+    save: Path | None = None,
 ) -> list[BlockResult]:
     """Every (interval, implementation) block on one LAN; the same plan per interval."""
     blocks = []
@@ -71,6 +72,8 @@ def run(
                 for implementation in implementations:
                     block = run_block(lan, services, plan, implementation, workdir, poll=poll, slack=slack)
                     blocks.append(block)
+                    if save is not None:  # after every block: a long run cut short keeps what it judged
+                        save.write_bytes(pickle.dumps(blocks))
         finally:
             services.close()
     return blocks
@@ -141,10 +144,8 @@ def main() -> int:
             blocks = run(
                 args.seed, faults=args.faults, vips=args.vips, intervals=intervals,
                 implementations=implementations, workdir=workdir, kinds=kinds, poll=args.poll,
-                slack=args.slack, short=args.short_heals,
+                slack=args.slack, short=args.short_heals, save=args.save,
             )  # fmt: skip
-        if args.save:
-            args.save.write_bytes(pickle.dumps(blocks))
     order = {name: index for index, name in enumerate(IMPLEMENTATIONS)}
     blocks.sort(key=lambda block: (-block.plan.interval, order.get(block.implementation, len(order))))
     text = render(meta(args.seed, args.faults, sys.argv[1:]), blocks, METHOD.read_text())
