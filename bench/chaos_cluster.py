@@ -284,6 +284,16 @@ class Injector:
         self.pods_seen.add(("operator", running[0]))
         return running[0]
 
+    def operator_container(self, pod: str) -> dict[str, Any]:
+        """The operator container's status as the API shows it ({} when not reported)."""
+        found = self.cluster.objects.get("v1", "Pod", pod, self.keepvip.namespace) or {}
+        statuses = (found.get("status") or {}).get("containerStatuses") or []
+        return next((dict(c) for c in statuses if c.get("name") == "operator"), {})
+
+    def operator_back(self, pod: str, restarts: int) -> bool:
+        container = self.operator_container(pod)
+        return bool(container.get("restartCount", 0) > restarts and container.get("ready"))
+
     def note_speakers(self) -> None:
         for pod in self.keepvip.running_speakers().values():
             self.pods_seen.add(("speaker", pod))
@@ -298,8 +308,9 @@ class Injector:
             pid = self.cluster.kubelet.container_pid(self.keepvip.namespace, pod, "operator")
             if pid is None:
                 raise RuntimeError("the operator container has no pid")
+            restarts = self.operator_container(pod).get("restartCount", 0)
             os.kill(pid, signal.SIGKILL)
-            return (pod, pid)
+            return (pod, restarts)
         if fault.kind is ClusterFault.POD:
             assert fault.node is not None
             self.note_speakers()
@@ -313,10 +324,10 @@ class Injector:
         if fault.kind is ClusterFault.APISERVER:
             self.cluster.start_api_server()
         elif fault.kind is ClusterFault.OPERATOR:
-            pod, old = token
-            namespace = self.keepvip.namespace
-            _wait(lambda: (self.cluster.kubelet.container_pid(namespace, pod, "operator") or old) != old,
-                  60, "the operator restarted")  # fmt: skip
+            # Healed when the restarted container is Ready (its readiness probe passes), as the
+            # kubelet reports it: the restart count and the readiness come in one status.
+            pod, restarts = token
+            _wait(lambda: self.operator_back(pod, restarts), 120, "the operator restarted and ready")
         elif fault.kind is ClusterFault.POD:
             assert fault.node is not None
             node = fault.node
@@ -377,11 +388,13 @@ def run(seed: int, faults: int, vips: int, interval: float, workdir: Path) -> Cl
             for i, address in enumerate(addresses):
                 keepvip.apply(document(i, address, priorities[i], preempt[i], interval))
             poller = Poller(cluster, addresses, 0.1)
+            captured_from = float("inf")
             try:
                 _wait(lambda: all(len(h) == 1 for h in poller.holders().values()), 60, "every VIP held once")
                 clock_offset = time.time() - time.monotonic()
                 pcap = workdir / "bridge.pcap"
                 with capture(cluster, pcap):
+                    captured_from = time.monotonic()  # readings before this have no capture to judge them by
                     client = ClientNamespace(cluster.client_netns)
                     probes = {a: probe(client, a) for a in addresses}
                     controls = {n: probe(client, str(cluster.nodes[n].ipv4.ip)) for n in nodes}
@@ -424,7 +437,7 @@ def run(seed: int, faults: int, vips: int, interval: float, workdir: Path) -> Cl
                         for prober in [*probes.values(), *controls.values()]:
                             prober.close()
             finally:
-                samples = poller.close()
+                samples = [s for s in poller.close() if s.at > captured_from + 0.5]
         injector.note_speakers()
         logs = {f"{container} {pod}": cluster.container_log(keepvip.namespace, pod, container)
                 for container, pod in sorted(injector.pods_seen)}  # fmt: skip
