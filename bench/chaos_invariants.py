@@ -186,13 +186,15 @@ def _gap_window(
     is sent a probe period or less before the fault starts, so a gap the fault itself
     causes begins in the span of the fault *before* it (issue 14: a 2.2 s gap of a
     ``gateway`` fault, bound 3.4 s, was judged as the previous ``cut``'s, bound 0.4 s).
-    A gap that a later fault's start cuts into is that fault's, as long as the silence
+    A gap that a later fault's start cuts into may be that fault's, as long as the silence
     before that start fits the bound of the span it began in (else the gap had already
-    broken it there).
+    broken it there); of the two faults, the one with the larger bound is taken, since
+    either may have caused the gap and the judge must not blame the daemon for the other.
     """
     window = _window_at(windows, before)
     later = [w for w in windows if before < w.started < after]
-    if later and later[-1].started - before <= j.gap_bound(vip, window) + j.slack:
+    bound = j.gap_bound(vip, window)
+    if later and later[-1].started - before <= bound + j.slack and j.gap_bound(vip, later[-1]) > bound:
         return later[-1]
     return window
 

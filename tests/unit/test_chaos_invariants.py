@@ -155,3 +155,15 @@ def test_a_gap_a_new_fault_causes_is_judged_under_that_fault_not_the_one_before(
     verdict = judge(JUDGE, observe({"node1": [(0, 11)]}, adverts("node1", 0, 10), early, [cut, gateway]))
     assert [v.invariant for v in verdict.violations] == [2]
     assert verdict.violations[0].fault == "#4 cut@node2"
+
+
+def test_a_gap_a_fault_with_a_smaller_bound_cuts_into_keeps_the_larger_bound_it_began_under() -> None:
+    # A gap that began during a gateway fault (bound 3.4 s) and lasts into a freeze that
+    # starts right after (bound 0.4 s): either may explain it; the daemon is not blamed for
+    # the gateway fault's share.
+    gateway = FaultWindow("#1 gateway@node1", FaultKind.GATEWAY, ("node1",), 1.0, 3.0, 4.0)
+    frozen = FaultWindow("#2 freeze@node2", FaultKind.FREEZE, ("node2",), 4.0, 5.0, 10.0)
+    seen = answers("node1", 0, 3.9) + answers("node1", 6.0, 10)  # silent from 3.88 s to 6.0 s
+    verdict = judge(JUDGE, observe({"node1": [(0, 11)]}, adverts("node1", 0, 10), seen, [gateway, frozen]))
+    assert verdict.violations == []
+    assert verdict.worst_gaps["gateway"].length > 2.0
