@@ -70,6 +70,15 @@ bench: $(STAMP) system-deps
 chaos: $(STAMP) system-deps
 	$(PY) bench/chaos.py
 
+# The chaos run in the cluster (issue 14): API server stopped, operator SIGKILLed, speaker
+# pods deleted, nodes NotReady, VirtualIPs edited during faults, on the local cluster with the
+# chart; adds its section to docs/reliability.md. Holds the cluster lock (one cluster at a time).
+.PHONY: chaos-cluster
+chaos-cluster: $(STAMP) system-deps
+	bash hack/build-k8s.sh
+	bash hack/get-helm.sh
+	flock /tmp/keepvip-cluster.lock $(PY) -I bench/chaos_cluster.py
+
 clean:
 	rm -rf $(VENV) build .mypy_cache .pytest_cache .ruff_cache .hypothesis
 

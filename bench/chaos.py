@@ -11,6 +11,12 @@ judges the five invariants. The report goes to docs/reliability.md (``make chaos
     python bench/chaos.py                               # 200 faults per interval, both daemons
     python bench/chaos.py --faults 5 --vips 3 --intervals 0.1 --implementations keepvip --no-report
 
+Each implementation on its own LAN at the same time (same host load for both), then one report:
+
+    python bench/chaos.py --implementations keepvip --save /tmp/kv.pickle --no-report &
+    python bench/chaos.py --implementations keepalived --save /tmp/ka.pickle --no-report
+    python bench/chaos.py --merge /tmp/kv.pickle /tmp/ka.pickle
+
 Exit status 1 when any invariant was violated.
 """
 
@@ -18,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import pickle
 import platform
 import subprocess
 import sys
@@ -37,6 +44,7 @@ from lan import Lan, sweep_stale  # noqa: E402
 
 IMPLEMENTATIONS = ("keepvip", "keepalived")
 METHOD = Path(HERE / "chaos_method.md")
+CLUSTER_SECTION = "## In the cluster"  # written by bench/chaos_cluster.py
 
 
 def run(
@@ -50,6 +58,8 @@ def run(
     kinds: tuple[FaultKind, ...] = tuple(FaultKind),
     poll: float = 0.1,
     slack: float = 0.0,
+    short: bool = False,
+    save: Path | None = None,
 ) -> list[BlockResult]:
     """Every (interval, implementation) block on one LAN; the same plan per interval."""
     blocks = []
@@ -58,10 +68,12 @@ def run(
         try:
             services.start_all()
             for interval in intervals:
-                plan = make_plan(seed, interval, faults, vips, kinds)
+                plan = make_plan(seed, interval, faults, vips, kinds, short=short)
                 for implementation in implementations:
                     block = run_block(lan, services, plan, implementation, workdir, poll=poll, slack=slack)
                     blocks.append(block)
+                    if save is not None:  # after every block: a long run cut short keeps what it judged
+                        save.write_bytes(pickle.dumps(blocks))
         finally:
             services.close()
     return blocks
@@ -107,6 +119,14 @@ def main() -> int:
     parser.add_argument("--report", type=Path, default=ROOT / "docs" / "reliability.md")
     parser.add_argument("--no-report", action="store_true", help="print the report, write nothing")
     parser.add_argument("--keep", type=Path, help="keep logs and captures in this directory")
+    parser.add_argument(
+        "--short-heals",
+        action="store_true",
+        help="faults of 1-1.5 Master_Down and a shorter calm (200 faults at 1 s on 2 cores)",
+    )
+    parser.add_argument("--save", type=Path, help="also save the judged blocks here (for --merge)")
+    parser.add_argument("--merge", type=Path, nargs="+",
+                        help="write one report from blocks saved by earlier runs, run nothing")  # fmt: skip
     args = parser.parse_args()
     if not 3 <= args.vips <= 30:
         parser.error("--vips must be 3 to 30")
@@ -115,18 +135,27 @@ def main() -> int:
         parser.error(f"implementations: {', '.join(IMPLEMENTATIONS)}")
     kinds = tuple(FaultKind(name) for name in args.kinds.split(",") if name)
     intervals = [float(text) for text in args.intervals.split(",")]
-    sweep_stale()
-    with tempfile.TemporaryDirectory(prefix="keepvip-chaos-") as tmp:
-        workdir = args.keep or Path(tmp)
-        blocks = run(
-            args.seed, faults=args.faults, vips=args.vips, intervals=intervals,
-            implementations=implementations, workdir=workdir, kinds=kinds, poll=args.poll, slack=args.slack,
-        )  # fmt: skip
+    if args.merge:
+        blocks = [block for path in args.merge for block in pickle.loads(path.read_bytes())]  # noqa: S301 - our own files
+    else:
+        sweep_stale()
+        with tempfile.TemporaryDirectory(prefix="keepvip-chaos-") as tmp:
+            workdir = args.keep or Path(tmp)
+            blocks = run(
+                args.seed, faults=args.faults, vips=args.vips, intervals=intervals,
+                implementations=implementations, workdir=workdir, kinds=kinds, poll=args.poll,
+                slack=args.slack, short=args.short_heals, save=args.save,
+            )  # fmt: skip
+    order = {name: index for index, name in enumerate(IMPLEMENTATIONS)}
+    blocks.sort(key=lambda block: (-block.plan.interval, order.get(block.implementation, len(order))))
     text = render(meta(args.seed, args.faults, sys.argv[1:]), blocks, METHOD.read_text())
     if args.no_report:
         print(text)
     else:
-        args.report.write_text(text)
+        # bench/chaos_cluster.py's section ("## In the cluster") is that run's: kept as it is.
+        old = args.report.read_text() if args.report.exists() else ""
+        cluster = old[old.find(CLUSTER_SECTION) :] if CLUSTER_SECTION in old else ""
+        args.report.write_text(text.rstrip("\n") + "\n" + ("\n" + cluster if cluster else ""))
         print(f"report written to {args.report}", file=sys.stderr)
     return 1 if any(b.verdict.violations for b in blocks) else 0
 

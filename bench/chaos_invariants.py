@@ -177,6 +177,28 @@ def _window_at(windows: Sequence[FaultWindow], at: float) -> FaultWindow | None:
     return next((w for w in windows if w.started <= at < w.next_started), None)
 
 
+def _gap_window(
+    j: Judge, vip: VipPlan, windows: Sequence[FaultWindow], before: float, after: float
+) -> FaultWindow | None:
+    """The fault a client gap (last answer sent at ``before``, next at ``after``) is judged under.
+
+    Usually the one whose span holds the last answer. But the last answer before a fault
+    is sent a probe period or less before the fault starts, so a gap the fault itself
+    causes begins in the span of the fault *before* it (issue 14: a 2.2 s gap of a
+    ``gateway`` fault, bound 3.4 s, was judged as the previous ``cut``'s, bound 0.4 s).
+    A gap that a later fault's start cuts into may be that fault's, as long as the silence
+    before that start fits the bound of the span it began in (else the gap had already
+    broken it there); of the two faults, the one with the larger bound is taken, since
+    either may have caused the gap and the judge must not blame the daemon for the other.
+    """
+    window = _window_at(windows, before)
+    later = [w for w in windows if before < w.started < after]
+    bound = j.gap_bound(vip, window)
+    if later and later[-1].started - before <= bound + j.slack and j.gap_bound(vip, later[-1]) > bound:
+        return later[-1]
+    return window
+
+
 def split_windows(vip: VipPlan, samples: Sequence[HoldSample]) -> list[Window]:
     """Sweep the ``ip addr`` samples: when did two or more nodes hold ``vip`` at once."""
     holding: set[str] = set()
@@ -271,7 +293,7 @@ def _gaps(j: Judge, obs: Observation, verdict: Verdict) -> None:
             length = after - before
             if length <= 0.1:
                 continue
-            window = _window_at(windows, before)
+            window = _gap_window(j, vip, windows, before, after)
             bound = j.gap_bound(vip, window)
             kind = str(window.kind) if window is not None else "calm"
             label = window.label if window is not None else "no fault"

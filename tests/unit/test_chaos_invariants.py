@@ -137,3 +137,33 @@ def test_a_gap_every_node_shared_on_its_own_address_is_the_observers_not_a_viola
     assert [
         v.invariant for v in judge(JUDGE, Observation(**{**base.__dict__, "controls": lively})).violations
     ] == [2]
+
+
+def test_a_gap_a_new_fault_causes_is_judged_under_that_fault_not_the_one_before() -> None:
+    # The chaos run (seed 14, 100 ms): the client's last answer from 198.18.0.107 came 20 ms
+    # before ``gateway@node1`` isolated the master from the client; the 2.2 s gap that fault
+    # causes (bound: Master_Down + the arbiter's detection, 3.4 s) was judged as the previous
+    # ``cut``'s (bound 0.4 s) because the last answer fell in that fault's span.
+    cut = FaultWindow("#4 cut@node2", FaultKind.CUT, ("node2",), 1.0, 2.0, 4.0)
+    gateway = FaultWindow("#5 gateway@node1", FaultKind.GATEWAY, ("node1",), 4.0, 6.0, 10.0)
+    seen = answers("node1", 0, 4) + answers("node1", 6.2, 10)  # last answer at 3.98 s, next at 6.2 s
+    verdict = judge(JUDGE, observe({"node1": [(0, 11)]}, adverts("node1", 0, 10), seen, [cut, gateway]))
+    assert verdict.violations == []
+    assert verdict.worst_gaps["gateway"].length > 2.0
+    # A gap that had outlived its own bound before the next fault started is still a violation.
+    early = answers("node1", 0, 2.5) + answers("node1", 6.2, 10)
+    verdict = judge(JUDGE, observe({"node1": [(0, 11)]}, adverts("node1", 0, 10), early, [cut, gateway]))
+    assert [v.invariant for v in verdict.violations] == [2]
+    assert verdict.violations[0].fault == "#4 cut@node2"
+
+
+def test_a_gap_a_fault_with_a_smaller_bound_cuts_into_keeps_the_larger_bound_it_began_under() -> None:
+    # A gap that began during a gateway fault (bound 3.4 s) and lasts into a freeze that
+    # starts right after (bound 0.4 s): either may explain it; the daemon is not blamed for
+    # the gateway fault's share.
+    gateway = FaultWindow("#1 gateway@node1", FaultKind.GATEWAY, ("node1",), 1.0, 3.0, 4.0)
+    frozen = FaultWindow("#2 freeze@node2", FaultKind.FREEZE, ("node2",), 4.0, 5.0, 10.0)
+    seen = answers("node1", 0, 3.9) + answers("node1", 6.0, 10)  # silent from 3.88 s to 6.0 s
+    verdict = judge(JUDGE, observe({"node1": [(0, 11)]}, adverts("node1", 0, 10), seen, [gateway, frozen]))
+    assert verdict.violations == []
+    assert verdict.worst_gaps["gateway"].length > 2.0

@@ -94,6 +94,9 @@ class Pool:
     def unsubscribe(self, key: Any, vrid: int) -> None:
         pass
 
+    def read_pending(self, key: Any) -> None:
+        pass  # nothing is ever received here
+
 
 @dataclass
 class Run:

@@ -416,6 +416,8 @@ class RouterRunner:
                     timer_now = self._timer_now(now)
                     if deadline is None or deadline > timer_now:
                         break
+                    if self._router.state is State.BACKUP and self._read_pending():
+                        continue  # advertisements that came before the deadline go first
                     self._tick = None  # one timer event per wake-up
                     self._lateness.observe(max(0.0, now - deadline))
                     actions = self._router.handle_timer(timer_now)
@@ -428,6 +430,20 @@ class RouterRunner:
             self._continue(self._recover(error))
             return
         self._arm()
+
+    def _read_pending(self) -> bool:
+        """Before a backup's Master_Down timer decides: did an advertisement wait on the socket?
+
+        RFC 9568 §6.4.2 takes over when no advertisement *arrived* for Master_Down_Interval.
+        After the process was off the CPU (a loaded host; the chaos run, issue 14, fault
+        ``partition``), this router can be served — its kernel work just done, or its
+        timer due — before the loop's reader has delivered what came meanwhile: the loser
+        of a healed split brain then became master again, bound and announced the VIP and
+        yielded in the same millisecond. One non-blocking read, only when a backup's timer
+        is due (rare), settles it.
+        """
+        self._pool.read_pending(self.socket_key)
+        return bool(self._inbox)
 
     def _continue(self, work: Coroutine[Any, Any, None]) -> None:
         """Finish an action list (or a recovery) in a task; the inbox waits for it."""

@@ -92,6 +92,15 @@ class SocketPool:
         asyncio.get_running_loop().remove_reader(shared.sock.fileno())
         shared.sock.close()
 
+    def read_pending(self, key: SocketKey) -> None:
+        """Dispatch now whatever waits on ``key``'s socket, without waiting for the loop's reader.
+
+        A router about to let its Master_Down timer decide calls this first (issue 14): after
+        the process was off the CPU, the event loop may serve the router before the reader
+        callback runs, and advertisements that arrived before the deadline must count.
+        """
+        self._readable(key)
+
     def _readable(self, key: SocketKey) -> None:
         shared = self._sockets.get(key)
         if shared is None:
