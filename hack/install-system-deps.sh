@@ -5,8 +5,9 @@
 #   iputils-ping iproute2  namespaces, veths, bridges
 #   golang-go etcd-server dpkg-dev  the local control plane (hack/build-k8s.sh)
 #   iptables conntrack  kube-proxy (iptables mode) inside the local cluster's node namespaces
+#   prometheus          for /usr/bin/promtool: `promtool test rules` on the chart's alerts (tests/alerts)
 set -euo pipefail
-pkgs=(keepalived tshark tcpdump iputils-ping iproute2 golang-go etcd-server dpkg-dev openssl curl unzip procps iptables conntrack)
+pkgs=(keepalived tshark tcpdump iputils-ping iproute2 golang-go etcd-server dpkg-dev openssl curl unzip procps iptables conntrack prometheus)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
