@@ -26,6 +26,7 @@ import fcntl
 import ipaddress
 import json
 import subprocess
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -217,7 +218,16 @@ class Lan:
 
     def _ensure_default_route(self, netns: str) -> None:
         ip("-n", netns, "route", "replace", "default", "via", str(self.gateway_address))
-        ip("-n", netns, "-6", "route", "replace", "default", "via", str(self.gateway_address6))
+        # Right after a link comes back up the IPv6 address is tentative again (duplicate
+        # address detection, RFC 4862 §5.4) and its prefix route is missing for about a
+        # second: the gateway is "unreachable" until then, so try again meanwhile.
+        deadline = time.monotonic() + 5.0
+        while True:
+            added = ip("-n", netns, "-6", "route", "replace", "default", "via", str(self.gateway_address6),
+                       check=time.monotonic() > deadline)  # fmt: skip
+            if added.returncode == 0:
+                return
+            time.sleep(0.1)
 
     def add_node(self, name: str, number: int) -> NodePort:
         """Create node ``name``'s namespace at host number 10 + ``number`` (1..89)."""
