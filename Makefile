@@ -50,7 +50,7 @@ test: $(STAMP) system-deps lint
 crd: $(STAMP)
 	$(VENV)/bin/keepvip crd > crds/virtualips.keepvip.io.yaml
 	$(VENV)/bin/keepvip crd --kind VirtualIPPool > crds/virtualippools.keepvip.io.yaml
-	cp crds/virtualips.keepvip.io.yaml crds/virtualippools.keepvip.io.yaml charts/keepvip/crds/
+	cp crds/virtualips.keepvip.io.yaml crds/virtualippools.keepvip.io.yaml charts/keepvip/files/crds/
 
 # The cluster demo (helm install, kubectl apply, failover); `keepvip demo --standalone`
 # is the same story without Kubernetes.

@@ -84,7 +84,7 @@ def test_a_bad_status_is_dropped_not_fatal() -> None:
 def test_committed_pool_crd_is_current_in_crds_and_in_the_chart() -> None:
     for path in (
         ROOT / "crds" / "virtualippools.keepvip.io.yaml",
-        ROOT / "charts/keepvip/crds/virtualippools.keepvip.io.yaml",
+        ROOT / "charts/keepvip/files/crds/virtualippools.keepvip.io.yaml",
     ):
         assert path.read_text() == render_pool_crd(), f"{path} is stale: run `make crd`"
 
