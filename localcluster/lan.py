@@ -26,7 +26,6 @@ import fcntl
 import ipaddress
 import json
 import subprocess
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -218,16 +217,7 @@ class Lan:
 
     def _ensure_default_route(self, netns: str) -> None:
         ip("-n", netns, "route", "replace", "default", "via", str(self.gateway_address))
-        # Right after a link comes back up the IPv6 address is tentative again (duplicate
-        # address detection, RFC 4862 §5.4) and its prefix route is missing for about a
-        # second: the gateway is "unreachable" until then, so try again meanwhile.
-        deadline = time.monotonic() + 5.0
-        while True:
-            added = ip("-n", netns, "-6", "route", "replace", "default", "via", str(self.gateway_address6),
-                       check=time.monotonic() > deadline)  # fmt: skip
-            if added.returncode == 0:
-                return
-            time.sleep(0.1)
+        ip("-n", netns, "-6", "route", "replace", "default", "via", str(self.gateway_address6))
 
     def add_node(self, name: str, number: int) -> NodePort:
         """Create node ``name``'s namespace at host number 10 + ``number`` (1..89)."""
@@ -274,10 +264,13 @@ class Lan:
 
         Bringing it up restores the default routes the kernel dropped with the link.
         """
-        netns = self.ports[name].netns
-        ip("-n", netns, "link", "set", NODE_INTERFACE, "up" if up else "down")
+        port = self.ports[name]
+        ip("-n", port.netns, "link", "set", NODE_INTERFACE, "up" if up else "down")
         if up:
-            self._ensure_default_route(netns)
+            # Linux drops a link's IPv6 addresses when it goes down (keep_addr_on_down=0):
+            # put the node's back, or its IPv6 default route has no way to the gateway.
+            ip("-n", port.netns, "addr", "replace", str(port.ipv6), "dev", NODE_INTERFACE, "nodad")
+            self._ensure_default_route(port.netns)
 
     def set_gateway(self, up: bool) -> None:
         """Take the gateway off the LAN (or bring it back): arbiter pings go unanswered."""
