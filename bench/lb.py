@@ -48,28 +48,13 @@ from cluster_scale import by_resource, delta, keepvip_processes, spread, usage_l
 from procstat import CpuWindow  # noqa: E402
 
 from keepvip.localcluster import ClusterConfig, LocalCluster, wait_until  # noqa: E402
-from keepvip.localcluster.scenario import API_VERSION, KeepvipOnCluster  # noqa: E402
+from keepvip.localcluster.scenario import API_VERSION, KeepvipOnCluster, backend_pod  # noqa: E402
 
 VIP_NETWORK = IPv4Network("198.18.204.0/22")
 NODES = ("node-a", "node-b", "node-c")
 HOLDER, BACKENDS = "node-c", ("node-a", "node-b")
 PORT, TARGET = 80, 18100
 NAMESPACE = "bench-lb"
-
-# A backend pod: answers every GET with its node's name.
-SERVER = """
-import http.server, os, sys
-body = (os.environ["NODE_NAME"] + "\\n").encode()
-class Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *args):
-        pass
-http.server.ThreadingHTTPServer(("0.0.0.0", int(sys.argv[1])), Handler).serve_forever()
-"""
 
 # Run in the client namespace: dial every address (argv: port, deadline in s, addresses...)
 # in rounds until each has answered an HTTP GET; print {address: wall-clock time of its
@@ -132,24 +117,6 @@ def service_document(index: int) -> dict[str, Any]:
     }
 
 
-def backend_document(node: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": f"web-{node}", "namespace": NAMESPACE, "labels": {"app": "bench"}},
-        "spec": {
-            "nodeName": node,
-            "terminationGracePeriodSeconds": 1,
-            "containers": [{
-                "name": "web", "image": "keepvip-test/web",
-                "command": ["python3", "-c", SERVER, str(TARGET)],
-                "env": [{"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}],
-                "readinessProbe": {"httpGet": {"path": "/", "port": TARGET}, "periodSeconds": 1},
-            }],
-        },
-    }  # fmt: skip
-
-
 def start_prober(
     cluster: LocalCluster, addresses: list[IPv4Address], deadline: float
 ) -> subprocess.Popen[str]:
@@ -201,7 +168,7 @@ def main() -> int:
         cluster.exec_in_client(["ip", "route", "add", str(VIP_NETWORK), "dev", "eth0"])
         cluster.create_namespace(NAMESPACE)
         for node in BACKENDS:
-            cluster.objects.create(backend_document(node), NAMESPACE)
+            cluster.objects.create(backend_pod(f"web-{node}", node, TARGET, {"app": "bench"}), NAMESPACE)
         wait_until(lambda: all(
             any(c["type"] == "Ready" and c["status"] == "True"
                 for c in ((cluster.objects.get("v1", "Pod", f"web-{n}", NAMESPACE) or {}).get("status") or {})

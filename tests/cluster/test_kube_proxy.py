@@ -60,9 +60,8 @@ ROOT_KNOBS = (
 
 
 def backend(cluster: LocalCluster, namespace: str, name: str, node: str, *, port: int,
-            app: str, script: str = SERVER) -> None:  # fmt: skip
-    """A ready-probed web server pod pinned to ``node``, listening on ``port`` (``script``
-    is the server's Python source; it gets the port as its argument)."""
+            app: str) -> None:  # fmt: skip
+    """A ready-probed web server pod pinned to ``node``, listening on ``port``."""
     cluster.objects.create({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": name, "labels": {"app": app}},
@@ -70,7 +69,7 @@ def backend(cluster: LocalCluster, namespace: str, name: str, node: str, *, port
             "nodeName": node, "terminationGracePeriodSeconds": 1,
             "containers": [{
                 "name": "web", "image": "keepvip-test/web",
-                "command": ["python3", "-c", script, str(port)],
+                "command": ["python3", "-c", SERVER, str(port)],
                 "ports": [{"containerPort": port, "name": "http"}],
                 "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
                         {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}],

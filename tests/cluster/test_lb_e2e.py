@@ -24,48 +24,16 @@ from typing import Any
 import pytest
 
 from keepvip.localcluster import LocalCluster, wait_until
-from keepvip.localcluster.scenario import API_VERSION, KeepvipOnCluster
-from tests.cluster.test_kube_proxy import backend, client_get, node_ip
+from keepvip.localcluster.scenario import API_VERSION, KeepvipOnCluster, backend_pod
+from tests.cluster.lb_chart import chart_for_loadbalancers
+from tests.cluster.test_kube_proxy import client_get, node_ip
 
 pytestmark = pytest.mark.cluster
-
-# A backend that names itself and the source address of the connection it accepted.
-ECHO_SOURCE = """
-import http.server, os, sys
-who = os.environ["POD_NAME"] + " " + os.environ["NODE_NAME"]
-class Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = (who + " " + self.client_address[0] + "\\n").encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *args):
-        pass
-http.server.ThreadingHTTPServer(("0.0.0.0", int(sys.argv[1])), Handler).serve_forever()
-"""
 
 
 @pytest.fixture(scope="module")
 def keepvip(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeepvipOnCluster]:
-    """The chart, serving class-less Services; every pool (and so every record) removed after."""
-    deployment = KeepvipOnCluster(cluster, f"keepvip-lbe2e-{secrets.token_hex(2)}")
-    helm = cluster.helm(tmp_path_factory.mktemp("helm"))
-    deployment.install(
-        helm, ["--set", "loadBalancer.defaultClass=true", "--set", "loadBalancer.reuseDelay=0s"]
-    )
-    try:
-        yield deployment
-    finally:
-        for pool in cluster.objects.list(API_VERSION, "VirtualIPPool"):
-            cluster.objects.delete(API_VERSION, "VirtualIPPool", pool["metadata"]["name"])
-        wait_until(
-            lambda: not cluster.objects.list(API_VERSION, "VirtualIP", label_selector="keepvip.io/pool"),
-            timeout=90,
-            what="every record gone",
-        )
-        deployment.uninstall(helm)
-        cluster.core.delete_namespace(deployment.namespace)
+    yield from chart_for_loadbalancers(cluster, tmp_path_factory, "keepvip-lbe2e")
 
 
 def apply_pool(cluster: LocalCluster, first: int, last: int, template: dict[str, Any]) -> str:
@@ -164,7 +132,7 @@ def test_a_loadbalancer_vip_reaches_a_pod_through_kube_proxy_and_follows_a_faile
         "nodePriorities": [{"nodeName": "node-a", "priority": 150}, {"nodeName": "node-b", "priority": 120}],
         "vrrp": {"advertisementInterval": "100ms"},
     })  # fmt: skip
-    backend(cluster, namespace, "web-c", "node-c", port=18090, app="e2e", script=ECHO_SOURCE)
+    cluster.objects.create(backend_pod("web-c", "node-c", 18090, {"app": "e2e"}), namespace)
     apply_service(cluster, namespace, "web", app="e2e", port=8080, target=18090)
     address = external_ip(cluster, namespace, "web")
     url = f"http://{address}:8080/"
@@ -199,7 +167,7 @@ def test_local_policy_keeps_the_vip_on_a_node_with_an_endpoint_and_preserves_the
 ) -> None:
     apply_pool(cluster, 65, 69, {"vrrp": {"advertisementInterval": "100ms"}})
     client = str(cluster.lan.client_address)
-    backend(cluster, namespace, "web-1", "node-b", port=18091, app="local", script=ECHO_SOURCE)
+    cluster.objects.create(backend_pod("web-1", "node-b", 18091, {"app": "local"}), namespace)
     apply_service(cluster, namespace, "local", app="local", port=8081, target=18091,
                   externalTrafficPolicy="Local")  # fmt: skip
     address = external_ip(cluster, namespace, "local")
@@ -217,7 +185,7 @@ def test_local_policy_keeps_the_vip_on_a_node_with_an_endpoint_and_preserves_the
         cluster.objects.delete("v1", "Pod", "web-1", namespace)
         wait_until(lambda: cluster.objects.get("v1", "Pod", "web-1", namespace) is None, timeout=30,
                    what="web-1 gone")  # fmt: skip
-        backend(cluster, namespace, "web-2", "node-c", port=18091, app="local", script=ECHO_SOURCE)
+        cluster.objects.create(backend_pod("web-2", "node-c", 18091, {"app": "local"}), namespace)
         wait_until(lambda: keepvip.holders(address) == ["node-c"], timeout=30, what=f"{address} on node-c")
         assert answer(cluster, url) == ["web-2", "node-c", client]
     assert "node-a" not in moving.nodes(), moving.seen
