@@ -104,12 +104,13 @@ def test_upgrading_from_the_crds_folder_layout_installs_the_pool_crd_and_keeps_e
     assert manifest_kinds(helm, release, namespace).count("CustomResourceDefinition") == 3
 
     # A second release finds the CRDs owned by the first and leaves them to it.
-    other = f"{namespace[:50]}-b"
+    other, second = f"{namespace[:50]}-b", f"kv-{secrets.token_hex(2)}"  # its ClusterRoles are its own
     cluster.create_namespace(other)
     try:
-        helm.run("install", release, str(CHART), "-n", other, *NO_OPERATOR, "--wait")
-        assert "CustomResourceDefinition" not in manifest_kinds(helm, release, other)
-        helm.run("uninstall", release, "-n", other, "--wait")
+        helm.run("install", second, str(CHART), "-n", other, *NO_OPERATOR, "--wait")
+        assert "CustomResourceDefinition" not in manifest_kinds(helm, second, other)
+        assert owner(crd(objects, POOL_CRD)) == (release, namespace)
+        helm.run("uninstall", second, "-n", other, "--wait")
     finally:
         cluster.core.delete_namespace(other)
 
