@@ -53,7 +53,7 @@ test: $(STAMP) system-deps lint
 crd: $(STAMP)
 	$(VENV)/bin/keepvip crd > crds/virtualips.keepvip.io.yaml
 	$(VENV)/bin/keepvip crd --kind VirtualIPPool > crds/virtualippools.keepvip.io.yaml
-	cp crds/virtualips.keepvip.io.yaml crds/virtualippools.keepvip.io.yaml charts/keepvip/crds/
+	cp crds/virtualips.keepvip.io.yaml crds/virtualippools.keepvip.io.yaml charts/keepvip/files/crds/
 
 # The cluster demo (helm install, kubectl apply, failover); `keepvip demo --standalone`
 # is the same story without Kubernetes.
@@ -88,3 +88,11 @@ bench-scale: $(STAMP) system-deps
 
 bench-fast: $(STAMP) system-deps
 	$(PY) bench/scale.py --fast
+
+# LoadBalancer at scale (bench/lb.py): 500 Services at once on the local cluster, then the
+# holder of every VIP fails. Holds the cluster lock: only one local cluster fits a machine.
+.PHONY: bench-lb
+bench-lb: $(STAMP) system-deps
+	bash hack/build-k8s.sh
+	bash hack/get-helm.sh
+	flock /tmp/keepvip-cluster.lock $(PY) bench/lb.py

@@ -6,8 +6,9 @@
 #   golang-go etcd-server dpkg-dev  the local control plane (hack/build-k8s.sh)
 #   iptables conntrack  kube-proxy (iptables mode) inside the local cluster's node namespaces
 #   tcpreplay           bench/flood.py's sender (100,000 spoofed adverts/s from a pcap)
+#   prometheus          for /usr/bin/promtool: `promtool test rules` on the chart's alerts (tests/alerts)
 set -euo pipefail
-pkgs=(keepalived tshark tcpdump iputils-ping iproute2 golang-go etcd-server dpkg-dev openssl curl unzip procps iptables conntrack tcpreplay)
+pkgs=(keepalived tshark tcpdump iputils-ping iproute2 golang-go etcd-server dpkg-dev openssl curl unzip procps iptables conntrack tcpreplay prometheus)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

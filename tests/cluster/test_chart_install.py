@@ -113,7 +113,7 @@ def test_install_upgrade_and_uninstall_leave_nothing_behind_but_the_crd(
     for doc in installed:
         assert live(objects, doc, namespace) is None, f"{doc['kind']}/{doc['metadata']['name']} left"
     assert labelled_leftovers(objects, release) == []
-    assert objects.get(*CRD) is not None, "the CRD stays (helm never deletes crds/)"
+    assert objects.get(*CRD) is not None, "the CRD stays (crds.keep: helm.sh/resource-policy keep)"
 
 
 def test_a_typo_in_the_values_refuses_the_install_and_creates_nothing(

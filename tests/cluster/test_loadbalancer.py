@@ -27,6 +27,7 @@ import pytest
 
 from keepvip.localcluster import LocalCluster, wait_until
 from keepvip.localcluster.scenario import API_VERSION, KeepvipOnCluster
+from tests.cluster.lb_chart import chart_for_loadbalancers, records
 
 pytestmark = pytest.mark.cluster
 
@@ -36,23 +37,7 @@ OPT_OUT = {"keepvip.io/announce-without-endpoints": "true"}
 @pytest.fixture(scope="module")
 def keepvip(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeepvipOnCluster]:
     """The chart installed with class-less Services served and no reuse delay by default."""
-    deployment = KeepvipOnCluster(cluster, f"keepvip-lb-{secrets.token_hex(2)}")
-    helm = cluster.helm(tmp_path_factory.mktemp("helm"))
-    deployment.install(
-        helm, ["--set", "loadBalancer.defaultClass=true", "--set", "loadBalancer.reuseDelay=0s"]
-    )
-    try:
-        yield deployment
-    finally:
-        for pool in cluster.objects.list(API_VERSION, "VirtualIPPool"):
-            cluster.objects.delete(API_VERSION, "VirtualIPPool", pool["metadata"]["name"])
-        wait_until(lambda: not _records(cluster), timeout=90, what="every record gone")
-        deployment.uninstall(helm)
-        cluster.core.delete_namespace(deployment.namespace)
-
-
-def _records(cluster: LocalCluster) -> list[dict[str, Any]]:
-    return cluster.objects.list(API_VERSION, "VirtualIP", label_selector="keepvip.io/pool")
+    yield from chart_for_loadbalancers(cluster, tmp_path_factory, "keepvip-lb")
 
 
 class Lb:
@@ -158,7 +143,7 @@ def lb(keepvip: KeepvipOnCluster, cluster: LocalCluster, namespace: str) -> Iter
     made = Lb(cluster, namespace)
     yield made
     made.cleanup()
-    wait_until(lambda: not _records(cluster), timeout=90, what="the test's records gone")
+    wait_until(lambda: not records(cluster), timeout=90, what="the test's records gone")
 
 
 def holders(keepvip: KeepvipOnCluster, address: str) -> list[str]:
@@ -242,7 +227,7 @@ def test_two_services_sharing_a_key_get_one_virtualip_and_one_holder(
         f"{lb.namespace}/http",
         f"{lb.namespace}/https",
     ]
-    mine = [r["metadata"] for r in _records(lb.cluster) if r["metadata"]["labels"]["keepvip.io/pool"] == pool]
+    mine = [r["metadata"] for r in records(lb.cluster) if r["metadata"]["labels"]["keepvip.io/pool"] == pool]
     assert len(mine) == 1, [(m["name"], m["annotations"].get("keepvip.io/services")) for m in mine]
     wait_until(lambda: len(holders(keepvip, first)) == 1, timeout=30, what="one holder")
     # A third Service on a port already in use is a conflict, never a second address.
@@ -339,8 +324,8 @@ def test_an_operator_killed_during_fifty_creations_gives_fifty_distinct_addresse
             _kill_operator(keepvip, cluster)
     addresses = {name: lb.wait_external_ip(name, timeout=180) for name in names}
     assert len(set(addresses.values())) == 50
-    records = [r for r in _records(cluster) if r["metadata"]["labels"]["keepvip.io/pool"] == pool]
-    assert len(records) == 50
+    pooled = [r for r in records(cluster) if r["metadata"]["labels"]["keepvip.io/pool"] == pool]
+    assert len(pooled) == 50
     _kill_operator(keepvip, cluster)
     wait_until(lambda: _operator_pid(keepvip, cluster) is not None, timeout=60, what="the operator back")
     time.sleep(15)  # passes after the restart

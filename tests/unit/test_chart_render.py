@@ -48,6 +48,7 @@ def test_default_render_is_the_operator_its_identities_settings_and_webhook(defa
         "Role", "RoleBinding", "Role", "RoleBinding", "Role", "RoleBinding",
         "ConfigMap", "Deployment",
         "Secret", "Service", "ValidatingWebhookConfiguration",
+        "CustomResourceDefinition", "CustomResourceDefinition", "CustomResourceDefinition",
     ])  # fmt: skip
 
 
@@ -65,7 +66,8 @@ def test_default_render_has_no_monitoring_objects_so_it_installs_without_prometh
 
 def test_namespaced_objects_land_in_the_release_namespace(helm: Helm) -> None:
     rendered = helm.template(namespace="vips")
-    cluster_scoped = {"ClusterRole", "ClusterRoleBinding", "ValidatingWebhookConfiguration"}
+    cluster_scoped = {"ClusterRole", "ClusterRoleBinding", "ValidatingWebhookConfiguration",
+                      "CustomResourceDefinition"}  # fmt: skip
     for doc in rendered.docs:
         if doc["metadata"]["name"] in ("keepvip-operator-events", "keepvip-speaker-events"):
             assert doc["metadata"]["namespace"] == "default"  # where Events on cluster objects go
@@ -89,7 +91,9 @@ def test_release_named_keepvip_gives_the_names_the_operator_defaults_to(default:
 
 def test_another_release_name_prefixes_every_object_so_two_releases_do_not_collide(helm: Helm) -> None:
     rendered = helm.template(release="edge")
-    assert {d["metadata"]["name"].split("-")[0] for d in rendered.docs} == {"edge"}
+    # CRDs are named by their API group and shared by the cluster (one release owns them).
+    owned = [d for d in rendered.docs if d["kind"] != "CustomResourceDefinition"]
+    assert {d["metadata"]["name"].split("-")[0] for d in owned} == {"edge"}
     assert rendered.settings()["speaker"]["daemonSetName"] == "edge-keepvip-speaker"
 
 
@@ -154,15 +158,16 @@ def test_operator_pod_rolls_when_its_settings_change(helm: Helm, default: Render
 
 
 def test_chart_crd_holds_the_same_bytes_as_the_generated_top_level_crd() -> None:
+    files = CHART / "files" / "crds"  # rendered by templates/crds.yaml (test_chart_crds.py)
     top = ROOT / "crds" / "virtualips.keepvip.io.yaml"
-    in_chart = CHART / "crds" / "virtualips.keepvip.io.yaml"
+    in_chart = files / "virtualips.keepvip.io.yaml"
     assert in_chart.read_bytes() == top.read_bytes(), (
-        "charts/keepvip/crds is stale: cp crds/virtualips.keepvip.io.yaml charts/keepvip/crds/"
+        "charts/keepvip/files/crds is stale: run `make crd`"
     )
     pools = "virtualippools.keepvip.io.yaml"
-    assert (CHART / "crds" / pools).read_bytes() == (ROOT / "crds" / pools).read_bytes(), "run `make crd`"
+    assert (files / pools).read_bytes() == (ROOT / "crds" / pools).read_bytes(), "run `make crd`"
     # Besides them, only kopf's ClusterKopfPeering CRD (operator peering; not generated).
-    assert sorted(p.name for p in (CHART / "crds").iterdir()) == [
+    assert sorted(p.name for p in files.iterdir()) == [
         "clusterkopfpeerings.kopf.dev.yaml", pools, "virtualips.keepvip.io.yaml"
     ]
 
@@ -404,6 +409,6 @@ def test_packaged_chart_carries_crd_dashboard_schema_and_notes(helm: Helm, tmp_p
     helm.run("package", str(CHART), "--destination", str(tmp_path))
     archive = next(tmp_path.glob("keepvip-*.tgz"))
     listing = subprocess.run(["tar", "tzf", str(archive)], capture_output=True, text=True, check=True).stdout
-    for member in ("keepvip/crds/virtualips.keepvip.io.yaml", "keepvip/dashboards/keepvip.json",
+    for member in ("keepvip/files/crds/virtualips.keepvip.io.yaml", "keepvip/dashboards/keepvip.json",
                    "keepvip/values.schema.json", "keepvip/templates/NOTES.txt"):  # fmt: skip
         assert member in listing.split()

@@ -99,7 +99,8 @@ ROWS = [
     Row("nameOverride", "vip", expect(lambda r: all(
         labels(d).get("app.kubernetes.io/name") == "vip" for d in r.docs), "every object labelled name=vip")),
     Row("fullnameOverride", "edge", expect(lambda r: r.has("Deployment") and all(
-        d["metadata"]["name"].startswith(("edge-", "edge.")) for d in r.docs), "every object named edge*")),
+        d["metadata"]["name"].startswith(("edge-", "edge.")) for d in r.docs
+        if d["kind"] != "CustomResourceDefinition"), "every object but the CRDs named edge*")),
     Row("commonLabels", {"team": "net"}, expect(lambda r: all(
         labels(d).get("team") == "net" for d in r.docs), "every object labelled team=net")),
     Row("image.repository", "registry.example/kv", expect(lambda r: (
@@ -250,6 +251,11 @@ ROWS = [
         "folder annotation"), DB),
     Row("dashboards.namespace", "monitoring", expect(
         lambda r: r.one("ConfigMap", "-dashboard")["metadata"]["namespace"] == "monitoring", "ns"), DB),
+    Row("crds.enabled", False, expect(lambda r: r.has("Deployment") and not r.has("CustomResourceDefinition"),
+        "no CRD rendered")),
+    Row("crds.keep", False, expect(lambda r: len(r.of_kind("CustomResourceDefinition")) == 3 and not any(
+        "helm.sh/resource-policy" in (d["metadata"].get("annotations") or {})
+        for d in r.of_kind("CustomResourceDefinition")), "CRDs without the keep policy")),
 ]  # fmt: skip
 
 

@@ -191,3 +191,37 @@ def test_a_service_that_stops_being_a_load_balancer_is_cleared_and_its_address_r
     lb.run_pass()
     assert store.vips == {}
     assert store.services[0]["status"] == {"loadBalancer": {"ingress": []}, "conditions": []}
+
+
+def test_each_service_gets_its_address_right_after_its_record_and_is_written_once_per_pass() -> None:
+    """A burst of Services is not held back until the pass's last record is created."""
+    store = Store(pool(["198.18.0.100-198.18.0.119"]))
+    names = [f"svc-{n}" for n in range(5)]
+    for name in names:
+        store.add_service(name)
+    lb = controller(store, [NOW])
+    lb.run_pass()
+    order = [(kind, name) for kind, name in store.writes if kind in ("create", "service")]
+    assert [kind for kind, _ in order] == ["create", "service"] * 5, order
+    for (_, record), (_, service) in zip(order[::2], order[1::2], strict=True):
+        address = store.ip(service)
+        assert address is not None
+        assert record == f"lb-{address.replace('.', '-')}"
+    assert len({store.ip(name) for name in names}) == 5
+    store.writes.clear()
+    lb.run_pass()
+    assert store.writes == []
+
+
+def test_a_service_whose_record_was_taken_meanwhile_is_written_once_without_the_address() -> None:
+    store = Store(pool(["198.18.0.100-198.18.0.119"]))
+    store.add_service("first")
+    store.add_service("second")
+    lb = controller(store, [NOW])
+    taken = {f"lb-198-18-0-{n}" for n in range(100, 120)}
+    store.taken_by_someone_else = taken  # every create loses its race
+    lb.run_pass()
+    service_writes = [name for kind, name in store.writes if kind == "service"]
+    assert sorted(service_writes) == ["first", "second"]
+    assert store.ip("first") is None
+    assert store.condition("first", "keepvip.io/Allocated")["status"] == "False"

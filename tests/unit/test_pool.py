@@ -8,9 +8,13 @@ from typing import Any
 import pytest
 import yaml
 
-from keepvip.api.pool import InvalidPool, parse_pool
+from keepvip.api.model import VirtualIPSettings, VirtualIPSpec
+from keepvip.api.pool import InvalidPool, PoolTemplate, parse_pool
 from keepvip.api.pool_crd import build_pool_crd, render_pool_crd
 from keepvip.cli import main
+from keepvip.operator.lb.pools import PoolView
+from keepvip.operator.lb.records import desired_spec
+from keepvip.operator.lb.service import LbService
 
 ROOT = Path(__file__).parents[2]
 
@@ -66,6 +70,12 @@ def test_addresses_cidrs_and_ranges_of_both_families_with_defaults() -> None:
             {"addresses": ["198.18.0.0/24"], "template": {"healthChecks": [{"name": "x"}]}},
             "spec.template.healthChecks[0]",
         ),
+        (
+            {"addresses": ["198.18.0.0/24"],
+             "template": {"trackInterfaces": [{"name": "bond0"}, {"name": "bond0", "weight": -10}]}},
+            "spec.template.trackInterfaces[1].name: 'bond0' is listed twice",
+        ),
+        ({"addresses": ["198.18.0.0/24"], "template": {"syncGroup": "Edge_1"}}, "spec.template.syncGroup"),
         ({"addresses": []}, "spec.addresses: needs at least 1 item"),
         ({"addresses": ["198.18.0.0/24"], "colour": "red"}, "spec.colour: unknown field"),
     ],
@@ -84,7 +94,7 @@ def test_a_bad_status_is_dropped_not_fatal() -> None:
 def test_committed_pool_crd_is_current_in_crds_and_in_the_chart() -> None:
     for path in (
         ROOT / "crds" / "virtualippools.keepvip.io.yaml",
-        ROOT / "charts/keepvip/crds/virtualippools.keepvip.io.yaml",
+        ROOT / "charts/keepvip/files/crds/virtualippools.keepvip.io.yaml",
     ):
         assert path.read_text() == render_pool_crd(), f"{path} is stale: run `make crd`"
 
@@ -111,3 +121,29 @@ def test_pool_crd_is_cluster_scoped_with_short_name_and_structural() -> None:
     assert spec["reserveNetworkAndBroadcast"]["default"] is True
     assert "vrrp" in spec["template"]["properties"]
     assert "healthChecks" in spec["template"]["properties"]
+
+
+def test_the_template_is_virtualips_own_settings_model_without_addresses_and_service_ref() -> None:
+    """One model for the per-VIP settings: a field added to VirtualIP reaches pools by itself."""
+    assert issubclass(PoolTemplate, VirtualIPSettings)
+    assert issubclass(VirtualIPSpec, VirtualIPSettings)
+    assert set(PoolTemplate.model_fields) == set(VirtualIPSpec.model_fields) - {"addresses", "service_ref"}
+    template = build_pool_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"][
+        "properties"]["template"]["properties"]  # fmt: skip
+    assert {"trackInterfaces", "syncGroup", "healthChecks", "arbiter"} <= set(template)
+
+
+def test_track_interfaces_and_sync_group_of_the_template_reach_every_record() -> None:
+    pool = parse_pool({"metadata": {"name": "edge", "uid": "u"}, "spec": {
+        "addresses": ["198.18.0.0/28"],
+        "template": {"trackInterfaces": [{"name": "bond0", "weight": -30}], "syncGroup": "edge",
+                     "vrrp": {"advertisementInterval": "100ms"}}}})  # fmt: skip
+    address = next(iter(pool.spec.blocks())).address(0)
+    spec, refused = desired_spec(PoolView.of(pool), address, [LbService(namespace="web", name="shop")], True)
+    assert refused is None
+    assert spec is not None
+    assert spec["trackInterfaces"] == [{"name": "bond0", "weight": -30}]
+    assert spec["syncGroup"] == "edge"
+    record = VirtualIPSpec.model_validate(spec)
+    assert record.sync_group == "edge"
+    assert record.track_interfaces[0].name == "bond0"

@@ -16,7 +16,7 @@ import ipaddress
 from collections.abc import Mapping
 from datetime import timedelta
 from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     AfterValidator,
@@ -532,11 +532,14 @@ class ServiceRef(ApiModel):
     """The Service's name."""
 
 
-class VirtualIPSpec(ApiModel):
-    """The desired virtual IP: its addresses, who may hold them, and how they fail over."""
+class VirtualIPSettings(ApiModel):
+    """Who may hold a virtual IP and how it fails over: every VirtualIP field but its addresses.
 
-    addresses: Annotated[tuple[Address, ...], Field(min_length=1)]
-    """Virtual addresses with optional prefix (default /32 or /128); one address family."""
+    One model for the per-VIP settings, shared by VirtualIP's spec and by a
+    VirtualIPPool's ``template`` (each address a pool hands out becomes a VirtualIP with
+    these settings), so a new setting reaches pools without being written twice.
+    """
+
     interface: InterfaceName | None = None
     """Interface to hold the VIP; default per node: the interface whose subnet holds the address."""
     node_selector: LabelSelector = Field(default_factory=LabelSelector)
@@ -555,8 +558,6 @@ class VirtualIPSpec(ApiModel):
     """Checks whose results change the priority or put the node in FAULT."""
     arbiter: Arbiter | None = None
     """Split-brain guard."""
-    service_ref: ServiceRef | None = None
-    """Service whose status receives the VIP."""
     track_interfaces: Annotated[
         tuple[TrackedInterface, ...], Field(max_length=MAX_TRACKED_INTERFACES)
     ] = ()
@@ -567,6 +568,27 @@ class VirtualIPSpec(ApiModel):
     On a node, while any member is in FAULT the others are held in FAULT too, and when a
     member loses MASTER to another node the members still MASTER give it up, so a group's
     addresses are held by one node. Give the members the same priorities on every node."""
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Self:
+        names = [check.name for check in self.health_checks]
+        for index, name in enumerate(names):
+            if name in names[:index]:
+                raise invalid(f"healthChecks[{index}].name", f"{name!r} is used twice")
+        tracked = [entry.name for entry in self.track_interfaces]
+        for index, name in enumerate(tracked):
+            if name in tracked[:index]:
+                raise invalid(f"trackInterfaces[{index}].name", f"{name!r} is listed twice")
+        return self
+
+
+class VirtualIPSpec(VirtualIPSettings):
+    """The desired virtual IP: its addresses, who may hold them, and how they fail over."""
+
+    addresses: Annotated[tuple[Address, ...], Field(min_length=1)]
+    """Virtual addresses with optional prefix (default /32 or /128); one address family."""
+    service_ref: ServiceRef | None = None
+    """Service whose status receives the VIP."""
 
     @property
     def family(self) -> int:
@@ -614,14 +636,6 @@ class VirtualIPSpec(ApiModel):
         if group is not None and group.version != family:
             raise invalid("vrrp.multicastGroup", f"must be an IPv{family} group like the addresses")
         self._check_peers()
-        names = [check.name for check in self.health_checks]
-        for index, name in enumerate(names):
-            if name in names[:index]:
-                raise invalid(f"healthChecks[{index}].name", f"{name!r} is used twice")
-        tracked = [entry.name for entry in self.track_interfaces]
-        for index, name in enumerate(tracked):
-            if name in tracked[:index]:
-                raise invalid(f"trackInterfaces[{index}].name", f"{name!r} is listed twice")
         if self.arbiter is not None:
             gateway = self.arbiter.gateway_address()
             if gateway is not None and gateway.version != family:

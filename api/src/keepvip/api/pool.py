@@ -22,19 +22,13 @@ from pydantic import AfterValidator, BeforeValidator, Field, ValidationError, Wi
 from keepvip.api.addresses import address_problem
 from keepvip.api.model import (
     ApiModel,
-    Arbiter,
     Condition,
     Duration,
     Flag,
-    HealthCheck,
     Integer,
-    InterfaceName,
     LabelSelector,
-    NodePriority,
     ObjectMeta,
-    PreemptDelay,
-    Priority,
-    Vrrp,
+    VirtualIPSettings,
     invalid,
 )
 from keepvip.api.parse import FieldError, field_errors
@@ -144,36 +138,18 @@ def _none_is_empty(value: object) -> object:
 PoolPriority = Annotated[int, Field(ge=0, le=1000, strict=True)]
 
 
-class PoolTemplate(ApiModel):
-    """The VirtualIP fields every address of the pool gets (see VirtualIP's spec)."""
+class PoolTemplate(VirtualIPSettings):
+    """The VirtualIP fields every address of the pool gets: VirtualIP's own settings model.
 
-    interface: InterfaceName | None = None
-    """Interface to hold the VIP; default per node: the interface whose subnet holds the address."""
-    node_selector: LabelSelector = Field(default_factory=LabelSelector)
-    """Nodes that take part; default every node that runs a speaker."""
-    priority: Priority = 100
-    """Base VRRP priority 1..254 (higher wins)."""
-    node_priorities: tuple[NodePriority, ...] = ()
-    """Per-node priorities; the first matching entry wins, else priority."""
-    preempt: Flag = True
-    """A higher-priority node takes the VIP back; false = keepalived nopreempt."""
-    preempt_delay: PreemptDelay = timedelta(0)
-    """How long a higher-priority node waits before it pre-empts."""
-    vrrp: Vrrp = Field(default_factory=Vrrp)
-    """VRRP settings; vrid must stay unset (each address is its own virtual router)."""
-    health_checks: tuple[HealthCheck, ...] = ()
-    """Checks every address of the pool runs (added to the Service's built-in checks)."""
-    arbiter: Arbiter | None = None
-    """Split-brain guard."""
+    Everything but ``addresses`` (the pool hands those out) and ``serviceRef`` (the
+    Services are the record's owners); health checks here are added to a Service's
+    built-in ones, and ``vrrp.vrid`` must stay unset.
+    """
 
     @model_validator(mode="after")
     def _one_router_per_address(self) -> PoolTemplate:
         if self.vrrp.vrid is not None:
             raise invalid("vrrp.vrid", "leave unset: every address of a pool is its own virtual router")
-        names = [check.name for check in self.health_checks]
-        for index, name in enumerate(names):
-            if name in names[:index]:
-                raise invalid(f"healthChecks[{index}].name", f"{name!r} is used twice")
         return self
 
 

@@ -28,13 +28,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from keepvip.localcluster.binaries import Binaries
-from keepvip.localcluster.pki import ADMIN_TOKEN, SERVICE_ACCOUNT_ISSUER, Pki
+from keepvip.localcluster.pki import ADMIN_TOKEN, SERVICE_ACCOUNT_ISSUER, SERVICE_CIDR, Pki
 from keepvip.localcluster.procs import ChildProcess
-
-SERVICE_CIDR = "198.51.100.0/24"
-"""Allocated for Service ClusterIPs, never routed: kube-proxy DNATs them inside each node
-namespace, so they exist only there (the root namespace must never dial one: its
-default route is this machine's real uplink)."""
 
 
 class ControlPlaneError(RuntimeError):

@@ -303,7 +303,9 @@ class ClusterWorld:
     def build(self) -> None:
         self.say(f"control plane up in {self.cluster.start_seconds:.1f} s at {self.cluster.server_url}")
         self.say("helm install keepvip charts/keepvip -n keepvip-system ...")
-        self.keepvip.install(self.cluster.helm(self.workdir / "helm"))
+        # Kubernetes 1.20 has no spec.loadBalancerClass: act two's Service is class-less.
+        helm = self.cluster.helm(self.workdir / "helm")
+        self.keepvip.install(helm, ["--set", "loadBalancer.defaultClass=true"])
         self.say("operator running; a speaker ready on every node")
         for name, _ in NODES:
             self.keepvip.start_web(name)
@@ -361,6 +363,88 @@ def cluster_acts(stage: Stage, world: ClusterWorld) -> None:
     stage.say("kubectl describe vip ingress  (events):")
     for line in world.story():
         stage.say(f"  {line}")
+
+
+# -- act two: a LoadBalancer Service ----------------------------------------------------
+
+LB_NAMESPACE, LB_TARGET = "shop", 18100
+
+
+def lb_service() -> dict[str, object]:
+    """Act two's Service: class-less ``type: LoadBalancer`` on port 80."""
+    ports = [{"port": WEB_PORT, "targetPort": LB_TARGET, "protocol": "TCP"}]
+    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": LB_NAMESPACE},
+            "spec": {"type": "LoadBalancer", "selector": {"app": "web"}, "ports": ports}}  # fmt: skip
+
+
+@dataclass
+class LoadBalancerView:
+    """Act two's world for the stage: a Service's EXTERNAL-IP and who holds it."""
+
+    world: ClusterWorld
+    vip: str
+
+    @property
+    def client_netns(self) -> str:
+        return self.world.client_netns
+
+    def build(self) -> None:
+        """Built by :func:`loadbalancer_acts`."""
+
+    def status_line(self) -> str:
+        held = ", ".join(self.world.keepvip.holders(self.vip)) or "none"
+        return f"kubectl get svc -n {LB_NAMESPACE} web: EXTERNAL-IP {self.vip}, held by {held}"
+
+    def close(self) -> None:
+        """Removed with the cluster."""
+
+
+def loadbalancer_acts(stage: Stage, world: ClusterWorld) -> None:
+    """Act two: a pool and a ``type: LoadBalancer`` Service, reached through its VIP and kube-proxy."""
+    from keepvip.localcluster.scenario import backend_pod  # noqa: PLC0415
+
+    cluster, objects = world.cluster, world.cluster.objects
+    stage.out("")
+    stage.say("act two: a Service of type LoadBalancer gets its address from a VirtualIPPool")
+    addresses = f"{cluster.vip(10)}-{cluster.vip(19)}"
+    pool = {"apiVersion": "keepvip.io/v1alpha1", "kind": "VirtualIPPool", "metadata": {"name": "demo"},
+            "spec": {"addresses": [addresses],
+                     "template": {"nodePriorities": [{"nodeName": n, "priority": p} for n, p in NODES[:2]],
+                                  "vrrp": {"advertisementInterval": "100ms"}}}}  # fmt: skip
+    stage.say(f"kubectl apply -f pool.yaml  (VirtualIPPool demo: {addresses})")
+    objects.apply(pool, field_manager="kubectl")
+    cluster.create_namespace(LB_NAMESPACE)
+    # The pod answers "<pod> <node> <source>"; kube-proxy masquerades Cluster-policy traffic
+    # at the VIP's holder, so the source, named here, tells who carries the VIP.
+    nodes = {str(cluster.nodes[n].ipv4.ip): f"via-{n}" for n in cluster.nodes}
+    objects.create(backend_pod("web", "node-c", LB_TARGET, {"app": "web"}, nodes), LB_NAMESPACE)
+    objects.apply(lb_service(), field_manager="kubectl", namespace=LB_NAMESPACE)
+    stage.say(f"kubectl -n {LB_NAMESPACE} run web (on node-c); expose it: type LoadBalancer, port 80")
+
+    def external_ip() -> str | None:
+        found = objects.get("v1", "Service", "web", LB_NAMESPACE) or {}
+        ingress = ((found.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+        return str(ingress[0]["ip"]) if ingress else None
+
+    if not stage.wait_for(lambda: external_ip() is not None, 60):
+        stage.say("  the Service got no EXTERNAL-IP  [NOT as expected]")
+        stage.summary.append(("LoadBalancer Service gets an EXTERNAL-IP", 0.0, None, None, False))
+        return
+    view = LoadBalancerView(world, str(external_ip()))
+    client = Client(view.client_netns, view.vip, world.workdir)
+    try:
+        lb = Stage(view, client, stage.out, stage.interactive)
+        lb.started, lb.summary = stage.started, stage.summary
+        ok = lb.wait_for(lambda: client.log.current() == "web node-c via-node-a", 60)
+        lb.say(f"the client asks {view.vip}:80 every 20 ms: {client.log.current()}"
+               + ("" if ok else "  (not through node-a: NOT as expected)"))  # fmt: skip
+        lb.say(f"  {view.status_line()}  (node-a's kube-proxy forwards to the pod on node-c)")
+        lb.act("ip link set eth0 down on node-a (the VIP's holder fails)",
+               lambda: cluster.set_node_link("node-a", False), "web node-c via-node-b")  # fmt: skip
+        lb.act("ip link set eth0 up on node-a (it pre-empts back)",
+               lambda: cluster.set_node_link("node-a", True), "web node-c via-node-a")  # fmt: skip
+    finally:
+        client.close()
 
 
 # -- entry points ------------------------------------------------------------------------
@@ -425,7 +509,12 @@ def run_cluster(interactive: bool = False, out: Callable[[str], None] = print) -
     except BinariesMissingError as error:
         out(f"{error}\n(`make demo` builds them first: bash hack/build-k8s.sh && bash hack/get-helm.sh)")
         return 1
-    return _play(world, lambda stage: cluster_acts(stage, world), out, interactive, workdir)
+
+    def acts(stage: Stage) -> None:
+        cluster_acts(stage, world)
+        loadbalancer_acts(stage, world)
+
+    return _play(world, acts, out, interactive, workdir)
 
 
 def run(args: argparse.Namespace) -> int:

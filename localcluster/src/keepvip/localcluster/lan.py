@@ -264,10 +264,13 @@ class Lan:
 
         Bringing it up restores the default routes the kernel dropped with the link.
         """
-        netns = self.ports[name].netns
-        ip("-n", netns, "link", "set", NODE_INTERFACE, "up" if up else "down")
+        port = self.ports[name]
+        ip("-n", port.netns, "link", "set", NODE_INTERFACE, "up" if up else "down")
         if up:
-            self._ensure_default_route(netns)
+            # Linux drops a link's IPv6 addresses when it goes down (keep_addr_on_down=0):
+            # put the node's back, or its IPv6 default route has no way to the gateway.
+            ip("-n", port.netns, "addr", "replace", str(port.ipv6), "dev", NODE_INTERFACE, "nodad")
+            self._ensure_default_route(port.netns)
 
     def set_gateway(self, up: bool) -> None:
         """Take the gateway off the LAN (or bring it back): arbiter pings go unanswered."""

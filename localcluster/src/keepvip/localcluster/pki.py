@@ -22,6 +22,18 @@ ADMIN_TOKEN = "keepvip-admin-token"  # noqa: S105 — a throwaway token for a th
 
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 
+SERVICE_CIDR = "198.18.224.0/20"
+"""Allocated for Service ClusterIPs, never routed: kube-proxy DNATs them inside each node
+namespace, so they exist only there (the root namespace must never dial one: its
+default route is this machine's real uplink). A /20 (4094 ClusterIPs) because every
+LoadBalancer Service takes one: a /24 refused the 255th Service, too few for
+bench/lb.py. It lies in the RFC 2544 benchmarking block the tests use, clear of the LANs
+(198.19.k.0/24), of bench/cluster_scale.py's and bench/lb.py's VIPs (198.18.200.0/23,
+198.18.204.0/22) and of the isolation test's LAN (198.18.251.0/24)."""
+KUBERNETES_SERVICE_IP = ipaddress.ip_network(SERVICE_CIDR)[1]
+"""The ``kubernetes`` Service's ClusterIP (the range's first host), a name the API server's
+certificate must carry."""
+
 
 @dataclass(frozen=True)
 class Pki:
@@ -112,7 +124,7 @@ def generate_pki(directory: Path, server_url: str,
              "-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature", cwd=d)
     names = ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
              "kubernetes.default.svc.cluster.local"]
-    ips = ["127.0.0.1", "198.51.100.1", *(str(ip) for ip in server_ips)]
+    ips = ["127.0.0.1", str(KUBERNETES_SERVICE_IP), *(str(ip) for ip in server_ips)]
     sans = ",".join([*(f"IP:{ip}" for ip in dict.fromkeys(ips)), *(f"DNS:{n}" for n in names)])
     _leaf(d, "apiserver", "kube-apiserver", sans=sans)
     _leaf(d, "admin", "admin", "system:masters")

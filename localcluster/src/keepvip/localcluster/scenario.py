@@ -10,6 +10,8 @@ LAN asking the VIP who answers.
 
 from __future__ import annotations
 
+import json
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -24,6 +26,42 @@ from keepvip.localcluster.waiting import wait_until
 API_VERSION = "keepvip.io/v1alpha1"
 WEB_PORT = 80
 
+
+# A backend pod's server (argv: port, then optionally a JSON map of address -> name):
+# answers every GET with "<pod> <node> <source>", the source address of the connection
+# it accepted, named through the map when listed. Behind kube-proxy the source tells the
+# path: the client's own address (externalTrafficPolicy Local), or the node that
+# forwarded and masqueraded the connection (Cluster): the VIP's holder.
+BACKEND_SERVER = """
+import http.server, json, os, sys
+names = json.loads(sys.argv[2]) if len(sys.argv) > 2 else {}
+who = os.environ["POD_NAME"] + " " + os.environ["NODE_NAME"]
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        source = names.get(self.client_address[0], self.client_address[0])
+        body = (who + " " + source + "\\n").encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(("0.0.0.0", int(sys.argv[1])), Handler).serve_forever()
+"""
+
+
+def backend_pod(name: str, node: str, port: int, labels: Mapping[str, str],
+                names: Mapping[str, str] | None = None) -> dict[str, Any]:  # fmt: skip
+    """A Pod pinned to ``node`` running :data:`BACKEND_SERVER` on ``port``, ready-probed."""
+    argv = ["python3", "-c", BACKEND_SERVER, str(port), *([json.dumps(dict(names))] if names else [])]
+    env = [{"name": key, "valueFrom": {"fieldRef": {"fieldPath": path}}}
+           for key, path in (("POD_NAME", "metadata.name"), ("NODE_NAME", "spec.nodeName"))]  # fmt: skip
+    container = {"name": "web", "image": "keepvip-test/web", "command": argv, "env": env,
+                 "ports": [{"containerPort": port, "name": "http"}],
+                 "readinessProbe": {"httpGet": {"path": "/", "port": port}, "periodSeconds": 1}}  # fmt: skip
+    spec = {"nodeName": node, "terminationGracePeriodSeconds": 1, "containers": [container]}
+    metadata = {"name": name, "labels": dict(labels)}
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec}
 
 
 class KeepvipOnCluster:

@@ -157,8 +157,21 @@ class LoadBalancerController:
         plan = decide(inventory)
         report = PassReport()
         self._release(plan, views, now, report)
-        self._create_and_update(plan, views, report)
-        self._write_services(inventory, plan, records, report)
+        # A Service's EXTERNAL-IP is written as soon as its own record exists, not after
+        # the whole pass: a burst of hundreds of Services otherwise waits for the last
+        # record's create (bench/lb.py; docs/benchmarks.md). The closing sweep writes what
+        # is left (failures, conditions of unchanged Services) and skips what was written.
+        written: dict[str, dict[str, Any]] = {}
+        created: set[IPAddress] = set()
+
+        def write_members(slot: Slot) -> None:
+            created.add(slot.address)  # a dual-stack Service waits for its other family's record
+            done = frozenset(k for k in slot.members if set(plan.outcomes.get(k, Outcome()).new) <= created)
+            if done:
+                self._write_services(inventory, plan, records, report, written=written, only=done)
+
+        self._create_and_update(plan, views, report, write_members)
+        self._write_services(inventory, plan, records, report, written=written)
         for stale in cleared:
             self._clear(stale)
         self._write_pools(plan, views, invalid, pool_bodies, now)
@@ -216,7 +229,9 @@ class LoadBalancerController:
             self.api.delete_virtualip(release.record.name)
             report.released += 1
 
-    def _create_and_update(self, plan: Plan, views: list[PoolView], report: PassReport) -> None:
+    def _create_and_update(
+        self, plan: Plan, views: list[PoolView], report: PassReport, created: Callable[[Slot], None]
+    ) -> None:
         by_name = {v.name: v for v in views}
         for slot in plan.creates():
             view = by_name[slot.pool]
@@ -228,6 +243,7 @@ class LoadBalancerController:
             ):
                 log.info("allocated %s from pool %s to %s", slot.address, slot.pool, ", ".join(slot.members))
                 report.created += 1
+                created(slot)
             else:
                 report.conflicts += 1
                 _withdraw(
@@ -241,10 +257,21 @@ class LoadBalancerController:
             report.updated += 1
 
     def _write_services(
-        self, inventory: Inventory, plan: Plan, records: list[Record], report: PassReport
+        self,
+        inventory: Inventory,
+        plan: Plan,
+        records: list[Record],
+        report: PassReport,
+        *,
+        written: dict[str, dict[str, Any]],
+        only: frozenset[str] | None = None,
     ) -> None:
+        """Write the Services' status (``only`` these keys); ``written`` is this pass's memory
+        of what each Service was given, so a Service is written once per pass."""
         by_address = {r.address: r for r in records}
         for service in inventory.services:
+            if only is not None and service.key not in only:
+                continue
             outcome = plan.outcomes.get(service.key, Outcome())
             wanted = service_status(
                 service=service,
@@ -254,12 +281,15 @@ class LoadBalancerController:
                 server_knows_ip_mode=bool(self._ip_mode),
                 now=rfc3339(inventory.now),
             )
+            if service.key in written and _same_status(written[service.key], wanted):
+                continue
             current_ingress = [{"ip": str(a)} for a in service.ingress]
             same_ingress = _ingress_ips(wanted) == [e["ip"] for e in current_ingress]
             if same_ingress and _conditions(wanted) == [dict(c) for c in service.conditions]:
                 continue
             if not self.api.patch_service_status(service.namespace, service.name, wanted):
                 continue
+            written[service.key] = wanted
             report.services_written += 1
             for event in service_events(service, outcome, wanted):
                 self.api.post_service_event(
@@ -318,6 +348,11 @@ def _status_body(status: VirtualIPPoolStatus) -> dict[str, Any]:
     body = status.model_dump(mode="json", by_alias=True, exclude_none=True)
     body.setdefault("released", [])
     return body
+
+
+def _same_status(one: Mapping[str, Any], other: Mapping[str, Any]) -> bool:
+    """Same ingress and conditions (transition times aside: both come from one pass's clock)."""
+    return _ingress_ips(one) == _ingress_ips(other) and _conditions(one) == _conditions(other)
 
 
 def _ingress_ips(status: Mapping[str, Any]) -> list[str]:

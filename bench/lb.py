@@ -1,0 +1,237 @@
+"""LoadBalancer at scale: hundreds of ``type: LoadBalancer`` Services at once, then a mass failover.
+
+Runs on ``keepvip.localcluster`` (a v1.20 control plane, three nodes as namespaces, the
+process kubelet, kube-proxy in iptables mode in every node namespace) with the chart
+installed by helm (``loadBalancer.defaultClass=true``), as the end-to-end tests do. Hold
+the cluster lock while it runs (only one cluster fits on the machine)::
+
+    flock /tmp/keepvip-cluster.lock .venv/bin/python -I bench/lb.py --services 500
+
+The scene: one VirtualIPPool of exactly ``--services`` addresses in 198.18.204.0/22 (on
+``eth0`` of the node namespaces, routed on-link in the client namespace only), node-c
+preferred (priority 150) so that it holds every VIP; two backend pods on node-a and
+node-b; ``--services`` Services selecting them, created at once (16 client threads).
+
+Measured:
+
+* **allocation**: seconds from the first create until each Service has
+  ``status.loadBalancer.ingress`` (polled every second), p50 / p99 / max;
+* **answering**: seconds until each VIP answers an HTTP GET from the LAN client, through
+  the holder's kube-proxy to a backend pod (a prober in the client namespace dials every
+  pool address in rounds, 1 s connect timeout), p50 / p99 / max;
+* **API writes** from the first create until every VIP answers, in total and per Service
+  (the API server's own ``apiserver_request_total``), by verb and resource;
+* operator and speaker **RSS and CPU** over that same window;
+* **mass failover**: node-c's link goes down (``ip link set eth0 down`` in its
+  namespace) while it holds every VIP; seconds until each VIP answers again through the
+  new holder, p50 / p99 / max. With ``advertisementInterval: 1s`` RFC 9568 §6.4.2 puts
+  the backups' Master_Down_Interval at 3 × 1 s + Skew_Time (≈ 3.6 s at priority 100).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE)]
+
+from cluster_scale import by_resource, delta, keepvip_processes, spread, usage_line, writes  # noqa: E402
+from procstat import CpuWindow  # noqa: E402
+
+from keepvip.localcluster import ClusterConfig, LocalCluster, wait_until  # noqa: E402
+from keepvip.localcluster.scenario import API_VERSION, KeepvipOnCluster, backend_pod  # noqa: E402
+
+VIP_NETWORK = IPv4Network("198.18.204.0/22")
+NODES = ("node-a", "node-b", "node-c")
+HOLDER, BACKENDS = "node-c", ("node-a", "node-b")
+PORT, TARGET = 80, 18100
+NAMESPACE = "bench-lb"
+
+# Run in the client namespace: dial every address (argv: port, deadline in s, addresses...)
+# in rounds until each has answered an HTTP GET; print {address: wall-clock time of its
+# first answer} as JSON. A round dials every address not yet answered at once.
+PROBER = """
+import asyncio, json, sys, time
+port, deadline, addresses = int(sys.argv[1]), time.time() + float(sys.argv[2]), sys.argv[3:]
+answered = {}
+async def ask(address):
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(address, port), 1.0)
+        writer.write(b"GET / HTTP/1.0\\r\\n\\r\\n")
+        data = await asyncio.wait_for(reader.read(), 1.0)
+        writer.close()
+        if data.startswith(b"HTTP/1.0 200"):
+            answered.setdefault(address, time.time())
+    except (OSError, asyncio.TimeoutError):
+        pass
+async def main():
+    while len(answered) < len(addresses) and time.time() < deadline:
+        started = time.time()
+        await asyncio.gather(*(ask(a) for a in addresses if a not in answered))
+        await asyncio.sleep(max(0.0, 0.2 - (time.time() - started)))
+asyncio.run(main())
+print(json.dumps(answered))
+"""
+
+
+def pool_addresses(count: int) -> list[IPv4Address]:
+    return [VIP_NETWORK[1 + n] for n in range(count)]
+
+
+def pool_document(count: int) -> dict[str, Any]:
+    addresses = pool_addresses(count)
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "VirtualIPPool",
+        "metadata": {"name": "bench"},
+        "spec": {
+            "addresses": [f"{addresses[0]}-{addresses[-1]}"],
+            "template": {
+                "interface": "eth0",
+                "nodePriorities": [{"nodeName": HOLDER, "priority": 150}],
+                "vrrp": {"advertisementInterval": "1s"},
+            },
+        },
+    }
+
+
+def service_document(index: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": f"lb-{index:04d}", "namespace": NAMESPACE},
+        "spec": {
+            "type": "LoadBalancer",
+            "selector": {"app": "bench"},
+            "ports": [{"name": "http", "port": PORT, "targetPort": TARGET, "protocol": "TCP"}],
+        },
+    }
+
+
+def start_prober(
+    cluster: LocalCluster, addresses: list[IPv4Address], deadline: float
+) -> subprocess.Popen[str]:
+    argv = ["ip", "netns", "exec", cluster.client_netns, sys.executable, "-c", PROBER, str(PORT),
+            str(deadline), *map(str, addresses)]  # fmt: skip
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+
+
+def prober_result(prober: subprocess.Popen[str], started_wall: float, timeout: float) -> dict[str, float]:
+    """address → seconds after ``started_wall`` until it first answered."""
+    out, _ = prober.communicate(timeout=timeout)
+    return {address: at - started_wall for address, at in json.loads(out or "{}").items()}
+
+
+def ingress_times(cluster: LocalCluster, count: int, started: float, timeout: float) -> dict[str, float]:
+    """Service name → seconds until it had an ingress address (polled every second)."""
+    got: dict[str, float] = {}
+    while len(got) < count and time.monotonic() - started < timeout:
+        now = time.monotonic() - started
+        for item in cluster.objects.list("v1", "Service", NAMESPACE):
+            ingress = ((item.get("status") or {}).get("loadBalancer") or {}).get("ingress")
+            if ingress and item["metadata"]["name"] not in got:
+                got[item["metadata"]["name"]] = now
+        print(f"  {now:5.0f} s: {len(got)} with an EXTERNAL-IP", file=sys.stderr, flush=True)
+        time.sleep(1.0)
+    return got
+
+
+def holders(cluster: LocalCluster, addresses: set[str]) -> dict[str, int]:
+    """node → how many of ``addresses`` it has bound."""
+    return {node: sum(str(a.ip) in addresses for a in cluster.node_addresses(node)) for node in NODES}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--services", type=int, default=500)
+    parser.add_argument("--timeout", type=float, default=600.0, help="for every VIP to answer (s)")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    count = args.services
+    if not 1 <= count <= VIP_NETWORK.num_addresses - 2:
+        parser.error(f"--services must be within 1..{VIP_NETWORK.num_addresses - 2}")
+    addresses = pool_addresses(count)
+    report: dict[str, Any] = {"services": count}
+    with LocalCluster(ClusterConfig(nodes=NODES)) as cluster:
+        deployment = KeepvipOnCluster(cluster, f"keepvip-lb-{secrets.token_hex(2)}")
+        deployment.install(cluster.helm(), ["--set", "loadBalancer.defaultClass=true",
+                                            "--set", "loadBalancer.reuseDelay=0s"])  # fmt: skip
+        cluster.exec_in_client(["ip", "route", "add", str(VIP_NETWORK), "dev", "eth0"])
+        cluster.create_namespace(NAMESPACE)
+        for node in BACKENDS:
+            cluster.objects.create(backend_pod(f"web-{node}", node, TARGET, {"app": "bench"}), NAMESPACE)
+        wait_until(lambda: all(
+            any(c["type"] == "Ready" and c["status"] == "True"
+                for c in ((cluster.objects.get("v1", "Pod", f"web-{n}", NAMESPACE) or {}).get("status") or {})
+                .get("conditions") or [])
+            for n in BACKENDS), timeout=60, what="the backend pods ready")  # fmt: skip
+        cluster.objects.apply(pool_document(count), field_manager="kubectl")
+
+        pids = keepvip_processes()
+        windows = {kind: [CpuWindow(pid, time.monotonic()) for pid in found] for kind, found in pids.items()}
+        before = writes(cluster)
+        started, started_wall = time.monotonic(), time.time()
+        prober = start_prober(cluster, addresses, args.timeout)
+        with ThreadPoolExecutor(16) as pool:
+            list(pool.map(lambda i: cluster.objects.create(service_document(i), NAMESPACE), range(count)))
+        created = time.monotonic() - started
+        allocated = ingress_times(cluster, count, started, args.timeout)
+        answered = prober_result(prober, started_wall, args.timeout + 30)
+        done = time.monotonic()
+        create_writes = delta(writes(cluster), before)
+        usage = {kind: [w.end(done) for w in found] for kind, found in windows.items()}
+        minutes = (done - started) / 60
+
+        wanted = {str(a) for a in addresses}
+        held = holders(cluster, wanted)
+        time.sleep(5)  # settle: every backup has heard node-c once more
+        cluster.set_node_link(HOLDER, False)
+        failed_wall = time.time()
+        prober = start_prober(cluster, addresses, args.timeout)
+        recovered = prober_result(prober, failed_wall, args.timeout + 30)
+        after = holders(cluster, wanted)
+        time.sleep(10)  # a double holding after a mass takeover should be gone by now
+        settled = holders(cluster, wanted)
+
+        total_writes = sum(create_writes.values())
+        print(f"\n{count} LoadBalancer Services created in {created:.1f} s (16 threads), one pool, "
+              f"{count} addresses")  # fmt: skip
+        print(f"  EXTERNAL-IP:   {spread(allocated, count)}")
+        print(f"  VIP answering: {spread(answered, count)} (HTTP GET from the LAN client via kube-proxy)")
+        print(f"  holders then: {held}")
+        print(f"\nAPI writes from the first create until every VIP answered: {total_writes} "
+              f"({total_writes / count:.2f} per Service)")  # fmt: skip
+        print(by_resource(create_writes, minutes))
+        print("\nprocesses over that window:")
+        print(usage_line("operator", usage["operator"]))
+        print(usage_line("speakers", usage["speaker"]))
+        print(f"\n{HOLDER}'s link down while it held {held[HOLDER]} VIPs:")
+        print(f"  VIP answering again: {spread(recovered, count)}")
+        print(f"  holders once every VIP answered: {after}; 10 s later: {settled}")
+        report.update(
+            create_seconds=created,
+            external_ip=sorted(allocated.values()),
+            answering=sorted(answered.values()),
+            writes={f"{v} {r}": n for (v, r), n in create_writes.items()},
+            usage={k: [u.__dict__ for u in v] for k, v in usage.items()},
+            holders_before=held,
+            failover=sorted(recovered.values()),
+            holders_after=after,
+            holders_settled=settled,
+        )
+    if args.json is not None:
+        args.json.write_text(json.dumps(report, indent=2))
+    return 0 if len(answered) == count and len(recovered) == count else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
