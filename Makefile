@@ -77,7 +77,7 @@ chaos: $(STAMP) system-deps
 chaos-cluster: $(STAMP) system-deps
 	bash hack/build-k8s.sh
 	bash hack/get-helm.sh
-	flock /tmp/keepvip-cluster.lock $(PY) -I bench/chaos_cluster.py
+	flock /tmp/keepvip-cluster.lock $(PY) bench/chaos_cluster.py
 
 clean:
 	rm -rf $(VENV) build .mypy_cache .pytest_cache .ruff_cache .hypothesis

@@ -5,7 +5,7 @@ process kubelet, kube-proxy in iptables mode in every node namespace) with the c
 installed by helm (``loadBalancer.defaultClass=true``), as the end-to-end tests do. Hold
 the cluster lock while it runs (only one cluster fits on the machine)::
 
-    flock /tmp/keepvip-cluster.lock .venv/bin/python -I bench/lb.py --services 500
+    flock /tmp/keepvip-cluster.lock .venv/bin/python bench/lb.py --services 500
 
 The scene: one VirtualIPPool of exactly ``--services`` addresses in 198.18.204.0/22 (on
 ``eth0`` of the node namespaces, routed on-link in the client namespace only), node-c
