@@ -431,7 +431,7 @@ def loadbalancer_acts(stage: Stage, world: ClusterWorld) -> None:
         stage.summary.append(("LoadBalancer Service gets an EXTERNAL-IP", 0.0, None, None, False))
         return
     view = LoadBalancerView(world, str(external_ip()))
-    client = Client(view.client_netns, view.vip, world.workdir)
+    client = Client(view.client_netns, view.vip)
     try:
         lb = Stage(view, client, stage.out, stage.interactive)
         lb.started, lb.summary = stage.started, stage.summary

@@ -11,7 +11,6 @@ LAN asking the VIP who answers.
 from __future__ import annotations
 
 import json
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
