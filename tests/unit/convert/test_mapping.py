@@ -127,9 +127,7 @@ def tracked_spec(tmp_path: Path, extra: str, group: str = "") -> tuple[dict[str,
 def test_tracked_interfaces_become_spec_track_interfaces_with_keepalived_weights(tmp_path: Path) -> None:
     spec, lines = tracked_spec(tmp_path, "track_interface {\n eth1 weight -30\n eth2\n eth3 weight 10\n }")
     assert spec["trackInterfaces"] == [
-        {"name": "eth1", "weight": -30},
-        {"name": "eth2", "weight": 0},
-        {"name": "eth3", "weight": 10},
+        {"name": "eth1", "weight": -30}, {"name": "eth2", "weight": 0}, {"name": "eth3", "weight": 10}
     ]
     assert any("-30 while the link is down" in line for line in lines)
     assert any("+10 while the link is up" in line for line in lines)
