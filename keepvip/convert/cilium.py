@@ -55,50 +55,46 @@ def _selector(
     """A pool's serviceSelector → (serviceSelector, namespaceSelector) in keepvip's terms."""
     if not isinstance(raw, dict) or not raw:
         return None, None
+    terms: list[tuple[str, object, str, Any]] = [
+        (f"matchLabels[{key}]", key, "matchLabels", {key: value})
+        for key, value in (raw.get("matchLabels") or {}).items()
+    ]
+    terms += [
+        (f"matchExpressions[{index}]", r.get("key") if isinstance(r, dict) else None, "matchExpressions", r)
+        for index, r in enumerate(raw.get("matchExpressions") or [])
+    ]
     services: dict[str, Any] = {}
     namespaces: dict[str, Any] = {}
-    labels = raw.get("matchLabels") or {}
-    for key, value in labels.items():
-        path = f"spec.serviceSelector.matchLabels[{key}]"
-        if key == NAMESPACE_KEY:
-            namespaces.setdefault("matchLabels", {})[NAMESPACE_NAME_LABEL] = value
-            notes(
-                manifest,
-                path,
-                Outcome.NOTE,
-                f"→ namespaceSelector on {NAMESPACE_NAME_LABEL} (Kubernetes 1.21+ sets it)",
-            )
-        elif key == NAME_KEY:
+    for where, key, part, written in terms:
+        path = f"spec.serviceSelector.{where}"
+        if key == NAME_KEY:
             notes(
                 manifest,
                 path,
                 Outcome.UNSUPPORTED,
                 "keepvip selects Services by label, not by name: label the Service",
             )
-        else:
-            services.setdefault("matchLabels", {})[key] = value
-            notes(manifest, path, Outcome.CONVERTED, "→ serviceSelector")
-    for index, requirement in enumerate(raw.get("matchExpressions") or []):
-        path = f"spec.serviceSelector.matchExpressions[{index}]"
-        key = requirement.get("key") if isinstance(requirement, dict) else None
+            continue
+        into, term = services, written
         if key == NAMESPACE_KEY:
-            namespaces.setdefault("matchExpressions", []).append({**requirement, "key": NAMESPACE_NAME_LABEL})
+            into = namespaces
+            term = (
+                {NAMESPACE_NAME_LABEL: written[NAMESPACE_KEY]}
+                if part == "matchLabels"
+                else {**written, "key": NAMESPACE_NAME_LABEL}
+            )
             notes(
                 manifest,
                 path,
                 Outcome.NOTE,
-                f"→ namespaceSelector on {NAMESPACE_NAME_LABEL} (Kubernetes 1.21+ sets it)",
-            )
-        elif key == NAME_KEY:
-            notes(
-                manifest,
-                path,
-                Outcome.UNSUPPORTED,
-                "keepvip selects Services by label, not by name: label the Service",
+                f"→ namespaceSelector on {NAMESPACE_NAME_LABEL} (set by Kubernetes 1.21+)",
             )
         else:
-            services.setdefault("matchExpressions", []).append(requirement)
             notes(manifest, path, Outcome.CONVERTED, "→ serviceSelector")
+        if part == "matchLabels":
+            into.setdefault(part, {}).update(term)
+        else:
+            into.setdefault(part, []).append(term)
     return services or None, namespaces or None
 
 

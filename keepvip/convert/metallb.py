@@ -132,6 +132,24 @@ def _buggy(notes: Notes, pool: _Pool, path: str) -> None:
     )
 
 
+def _shared(notes: Notes, pool: _Pool, key: str, value: object, path: str) -> bool:
+    """The fields both formats have (``autoAssign``/``auto-assign``...); False for any other."""
+    if key in ("autoAssign", "auto-assign"):
+        pool.plan.auto_assign = truthy(value)
+        notes(
+            pool.manifest, path, Outcome.CONVERTED, f"→ spec.autoAssign {str(pool.plan.auto_assign).lower()}"
+        )
+        return True
+    if key in ("avoidBuggyIPs", "avoid-buggy-ips"):
+        pool.avoid_buggy = truthy(value)
+        if pool.avoid_buggy and pool.ok:
+            _buggy(notes, pool, path)
+        elif not pool.avoid_buggy:
+            notes(pool.manifest, path, Outcome.CONVERTED, "false: MetalLB's default")
+        return True
+    return False
+
+
 def _crd_pool(notes: Notes, manifest: Manifest) -> _Pool:
     labels = manifest.metadata.get("labels")
     pool = _Pool(manifest, "spec", manifest.name, labels if isinstance(labels, dict) else {})
@@ -142,18 +160,9 @@ def _crd_pool(notes: Notes, manifest: Manifest) -> _Pool:
         path = f"spec.{key}"
         if key == "addresses":
             continue
-        if key == "autoAssign":
-            pool.plan.auto_assign = truthy(value)
-            notes(
-                manifest, path, Outcome.CONVERTED, f"→ spec.autoAssign {str(pool.plan.auto_assign).lower()}"
-            )
-        elif key == "avoidBuggyIPs":
-            pool.avoid_buggy = truthy(value)
-            if pool.avoid_buggy and pool.ok:
-                _buggy(notes, pool, path)
-            elif not pool.avoid_buggy:
-                notes(manifest, path, Outcome.CONVERTED, "false: MetalLB's default")
-        elif key == "serviceAllocation" and isinstance(value, dict):
+        if _shared(notes, pool, key, value, path):
+            continue
+        if key == "serviceAllocation" and isinstance(value, dict):
             _allocation(notes, pool, value)
         else:
             notes(manifest, path, Outcome.DROPPED, "not an IPAddressPool field keepvip knows")
@@ -256,15 +265,8 @@ def _legacy_pool(notes: Notes, manifest: Manifest, path: str, raw: object, pools
                 pool.bgp.append(manifest)
             outcome = Outcome.CONVERTED if pool.layer2 else Outcome.UNSUPPORTED
             notes(manifest, here, outcome, "layer2: announced by VRRP on every node" if pool.layer2 else BGP)
-        elif key == "auto-assign":
-            pool.plan.auto_assign = truthy(value)
-            notes(
-                manifest, here, Outcome.CONVERTED, f"→ spec.autoAssign {str(pool.plan.auto_assign).lower()}"
-            )
-        elif key == "avoid-buggy-ips":
-            pool.avoid_buggy = truthy(value)
-            if pool.avoid_buggy and pool.ok:
-                _buggy(notes, pool, here)
+        elif _shared(notes, pool, key, value, here):
+            continue
         elif key == "bgp-advertisements":
             notes(manifest, here, Outcome.UNSUPPORTED, BGP)
         else:
