@@ -185,9 +185,7 @@ def test_a_converted_metallb_setup_keeps_every_address_the_services_hold(
         changed = [s for s in seen if s != before]
         assert not changed, f"an address changed during the switch: {changed[0]}"
         for name, address in old.held.items():
-            record = cluster.objects.get(API_VERSION, "VirtualIP", "lb-" + address.replace(".", "-"))
-            assert record is not None, f"no record for {address}"
-            assert f"{old.namespace}/{name}" in record["metadata"]["annotations"]["keepvip.io/services"]
+            _recorded(cluster, address, f"{old.namespace}/{name}")
         for address in sorted(set(old.held.values())):
             _bound_once(deployment, address)
 
@@ -228,3 +226,14 @@ def _bound_once(deployment: KeepvipOnCluster, address: str) -> None:
     wait_until(
         lambda: len(deployment.holders(address)) == 1, timeout=30, what=f"{address} bound on exactly one node"
     )
+
+
+def _recorded(cluster: LocalCluster, address: str, service: str) -> None:
+    """The address's record (``lb-<address>``) names ``service`` among its Services."""
+
+    def names() -> bool:
+        record = cluster.objects.get(API_VERSION, "VirtualIP", "lb-" + address.replace(".", "-"))
+        members = ((record or {}).get("metadata", {}).get("annotations") or {}).get("keepvip.io/services", "")
+        return service in members.split(",")
+
+    wait_until(names, timeout=30, what=f"the record of {address} naming {service}")
