@@ -161,8 +161,9 @@ def _documents(text: str, file: str, loaded: Loaded) -> None:
         reason = getattr(error, "problem", None) or str(error)
         loaded.problems.append(Problem(where, f"not YAML: {reason}"))
         return
-    nodes_left = [n for n in nodes if n is not None]
-    for value, node in zip([v for v in values if v is not None], nodes_left, strict=True):
+    for value, node in zip(values, nodes, strict=True):  # one stream read twice: same documents
+        if value is None or node is None:
+            continue  # an empty document (a stray ---)
         origin = Location(file, node.start_mark.line + 1, node.start_mark.column + 1)
         if not isinstance(value, dict):
             loaded.problems.append(Problem(origin, "a document that is not a mapping (a Kubernetes object)"))

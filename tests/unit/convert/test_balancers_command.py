@@ -198,3 +198,25 @@ def test_without_adopt_a_held_address_is_reported_not_pinned(tmp_path: Path) -> 
     conversion = convert("metallb", [DATA / "metallb" / "l2-pools" / "input", tmp_path / "services.yaml"])
     assert conversion.patches == []
     assert "convert with --adopt to pin it" in conversion.report.render()
+
+
+def test_empty_documents_and_null_documents_are_skipped(tmp_path: Path) -> None:
+    write(tmp_path, "pools.yaml", """
+        ---
+        ---
+        ~
+        ---
+        apiVersion: cilium.io/v2alpha1
+        kind: CiliumLoadBalancerIPPool
+        metadata: {name: lan}
+        spec: {blocks: [{cidr: 198.18.0.0/28}]}
+        ---
+        apiVersion: cilium.io/v2alpha1
+        kind: CiliumL2AnnouncementPolicy
+        metadata: {name: lan}
+        spec: {loadBalancerIPs: true}
+        ---
+    """)  # fmt: skip
+    conversion = convert("cilium", [tmp_path])
+    assert not conversion.report.failed, conversion.report.render()
+    assert [d["metadata"]["name"] for d in conversion.documents] == ["lan"]
