@@ -107,6 +107,7 @@ class Adopter:
     ) -> None:
         self.dialect = dialect
         self.pools = [(p, pool_blocks(p)) for p in pools if not p.disabled]
+        self.disabled = [(p, pool_blocks(p)) for p in pools if p.disabled]
         self.pool_names = pool_names
         self.adopt = adopt
         self.notes = notes
@@ -259,9 +260,15 @@ class Adopter:
                 )  # fmt: skip
             if not inside:
                 self.uncovered.setdefault(address, manifest)
+                off = [pool.name for pool, blocks in self.disabled if any(address in b for b in blocks)]
+                where = (
+                    f"is in disabled pool {off[0]} (keepvip gives no address of it)"
+                    if off
+                    else "lies in no converted pool"
+                )
                 self.notes(
                     manifest, INGRESS, Outcome.NOTE,
-                    f"{address} lies in no converted pool: it goes to pool adopted-{self.dialect.tool} "
+                    f"{address} {where}: it goes to pool adopted-{self.dialect.tool} "
                     "(autoAssign false: kept for this Service, never given to another)",
                 )  # fmt: skip
 

@@ -40,7 +40,7 @@ def test_without_output_folder_every_document_goes_to_stdout_and_the_report_to_s
     out, err = capsys.readouterr()
     assert status == 0
     kinds = [d["kind"] for d in yaml.safe_load_all(out)]
-    assert kinds == ["VirtualIPPool", "VirtualIPPool", "Service", "Service", "Service"]
+    assert kinds == ["VirtualIPPool"] * 3 + ["Service"] * 4
     assert "[converted] status.loadBalancer.ingress: 198.18.0.103 pinned" in err
 
 
