@@ -90,7 +90,9 @@ def _build_parser() -> argparse.ArgumentParser:
         help="which CRD; all: both, as one YAML stream",
     )
 
-    convert = commands.add_parser("convert", help="turn a keepalived setup into VirtualIP documents")
+    convert = commands.add_parser(
+        "convert", help="turn a keepalived, MetalLB, kube-vip or Cilium setup into keepvip resources"
+    )
     from keepvip.convert.arguments import add_arguments  # noqa: PLC0415 - standard library only
 
     add_arguments(convert)

@@ -65,6 +65,10 @@ def convert_keepalived(nodes: list[tuple[str, Path]]) -> Conversion:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``keepvip convert``; the exit status."""
+    if args.source != "keepalived":
+        from keepvip.convert.balancers import run as convert_balancer  # noqa: PLC0415 - one tool's imports
+
+        return convert_balancer(args)
     nodes: list[tuple[str, Path]] = args.nodes
     names = [n for n, _ in nodes]
     if len(set(names)) != len(names):
