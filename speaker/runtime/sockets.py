@@ -5,6 +5,13 @@ Received packets are decoded once (the codec returns an `Advertisement` or a nam
 no router wants are dropped and counted by reason (``wrong_vrid`` is keepalived's
 ``log_unknown_vrids``: the sign of another VRRP domain on the segment). Nothing here
 decides anything about VRRP.
+
+Each socket's kernel filter is kept equal to the VRIDs subscribed on it (re-attached
+on every change), so packets for other VRIDs, or with a TTL / Hop Limit other than
+255 (RFC 9568 §7.1), are dropped by the kernel and never reach Python (issue 10: a
+flood of them used to crowd out the master's advertisements). ``wrong_vrid`` and
+``bad_ttl`` therefore count only what got past the filter: a packet queued before
+its VRID was unsubscribed, say; the rest is invisible to the speaker's metrics.
 """
 
 from __future__ import annotations
@@ -70,7 +77,10 @@ class SocketPool:
             asyncio.get_running_loop().add_reader(sock.fileno(), self._readable, key)
         if vrid in shared.subscriptions and shared.subscriptions[vrid].name != name:
             raise ValueError(f"VRID {vrid} on {key} is already used by {shared.subscriptions[vrid].name}")
+        new = vrid not in shared.subscriptions
         shared.subscriptions[vrid] = _Subscription(name, vrid, deliver)
+        if new:
+            shared.sock.set_vrids(frozenset(shared.subscriptions))
         return shared.sock
 
     def unsubscribe(self, key: SocketKey, vrid: int) -> None:
@@ -78,9 +88,12 @@ class SocketPool:
         shared = self._sockets.get(key)
         if shared is None:
             return
-        shared.subscriptions.pop(vrid, None)
+        if shared.subscriptions.pop(vrid, None) is None:
+            return
         if not shared.subscriptions:
             self._close(key)
+        else:
+            shared.sock.set_vrids(frozenset(shared.subscriptions))
 
     def close(self) -> None:
         """Close every socket."""
