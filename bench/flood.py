@@ -172,6 +172,14 @@ def drops(speakers: SpeakerSet, node: str) -> dict[str, float]:
     return {reason: metrics.value("keepvip_advert_dropped_total", reason=reason) for reason in reasons}
 
 
+def kernel_drops(lan: Lan, node: str) -> int:
+    """Packets the kernel dropped at ``node``'s VRRP raw sockets: the ``drops`` column of
+    /proc/net/raw (a raw socket's local "port" is its protocol, 112 = 0x70), which counts
+    a full receive buffer; what the socket filter rejects is not counted there."""
+    table = lan.run(node, "cat", "/proc/net/raw").stdout.splitlines()[1:]
+    return sum(int(fields[-1]) for line in table if (fields := line.split()) and fields[1].endswith(":0070"))
+
+
 def start_senders(
     args: argparse.Namespace, lan: Lan, ifname: str, pcap: Path, frames_path: Path
 ) -> list[subprocess.Popen[str]]:
@@ -222,6 +230,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             time.sleep(2)  # settle
             before_rss = {node: rss_kib(pid) for node, pid in pids.items()}
             before_drops = {node: drops(speakers, node) for node in nodes}
+            before_kernel = {node: kernel_drops(lan, node) for node in nodes}
             before_lines = {node: len(speakers.log_lines(node)) for node in nodes}
             load_before = Path("/proc/loadavg").read_text().split()[:3]
             started = time.time()
@@ -266,6 +275,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         r: round(c / flood_seconds, 3) for r, c in per_reason.items()
                     },
                     "drops": {r: after_drops[r] - before_drops[node][r] for r in after_drops},
+                    "kernel_drops": kernel_drops(lan, node) - before_kernel[node],
                 }
             result["state"] = {node: speakers.state(node, "web") for node in nodes}
             return result
@@ -282,7 +292,8 @@ def print_report(result: dict[str, Any]) -> None:
         print(f"{node}: RSS {n['rss_before_kib'] / 1024:.1f} MiB -> peak {n['rss_peak_kib'] / 1024:.1f} MiB, "
               f"after {n['rss_after_kib'] / 1024:.1f} MiB (growth {n['rss_growth_kib'] / 1024:.2f} MiB); "
               f"state changes {n['state_changes']}; log {n['log_lines_per_s']} lines/s "
-              f"{n['log_lines_per_reason_per_s']}; drops {n['drops']}")  # fmt: skip
+              f"{n['log_lines_per_reason_per_s']}; drops {n['drops']}; "
+              f"kernel drops (receive buffer full) {n['kernel_drops']:,}")  # fmt: skip
     print(f"final states: {result['state']}")
 
 
