@@ -169,7 +169,11 @@ def rss_kib(pid: int) -> int:
 def drops(speakers: SpeakerSet, node: str) -> dict[str, float]:
     metrics = speakers.metrics(node)
     reasons = ("wrong_vrid", "bad_ttl", "inbox_full", "bad_checksum", "address_mismatch")
-    return {reason: metrics.value("keepvip_advert_dropped_total", reason=reason) for reason in reasons}
+    counted = {reason: metrics.value("keepvip_advert_dropped_total", reason=reason) for reason in reasons}
+    # Not drops, but what explains them: the adverts the router read, and those it sent
+    # (RFC 9568 §6.4.3: a master answers each lower-priority advert with one of its own).
+    routed = {"read_by_router": "keepvip_advert_rcvd_total", "sent_by_router": "keepvip_advert_sent_total"}
+    return {**counted, **{key: metrics.value(name) for key, name in routed.items()}}
 
 
 def kernel_drops(lan: Lan, node: str) -> int:
