@@ -169,7 +169,30 @@ def rss_kib(pid: int) -> int:
 def drops(speakers: SpeakerSet, node: str) -> dict[str, float]:
     metrics = speakers.metrics(node)
     reasons = ("wrong_vrid", "bad_ttl", "inbox_full", "bad_checksum", "address_mismatch")
-    return {reason: metrics.value("keepvip_advert_dropped_total", reason=reason) for reason in reasons}
+    counted = {reason: metrics.value("keepvip_advert_dropped_total", reason=reason) for reason in reasons}
+    # Not drops, but what explains them: the adverts the router read, and those it sent
+    # (RFC 9568 §6.4.3: a master answers each lower-priority advert with one of its own).
+    routed = {"read_by_router": "keepvip_advert_rcvd_total", "sent_by_router": "keepvip_advert_sent_total"}
+    return {**counted, **{key: metrics.value(name) for key, name in routed.items()}}
+
+
+def kernel_drops(lan: Lan, node: str) -> int:
+    """Packets the kernel dropped at ``node``'s VRRP raw sockets: the ``drops`` column of
+    /proc/net/raw (a raw socket's local "port" is its protocol, 112 = 0x70).
+
+    It counts every packet that arrived while the receive buffer was full, of any kind:
+    on the kernel measured (6.18) the buffer is checked before the socket filter runs, so
+    wrong-VRID and TTL-254 packets are in it too (the bench's figures add up only that
+    way); what the filter rejects while the buffer has room is counted nowhere.
+    """
+    table = lan.run(node, "cat", "/proc/net/raw").stdout.splitlines()[1:]
+    return sum(int(fields[-1]) for line in table if (fields := line.split()) and fields[1].endswith(":0070"))
+
+
+def rx_packets(lan: Lan, node: str) -> int:
+    """Frames ``node``'s LAN interface received: what reached the node, whatever the sender says."""
+    ifname = lan.node(node).ifname
+    return int(lan.run(node, "cat", f"/sys/class/net/{ifname}/statistics/rx_packets").stdout)
 
 
 def start_senders(
@@ -222,6 +245,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             time.sleep(2)  # settle
             before_rss = {node: rss_kib(pid) for node, pid in pids.items()}
             before_drops = {node: drops(speakers, node) for node in nodes}
+            before_kernel = {node: kernel_drops(lan, node) for node in nodes}
+            before_rx = {node: rx_packets(lan, node) for node in nodes}
             before_lines = {node: len(speakers.log_lines(node)) for node in nodes}
             load_before = Path("/proc/loadavg").read_text().split()[:3]
             started = time.time()
@@ -266,6 +291,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         r: round(c / flood_seconds, 3) for r, c in per_reason.items()
                     },
                     "drops": {r: after_drops[r] - before_drops[node][r] for r in after_drops},
+                    "kernel_drops": kernel_drops(lan, node) - before_kernel[node],
+                    "rx_packets": rx_packets(lan, node) - before_rx[node],
                 }
             result["state"] = {node: speakers.state(node, "web") for node in nodes}
             return result
@@ -282,7 +309,9 @@ def print_report(result: dict[str, Any]) -> None:
         print(f"{node}: RSS {n['rss_before_kib'] / 1024:.1f} MiB -> peak {n['rss_peak_kib'] / 1024:.1f} MiB, "
               f"after {n['rss_after_kib'] / 1024:.1f} MiB (growth {n['rss_growth_kib'] / 1024:.2f} MiB); "
               f"state changes {n['state_changes']}; log {n['log_lines_per_s']} lines/s "
-              f"{n['log_lines_per_reason_per_s']}; drops {n['drops']}")  # fmt: skip
+              f"{n['log_lines_per_reason_per_s']}; drops {n['drops']}; "
+              f"kernel drops (receive buffer full) {n['kernel_drops']:,}; "
+              f"frames received {n['rx_packets']:,}")  # fmt: skip
     print(f"final states: {result['state']}")
 
 

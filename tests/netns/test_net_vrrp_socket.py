@@ -22,7 +22,7 @@ from scapy.layers.vrrp import VRRPv3
 from keepvip.inet import VRRP_GROUP_V4 as GROUP4
 from keepvip.inet import VRRP_GROUP_V6 as GROUP6
 from keepvip.inet import IPAddress
-from keepvip.speaker.net.vrrp_socket import Received, VrrpSocket
+from keepvip.speaker.net.vrrp_socket import RECEIVE_BUFFER_BYTES, Received, VrrpSocket
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -166,6 +166,82 @@ def test_the_kernel_filter_keeps_unwanted_packets_out_of_python(
     assert woke_b == []
     assert woke_unicast == []
     assert in_a.filtered == in_b.filtered == unicast_only.filtered == 0
+
+
+def spoofer(version: int, hop_limit: int) -> socket.socket:
+    """A plain raw protocol-112 socket that sends with ``hop_limit`` (multicast and unicast)."""
+    if version == 4:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, 112)
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, hop_limit)
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, hop_limit)
+    else:
+        sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, 112)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, hop_limit)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, hop_limit)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b"eth0")
+    return sock
+
+
+@pytest.mark.parametrize("group", [GROUP4, GROUP6], ids=str)
+def test_ttl_254_and_unknown_vrids_never_reach_python_once_the_vrids_are_set(
+    lan: Lan, group: IPAddress
+) -> None:
+    """Issue 10: the kernel filter drops RFC 9568 §7.1 rejects and other VRIDs before queueing.
+
+    Each unwanted packet is sent before the wanted one: if any got through, the socket
+    would read it first (``filtered`` counts only what Python skips, and it stays 0).
+    """
+    node1, node2 = lan.nodes[:2]
+    source = source_of(node1, group.version)
+    with lan.inside(node1):
+        sender = VrrpSocket.multicast("eth0", group)
+        off_link = spoofer(group.version, 254)
+        address = (str(group), 0) if group.version == 4 else (str(group), 0, 0, socket.if_nametoindex("eth0"))
+    with lan.inside(node2):
+        receiver = VrrpSocket.multicast("eth0", group)
+    receiver.set_vrids(frozenset({51, 52}))
+
+    with sender, off_link, receiver:
+        off_link.sendto(advertisement(source, group, vrid=51), address)  # TTL 254, our VRID
+        sender.send(advertisement(source, group, vrid=99), source=source, destination=group)  # TTL 255
+        sender.send(advertisement(source, group, vrid=52), source=source, destination=group)
+        first = receive_within(receiver)
+        woke_again = select.select([receiver.fileno()], [], [], 0.3)[0]
+        receiver.set_vrids(frozenset({51, 52, 99}))  # re-attached: 99 is wanted now
+        sender.send(advertisement(source, group, vrid=99), source=source, destination=group)
+        second = receive_within(receiver)
+
+    assert first is not None
+    assert (first.payload[1], first.ttl) == (52, 255)
+    assert woke_again == []  # neither the TTL-254 packet nor VRID 99 was queued
+    assert second is not None
+    assert second.payload[1] == 99
+    assert receiver.filtered == 0
+
+
+def test_without_vrids_the_socket_still_sees_every_vrid_and_ttl(lan: Lan) -> None:
+    """The unfiltered path: a socket never told its VRIDs leaves the §7.1 checks to userspace."""
+    node1, node2 = lan.nodes[:2]
+    with lan.inside(node1):
+        off_link = spoofer(4, 254)
+    with lan.inside(node2):
+        receiver = VrrpSocket.multicast("eth0", GROUP4)
+
+    with off_link, receiver:
+        off_link.sendto(advertisement(node1.ipv4.ip, GROUP4, vrid=99), (str(GROUP4), 0))
+        received = receive_within(receiver)
+
+    assert received is not None
+    assert (received.payload[1], received.ttl) == (99, 254)
+
+
+def test_the_receive_buffer_is_raised_past_the_default(lan: Lan) -> None:
+    """1 MiB asked; the kernel doubles SO_RCVBUF for its bookkeeping, so it reports 2 MiB."""
+    with lan.inside(lan.nodes[0]):
+        receiver = VrrpSocket.multicast("eth0", GROUP4)
+    with receiver, socket.fromfd(receiver.fileno(), socket.AF_INET, socket.SOCK_RAW) as same:
+        size = same.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+    assert size == 2 * RECEIVE_BUFFER_BYTES
 
 
 @pytest.mark.parametrize("group", [GROUP4, GROUP6], ids=["ipv4", "ipv6"])

@@ -5,7 +5,9 @@ with scapy straight onto the LAN through an AF_PACKET socket: each would take th
 away from the master if it were accepted (priority 254), but each breaks one receive
 rule of RFC 9568 §7.1 / RFC 3768 §7.1. They must change nothing — same master, the
 client still reaches it — and every node counts each of them exactly once in
-``keepvip_advert_dropped_total{reason=...}``. A final control sends the same
+``keepvip_advert_dropped_total{reason=...}``, except the two kinds the sockets' kernel
+filter drops before Python reads them (TTL ≠ 255 and a VRID no router runs, issue 10):
+those are counted nowhere, and must not be counted. A final control sends the same
 advertisement without a defect and watches the master step down, so the forgeries are
 known to have been good enough to matter.
 """
@@ -43,6 +45,7 @@ V2_GROUP = IPv4Address("224.0.0.18")
 LEGACY_VIP = as_interface("198.18.0.101/24")
 PASSWORD = "s3cret"  # noqa: S105 - a test password
 REPEAT = 3  # each forgery is sent this many times
+KERNEL_FILTERED = {"bad_ttl", "wrong_vrid"}  # dropped by the socket filter, never seen in Python
 
 
 @pytest.fixture
@@ -126,7 +129,8 @@ def test_forged_and_malformed_advertisements_change_nothing_and_are_counted(
             counted = after.value("keepvip_advert_dropped_total", reason=reason) - before[node].value(
                 "keepvip_advert_dropped_total", reason=reason
             )
-            assert counted == REPEAT, f"{node} counted {counted} {reason} drops, {REPEAT} sent"
+            expected = 0 if reason in KERNEL_FILTERED else REPEAT
+            assert counted == expected, f"{node} counted {counted} {reason} drops, {expected} expected"
         auth = after.value("keepvip_advert_dropped_total", virtualip="legacy", reason="auth_mismatch")
         assert auth >= REPEAT  # attributed to the VirtualIP whose password it failed
 

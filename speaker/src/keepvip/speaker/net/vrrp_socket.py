@@ -20,8 +20,17 @@ payload, the router decides. What it owns are the Linux socket rules VRRP depend
 * A classic BPF program (``SO_ATTACH_FILTER``) on every socket keeps in the kernel
   what the socket did not ask for — another group's packets, or any multicast on a
   unicast socket — so Python never wakes up for them (an unbound IPv6 raw socket
-  would otherwise read every VRRP multicast the host accepts). What it lets through
-  is still checked in userspace: the filter saves work, it is not the rule.
+  would otherwise read every VRRP multicast the host accepts). Once the socket is told
+  its VRIDs (:meth:`VrrpSocket.set_vrids`), the program also drops what RFC 9568 §7.1
+  would make the receiver discard anyway — a TTL / Hop Limit other than 255 — and any
+  VRID nobody on this socket runs: under a flood of such packets (issue 10) the
+  receive buffer then holds only packets that may matter, and Python reads nothing
+  else. What it lets through is still checked in userspace: the filter saves work, it
+  is not the rule. The price: what the kernel drops is counted nowhere in Python, so
+  ``wrong_vrid`` / ``bad_ttl`` drops only show packets that got past the filter
+  (none, on a filtered socket); a socket never told its VRIDs keeps the unfiltered path.
+* The receive buffer is raised to :data:`RECEIVE_BUFFER_BYTES` so a stalled event loop
+  (a burst of work, a busy node) does not cost the master's advertisement.
 
 Per packet the hot path avoids what does not change: the ancillary data and the
 socket address of each (source, destination) pair are built once, the receive
@@ -56,12 +65,32 @@ IP_MULTICAST_ALL: Final = 49
 IPV6_MULTICAST_ALL: Final = 29
 # <asm-generic/socket.h>, <linux/filter.h>
 SO_ATTACH_FILTER: Final = 26
+SO_RCVBUFFORCE: Final = 33
 _SKF_NET_OFF: Final = -0x100000  # loads relative to the network (IP) header
 _BPF_LD_W_ABS: Final = 0x20
 _BPF_LD_B_ABS: Final = 0x30
+_BPF_LD_B_IND: Final = 0x50
+_BPF_LDX_B_MSH: Final = 0xB1  # X = 4 * (byte[k] & 0xf): the IPv4 header length
 _BPF_ALU_AND_K: Final = 0x54
 _BPF_JEQ_K: Final = 0x15
 _BPF_RET_K: Final = 0x06
+_BPF_MAX_JUMP: Final = 255  # jt / jf are one byte
+_IPV4_TTL: Final = 8  # offset in the IPv4 header
+_IPV6_HOP_LIMIT: Final = 7  # offset in the IPv6 header
+_VRRP_VRID: Final = 1  # offset in the VRRP header (RFC 9568 §5.2.3)
+
+RECEIVE_BUFFER_BYTES: Final = 1 << 20
+"""SO_RCVBUF of every VRRP socket: 1 MiB instead of the kernel's ~208 KiB default.
+
+A queued raw packet costs its skb's truesize (about 1-2 KiB on veth and most NICs), so
+the default holds a few hundred packets: under the issue-10 flood (~17,000 adverts/s
+for our VRID still pass the filter) that is ~10-20 ms of event-loop stall before the
+kernel drops whatever comes next, the master's advertisement included. 1 MiB buys
+~50-100 ms, longer than the stalls a loaded node shows, for 1 MiB of kernel memory per
+socket (one socket per interface, family and group, not per VirtualIP). It is set with
+``SO_RCVBUFFORCE`` (the speaker has CAP_NET_ADMIN), so ``net.core.rmem_max`` does not
+cap it; without the capability ``SO_RCVBUF`` gets what ``rmem_max`` allows.
+"""
 _ACCEPT: Final = 0xFFFFFFFF
 _DROP: Final = 0
 
@@ -130,7 +159,7 @@ class VrrpSocket:
                 mreq = struct.pack("16si", group.packed, ifindex)
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, mreq)
                 sock.bind((str(group), 0, 0, ifindex))
-            attach_filter(sock, group_filter(group))
+            attach_filter(sock, socket_filter(group.version, group))
         except BaseException:
             sock.close()
             raise
@@ -149,11 +178,20 @@ class VrrpSocket:
         ifindex = socket.if_nametoindex(ifname)
         sock = _open_raw(version, ifname, ifindex)
         try:
-            attach_filter(sock, unicast_filter(version))
+            attach_filter(sock, socket_filter(version, None))
         except BaseException:
             sock.close()
             raise
         return cls(sock, ifname=ifname, ifindex=ifindex, group=None)
+
+    def set_vrids(self, vrids: frozenset[int] | None) -> None:
+        """Let only TTL / Hop Limit 255 and these VRIDs through, in the kernel; ``None``: any.
+
+        Called again whenever the set changes: ``SO_ATTACH_FILTER`` swaps the program
+        atomically, and packets already queued stay queued (the caller still checks
+        their VRID). An empty set drops every advertisement.
+        """
+        attach_filter(self._sock, socket_filter(self._version, self.group, vrids))
 
     # -- the asyncio-facing surface ------------------------------------------------
 
@@ -294,10 +332,19 @@ def _open_raw(version: int, ifname: str, ifindex: int) -> socket.socket:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, ifindex)
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
+        _raise_receive_buffer(sock)
     except BaseException:
         sock.close()
         raise
     return sock
+
+
+def _raise_receive_buffer(sock: socket.socket) -> None:
+    """:data:`RECEIVE_BUFFER_BYTES`, forced past ``rmem_max`` when the capability allows."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RECEIVE_BUFFER_BYTES)
+    except PermissionError:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER_BYTES)
 
 
 Ancillary = list[tuple[int, int, bytes]]
@@ -320,40 +367,70 @@ def _address(key: bytes | str) -> IPAddress:
 Instruction = tuple[int, int, int, int]  # struct sock_filter: code, jt, jf, k
 
 
-def _load_destination(size: int, offset: int) -> Instruction:
+def _load(size: int, offset: int) -> Instruction:
+    """Load from the IP header, wherever the socket's data starts (``SKF_NET_OFF``)."""
     return (size, 0, 0, (_SKF_NET_OFF + offset) & 0xFFFFFFFF)
 
 
-def group_filter(group: IPAddress) -> list[Instruction]:
-    """Accept only packets whose IP destination is ``group`` (compared 32 bits at a time)."""
-    base = _IPV4_DESTINATION if isinstance(group, IPv4Address) else _IPV6_DESTINATION
+def _require(value: int) -> list[Instruction]:
+    """Go on if the accumulator equals ``value``, else drop right here.
+
+    Each check drops locally instead of jumping to one shared ``ret 0``: jump offsets
+    are one byte, and the VRID list after the checks may be 255 long.
+    """
+    return [(_BPF_JEQ_K, 1, 0, value), (_BPF_RET_K, 0, 0, _DROP)]
+
+
+def _destination_checks(version: int, group: IPAddress | None) -> list[Instruction]:
+    """The destination is ``group`` (32 bits at a time), or not multicast for ``None``."""
+    base = _IPV4_DESTINATION if version == 4 else _IPV6_DESTINATION
+    if group is None:
+        if version == 4:  # 224.0.0.0/4
+            return [_load(_BPF_LD_B_ABS, base), (_BPF_ALU_AND_K, 0, 0, 0xF0), (_BPF_JEQ_K, 0, 1, 0xE0),
+                    (_BPF_RET_K, 0, 0, _DROP)]  # fmt: skip
+        return [_load(_BPF_LD_B_ABS, base), (_BPF_JEQ_K, 0, 1, 0xFF), (_BPF_RET_K, 0, 0, _DROP)]  # ff00::/8
     words = struct.unpack(f"!{len(group.packed) // 4}I", group.packed)
     program: list[Instruction] = []
     for index, word in enumerate(words):
-        remaining = len(words) - index  # jump targets count the instructions in between
-        program += [
-            _load_destination(_BPF_LD_W_ABS, base + 4 * index),
-            (_BPF_JEQ_K, 0, 2 * remaining - 1, word),
-        ]
-    return [*program, (_BPF_RET_K, 0, 0, _ACCEPT), (_BPF_RET_K, 0, 0, _DROP)]
+        program += [_load(_BPF_LD_W_ABS, base + 4 * index), *_require(word)]
+    return program
 
 
-def unicast_filter(version: int) -> list[Instruction]:
-    """Accept only packets whose IP destination is not multicast (224/4, ff00::/8)."""
+def _vrid_checks(version: int, vrids: frozenset[int]) -> list[Instruction]:
+    """Accept a VRID in ``vrids``, drop any other: one compare per VRID, accept at the end.
+
+    IPv4 raw sockets see the IP header, whose length varies (options), so X = IHL * 4
+    and the VRID is loaded at X + 1; IPv6 raw sockets' data starts at the VRRP header
+    (extension headers already consumed), so the VRID is byte 1 of it.
+    """
     if version == 4:
-        return [
-            _load_destination(_BPF_LD_B_ABS, _IPV4_DESTINATION),
-            (_BPF_ALU_AND_K, 0, 0, 0xF0),
-            (_BPF_JEQ_K, 1, 0, 0xE0),
-            (_BPF_RET_K, 0, 0, _ACCEPT),
-            (_BPF_RET_K, 0, 0, _DROP),
-        ]
-    return [
-        _load_destination(_BPF_LD_B_ABS, _IPV6_DESTINATION),
-        (_BPF_JEQ_K, 1, 0, 0xFF),
-        (_BPF_RET_K, 0, 0, _ACCEPT),
-        (_BPF_RET_K, 0, 0, _DROP),
-    ]
+        load = [(_BPF_LDX_B_MSH, 0, 0, _SKF_NET_OFF & 0xFFFFFFFF), _load(_BPF_LD_B_IND, _VRRP_VRID)]
+    else:
+        load = [(_BPF_LD_B_ABS, 0, 0, _VRRP_VRID)]
+    ordered = sorted(vrids)
+    compares = [(_BPF_JEQ_K, len(ordered) - index, 0, vrid) for index, vrid in enumerate(ordered)]
+    return [*load, *compares, (_BPF_RET_K, 0, 0, _DROP), (_BPF_RET_K, 0, 0, _ACCEPT)]
+
+
+def socket_filter(
+    version: int, group: IPAddress | None, vrids: frozenset[int] | None = None
+) -> list[Instruction]:
+    """The classic BPF program a VRRP socket runs on each packet before queueing it.
+
+    Always: the destination is the socket's ``group`` (or, for ``group`` ``None``, any
+    unicast address). With ``vrids`` (the set the socket's routers run) also: the TTL /
+    Hop Limit is 255 (RFC 9568 §7.1: anything else comes from off the link) and the
+    VRID is one of ``vrids``. A pure function: tests interpret it on sample packets.
+    """
+    if version not in (4, 6):
+        raise ValueError(f"IP version must be 4 or 6, not {version}")
+    if vrids is not None and not all(1 <= vrid <= _BPF_MAX_JUMP for vrid in vrids):
+        raise ValueError(f"VRIDs must be 1..255, not {sorted(vrids)}")
+    program = _destination_checks(version, group)
+    if vrids is None:
+        return [*program, (_BPF_RET_K, 0, 0, _ACCEPT)]
+    hop_limit = _IPV4_TTL if version == 4 else _IPV6_HOP_LIMIT
+    return [*program, _load(_BPF_LD_B_ABS, hop_limit), *_require(VRRP_TTL), *_vrid_checks(version, vrids)]
 
 
 def attach_filter(sock: socket.socket, program: list[Instruction]) -> None:

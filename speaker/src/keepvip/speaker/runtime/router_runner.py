@@ -78,7 +78,9 @@ RETRY_FIRST: Final = 1.0  # seconds in FAULT after the first bind (or router) fa
 RETRY_MAX: Final = 30.0  # the backoff doubles up to this
 INBOX_PACKET_LIMIT = 1024
 """Received advertisements a router may have waiting; more are dropped as ``inbox_full``.
-A legitimate segment sends a few per second per VRID; only a flood fills this."""
+A legitimate segment sends a few per second per VRID; only a flood fills this. When it
+is full, an advertisement that matters (see `RouterRunner._deliver`) evicts the oldest
+lower one instead of being dropped."""
 
 
 class NodeNetwork(Protocol):
@@ -115,6 +117,7 @@ Reporter = Callable[[RouterReport], None]
 class _Packet:
     advertisement: Advertisement
     source: IPAddress
+    lower: bool = False  # evictable: below our priority and not from the master, when queued
 
 
 @dataclass(frozen=True)
@@ -199,6 +202,7 @@ class RouterRunner:
         self._published = self._router.state
         self._inbox: deque[_Input] = deque()
         self._queued_packets = 0  # packets in the inbox: bounded, control items never are
+        self._queued_lower = 0  # of which `_Packet.lower`: an eviction looks only when some are
         self._running = False  # started and not stopped: inputs are served
         self._serve_scheduled = False  # a `_serve` callback is on the loop
         self._busy: asyncio.Task[None] | None = None  # an action list awaiting the kernel
@@ -334,15 +338,51 @@ class RouterRunner:
         return self._loop.time()
 
     def _deliver(self, advertisement: Advertisement, packet: Received) -> None:
+        """Queue a received advertisement; when the inbox is full, keep the ones that matter.
+
+        Issue 10: under a flood of valid-looking lower-priority adverts the bounded inbox
+        was full when the master's advertisement came, so it was dropped with the flood and
+        the backup took over after Master_Down_Interval. Now, when full, an advert from the
+        current master, or with a priority at least ours (one that could preempt us, RFC
+        9568 §6.4.2 / §6.4.3), evicts the oldest queued lower-priority packet — which the
+        router would have ignored anyway — instead of being dropped. Either way exactly one
+        packet is lost and counted as ``inbox_full``: the bound holds.
+        """
+        router = self._router
+        source = packet.source
+        matters = advertisement.priority >= router.priority or source == router.master_address
         if self._queued_packets >= INBOX_PACKET_LIMIT:  # a flood: memory stays bounded, counted
-            reason = DropReason.INBOX_FULL.value
-            self._metrics.advert_dropped.labels(self.plan.name, self.ifname, reason).inc()
-            if self._drop_log.allow((reason,), self._now()):
-                log.warning("advertisements dropped: the router's inbox is full",
-                            extra={"virtualip": self.plan.name, "reason": reason})  # fmt: skip
-            return
+            self._count_inbox_full()
+            if not (matters and self._evict_oldest_lower()):
+                return
         self._queued_packets += 1
-        self._enqueue(_Packet(advertisement, packet.source))
+        if not matters:
+            self._queued_lower += 1
+        self._enqueue(_Packet(advertisement, source, lower=not matters))
+
+    def _count_inbox_full(self) -> None:
+        reason = DropReason.INBOX_FULL.value
+        self._metrics.advert_dropped.labels(self.plan.name, self.ifname, reason).inc()
+        if self._drop_log.allow((reason,), self._now()):
+            log.warning("advertisements dropped: the router's inbox is full",
+                        extra={"virtualip": self.plan.name, "reason": reason})  # fmt: skip
+
+    def _evict_oldest_lower(self) -> bool:
+        """Remove the oldest queued `_Packet.lower`; ``False`` when none is queued.
+
+        The count makes a flood of adverts that all matter cost nothing here: no scan of
+        the inbox runs while it holds no lower packet.
+        """
+        if self._queued_lower == 0:
+            return False
+        for index, item in enumerate(self._inbox):
+            if isinstance(item, _Packet) and item.lower:
+                del self._inbox[index]
+                self._queued_lower -= 1
+                self._queued_packets -= 1
+                return True
+        self._queued_lower = 0  # unreachable while the count is kept right; never scan again for nothing
+        return False
 
     def _enqueue(self, item: _Input) -> None:
         self._inbox.append(item)
@@ -498,6 +538,8 @@ class RouterRunner:
     def _handle(self, item: _Input, now: float) -> list[Action]:
         if isinstance(item, _Packet):
             self._queued_packets -= 1
+            if item.lower:
+                self._queued_lower -= 1
             self._received.inc()
             if item.advertisement.priority == PRIORITY_LEAVING:  # rare: no child kept
                 self._metrics.priority_zero_received.labels(self.plan.name).inc()
