@@ -279,6 +279,20 @@ def test_master_asserts_itself_against_a_losing_advert(
     assert router.state is State.MASTER
 
 
+def test_master_answers_a_stream_of_losing_adverts_at_most_once_per_quarter_interval() -> None:
+    # A flood of spoofed losing adverts (bench/flood.py) must not be echoed one for one:
+    # an advert sent less than a quarter interval ago already asserts us (§6.4.3).
+    router = master(100)
+    interval = 1.0  # interval_cs=100 in `config`
+    first = router.receive(advert(99), host(200), 500.0)
+    assert [a.priority for a in sent(first)] == [100]
+    burst = [router.receive(advert(99), host(200 + i), 500.0 + i * 0.01) for i in range(1, 24)]
+    assert [a for actions in burst for a in sent(actions)] == []
+    assert router.state is State.MASTER
+    later = router.receive(advert(99), host(250), 500.0 + interval / 4)
+    assert [a.priority for a in sent(later)] == [100]
+
+
 def test_master_reannounces_its_vips_when_another_master_shows_up_at_most_once_per_down_interval() -> None:
     # A healed split brain: clients may have learnt the loser's MAC meanwhile, and our
     # own announcements ended long ago (keepalived garp_lower_prio_repeat).

@@ -112,6 +112,7 @@ class VirtualRouter:
         self._master_address: IPAddress | None = None
         self._master_priority: int | None = None
         self._reannounced_at: float | None = None  # last re-announcement as master
+        self._advertised_at: float | None = None  # last ADVERTISEMENT sent at our priority
 
     # ------------------------------------------------------------------ read-only view
 
@@ -448,7 +449,12 @@ class VirtualRouter:
             reason = TransitionReason.EQUAL_PRIORITY_HIGHER_ADDRESS
         else:
             # RFC 9568 §6.4.3: discard a losing ADVERTISEMENT and send one immediately,
-            # to assert our state to the sender and refresh learning bridges.
+            # to assert our state to the sender and refresh learning bridges — unless we
+            # advertised within the last quarter interval: that advert already asserts us,
+            # and a flood of spoofed losing adverts must not make us echo every one of them
+            # onto the LAN (bench/flood.py: 14,000 answers/s before this bound).
+            if self._answered_recently(now):
+                return self._reannounce(now)
             return [self._send_advertisement(now), *self._reannounce(now)]
         # §6.4.3: cancel the Adver_Timer, adopt the sender's interval (v3), recompute
         # Skew_Time and Master_Down_Interval, arm the Master_Down_Timer, become backup.
@@ -552,9 +558,15 @@ class VirtualRouter:
         self._master_down_deadline = now + self.master_down_interval
         self._down_reason = reason
 
+    def _answered_recently(self, now: float) -> bool:
+        """Whether an ADVERTISEMENT left less than a quarter Advertisement_Interval ago."""
+        spacing = interval_seconds(self._config.interval_cs) / 4
+        return self._advertised_at is not None and 0 <= now - self._advertised_at < spacing
+
     def _send_advertisement(self, now: float) -> SendAdvertisement:
         """Advertise now and reset the Adver_Timer to Advertisement_Interval (§6.4.3)."""
         self._adver_deadline = now + interval_seconds(self._config.interval_cs)
+        self._advertised_at = now
         return SendAdvertisement(self._advertisement())
 
     def _leaving_advertisement(self) -> SendAdvertisement:
