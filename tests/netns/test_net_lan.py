@@ -7,8 +7,9 @@ import subprocess
 from ipaddress import IPv4Interface, IPv6Interface
 
 import pytest
-from lan import Lan
 from speaker_harness import holds_for
+
+from keepvip.localcluster.lan import Lan
 
 pytestmark = pytest.mark.timeout(30)
 
