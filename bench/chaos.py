@@ -1,6 +1,6 @@
 """Chaos run: a seeded random schedule of faults against keepvip and keepalived, judged by an observer.
 
-Three nodes and a client (the gateway) on one namespace bridge (tests/netns/lan.py),
+Three nodes and a client (the gateway) on one namespace bridge (keepvip.localcluster.lan, flat),
 standalone daemons serving 3 to 30 VIPs with mixed priorities, pre-emption on and off,
 health checks and the gateway arbiter, at 1 s and 100 ms advertisement intervals. The
 seeded schedule (chaos_schedule.py) is acted out (chaos_faults.py) identically against
@@ -40,7 +40,8 @@ from chaos_faults import Services  # noqa: E402
 from chaos_report import render  # noqa: E402
 from chaos_run import BlockResult, run_block  # noqa: E402
 from chaos_schedule import FaultKind, make_plan  # noqa: E402
-from lan import Lan, sweep_stale  # noqa: E402
+
+from keepvip.localcluster.lan import Lan, sweep_stale  # noqa: E402
 
 IMPLEMENTATIONS = ("keepvip", "keepalived")
 METHOD = Path(HERE / "chaos_method.md")

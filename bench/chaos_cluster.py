@@ -245,7 +245,7 @@ def node_servers(cluster: LocalCluster, workdir: Path) -> Iterator[None]:
 
 @contextlib.contextmanager
 def capture(cluster: LocalCluster, pcap: Path) -> Iterator[None]:
-    argv = ["ip", "netns", "exec", cluster.lan.switch_ns, "tcpdump", "-Z", "root", "--immediate-mode",
+    argv = ["ip", "netns", "exec", cluster.lan.switch, "tcpdump", "-Z", "root", "--immediate-mode",
             "-i", "br0", "-U", "-n", "-w", str(pcap), "ip", "proto", "112", "or", "arp"]  # fmt: skip
     process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:

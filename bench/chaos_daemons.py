@@ -32,7 +32,8 @@ from typing import Any
 
 from chaos_schedule import VipPlan
 from keepalived_harness import KeepalivedDaemon, KeepvipDaemon, VrrpDaemon, VrrpScript, virtualip_document
-from lan import Host, Lan
+
+from keepvip.localcluster.lan import Host, Lan
 
 WEB_PORT = 8080  # what the client probes (failover.Prober's port)
 CHECKED_PORT = 8081  # what the health check probes (the "checked service")

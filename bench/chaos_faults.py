@@ -37,9 +37,9 @@ from chaos_daemons import CHECKED_PORT, WEB_PORT, signal_all, thaw, vrrp_pids
 from chaos_observe import favour
 from chaos_schedule import FaultKind, FaultPlan
 from keepalived_harness import VrrpDaemon
-from lan import BRIDGE, Lan
 
 from keepvip.localcluster import webserver
+from keepvip.localcluster.lan import BRIDGE, Lan
 
 HERE = Path(__file__).resolve().parent
 CPU_CGROUP = Path("/sys/fs/cgroup/cpu")

@@ -27,7 +27,8 @@ from typing import Any
 
 from failover import Prober
 from keepalived_harness import VrrpDaemon
-from lan import Lan
+
+from keepvip.localcluster.lan import Lan
 
 HERE = Path(__file__).resolve().parent
 PROBE_PERIOD = 0.02

@@ -23,7 +23,8 @@ from chaos_observe import AddressPoller, ProcessWatch, VipProber, read_wire
 from chaos_schedule import Plan
 from gaps import master_down_interval
 from keepalived_harness import VrrpDaemon, remove_address
-from lan import Lan
+
+from keepvip.localcluster.lan import Lan
 
 CONVERGE_TIMEOUT = 90.0
 

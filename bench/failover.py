@@ -1,6 +1,6 @@
 """Failover benchmark: the outage a client sees, keepvip against keepalived, same LAN, same timers.
 
-Topology (tests/netns/lan.py): two nodes and a client on one bridge, all in namespaces
+Topology (keepvip.localcluster.lan, flat): two nodes and a client on one bridge, all in namespaces
 this run creates and removes. Each node runs the web server of the development tools
 (``keepvip.localcluster.webserver``: answers a TCP connection with its name) and one VRRP
 daemon — keepvip or keepalived 2.2.x — holding the VIP 198.18.0.100 with VRRPv3 in the
@@ -64,10 +64,10 @@ from keepalived_harness import (  # noqa: E402
     virtualip_document,
     wait_for_state,
 )
-from lan import Host, Lan  # noqa: E402
 from timeline import Frame, TrialTimes, phases, read_frames  # noqa: E402
 
 from keepvip.localcluster import probe, webserver  # noqa: E402
+from keepvip.localcluster.lan import Host, Lan  # noqa: E402
 
 VIP = "198.18.0.100/24"
 VRID = 51

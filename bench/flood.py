@@ -1,6 +1,6 @@
 """Flood benchmark: spoofed VRRP advertisements from many sources must cost the speaker nothing that grows.
 
-Topology (tests/netns/lan.py): two nodes and a client on one bridge, in namespaces this
+Topology (keepvip.localcluster.lan, flat): two nodes and a client on one bridge, in namespaces this
 run creates and removes. node1 (priority 150) and node2 (120) run standalone keepvip
 speakers holding 198.18.0.100 with VRRPv3 in the standard group 224.0.0.18 at a 1 s
 advertisement interval (keepalived's default). The client writes prebuilt Ethernet
@@ -54,9 +54,9 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "tests" / "netns")]
 
-from lan import Lan  # noqa: E402
 from speaker_harness import VIP4, SpeakerSet, speaker_set, virtualip  # noqa: E402
 
+from keepvip.localcluster.lan import Lan  # noqa: E402
 from keepvip.speaker.vrrp.advertisement import Advertisement  # noqa: E402
 from keepvip.speaker.vrrp.codec import encode  # noqa: E402
 

@@ -1,6 +1,6 @@
 """Many VIPs on one node: keepvip against keepalived 2.2.7, same LAN, same job, one run.
 
-Topology (tests/netns/lan.py): two nodes and a client on one bridge. Node 1 ("node-a")
+Topology (keepvip.localcluster.lan, flat): two nodes and a client on one bridge. Node 1 ("node-a")
 has priority 150, node 2 ("node-b") 100. N virtual routers with one address each, VRRPv3,
 address i in 198.18.4.0/22 (``/32`` on ``eth0``), VRID ``i % 255 + 1`` in group
 ``224.0.0.18 + i // 255`` (the standard group up to 255 routers; more need more
@@ -59,11 +59,11 @@ from keepalived_harness import (  # noqa: E402
     VrrpDaemon,
     virtualip_document,
 )
-from lan import Host, Lan  # noqa: E402
 from procstat import CpuWindow, Usage  # noqa: E402
 from wire import lateness, read_adverts, senders  # noqa: E402
 
 import keepvip  # noqa: E402
+from keepvip.localcluster.lan import Host, Lan  # noqa: E402
 
 VIP_NETWORK = IPv4Network("198.18.4.0/22")
 FIRST_GROUP = IPv4Address("224.0.0.18")

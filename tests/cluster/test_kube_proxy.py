@@ -114,7 +114,7 @@ def capture_on_lan(cluster: LocalCluster, bpf: str) -> Iterator[Callable[[], int
     """tcpdump on the LAN switch (every node, the gateway and the root attachment hang on
     it) for the block; the yielded function gives the number of packets matching ``bpf``
     (valid after the block)."""
-    proc = subprocess.Popen(["ip", "netns", "exec", cluster.lan.switch_ns, "tcpdump", "-i", "br0",
+    proc = subprocess.Popen(["ip", "netns", "exec", cluster.lan.switch, "tcpdump", "-i", "br0",
                              "-n", "-p", "-q", bpf],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)  # fmt: skip

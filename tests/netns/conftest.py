@@ -1,6 +1,6 @@
 """Fixtures for the netns tier: real namespaces, real sockets, real netlink (root only).
 
-Every test gets a fresh :class:`lan.Lan` (three nodes and a client on one bridge) that
+Every test gets a fresh :class:`keepvip.localcluster.lan.Lan` (three nodes and a client on one bridge) that
 is torn down after the test whatever its outcome; namespaces a killed earlier run left
 behind are swept once per session.
 """
@@ -13,10 +13,12 @@ from pathlib import Path
 
 import pytest
 
-# lan.py and the harnesses are plain Python imported by bare name (pytest's pythonpath
-# puts tests/netns on sys.path), so bench/ and demos can import them by path too.
-from lan import Lan, sweep_stale
+# The harnesses are plain Python imported by bare name (pytest's pythonpath puts
+# tests/netns on sys.path), so bench/ can import them by path too; the LAN builder is
+# the one the local cluster and demos use.
 from speaker_harness import SpeakerSet, speaker_set
+
+from keepvip.localcluster.lan import Lan, sweep_stale
 
 HERE = Path(__file__).parent
 

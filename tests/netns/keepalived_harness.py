@@ -1,4 +1,4 @@
-"""Run VRRP daemons — keepalived and keepvip — inside the node namespaces of a :class:`lan.Lan`.
+"""Run VRRP daemons (keepalived, keepvip) in node namespaces of a :class:`~keepvip.localcluster.lan.Lan`.
 
 The interoperability tests and the failover benchmark need the same things from both
 implementations: write a configuration, start the daemon in a node, learn its VRRP state,
@@ -43,7 +43,8 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 import yaml
-from lan import Host, Lan
+
+from keepvip.localcluster.lan import Host, Lan
 
 KEEPVIP = Path(sys.executable).parent / "keepvip"
 KEEPALIVED = "keepalived"

@@ -6,7 +6,7 @@ because the mechanics live here:
 * :class:`SpeakerSet` writes the standalone configuration file (a YAML stream of
   VirtualIP documents, one copy per node so a node can be given a different file),
   starts one speaker per node namespace with JSON logs and a metrics endpoint, and
-  stops, kills or restarts them by pid (through :meth:`lan.Lan.spawn` / ``stop``).
+  stops, kills or restarts them by pid (through :meth:`keepvip.localcluster.lan.Lan.spawn` / ``stop``).
 * Every node also runs the web server (:mod:`keepvip.localcluster.webserver`) that
   answers any request with its node name, so "who holds the VIP" is asked the way a
   user would: a TCP connection from the client namespace to the VIP (:func:`who_answers`,
@@ -39,11 +39,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from lan import Lan
 from prometheus_client.parser import text_string_to_metric_families
 
 # The one copy of the waiting helpers (keepvip.localcluster.waiting), re-exported for the tests.
 from keepvip.localcluster import probe, webserver
+from keepvip.localcluster.lan import Lan
 from keepvip.localcluster.waiting import holds_for, wait_until
 
 KEEPVIP = Path(sys.executable).parent / "keepvip"

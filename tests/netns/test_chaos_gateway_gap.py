@@ -17,7 +17,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from lan import Lan
+from keepvip.localcluster.lan import Lan
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 

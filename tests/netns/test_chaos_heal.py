@@ -25,12 +25,12 @@ import time
 from ipaddress import ip_address
 from typing import Any
 
-from lan import Lan
 from pyroute2.iproute.linux import AsyncIPRoute
 from speaker_harness import VIP4, SpeakerSet, virtualip, wait_until
 
 from keepvip.api.model import IPInterface
 from keepvip.api.parse import parse_virtualip
+from keepvip.localcluster.lan import Lan
 from keepvip.speaker.desired import NodeIdentity, desired_routers
 from keepvip.speaker.metrics import SpeakerMetrics
 from keepvip.speaker.runtime.network import LinuxNetwork

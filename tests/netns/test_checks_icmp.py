@@ -15,9 +15,9 @@ from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import TypeVar
 
 import pytest
-from lan import Host, Lan
 
 from keepvip.api.model import Arbiter
+from keepvip.localcluster.lan import Host, Lan
 from keepvip.speaker.checks import ArbiterRunner, IcmpProbe, NoDefaultGateway, ProbeResult, default_gateway
 
 T = TypeVar("T")

@@ -32,11 +32,11 @@ from typing import Any
 import pytest
 import yaml
 from keepalived_harness import KeepalivedDaemon, KeepvipDaemon, VrrpDaemon, remove_address, vip_holders
-from lan import Host, Lan
 from speaker_harness import wait_until
 
 from keepvip.convert.command import convert_keepalived
 from keepvip.localcluster import webserver
+from keepvip.localcluster.lan import Host, Lan
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -11,9 +11,9 @@ import subprocess
 import time
 
 import pytest
-from lan import Lan
 
 from keepvip.localcluster import probe, webserver
+from keepvip.localcluster.lan import Lan
 
 PORT = 8080
 

@@ -17,9 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from lan import Lan
 from speaker_harness import SpeakerSet, virtualip, wait_until
 
+from keepvip.localcluster.lan import Lan
 from tests.sandbox_helpers import gone, secure_directory
 
 pytestmark = pytest.mark.timeout(90)

@@ -45,8 +45,9 @@ from keepalived_harness import (
     virtualip_document,
     wait_for_state,
 )
-from lan import Host, Lan
 from speaker_harness import holds_for
+
+from keepvip.localcluster.lan import Host, Lan
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -10,9 +10,9 @@ from ipaddress import IPv4Address, IPv6Address, ip_interface
 from typing import Any, TypeVar
 
 import pytest
-from lan import Host, Lan
 from pyroute2 import AsyncIPRoute
 
+from keepvip.localcluster.lan import Host, Lan
 from keepvip.speaker.net import addresses, interfaces
 from keepvip.speaker.net.addresses import AddResult, RemoveResult
 from keepvip.speaker.net.marks import KEEPVIP_ADDRESS_PROTO

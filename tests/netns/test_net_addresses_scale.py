@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lan import Host, Lan
 from pyroute2 import AsyncIPRoute
 
+from keepvip.localcluster.lan import Host, Lan
 from keepvip.speaker.net import addresses, interfaces
 from keepvip.speaker.net.addresses import AddResult, RemoveResult
 

@@ -15,11 +15,11 @@ from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
 from pathlib import Path
 
 import pytest
-from lan import Host, Lan
 from pyroute2 import AsyncIPRoute
 from scapy.layers.inet6 import ICMPv6ND_NA, ICMPv6NDOptDstLLAddr, IPv6
 from scapy.layers.l2 import ARP, Ether
 
+from keepvip.localcluster.lan import Host, Lan
 from keepvip.speaker.net import addresses
 from keepvip.speaker.net.announce import (
     Announcer,

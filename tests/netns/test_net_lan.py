@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import socket
 import subprocess
-from ipaddress import IPv4Interface, IPv6Interface
+from ipaddress import IPv4Interface, IPv4Network, IPv6Interface
 
 import pytest
-from lan import Lan
 from speaker_harness import holds_for
+
+from keepvip.localcluster.lan import Lan, LanError, link_info
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -69,3 +70,23 @@ def test_inside_moves_only_the_block_into_the_namespace(lan: Lan) -> None:
 
     assert inside == {"lo", "eth0"}
     assert after == host_interfaces
+
+
+def test_disconnect_cuts_a_node_off_while_its_link_stays_up(lan: Lan) -> None:
+    node1, node2 = lan.nodes[0], lan.nodes[1]
+    lan.disconnect(node2)
+    assert lan.run(node1, "ping", "-c1", "-W1", str(node2.ipv4.ip), check=False).returncode != 0
+    assert link_info(node2.netns, "eth0")["operstate"] == "UP"  # a broken switch, not a pulled cable
+    lan.reconnect("node2")
+    lan.run(node1, "ping", "-c1", "-W2", str(node2.ipv4.ip))
+
+
+def test_a_flat_lan_has_no_way_out(lan: Lan) -> None:
+    assert lan.routed is False
+    assert lan.subnet == IPv4Network("198.18.0.0/24")
+    for routed_only in ("host_address", "gateway_address", "gateway_address6"):
+        with pytest.raises(LanError, match="flat LAN"):
+            getattr(lan, routed_only)
+    with pytest.raises(LanError, match="no gateway"):
+        lan.set_gateway(False)
+    assert "default" not in lan.run("node1", "ip", "route", "show").stdout

@@ -6,8 +6,8 @@ import asyncio
 import select
 
 import pytest
-from lan import Lan
 
+from keepvip.localcluster.lan import Lan
 from keepvip.speaker.net.links import LinkEvent, LinkMonitor
 
 pytestmark = pytest.mark.timeout(30)

@@ -15,9 +15,9 @@ from ipaddress import ip_interface
 from pathlib import Path
 
 import pytest
-from lan import Host, Lan
 from test_net_addresses import VIP4, VIP6, on
 
+from keepvip.localcluster.lan import Host, Lan
 from keepvip.speaker.net import addresses
 from keepvip.speaker.net.addresses import AddResult, RemoveResult
 from keepvip.speaker.net.interfaces import InterfaceAddress, list_addresses

@@ -13,7 +13,6 @@ import socket
 from ipaddress import IPv4Address, IPv6Address, ip_address
 
 import pytest
-from lan import Host, Lan
 from scapy.compat import raw
 from scapy.layers.inet import IP
 from scapy.layers.inet6 import IPv6
@@ -22,6 +21,7 @@ from scapy.layers.vrrp import VRRPv3
 from keepvip.inet import VRRP_GROUP_V4 as GROUP4
 from keepvip.inet import VRRP_GROUP_V6 as GROUP6
 from keepvip.inet import IPAddress
+from keepvip.localcluster.lan import Host, Lan
 from keepvip.speaker.net.vrrp_socket import RECEIVE_BUFFER_BYTES, Received, VrrpSocket
 
 pytestmark = pytest.mark.timeout(30)

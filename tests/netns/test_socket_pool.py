@@ -15,9 +15,9 @@ import itertools
 import time
 
 import pytest
-from lan import Lan
 
 from keepvip.inet import VRRP_GROUP_V4 as GROUP4
+from keepvip.localcluster.lan import Lan
 from keepvip.speaker.metrics import SpeakerMetrics
 from keepvip.speaker.net.vrrp_socket import Received, VrrpSocket
 from keepvip.speaker.runtime.sockets import READ_BATCH, SocketPool

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 import yaml
 from keepalived_harness import virtualip_document
-from lan import Lan
 from pyroute2 import AsyncIPRoute
 
+from keepvip.localcluster.lan import Lan
 from keepvip.speaker.desired import NodeIdentity
 from keepvip.speaker.metrics import SpeakerMetrics
 from keepvip.speaker.net import netlink

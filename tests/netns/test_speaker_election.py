@@ -16,7 +16,6 @@ from functools import partial
 from ipaddress import IPv4Address, IPv6Address
 
 import pytest
-from lan import Lan
 from speaker_harness import (
     VIP4,
     SpeakerSet,
@@ -32,6 +31,7 @@ from speaker_harness import (
 )
 from test_net_addresses import on
 
+from keepvip.localcluster.lan import Lan
 from keepvip.speaker.net.interfaces import InterfaceAddress, list_addresses
 from keepvip.speaker.net.marks import KEEPVIP_ADDRESS_PROTO
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 from ipaddress import IPv4Interface, IPv6Interface
 
 import pytest
-from lan import Lan
 from speaker_harness import (
     VIP4,
     VIP6,
@@ -25,6 +24,8 @@ from speaker_harness import (
     wait_until,
     who_answers,
 )
+
+from keepvip.localcluster.lan import Lan
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -17,7 +17,6 @@ from functools import partial
 from typing import Any
 
 import pytest
-from lan import Lan
 from speaker_harness import (
     VIP4,
     SpeakerSet,
@@ -28,6 +27,8 @@ from speaker_harness import (
     wait_until,
     who_answers,
 )
+
+from keepvip.localcluster.lan import Lan
 
 pytestmark = pytest.mark.timeout(120)
 

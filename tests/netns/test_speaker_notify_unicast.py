@@ -7,8 +7,9 @@ import signal
 from pathlib import Path
 
 import pytest
-from lan import Lan
 from speaker_harness import VIP4, SpeakerSet, client_sees, virtualip, wait_for_master, wait_until
+
+from keepvip.localcluster.lan import Lan
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -13,7 +13,6 @@ import time
 from functools import partial
 
 import pytest
-from lan import Lan
 from speaker_harness import (
     VIP4,
     SpeakerSet,
@@ -24,6 +23,8 @@ from speaker_harness import (
     wait_until,
     who_answers,
 )
+
+from keepvip.localcluster.lan import Lan
 
 pytestmark = pytest.mark.timeout(60)
 

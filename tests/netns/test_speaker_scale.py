@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lan import Lan
 from speaker_harness import SpeakerSet, speaker_set, virtualip, wait_until
+
+from keepvip.localcluster.lan import Lan
 
 pytestmark = pytest.mark.timeout(600)
 

@@ -21,7 +21,6 @@ from ipaddress import IPv4Address
 from pathlib import Path
 
 import pytest
-from lan import Lan
 from scapy.layers.inet import IP
 from scapy.layers.l2 import Ether
 from scapy.layers.vrrp import VRRP, VRRPv3
@@ -37,6 +36,8 @@ from speaker_harness import (
     wait_until,
     who_answers,
 )
+
+from keepvip.localcluster.lan import Lan
 
 pytestmark = pytest.mark.timeout(60)
 

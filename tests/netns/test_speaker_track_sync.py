@@ -14,7 +14,6 @@ import time
 from typing import Any
 
 import pytest
-from lan import Lan
 from speaker_harness import (
     VIP4,
     SpeakerSet,
@@ -24,6 +23,8 @@ from speaker_harness import (
     wait_for_master,
     web_check,
 )
+
+from keepvip.localcluster.lan import Lan
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -37,7 +37,7 @@ from keepvip.localcluster.controlplane import ControlPlane
 from keepvip.localcluster.helm import Helm
 from keepvip.localcluster.kubelet import NodeHandle, ProcessKubelet
 from keepvip.localcluster.kubeproxy import KubeProxies, NodeProxy, iptables_save
-from keepvip.localcluster.lan import IPInterface, Lan, netns_addresses, run_in_netns
+from keepvip.localcluster.lan import IPInterface, Lan, netns_addresses, run
 from keepvip.localcluster.objects import Objects
 from keepvip.localcluster.pki import Pki, generate_pki
 from keepvip.localcluster.procs import install_exit_safety
@@ -174,7 +174,7 @@ class LocalCluster:
                 self._api.close()
             self._api = None
         self._objects = None
-        self.lan.destroy()
+        self.lan.close()
         self.nodes.clear()
         self._record.remove()
         if self._own_workdir:
@@ -310,7 +310,7 @@ class LocalCluster:
 
     # -- nodes ------------------------------------------------------------------------------
     def _add_node(self, name: str, labels: Mapping[str, str]) -> ClusterNode:
-        number = 1 + max((int(p.switch_port[1:]) for p in self.lan.ports.values()), default=0)
+        number = 1 + max((h.number for h in self.lan.nodes), default=0)
         port = self.lan.add_node(name, number)
         self._save_record()
         node = ClusterNode(name, port.netns, port.ipv4, port.ipv6)
@@ -411,7 +411,7 @@ class LocalCluster:
     @property
     def client_netns(self) -> str:
         """The client namespace on the LAN (198.19.k.250), for reaching VIPs as a user would."""
-        return self.lan.client_ns
+        return self.lan.netns("client")
 
     def vip(self, n: int = 0) -> ipaddress.IPv4Address:
         """An address on the LAN no node or harness part uses (for VirtualIPs)."""
@@ -428,12 +428,12 @@ class LocalCluster:
     def exec_in_node(self, name: str, argv: Sequence[str],
                      timeout: float = 30) -> subprocess.CompletedProcess[str]:
         """Run a command inside the node's network namespace."""
-        return run_in_netns(self.nodes[name].netns, argv, timeout)
+        return run(self.nodes[name].netns, *argv, check=False, timeout=timeout)
 
     def exec_in_client(self, argv: Sequence[str],
                        timeout: float = 30) -> subprocess.CompletedProcess[str]:
         """Run a command in the client namespace."""
-        return run_in_netns(self.lan.client_ns, argv, timeout)
+        return run(self.lan.netns("client"), *argv, check=False, timeout=timeout)
 
     def iptables_save(self, name: str, table: str = "nat") -> str:
         """The node's iptables rules (``iptables-save -t table`` in its namespace)."""

@@ -210,10 +210,10 @@ class StandaloneWorld:
 
     @property
     def client_netns(self) -> str:
-        return self.lan.client_ns
+        return self.lan.netns("client")
 
     def _in(self, name: str) -> list[str]:
-        return ["ip", "netns", "exec", self.lan.ports[name].netns]
+        return ["ip", "netns", "exec", self.lan.node(name).netns]
 
     def start_web(self, name: str) -> None:
         argv = [*self._in(name), *webserver.argv(name, WEB_PORT)]
@@ -236,7 +236,7 @@ class StandaloneWorld:
     def holders(self) -> list[str]:
         """Nodes holding the VIP on their interface."""
         held = []
-        for name in self.lan.ports:
+        for name in (host.name for host in self.lan.nodes):
             out = subprocess.run([*self._in(name), "ip", "-o", "-4", "addr", "show", "dev", "eth0"],
                                  capture_output=True, text=True, check=False).stdout  # fmt: skip
             if f" {self.vip}/" in out:
@@ -249,7 +249,7 @@ class StandaloneWorld:
     def close(self) -> None:
         for process in [*self.speakers.values(), *self.web.values()]:
             process.stop(grace=2.0)
-        self.lan.destroy()
+        self.lan.close()
 
 
 def standalone_acts(stage: Stage, world: StandaloneWorld) -> None:

@@ -52,7 +52,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from keepvip.localcluster.lan import run_in_netns
+from keepvip.localcluster.lan import run
 from keepvip.localcluster.procs import ChildProcess
 
 HEALTHZ_PORT = 10256
@@ -101,14 +101,14 @@ COMMIT
 def prepare_node(netns: str) -> None:
     """Make the node namespace what kube-proxy expects of a node: IPv4 forwarding (a CNI
     plugin's job) and the kubelet's drop and localnet rules."""
-    run_in_netns(netns, ["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"], check=True)
+    run(netns, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
     subprocess.run(["ip", "netns", "exec", netns, "iptables-restore", "--noflush"],
                    input=KUBELET_RULES, capture_output=True, text=True, check=True, timeout=30)
 
 
 def iptables_save(netns: str, table: str = "nat") -> str:
     """``iptables-save -t <table>`` inside ``netns`` (how to see what kube-proxy did)."""
-    return run_in_netns(netns, ["iptables-save", "-t", table], check=True).stdout
+    return run(netns, "iptables-save", "-t", table).stdout
 
 
 @dataclass
@@ -122,9 +122,9 @@ class NodeProxy:
 
     def healthz(self) -> int | None:
         """The HTTP status of ``/healthz`` on the node's address, ``None`` if unreachable."""
-        out = run_in_netns(self.netns, [
+        out = run(self.netns,
             "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "1",
-            f"http://{self.node_ip}:{HEALTHZ_PORT}/healthz"]).stdout.strip()
+            f"http://{self.node_ip}:{HEALTHZ_PORT}/healthz", check=False).stdout.strip()
         return int(out) if out.isdigit() and out != "000" else None
 
     def synced(self) -> bool:
