@@ -111,6 +111,9 @@ def test_install_upgrade_and_uninstall_leave_nothing_behind_but_the_crd(
 
     helm.run("uninstall", release, "-n", namespace, "--wait")
     for doc in installed:
+        if doc["kind"] == "CustomResourceDefinition":  # crds.keep: helm.sh/resource-policy keep
+            assert live(objects, doc, namespace) is not None, f"CRD {doc['metadata']['name']} removed"
+            continue
         assert live(objects, doc, namespace) is None, f"{doc['kind']}/{doc['metadata']['name']} left"
     assert labelled_leftovers(objects, release) == []
     assert objects.get(*CRD) is not None, "the CRD stays (crds.keep: helm.sh/resource-policy keep)"

@@ -37,7 +37,7 @@ from keepvip.localcluster.scenario import API_VERSION, KeepvipOnCluster
 
 pytestmark = pytest.mark.cluster
 
-CRDS = Path(__file__).parents[2] / "charts" / "keepvip" / "crds"
+CRDS = Path(__file__).parents[2] / "crds"
 METALLB_MANAGER = "metallb-controller"  # the field manager MetalLB's controller writes status with
 
 
