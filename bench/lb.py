@@ -25,7 +25,14 @@ Measured:
 * **mass failover**: node-c's link goes down (``ip link set eth0 down`` in its
   namespace) while it holds every VIP; seconds until each VIP answers again through the
   new holder, p50 / p99 / max. With ``advertisementInterval: 1s`` RFC 9568 §6.4.2 puts
-  the backups' Master_Down_Interval at 3 × 1 s + Skew_Time (≈ 3.6 s at priority 100).
+  the backups' Master_Down_Interval at 3 × 1 s + Skew_Time (≈ 3.6 s at priority 100);
+* **holders** (bench/lb_holders.py): every node namespace read at once, every 0.5 s,
+  until each VIP has exactly one holder three rounds in a row — once every VIP answers
+  (before the failure), from the failure on, and once every VIP answers again — with
+  how long each address was seen on two nodes and, for those, the speakers' logged
+  state transitions. A single look read one namespace after another cannot tell a VIP
+  moving between nodes, or the equal-priority backups' brief race (§6.4.3), from a VIP
+  left on two nodes.
 """
 
 from __future__ import annotations
@@ -149,10 +156,10 @@ def ingress_times(cluster: LocalCluster, count: int, started: float, timeout: fl
 def record_names(cluster: LocalCluster, addresses: set[str]) -> dict[str, str]:
     """address → the VirtualIP record that carries it (the operator's LoadBalancer records)."""
     return {
-        str(address): item["metadata"]["name"]
+        str(address).split("/")[0]: item["metadata"]["name"]  # records carry "address/32"
         for item in cluster.objects.list(API_VERSION, "VirtualIP")
         for address in item.get("spec", {}).get("addresses", ())
-        if str(address) in addresses
+        if str(address).split("/")[0] in addresses
     }
 
 
@@ -177,7 +184,7 @@ def describe(seen: Convergence) -> str:
     single = "never" if seen.single_after is None else f"{seen.single_after:.1f} s"
     return (
         f"first look {first['counts']} ({first['doubles']} on two nodes, {first['missing']} on none); "
-        f"one holder each ({s['rounds']} rounds) from {single}; {s['addresses_ever_double']} addresses "
+        f"one holder each from {single} ({s['rounds']} rounds); {s['addresses_ever_double']} addresses "
         f"seen on two nodes, longest {s['longest_double_window_s']:.1f} s, last at "
         f"{s['last_double_seen_s']}; slowest round {s['slowest_round_s']:.2f} s; last look {last['counts']}"
     )
