@@ -104,29 +104,49 @@ def snapshot(cluster: LocalCluster, nodes: Sequence[str], wanted: Iterable[str],
     return Snapshot(at=started - origin, span=span, holders=holders)
 
 
+class Watch:
+    """The pure part of `watch`: fed one `Snapshot` after another, it keeps the windows in
+    which each address was seen on two nodes and the start of the current run of rounds
+    with one holder per address."""
+
+    def __init__(self, first: Snapshot, stable: int) -> None:
+        self.first = self.last = first
+        self.stable = stable
+        self.rounds, self.max_span = 0, 0.0
+        self.windows: dict[str, tuple[float, float]] = {}
+        self._streak, self._streak_start = 0, 0.0
+        self.observe(first)
+
+    def observe(self, seen: Snapshot) -> bool:
+        """Take one round; ``True`` once ``stable`` rounds in a row had one holder each."""
+        self.last, self.rounds, self.max_span = seen, self.rounds + 1, max(self.max_span, seen.span)
+        for address in seen.doubles():
+            self.windows[address] = (self.windows.get(address, (seen.at, seen.at))[0], seen.at)
+        if seen.single():
+            self._streak_start = seen.at if self._streak == 0 else self._streak_start
+            self._streak += 1
+        else:
+            self._streak = 0
+        return self.done()
+
+    def done(self) -> bool:
+        return self._streak >= self.stable
+
+    def result(self) -> Convergence:
+        single_after = self._streak_start if self.done() else None
+        return Convergence(single_after, self.rounds, self.max_span, self.first, self.last, self.windows)
+
+
 def watch(cluster: LocalCluster, nodes: Sequence[str], wanted: Iterable[str], *, origin: float,
           timeout: float, stable: int = 3, period: float = 0.5) -> Convergence:  # fmt: skip
     """Snapshot every ``period`` until ``stable`` rounds in a row show one holder per
     address, or ``timeout`` seconds after ``origin`` (``time.monotonic()``)."""
     wanted = list(wanted)
-    first = last = snapshot(cluster, nodes, wanted, origin)
-    rounds, max_span, streak_start, streak = 1, first.span, None, 0
-    windows: dict[str, tuple[float, float]] = {}
-    while True:
-        for address in last.doubles():
-            windows[address] = (windows.get(address, (last.at, last.at))[0], last.at)
-        if last.single():
-            streak_start = last.at if streak == 0 else streak_start
-            streak += 1
-        else:
-            streak, streak_start = 0, None
-        if streak >= stable or time.monotonic() - origin > timeout:
-            break
-        time.sleep(max(0.0, period - last.span))
-        last = snapshot(cluster, nodes, wanted, origin)
-        rounds, max_span = rounds + 1, max(max_span, last.span)
-    single_after = streak_start if streak >= stable else None
-    return Convergence(single_after, rounds, max_span, first, last, windows)
+    seen = Watch(snapshot(cluster, nodes, wanted, origin), stable)
+    while not seen.done() and time.monotonic() - origin <= timeout:
+        time.sleep(max(0.0, period - seen.last.span))
+        seen.observe(snapshot(cluster, nodes, wanted, origin))
+    return seen.result()
 
 
 def transitions(logs: dict[str, str], names: set[str]) -> dict[str, list[dict[str, str]]]:
