@@ -25,7 +25,14 @@ Measured:
 * **mass failover**: node-c's link goes down (``ip link set eth0 down`` in its
   namespace) while it holds every VIP; seconds until each VIP answers again through the
   new holder, p50 / p99 / max. With ``advertisementInterval: 1s`` RFC 9568 §6.4.2 puts
-  the backups' Master_Down_Interval at 3 × 1 s + Skew_Time (≈ 3.6 s at priority 100).
+  the backups' Master_Down_Interval at 3 × 1 s + Skew_Time (≈ 3.6 s at priority 100);
+* **holders** (bench/lb_holders.py): every node namespace read at once, every 0.5 s,
+  until each VIP has exactly one holder three rounds in a row — once every VIP answers
+  (before the failure), from the failure on, and once every VIP answers again — with
+  how long each address was seen on two nodes and, for those, the speakers' logged
+  state transitions. A single look read one namespace after another cannot tell a VIP
+  moving between nodes, or the equal-priority backups' brief race (§6.4.3), from a VIP
+  left on two nodes.
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE)]
 
 from cluster_scale import by_resource, delta, keepvip_processes, spread, usage_line, writes  # noqa: E402
+from lb_holders import Convergence, transitions, watch  # noqa: E402
 from procstat import CpuWindow  # noqa: E402
 
 from keepvip.localcluster import ClusterConfig, LocalCluster, wait_until  # noqa: E402
@@ -145,15 +153,50 @@ def ingress_times(cluster: LocalCluster, count: int, started: float, timeout: fl
     return got
 
 
-def holders(cluster: LocalCluster, addresses: set[str]) -> dict[str, int]:
-    """node → how many of ``addresses`` it has bound."""
-    return {node: sum(str(a.ip) in addresses for a in cluster.node_addresses(node)) for node in NODES}
+def record_names(cluster: LocalCluster, addresses: set[str]) -> dict[str, str]:
+    """address → the VirtualIP record that carries it (the operator's LoadBalancer records)."""
+    return {
+        str(address).split("/")[0]: item["metadata"]["name"]  # records carry "address/32"
+        for item in cluster.objects.list(API_VERSION, "VirtualIP")
+        for address in item.get("spec", {}).get("addresses", ())
+        if str(address).split("/")[0] in addresses
+    }
+
+
+def explain(deployment: KeepvipOnCluster, names: dict[str, str], seen: Convergence) -> dict[str, Any]:
+    """The speakers' state transitions for the VirtualIPs of addresses seen doubly held."""
+    doubled = {names[a] for a in seen.double_windows if a in names}
+    moves = transitions({n: deployment.speaker_log(n) for n in NODES}, doubled)
+    return {
+        a: {
+            "virtualip": names.get(a),
+            "seen_double": seen.double_windows[a],
+            "transitions": moves.get(names.get(a, ""), []),
+        }
+        for a in sorted(seen.double_windows)
+    }
+
+
+def describe(seen: Convergence) -> str:
+    """One line: the first look, the time to one holder per VIP, the double holdings seen."""
+    s = seen.summary()
+    first, last = s["first_round"], s["last_round"]
+    single = "never" if seen.single_after is None else f"{seen.single_after:.1f} s"
+    return (
+        f"first look {first['counts']} ({first['doubles']} on two nodes, {first['missing']} on none); "
+        f"one holder each from {single} ({s['rounds']} rounds); {s['addresses_ever_double']} addresses "
+        f"seen on two nodes, longest {s['longest_double_window_s']:.1f} s, last at "
+        f"{s['last_double_seen_s']}; slowest round {s['slowest_round_s']:.2f} s; last look {last['counts']}"
+    )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--services", type=int, default=500)
     parser.add_argument("--timeout", type=float, default=600.0, help="for every VIP to answer (s)")
+    parser.add_argument(
+        "--watch", type=float, default=120.0, help="how long to watch the holders converge to one per VIP (s)"
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     count = args.services
@@ -192,45 +235,64 @@ def main() -> int:
         minutes = (done - started) / 60
 
         wanted = {str(a) for a in addresses}
-        held = holders(cluster, wanted)
+        names = record_names(cluster, wanted)
+        steady = watch(cluster, NODES, wanted, origin=time.monotonic(), timeout=args.watch)
+        held = steady.last.counts()
+        steady_why = explain(deployment, names, steady)
         time.sleep(5)  # settle: every backup has heard node-c once more
-        cluster.set_node_link(HOLDER, False)
-        failed_wall = time.time()
-        prober = start_prober(cluster, addresses, args.timeout)
-        recovered = prober_result(prober, failed_wall, args.timeout + 30)
-        after = holders(cluster, wanted)
-        time.sleep(10)  # a double holding after a mass takeover should be gone by now
-        settled = holders(cluster, wanted)
+        backups = [n for n in NODES if n != HOLDER]
+        with ThreadPoolExecutor(1) as watcher:
+            cluster.set_node_link(HOLDER, False)
+            failed, failed_wall = time.monotonic(), time.time()
+            # Watched from the failure on, beside the prober: the backups of equal
+            # priority may both take a VIP (their Master_Down_Timers run out together,
+            # RFC 9568 §6.4.2) until the lower primary address hears the other (§6.4.3).
+            during = watcher.submit(watch, cluster, backups, wanted, origin=failed, timeout=args.watch)
+            prober = start_prober(cluster, addresses, args.timeout)
+            recovered = prober_result(prober, failed_wall, args.timeout + 30)
+            converged = during.result()
+        # And once every VIP answered again: a double holding that VRRP resolves is gone
+        # by now; one still seen here is not VRRP's timers.
+        answered_again = time.monotonic()
+        after = watch(cluster, backups, wanted, origin=answered_again, timeout=args.watch)
+        failover_why = explain(deployment, names, converged)
+        load = Path("/proc/loadavg").read_text().split()[:3]
 
         total_writes = sum(create_writes.values())
         print(f"\n{count} LoadBalancer Services created in {created:.1f} s (16 threads), one pool, "
               f"{count} addresses")  # fmt: skip
         print(f"  EXTERNAL-IP:   {spread(allocated, count)}")
         print(f"  VIP answering: {spread(answered, count)} (HTTP GET from the LAN client via kube-proxy)")
-        print(f"  holders then: {held}")
+        print(f"  holders once every VIP answered: {describe(steady)}")
         print(f"\nAPI writes from the first create until every VIP answered: {total_writes} "
               f"({total_writes / count:.2f} per Service)")  # fmt: skip
         print(by_resource(create_writes, minutes))
         print("\nprocesses over that window:")
         print(usage_line("operator", usage["operator"]))
         print(usage_line("speakers", usage["speaker"]))
-        print(f"\n{HOLDER}'s link down while it held {held[HOLDER]} VIPs:")
+        print(f"\n{HOLDER}'s link down while it held {held.get(HOLDER, 0)} VIPs:")
         print(f"  VIP answering again: {spread(recovered, count)}")
-        print(f"  holders once every VIP answered: {after}; 10 s later: {settled}")
+        print(f"  holders from the failure on (s after the link went down): {describe(converged)}")
+        print(f"  holders once every VIP answered again: {describe(after)}")
+        print(f"  load average at the end: {' '.join(load)}")
         report.update(
             create_seconds=created,
             external_ip=sorted(allocated.values()),
             answering=sorted(answered.values()),
             writes={f"{v} {r}": n for (v, r), n in create_writes.items()},
             usage={k: [u.__dict__ for u in v] for k, v in usage.items()},
-            holders_before=held,
+            holders_before=steady.summary(),
+            doubles_before=steady_why,
             failover=sorted(recovered.values()),
-            holders_after=after,
-            holders_settled=settled,
+            holders_after_failover=converged.summary(),
+            holders_once_answering=after.summary(),
+            doubles_after_failover=failover_why,
+            load_average=load,
         )
     if args.json is not None:
         args.json.write_text(json.dumps(report, indent=2))
-    return 0 if len(answered) == count and len(recovered) == count else 1
+    settled = all(seen.single_after is not None for seen in (steady, converged, after))
+    return 0 if len(answered) == count and len(recovered) == count and settled else 1
 
 
 if __name__ == "__main__":
