@@ -26,6 +26,13 @@ Measured:
   namespace) while it holds every VIP; seconds until each VIP answers again through the
   new holder, p50 / p99 / max. With ``advertisementInterval: 1s`` RFC 9568 §6.4.2 puts
   the backups' Master_Down_Interval at 3 × 1 s + Skew_Time (≈ 3.6 s at priority 100);
+* **operator restart** (bench/lb_restart.py): once every VIP answers, every Service's
+  addresses are read, the operator container is SIGKILLed (bench/chaos_cluster.py's
+  ``Injector``: the kubelet restarts it) and, once it is Ready again and its
+  ``/metrics`` show a finished LoadBalancer pass followed by a quiet period with no
+  other, read again: Services whose addresses **changed** and addresses on two
+  Services that do not share them (**duplicates**), both to be 0; the API writes the
+  restart cost;
 * **holders** (bench/lb_holders.py): every node namespace read at once, every 0.5 s,
   until each VIP has exactly one holder three rounds in a row — once every VIP answers
   (before the failure), from the failure on, and once every VIP answers again — with
@@ -51,8 +58,10 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE)]
 
+from chaos_cluster import ClusterFault, ClusterFaultPlan, Injector  # noqa: E402
 from cluster_scale import by_resource, delta, keepvip_processes, spread, usage_line, writes  # noqa: E402
 from lb_holders import Convergence, transitions, watch  # noqa: E402
+from lb_restart import RestartVerdict, assigned, compare, passes  # noqa: E402
 from procstat import CpuWindow  # noqa: E402
 
 from keepvip.localcluster import ClusterConfig, LocalCluster, wait_until  # noqa: E402
@@ -63,6 +72,8 @@ NODES = ("node-a", "node-b", "node-c")
 HOLDER, BACKENDS = "node-c", ("node-a", "node-b")
 PORT, TARGET = 80, 18100
 NAMESPACE = "bench-lb"
+OPERATOR_METRICS = "http://127.0.0.1:9473/metrics"  # the chart's operator.metricsPort, in its node
+QUIET = 10.0  # seconds without another LoadBalancer pass once the restarted operator finished one
 
 # Run in the client namespace: dial every address (argv: port, deadline in s, addresses...)
 # in rounds until each has answered an HTTP GET; print {address: wall-clock time of its
@@ -177,6 +188,62 @@ def explain(deployment: KeepvipOnCluster, names: dict[str, str], seen: Convergen
     }
 
 
+def operator_passes(cluster: LocalCluster, node: str) -> int:
+    """The LoadBalancer passes the operator on ``node`` finished (its /metrics, read in its node)."""
+    fetch = f"import urllib.request as u; print(u.urlopen({OPERATOR_METRICS!r}, timeout=5).read().decode())"
+    done = cluster.exec_in_node(node, [sys.executable, "-c", fetch], timeout=15)
+    return passes(done.stdout) if done.returncode == 0 else 0
+
+
+def restart_operator(cluster: LocalCluster, deployment: KeepvipOnCluster, timeout: float) -> dict[str, Any]:
+    """SIGKILL the operator, wait until it is back and has done a full pass, then a quiet period.
+
+    The kill and the wait for the kubelet's restart are the chaos bench's (``Injector``:
+    the container's pid by the process kubelet, SIGKILL, ready with a higher
+    ``restartCount``). A finished pass is not enough alone: the watch events of every
+    Service wake the controller again, so the restart is over once no further pass has
+    finished for ``QUIET`` seconds (bounded by ``timeout``).
+    """
+    injector = Injector(cluster, deployment)
+    fault = ClusterFaultPlan(0, ClusterFault.OPERATOR, None, 0.0, 0.0, None)
+    before = writes(cluster)
+    killed = time.monotonic()
+    pod, restarts = injector.apply(fault)
+    injector.heal(fault, (pod, restarts))
+    ready = time.monotonic() - killed
+    node = (cluster.objects.get("v1", "Pod", pod, deployment.namespace) or {})["spec"]["nodeName"]
+    wait_until(
+        lambda: operator_passes(cluster, node) > 0, timeout=timeout, what="the restarted operator's pass"
+    )
+    first_pass = time.monotonic() - killed
+    count, since = operator_passes(cluster, node), time.monotonic()
+    while time.monotonic() - since < QUIET and time.monotonic() - killed < timeout:
+        time.sleep(1.0)
+        if (now := operator_passes(cluster, node)) != count:
+            count, since = now, time.monotonic()
+    quiet = time.monotonic() - since >= QUIET
+    return {"ready_s": ready, "first_pass_s": first_pass, "passes": count, "quiet": quiet,
+            "settled_s": time.monotonic() - killed, "writes": delta(writes(cluster), before)}  # fmt: skip
+
+
+def describe_restart(restart: dict[str, Any], verdict: RestartVerdict, count: int) -> str:
+    """The restart's lines: timings, passes, writes, then the verdict."""
+    total = sum(restart["writes"].values())
+    quiet = f"then {QUIET:.0f} s without another" if restart["quiet"] else f"no {QUIET:.0f} s quiet period"
+    lines = [
+        f"  Ready again {restart['ready_s']:.1f} s after the SIGKILL, first LoadBalancer pass by "
+        f"{restart['first_pass_s']:.1f} s, {restart['passes']} passes, {quiet} "
+        f"({restart['settled_s']:.1f} s)",
+        f"  API writes from the kill until then: {total} ({total / count:.2f} per Service)",
+        f"  addresses changed: {len(verdict.changed)}; duplicates: {len(verdict.duplicates)}",
+    ]
+    lines += [
+        f"    changed {name}: {was} -> {now}" for name, (was, now) in list(verdict.changed.items())[:10]
+    ]
+    lines += [f"    duplicate {a}: {', '.join(names)}" for a, names in list(verdict.duplicates.items())[:10]]
+    return "\n".join(lines)
+
+
 def describe(seen: Convergence) -> str:
     """One line: the first look, the time to one holder per VIP, the double holdings seen."""
     s = seen.summary()
@@ -239,6 +306,11 @@ def main() -> int:
         steady = watch(cluster, NODES, wanted, origin=time.monotonic(), timeout=args.watch)
         held = steady.last.counts()
         steady_why = explain(deployment, names, steady)
+        # The operator restart, with every VIP answering: the allocation lives in the API
+        # (records, Service status), so a restarted operator must rebuild it unchanged.
+        kept = assigned(cluster.objects.list("v1", "Service", NAMESPACE))
+        restart = restart_operator(cluster, deployment, timeout=180.0)
+        restarted = compare(kept, assigned(cluster.objects.list("v1", "Service", NAMESPACE)))
         time.sleep(5)  # settle: every backup has heard node-c once more
         backups = [n for n in NODES if n != HOLDER]
         with ThreadPoolExecutor(1) as watcher:
@@ -270,11 +342,19 @@ def main() -> int:
         print("\nprocesses over that window:")
         print(usage_line("operator", usage["operator"]))
         print(usage_line("speakers", usage["speaker"]))
+        print("\noperator SIGKILLed once every VIP answered (the kubelet restarts it):")
+        print(describe_restart(restart, restarted, count))
         print(f"\n{HOLDER}'s link down while it held {held.get(HOLDER, 0)} VIPs:")
         print(f"  VIP answering again: {spread(recovered, count)}")
         print(f"  holders from the failure on (s after the link went down): {describe(converged)}")
         print(f"  holders once every VIP answered again: {describe(after)}")
         print(f"  load average at the end: {' '.join(load)}")
+        restart_report = {
+            **restart,
+            "writes": {f"{v} {r}": n for (v, r), n in restart["writes"].items()},
+            "changed": restarted.changed,
+            "duplicates": restarted.duplicates,
+        }
         report.update(
             create_seconds=created,
             external_ip=sorted(allocated.values()),
@@ -282,6 +362,7 @@ def main() -> int:
             writes={f"{v} {r}": n for (v, r), n in create_writes.items()},
             usage={k: [u.__dict__ for u in v] for k, v in usage.items()},
             holders_before=steady.summary(),
+            restart=restart_report,
             doubles_before=steady_why,
             failover=sorted(recovered.values()),
             holders_after_failover=converged.summary(),
@@ -292,7 +373,8 @@ def main() -> int:
     if args.json is not None:
         args.json.write_text(json.dumps(report, indent=2))
     settled = all(seen.single_after is not None for seen in (steady, converged, after))
-    return 0 if len(answered) == count and len(recovered) == count and settled else 1
+    answering = len(answered) == count and len(recovered) == count
+    return 0 if answering and settled and restarted.ok() else 1
 
 
 if __name__ == "__main__":

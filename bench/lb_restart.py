@@ -81,3 +81,21 @@ def compare(before: Mapping[str, Assigned], after: Mapping[str, Assigned]) -> Re
         if len(names) > 1 and (None in (groups := {after[n].sharing for n in names}) or len(groups) > 1)
     }
     return RestartVerdict(changed, duplicates)
+
+
+PASSES = "keepvip_operator_reconcile_total"
+"""The operator's counter of handler runs; ``handler="loadbalancer",result="ok"`` counts the
+LoadBalancer passes that finished (docs/metrics.md)."""
+
+
+def passes(metrics_text: str) -> int:
+    """How many LoadBalancer passes an operator finished, from its ``/metrics`` text (0 if none yet).
+
+    Every pass lists pools, Services and VirtualIP records afresh from the API (no cache),
+    so one finished pass of the restarted operator is a full look at every Service.
+    """
+    for line in metrics_text.splitlines():
+        name, _, rest = line.partition("{")
+        if name == PASSES and 'handler="loadbalancer"' in rest and 'result="ok"' in rest:
+            return int(float(line.rsplit(" ", 1)[1]))
+    return 0

@@ -10,7 +10,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT / "bench")]
 
-from lb_restart import Assigned, assigned, compare  # noqa: E402
+from lb_restart import Assigned, assigned, compare, passes  # noqa: E402
 
 A, B, C = "198.18.204.1", "198.18.204.2", "198.18.204.3"
 
@@ -66,3 +66,18 @@ def test_sharing_is_only_within_one_namespace_and_one_key() -> None:
     ):
         after = assigned([shared[0], other])
         assert list(compare(after, after).duplicates) == [A]
+
+
+def test_the_finished_passes_are_read_from_the_operators_metrics() -> None:
+    text = "\n".join([
+        "# HELP keepvip_operator_reconcile_total Handler runs, by handler and result.",
+        'keepvip_operator_reconcile_total{handler="spec",result="ok"} 7.0',
+        'keepvip_operator_reconcile_total{handler="loadbalancer",result="error"} 1.0',
+        'keepvip_operator_reconcile_total{handler="loadbalancer",result="ok"} 2.0',
+        'keepvip_operator_reconcile_created{handler="loadbalancer",result="ok"} 1.7e+09',
+    ])  # fmt: skip
+    assert passes(text) == 2
+    assert (
+        passes(text.replace('handler="loadbalancer",result="ok"', 'handler="loadbalancer",result="x"')) == 0
+    )
+    assert passes("") == 0
