@@ -212,9 +212,8 @@ def restart_operator(cluster: LocalCluster, deployment: KeepvipOnCluster, timeou
     injector.heal(fault, (pod, restarts))
     ready = time.monotonic() - killed
     node = (cluster.objects.get("v1", "Pod", pod, deployment.namespace) or {})["spec"]["nodeName"]
-    wait_until(
-        lambda: operator_passes(cluster, node) > 0, timeout=timeout, what="the restarted operator's pass"
-    )
+    wait_until(lambda: operator_passes(cluster, node) > 0, timeout=timeout, interval=1.0,
+               what="the restarted operator's pass")  # fmt: skip
     first_pass = time.monotonic() - killed
     count, since = operator_passes(cluster, node), time.monotonic()
     while time.monotonic() - since < QUIET and time.monotonic() - killed < timeout:
