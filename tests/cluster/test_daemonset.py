@@ -89,8 +89,10 @@ def test_daemonset_runs_one_pod_per_node_inside_each_nodes_namespace(
         assert pod["status"]["hostIP"] == node_ip
         pod_name: str = pod["metadata"]["name"]
 
-        def output(pod_name: str = pod_name) -> str:
-            return cluster.container_log(namespace, pod_name, "agent")
+        def output(pod_name: str = pod_name) -> str | None:
+            # Read once REPORT's last line (``ip -o -4 addr``) is there, not at the first one.
+            text = cluster.container_log(namespace, pod_name, "agent")
+            return text if " inet " in text else None
 
         log = wait_until(output, what="agent output")
         assert f"node={name} pod={pod['metadata']['name']} podIP={node_ip} hostIP={node_ip}" in log
