@@ -23,6 +23,10 @@ The **fast** mode (``--fast``) is "the fastest VRRP allows": 10 ms adverts with 
 10 VIPs, idle and with a busy-loop process pinned to CPU 0, for ``--duration``
 seconds (spurious transitions) followed by ``--trials`` crashes (failover p50/p99,
 5 ms probe rounds); the restored node-a pre-empts back before the next trial.
+``--rt PRIORITY`` runs both daemons under ``SCHED_FIFO`` at that priority (every thread
+of every process of the daemon, set once it has bound its VIPs and again after each
+restart), as keepalived's ``vrrp_rt_priority`` or a systemd unit's
+``CPUSchedulingPolicy=fifo`` would; the busy loop stays ``SCHED_OTHER``.
 
 Usage (root; ``make bench-scale`` runs the default matrix)::
 
@@ -30,6 +34,7 @@ Usage (root; ``make bench-scale`` runs the default matrix)::
     python bench/scale.py --window 15 --cells 100@1,100@0.1
     python bench/scale.py --implementations keepvip --cells 1000@1
     python bench/scale.py --fast --duration 60 --trials 10
+    python bench/scale.py --fast --rt 10          # both daemons SCHED_FIFO 10
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import re
 import signal
 import subprocess
@@ -182,6 +188,33 @@ def daemon_pid(daemon: VrrpDaemon) -> int:
     process = daemon._proc.process  # type: ignore[attr-defined]
     assert process is not None
     return int(process.pid)
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and every descendant, read from /proc (a daemon may fork helpers)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo.extend(children.get(current, []))
+    return tree
+
+
+def set_realtime(daemon: VrrpDaemon, priority: int | None) -> None:
+    """Put every thread of the daemon's process tree under SCHED_FIFO ``priority`` (None: leave it)."""
+    if priority is None:
+        return
+    for pid in process_tree(daemon_pid(daemon)):
+        for task in Path(f"/proc/{pid}/task").glob("[0-9]*"):
+            with contextlib.suppress(ProcessLookupError):
+                os.sched_setscheduler(int(task.name), os.SCHED_FIFO, os.sched_param(priority))
 
 
 def remove_vips(lan: Lan, host: Host, count: int, workdir: Path) -> None:
@@ -395,10 +428,19 @@ class FastRun:
 
 
 def run_fast(
-    bed: Bed, implementation: str, count: int, load: str, *, duration: float, trials: int
+    bed: Bed,
+    implementation: str,
+    count: int,
+    load: str,
+    *,
+    duration: float,
+    trials: int,
+    rt: int | None = None,
 ) -> FastRun:
     interval = 0.01
     result = FastRun(implementation, count, load, duration)
+    if rt is not None:
+        result.notes.append(f"SCHED_FIFO {rt}")
     busy = None
     if load == "busy":
         busy = bed.lan.spawn(bed.lan.switch, ["taskset", "-c", "0", sys.executable, "-c", "while True: pass"])
@@ -410,6 +452,8 @@ def run_fast(
         if bed.wait_bound(bed.a, count, timeout=30, daemon=a) is None:
             result.notes.append("not all VIPs bound at start")
             return result
+        set_realtime(a, rt)
+        set_realtime(b, rt)
         time.sleep(1.0)
         _, before_a = router_states(a)
         _, before_b = router_states(b)
@@ -431,6 +475,7 @@ def run_fast(
             if bed.wait_bound(bed.a, count, timeout=10, daemon=a) is None:
                 result.notes.append("node-a did not take the VIPs back")
                 break
+            set_realtime(a, rt)
             time.sleep(0.5)
         return result
     finally:
@@ -555,6 +600,9 @@ def main() -> int:
     parser.add_argument("--trials", type=int, default=20, help="fast mode: crashes per case (default 20)")
     parser.add_argument("--loads", default="idle,busy", help="fast mode: idle,busy")
     parser.add_argument("--fast-counts", default="1,10", help="fast mode: VIP counts (default 1,10)")
+    parser.add_argument(
+        "--rt", type=int, metavar="PRIORITY", help="fast mode: run both daemons under SCHED_FIFO PRIORITY"
+    )
     parser.add_argument("--json", type=Path, help="write every run here")
     args = parser.parse_args()
     implementations = [name for name in args.implementations.split(",") if name]
@@ -568,7 +616,13 @@ def main() -> int:
                 for load in args.loads.split(","):
                     for implementation in implementations:
                         fast = run_fast(
-                            bed, implementation, count, load, duration=args.duration, trials=args.trials
+                            bed,
+                            implementation,
+                            count,
+                            load,
+                            duration=args.duration,
+                            trials=args.trials,
+                            rt=args.rt,
                         )
                         print(fast_table([fast]).splitlines()[-1], file=sys.stderr, flush=True)
                         results.append(fast)
