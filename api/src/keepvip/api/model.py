@@ -244,14 +244,22 @@ class NodePriority(ApiModel):
         return self.node_selector.matches(labels)
 
 
+# Kubernetes' own bounds (a namespace is a DNS label, a Secret name a DNS subdomain, a
+# Service name a DNS-1035 label): a longer name can exist nowhere, and a 1 MB one was
+# echoed whole by every refusal and status message that named the object.
+NAMESPACE_MAX = 63
+OBJECT_NAME_MAX = 253
+SERVICE_NAME_MAX = 63
+
+
 class SecretKeyRef(ApiModel):
     """A key of a Secret."""
 
-    namespace: Annotated[str, Field(min_length=1)]
+    namespace: Annotated[str, Field(min_length=1, max_length=NAMESPACE_MAX)]
     """The Secret's namespace."""
-    name: Annotated[str, Field(min_length=1)]
+    name: Annotated[str, Field(min_length=1, max_length=OBJECT_NAME_MAX)]
     """The Secret's name."""
-    key: Annotated[str, Field(min_length=1)]
+    key: Annotated[str, Field(min_length=1, max_length=OBJECT_NAME_MAX)]
     """The key inside the Secret's data."""
 
 
@@ -537,9 +545,9 @@ class TrackedInterface(ApiModel):
 class ServiceRef(ApiModel):
     """A Service whose status.loadBalancer.ingress receives the VIP."""
 
-    namespace: Annotated[str, Field(min_length=1)]
+    namespace: Annotated[str, Field(min_length=1, max_length=NAMESPACE_MAX)]
     """The Service's namespace."""
-    name: Annotated[str, Field(min_length=1)]
+    name: Annotated[str, Field(min_length=1, max_length=SERVICE_NAME_MAX)]
     """The Service's name."""
 
 
