@@ -191,7 +191,7 @@ def condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def env(cluster: LocalCluster, objects: Objects, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    suite = secrets.token_hex(3)
+    suite = "s" + secrets.token_hex(3)  # a label value: '59e131' alone is a number to kubectl's YAML
     namespace = f"keepvip-op-{suite}"
     work = tmp_path_factory.mktemp("operator")
     cluster.create_namespace(namespace)

@@ -6,7 +6,9 @@ bad one must be refused in one log line that names it and the field, without a
 traceback; the valid one must come up; later edits must still be applied (a VIP removed
 from the file is released); and SIGTERM must still hand over with priority 0 and leave
 no VIP on the node. Reloads are driven both ways the speaker offers: a file change
-(polled) and SIGHUP.
+(polled) and SIGHUP. And every file of the issue's loader list (binary, UTF-16, deep
+nesting, malformed Secrets, a duration too large, duplicate keys, no apiVersion), saved
+over a running speaker's file, is refused in one line while the VIP stays where it is.
 """
 
 from __future__ import annotations
@@ -17,11 +19,14 @@ from functools import partial
 from typing import Any
 
 import pytest
+import yaml
 from speaker_harness import (
     VIP4,
     SpeakerSet,
     as_interface,
     holders,
+    secret,
+    stays_master,
     virtualip,
     wait_for_master,
     wait_until,
@@ -154,3 +159,66 @@ def test_an_address_the_node_already_has_is_never_bound_and_the_node_stays_out_o
     assert speakers.metrics("node1").value("keepvip_address_conflicts_total", virtualip="clash") == 1
     speakers.terminate("node1")
     assert own.ip in {a.ip for a in lan.addresses("node1")}  # its own address, untouched at stop
+
+
+# -- the standalone loader: files that used to crash a live reload (issue 9) ---------------
+
+
+def _files_the_loader_refuses() -> dict[str, tuple[bytes, str]]:
+    """Issue 9's loader list: each file (web, as running, plus one mistake) and what its refusal says."""
+    web = yaml.safe_dump(_web(), sort_keys=False)
+    good = web + "---\n" + yaml.safe_dump(secret("vrrp", "pw", "s3cret"), sort_keys=False)
+    head = "apiVersion: v1\nkind: Secret\nmetadata: {name: vrrp}\n"
+    delay = good.replace("spec:\n", "spec:\n  preemptDelay: 100000000000h\n", 1)
+    return {
+        "a binary file": (bytes(range(256)) * 4, "not UTF-8 text (byte 128 is 0x80)"),
+        "UTF-16": (good.encode("utf-16"), "UTF-16 or UTF-32 text: save it as UTF-8"),
+        "nesting 1000 deep": ((good + "---\na: " + "[" * 1000 + "]" * 1000 + "\n").encode(), "nested deeper"),
+        "Secret metadata a list": ((web + "---\n" + head.replace("{name: vrrp}", "[vrrp]")).encode(),
+                                   "document 1 (Secret): metadata must be a mapping"),
+        "Secret stringData a list": ((web + "---\n" + head + "stringData: [pw, s3cret]\n").encode(),
+                                     "document 1 (Secret default/vrrp): stringData must be a mapping"),
+        "Secret data a string": ((web + "---\n" + head + "data: czNjcmV0\n").encode(),
+                                 "document 1 (Secret default/vrrp): data must be a mapping"),
+        "a duration too large": (delay.encode(), "document 0: VirtualIP 'web' is invalid: spec.preemptDelay"),
+        "duplicate keys": (("kind: VirtualIP\n" + good).encode(), "found the key 'kind' twice"),
+        "no apiVersion": ((good + "---\n" + head.removeprefix("apiVersion: v1\n") + "data: {}\n").encode(),
+                          "document 2 (Secret): apiVersion is required"),
+        "a Secret value a mapping": ((web + "---\n" + head + "stringData: {pw: {a: b}}\n").encode(),
+                                     "stringData.pw must be a string, not a mapping"),
+    }  # fmt: skip
+
+
+def test_every_file_the_loader_refuses_keeps_the_running_configuration(
+    lan: Lan, speakers: SpeakerSet
+) -> None:
+    speakers.configure(_web(), nodes=["node1"])
+    speakers.start("node1")
+    wait_for_master(lan, VIP4, "node1")
+    started_at = time.time()
+    path = speakers.config_path("node1")
+
+    files = _files_the_loader_refuses()
+    for index, (mistake, (raw, says)) in enumerate(files.items(), start=1):
+        path.with_suffix(".tmp").write_bytes(raw)
+        path.with_suffix(".tmp").replace(path)  # as an editor saves it
+        refused = wait_until(
+            lambda n=index: speakers.messages("node1", "configuration refused", since=started_at)[n - 1 :],
+            RELOAD_BOUND, what=f"node1 refuses {mistake}",
+        )  # fmt: skip
+        assert says in refused[0]["message"], (mistake, refused[0]["message"])
+        assert len(refused[0]["message"]) < 1000, mistake
+        assert speakers.speakers["node1"].poll() is None, f"the speaker exited on {mistake}"
+    refusals = speakers.messages("node1", "configuration refused", since=started_at)
+    assert len(refusals) == len(files), refusals  # one line per file, no retries
+
+    assert stays_master(lan, VIP4, "node1", 1.0)  # the running configuration is untouched
+    assert speakers.transitions("node1", since=started_at) == []
+    metrics = speakers.metrics("node1")
+    assert metrics.value("keepvip_config_reloads_total", result="invalid") == len(refusals)
+    assert metrics.value("keepvip_config_errors_total") == 0  # the configuration loop never died
+    assert [r for r in speakers.log_lines("node1") if r.get("level") == "RAW"] == []  # no traceback
+
+    # The loop still follows the file: a valid edit applies.
+    speakers.configure(_web(), _api(), nodes=["node1"])
+    wait_until(lambda: who_answers(lan, API_VIP4) == "node1", RELOAD_BOUND, what="a valid file applies")

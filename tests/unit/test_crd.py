@@ -112,7 +112,8 @@ def server_accepts(node: dict[str, Any], value: str) -> bool:
 
 NAMES = ["eth0", "ens3", "bond0.100", "vlan-7_a", "é" * 7, "x" * 15, "x" * 16, "é" * 8, "", ".", "..",
          "eth0/1", "eth0:1", "eth 0", "eth\t0", "eth\x000", ":"]  # fmt: skip
-PATHS = ["/", "/healthz", "/a?b=c&d=%20", "/ünï", "healthz", "", "/a b", "/a\r\nHost: x", "/\x00", "/\x7f"]
+PATHS = ["/", "/healthz", "/a?b=c&d=%20", "/~user/%C3%A9", "/ünï", "healthz", "", "/a b", "/a\r\nHost: x",
+         "/\x00", "/\x7f", "/a\x85b", "/a\u2028b"]
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -225,6 +225,13 @@ def test_refusals_say_the_rule_in_words_not_as_a_pattern(case: dict[str, Any]) -
         ({"addresses": ["169.254.169.254"]}, "spec.addresses[0]", "metadata"),
         ({"addresses": ["127.0.0.1/8"]}, "spec.addresses[0]", "loopback"),
         ({"addresses": ["::ffff:198.18.0.1"]}, "spec.addresses[0]", "write the IPv4 one"),
+        ({"addresses": ["2001:db8::100%eth0/64"]}, "spec.addresses[0]", "without a zone index"),
+        ({"addresses": ["2001:db8::100/64"], "vrrp": {"unicastPeers": ["fe80::1%eth0"]}},
+         "spec.vrrp.unicastPeers[0]", "'fe80::1%eth0': write the peer without a zone index"),
+        ({"healthChecks": [{"name": "web", "http": {"port": 80, "path": "/santé"}}]},
+         "spec.healthChecks[0].http.path", "percent-encode them"),
+        ({"healthChecks": [{"name": "s", "exec": {"command": ["/bin/check", "a\0b"]}}]},
+         "spec.healthChecks[0].exec.command[1]", "an argument has no NUL character"),
     ],
 )  # fmt: skip
 def test_refusal_messages_explain_why(spec: dict[str, Any], field: str, words: str) -> None:

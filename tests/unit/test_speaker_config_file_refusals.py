@@ -80,6 +80,10 @@ def write(tmp_path: Path, raw: bytes) -> Path:
          r"document 1 \(Secret default/vrrp\): data must be a mapping of keys to strings, not a string"),
         ((VIP + "---\n" + PW_HEAD + "metadata: {name: vrrp}\nstringData: {pw: {a: b}}\n").encode(),
          r"document 1 \(Secret default/vrrp\): stringData\.pw must be a string, not a mapping"),
+        ((VIP + "---\n" + PW_HEAD + "metadata: {name: vrrp}\ndata: {pw: {a: b}}\n").encode(),
+         r"document 1 \(Secret default/vrrp\): data\.pw must be a string, not a mapping"),
+        ((VIP + "---\n" + PW_HEAD + "metadata: {name: vrrp}\nstringData: {pw: [s3cret]}\n").encode(),
+         r"document 1 \(Secret default/vrrp\): stringData\.pw must be a string, not a list"),
         ((VIP + "---\n" + PW_DOC.replace("s3cret", "''")).encode(),
          r"document 0: VirtualIP 'web': spec\.vrrp\.authentication\.secretRef: key 'pw' of Secret "
          r"default/vrrp is empty, and an empty PASS password means no authentication"),

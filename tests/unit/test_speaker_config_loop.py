@@ -76,3 +76,48 @@ def test_a_source_that_ends_is_a_failure_too() -> None:
     metrics = asyncio.run(scenario())
     assert errors(metrics, ConfigError.SOURCE_ENDED) == 1
     assert not metrics.ready
+
+
+class _ApplyFailsOnce(Speaker):
+    """A real speaker whose first apply raises for the whole snapshot (a bug outside any one VirtualIP)."""
+
+    def __init__(self, metrics: SpeakerMetrics) -> None:
+        super().__init__(NodeIdentity("node-a"), None, metrics, use_status_allocation=False)
+        self.applied: list[ConfigSnapshot] = []
+        self.ready_at_apply: list[bool] = []
+
+    async def apply(self, snapshot: ConfigSnapshot) -> None:
+        self.ready_at_apply.append(self._metrics.ready)
+        if not self.applied:
+            self.applied.append(snapshot)
+            raise RuntimeError("bug while converging")
+        self.applied.append(snapshot)
+        await super().apply(snapshot)
+
+
+def test_an_apply_that_raises_is_counted_unreadies_and_the_same_snapshot_is_applied_again() -> None:
+    async def scenario() -> tuple[SpeakerMetrics, _ApplyFailsOnce, ConfigSnapshot]:
+        metrics = SpeakerMetrics()
+        speaker = _ApplyFailsOnce(metrics)
+        first = ConfigSnapshot(virtualips=())
+
+        async def quiet() -> AsyncIterator[ConfigSnapshot]:
+            await asyncio.Event().wait()  # the source has nothing new
+            yield ConfigSnapshot(virtualips=())  # pragma: no cover
+
+        loop = supervise_config(speaker, metrics, quiet, initial=first, restart_after=0.01)
+        task = asyncio.create_task(loop)
+        async with asyncio.timeout(5):
+            while len(speaker.applied) < 2:
+                await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return metrics, speaker, first
+
+    metrics, speaker, first = asyncio.run(scenario())
+    assert errors(metrics, ConfigError.APPLY_FAILED) == 1
+    assert errors(metrics, ConfigError.SOURCE_FAILED) == 0
+    assert speaker.applied == [first, first]  # nothing lost: the last snapshot is applied at the restart
+    assert speaker.ready_at_apply[1] is False  # not ready between the failure and the next good apply
+    assert metrics.ready  # an apply that works makes it ready again

@@ -70,6 +70,9 @@ def _to_interface(value: object) -> IPInterface:
         return value
     if not isinstance(value, str):
         raise ValueError("must be an address string such as '198.18.0.100/24'")
+    if "%" in value:
+        # "2001:db8::100%eth0/64" parses, but the kernel refuses to bind it (inet_pton).
+        raise ValueError(f"{shown(value)}: write the address without a zone index (%...)")
     try:
         return ipaddress.ip_interface(value)
     except ValueError as error:
@@ -241,14 +244,22 @@ class NodePriority(ApiModel):
         return self.node_selector.matches(labels)
 
 
+# Kubernetes' own bounds (a namespace is a DNS label, a Secret name a DNS subdomain, a
+# Service name a DNS-1035 label): a longer name can exist nowhere, and a 1 MB one was
+# echoed whole by every refusal and status message that named the object.
+NAMESPACE_MAX = 63
+OBJECT_NAME_MAX = 253
+SERVICE_NAME_MAX = 63
+
+
 class SecretKeyRef(ApiModel):
     """A key of a Secret."""
 
-    namespace: Annotated[str, Field(min_length=1)]
+    namespace: Annotated[str, Field(min_length=1, max_length=NAMESPACE_MAX)]
     """The Secret's namespace."""
-    name: Annotated[str, Field(min_length=1)]
+    name: Annotated[str, Field(min_length=1, max_length=OBJECT_NAME_MAX)]
     """The Secret's name."""
-    key: Annotated[str, Field(min_length=1)]
+    key: Annotated[str, Field(min_length=1, max_length=OBJECT_NAME_MAX)]
     """The key inside the Secret's data."""
 
 
@@ -336,6 +347,11 @@ class Vrrp(ApiModel):
         if self.multicast_group not in (None, STANDARD_MULTICAST_GROUP):
             self._check_group(str(self.multicast_group))
         for index, peer in enumerate(self.unicast_peers):
+            if isinstance(peer, IPv6Address) and peer.scope_id is not None:
+                # "fe80::1%eth0" is sent to, but a received advertisement's source has no
+                # zone, so it never equals the peer and is dropped as a foreign sender.
+                raise invalid(f"unicastPeers[{index}]", f"{shown(str(peer))}: write the peer without a zone "
+                              "index (%...); spec.interface names the link")  # fmt: skip
             problem = destination_problem(peer, "peer")
             if problem is not None:
                 raise invalid(f"unicastPeers[{index}]", problem)
@@ -387,7 +403,7 @@ class HttpCheck(ApiModel):
     port: Port
     """TCP port."""
     path: HttpPath = "/"
-    """Request path: starts with '/', no spaces or control characters."""
+    """Request path: starts with '/', then visible ASCII (percent-encode spaces and the rest)."""
     scheme: HttpScheme = HttpScheme.HTTP
     """HTTP or HTTPS."""
     host: HostAddress = IPv4Address("127.0.0.1")
@@ -415,6 +431,9 @@ class ExecCheck(ApiModel):
     def _program_named(self) -> ExecCheck:
         if not self.command[0].strip():
             raise invalid("command[0]", "the program is empty")
+        for index, argument in enumerate(self.command):
+            if "\0" in argument:  # no program can receive it: execve() takes NUL-terminated strings
+                raise invalid(f"command[{index}]", f"{shown(argument)}: an argument has no NUL character")
         return self
 
 
@@ -526,9 +545,9 @@ class TrackedInterface(ApiModel):
 class ServiceRef(ApiModel):
     """A Service whose status.loadBalancer.ingress receives the VIP."""
 
-    namespace: Annotated[str, Field(min_length=1)]
+    namespace: Annotated[str, Field(min_length=1, max_length=NAMESPACE_MAX)]
     """The Service's namespace."""
-    name: Annotated[str, Field(min_length=1)]
+    name: Annotated[str, Field(min_length=1, max_length=SERVICE_NAME_MAX)]
     """The Service's name."""
 
 

@@ -24,7 +24,9 @@ IFNAME_SCHEMA: Final[dict[str, Any]] = {
 }
 
 _DNS_LABEL: Final = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
-HTTP_PATH_SCHEMA: Final[dict[str, Any]] = {"type": "string", "pattern": r"^/[^\x00-\x20\x7f]*$"}
+# RFC 9112 §3.2 / RFC 3986 §2: a request target is visible ASCII; anything else is
+# percent-encoded. The probe sends the path as it is written (an 'é' made it raise).
+HTTP_PATH_SCHEMA: Final[dict[str, Any]] = {"type": "string", "pattern": r"^/[!-~]*$"}
 
 
 def check_ifname(name: str) -> str:
@@ -50,9 +52,12 @@ def check_dns_label(name: str) -> str:
 
 
 def check_http_path(path: str) -> str:
-    """An HTTP request path: starts with '/', no spaces or control characters (no CR/LF injection)."""
+    """An HTTP request path: starts with '/', then visible ASCII only (no CR/LF injection, no 'é')."""
     if not path.startswith("/"):
         raise ValueError(f"{shown(path)}: a path starts with '/'")
-    if any(ord(c) <= 0x20 or ord(c) == 0x7F for c in path):
-        raise ValueError(f"{shown(path)}: a path has no spaces or control characters (write %20, %0D...)")
+    if any(not 0x21 <= ord(c) <= 0x7E for c in path):
+        raise ValueError(
+            f"{shown(path)}: a path is visible ASCII, no spaces, control or other characters "
+            "(percent-encode them: %20, %0D, %C3%A9...)"
+        )
     return path

@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from keepvip.api.model import VirtualIP
-from keepvip.api.text import kind_of, not_a_whole_number, shown
+from keepvip.api.text import bare, kind_of, not_a_whole_number, shown
 
 _FIELD_IN_MESSAGE = re.compile(r"^(?:Value error, )?@(?P<path>[^@]+)@ (?P<message>.*)$", re.DOTALL)
 
@@ -46,8 +46,8 @@ def _render_location(location: tuple[int | str, ...]) -> str:
     for part in location:
         if isinstance(part, int):
             path += f"[{part}]"
-        else:
-            path += f".{part}" if path else part
+        else:  # an unknown field's name is the user's text: cut like a value
+            path += f".{bare(part)}" if path else bare(part)
     return path
 
 

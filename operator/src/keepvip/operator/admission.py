@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 from keepvip.api.model import VirtualIP
 from keepvip.api.parse import FieldError, InvalidVirtualIP, parse_virtualip
+from keepvip.api.text import bare
 from keepvip.inet import IPAddress
 from keepvip.operator.allocation import Pair, Request
 from keepvip.operator.settings import ExecChecksSettings
@@ -122,13 +123,15 @@ def missing_references(vip: VirtualIP, references: References) -> list[FieldErro
             errors.append(
                 FieldError(
                     "spec.vrrp.authentication.secretRef",
-                    f"Secret {ref.namespace}/{ref.name} does not exist",
+                    f"Secret {bare(ref.namespace)}/{bare(ref.name)} does not exist",
                 )
             )
     service = vip.spec.service_ref
     if service is not None and not references.service_exists(service.namespace, service.name):
         errors.append(
-            FieldError("spec.serviceRef", f"Service {service.namespace}/{service.name} does not exist")
+            FieldError(
+                "spec.serviceRef", f"Service {bare(service.namespace)}/{bare(service.name)} does not exist"
+            )
         )
     return errors
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from ipaddress import ip_address
 
 from keepvip.api.model import Arbiter, HealthCheck, IPInterface, TrackedInterface, VirtualIP
+from keepvip.api.text import bare, shown
 from keepvip.inet import IPAddress, vrrp_group
 from keepvip.speaker.vrrp.constants import ChecksumMode
 
@@ -126,8 +127,8 @@ def desired_router(
             return Skipped(
                 vip.name,
                 PlanProblem.MISSING_SECRET,
-                f"spec.vrrp.authentication.secretRef: key {ref.key!r} of secret "
-                f"{ref.namespace}/{ref.name} not found",
+                f"spec.vrrp.authentication.secretRef: key {shown(ref.key)} of secret "
+                f"{bare(ref.namespace)}/{bare(ref.name)} not found",
             )
         problem = auth.password_problem(found)
         if problem is not None:  # empty: PASS with eight NUL bytes would mean no authentication
