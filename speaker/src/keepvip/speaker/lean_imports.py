@@ -1,0 +1,88 @@
+"""Import less: packages without their eager ``__init__``, ``ssl`` only when used (issue 15).
+
+A standalone speaker's RSS is mostly the code it imports. Two kinds of waste:
+
+* Packages whose ``__init__`` imports the whole library: pyroute2 (IPDB, NDB with
+  sqlite3, conntrack…, +12.5 MiB) and prometheus_client (its HTTP, WSGI, ASGI and
+  push-gateway exposition, which imports ``ssl`` and ``urllib.request``). Python runs a
+  package's ``__init__`` before any of its submodules, so `without_init` registers the
+  package module first without running it: submodules then import as usual. The first
+  access to any other name of the package (``from prometheus_client import Counter`` in
+  a test, say) runs the real ``__init__`` in place, so the package ends up exactly as a
+  normal import leaves it.
+* ``ssl`` (OpenSSL, 4 MiB): asyncio imports it unconditionally for TLS streams, pyroute2
+  for a probe feature, ``http.client`` for HTTPS. A standalone speaker talks TLS only for
+  an HTTPS health check, which does its own TLS on memory buffers
+  (:mod:`keepvip.speaker.checks.tls`). `ssl_when_used` therefore imports asyncio with
+  ``ssl`` hidden (asyncio then has no TLS of its own in this process, as on a Python
+  built without OpenSSL) and leaves a stand-in for everyone else that imports the real
+  module on the first attribute anyone reads.
+
+`ssl_when_used` is for the standalone entry only (:mod:`keepvip.speaker.entry`), before
+anything has imported asyncio; in any other process (tests, the cluster mode) it is not
+called, and it does nothing once asyncio or ssl is loaded.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from importlib.abc import Loader
+from types import ModuleType
+from typing import Any
+
+
+def without_init(package: str) -> None:
+    """Register ``package`` without running its ``__init__`` (no-op if already imported)."""
+    if package in sys.modules:
+        return
+    spec = importlib.util.find_spec(package)
+    if spec is None or spec.loader is None:  # pragma: no cover - a dependency
+        return
+    module = importlib.util.module_from_spec(spec)
+    loader = spec.loader
+
+    def attribute(name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        if importlib.util.find_spec(f"{package}.{name}") is not None:
+            return importlib.import_module(f"{package}.{name}")  # a submodule: only that
+        _load_everything(module, loader)
+        return getattr(module, name)
+
+    module.__getattr__ = attribute  # type: ignore[method-assign]
+    sys.modules[package] = module
+
+
+def _load_everything(module: ModuleType, loader: Loader) -> None:
+    """Run the real ``__init__`` now (someone asked for a name it defines)."""
+    vars(module).pop("__getattr__", None)
+    loader.exec_module(module)
+
+
+class _ImportOnUse(ModuleType):
+    """Stands in ``sys.modules`` for a module not imported yet; the first attribute read
+    imports the real one (which replaces the stand-in there) and answers from it.
+
+    Dunder names are answered without importing: the import system reads ``__spec__``
+    and ``inspect`` scans every module's ``__file__``, neither of which is a use.
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        if sys.modules.get(self.__name__) is self:
+            del sys.modules[self.__name__]
+        return getattr(importlib.import_module(self.__name__), name)
+
+
+def ssl_when_used() -> None:
+    """Import asyncio without TLS, and ``ssl`` only when something reads from it."""
+    if "asyncio" in sys.modules or "ssl" in sys.modules:
+        return
+    sys.modules["ssl"] = None  # type: ignore[assignment] # `import ssl` raises ImportError
+    try:
+        importlib.import_module("asyncio")
+    finally:
+        sys.modules["ssl"] = _ImportOnUse("ssl")
