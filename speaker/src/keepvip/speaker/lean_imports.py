@@ -28,9 +28,11 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
-from importlib.abc import Loader
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # importlib.abc loads importlib.resources, pathlib, tempfile… (3 MiB)
+    from importlib.abc import Loader
 
 
 def without_init(package: str) -> None:
