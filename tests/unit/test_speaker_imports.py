@@ -49,12 +49,14 @@ loaded = sorted(name for name, module in sys.modules.items() if module is not No
 import ssl
 context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # the stand-in imports ssl on first use
 from prometheus_client import Counter  # the rest of prometheus_client still imports as usual
+import hashlib, hmac  # CPython's built-in hashes, without OpenSSL
+digests = [hashlib.sha256(b"x").hexdigest()[:8], hmac.new(b"k", b"m", "md5").hexdigest()[:8]]
 print(json.dumps({"status": status, "loaded": loaded, "ssl": type(context).__name__,
-                  "counter": Counter.__name__}))
+                  "counter": Counter.__name__, "digests": digests}))
 """
 
 
-def test_the_standalone_entry_loads_neither_ssl_nor_prometheus_exposition_nor_the_cluster_client(
+def test_the_standalone_entry_loads_neither_openssl_nor_prometheus_exposition_nor_the_cluster_client(
     tmp_path: Path,
 ) -> None:
     """The whole ``keepvip speaker --config`` path up to reading the file (which is missing,
@@ -64,16 +66,17 @@ def test_the_standalone_entry_loads_neither_ssl_nor_prometheus_exposition_nor_th
     loaded = set(found["loaded"])
     assert found["status"] == 1
     assert {"asyncio", "keepvip.speaker.main", "keepvip.speaker.checks.http_probe", "pydantic"} <= loaded
-    assert not {"_ssl", "prometheus_client.exposition", "urllib.request", "http.client"} & loaded
+    assert not {"_ssl", "_hashlib", "prometheus_client.exposition", "urllib.request", "http.client"} & loaded
     assert not {name for name in loaded if name.split(".")[0] in ("kubernetes", "kubernetes_asyncio", "kopf")}
     assert found["ssl"] == "SSLContext"
     assert found["counter"] == "Counter"
+    assert found["digests"] == ["2d711642", "ed7e724d"]
 
 
 HTTPS_PROBE = """
 import ipaddress, sys
-from keepvip.speaker.lean_imports import ssl_when_used
-ssl_when_used()  # as the standalone entry does: asyncio without TLS
+from keepvip.speaker.lean_imports import openssl_when_used
+openssl_when_used()  # as the standalone entry does: asyncio without TLS
 import asyncio, asyncio.sslproto
 from keepvip.speaker.checks.http_probe import HttpProbe
 assert asyncio.sslproto.ssl is None  # asyncio really has no TLS in this process

@@ -10,17 +10,21 @@ A standalone speaker's RSS is mostly the code it imports. Two kinds of waste:
   access to any other name of the package (``from prometheus_client import Counter`` in
   a test, say) runs the real ``__init__`` in place, so the package ends up exactly as a
   normal import leaves it.
-* ``ssl`` (OpenSSL, 4 MiB): asyncio imports it unconditionally for TLS streams, pyroute2
-  for a probe feature, ``http.client`` for HTTPS. A standalone speaker talks TLS only for
-  an HTTPS health check, which does its own TLS on memory buffers
-  (:mod:`keepvip.speaker.checks.tls`). `ssl_when_used` therefore imports asyncio with
+* OpenSSL: ``ssl`` (4 MiB) and ``_hashlib`` (libcrypto, 3.7 MiB). asyncio imports
+  ``ssl`` unconditionally for TLS streams, pyroute2 for a probe feature, ``http.client``
+  for HTTPS; pydantic imports ``secrets``, hence ``hmac``, hence ``_hashlib``. A
+  standalone speaker talks TLS only for an HTTPS health check, which does its own TLS
+  on memory buffers (:mod:`keepvip.speaker.checks.tls`), and hashes only with SHA-256
+  (the config file's fingerprint). `openssl_when_used` therefore imports asyncio with
   ``ssl`` hidden (asyncio then has no TLS of its own in this process, as on a Python
-  built without OpenSSL) and leaves a stand-in for everyone else that imports the real
-  module on the first attribute anyone reads.
+  built without OpenSSL), leaves a stand-in for everyone else that imports the real
+  ``ssl`` on the first attribute anyone reads, and hides ``_hashlib``: ``hashlib`` and
+  ``hmac`` then use CPython's built-in MD5, SHA-1, SHA-2, SHA-3 and BLAKE2, as they do
+  on a Python without OpenSSL.
 
-`ssl_when_used` is for the standalone entry only (:mod:`keepvip.speaker.entry`), before
-anything has imported asyncio; in any other process (tests, the cluster mode) it is not
-called, and it does nothing once asyncio or ssl is loaded.
+`openssl_when_used` is for the standalone entry only (:mod:`keepvip.speaker.entry`),
+before anything has imported asyncio; in any other process (tests, the cluster mode)
+it is not called, and each part does nothing once its module is loaded.
 """
 
 from __future__ import annotations
@@ -79,8 +83,11 @@ class _ImportOnUse(ModuleType):
         return getattr(importlib.import_module(self.__name__), name)
 
 
-def ssl_when_used() -> None:
-    """Import asyncio without TLS, and ``ssl`` only when something reads from it."""
+def openssl_when_used() -> None:
+    """Import asyncio without TLS, ``ssl`` only when something reads from it, and hash
+    without OpenSSL."""
+    if "_hashlib" not in sys.modules and "hashlib" not in sys.modules:
+        sys.modules["_hashlib"] = None  # type: ignore[assignment] # hashlib falls back to built-ins
     if "asyncio" in sys.modules or "ssl" in sys.modules:
         return
     sys.modules["ssl"] = None  # type: ignore[assignment] # `import ssl` raises ImportError

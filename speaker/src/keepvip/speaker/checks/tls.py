@@ -1,11 +1,11 @@
 """TLS for the HTTPS check, on the ssl module's memory buffers over a plain asyncio stream.
 
 Why not asyncio's own TLS (``open_connection(ssl=...)``): a standalone speaker imports
-asyncio without ``ssl`` (:func:`keepvip.speaker.lean_imports.ssl_when_used`, 4 MiB of
-RSS, issue 15), so asyncio has no TLS in that process. ``ssl.SSLObject`` does the same
-handshake and records on bytes that we carry between it and the socket ourselves — the
-"memory BIO" way the ssl documentation describes, and what asyncio does inside. It
-works the same whether or not asyncio has TLS, so the check has one code path.
+asyncio without ``ssl`` (:func:`keepvip.speaker.lean_imports.openssl_when_used`, 4 MiB
+of RSS, issue 15), so asyncio has no TLS in that process. ``ssl.SSLObject`` does the
+same handshake and records on bytes that we carry between it and the socket ourselves
+— the "memory BIO" way the ssl documentation describes, and what asyncio does inside.
+It works the same whether or not asyncio has TLS, so the check has one code path.
 
 ``ssl`` is read only when a session is made: a speaker without an HTTPS check never
 loads OpenSSL.
