@@ -46,13 +46,15 @@ from keepvip.cli import main
 status = main(["speaker", "--config", sys.argv[1], "--node", "n1", "--state-dir", sys.argv[2],
                "--ownership-marker", "state-file", "--no-script-security"])
 loaded = sorted(name for name, module in sys.modules.items() if module is not None)
+import gc
+frozen = gc.get_freeze_count()
 import ssl
 context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # the stand-in imports ssl on first use
 from prometheus_client import Counter  # the rest of prometheus_client still imports as usual
 import hashlib, hmac  # CPython's built-in hashes, without OpenSSL
 digests = [hashlib.sha256(b"x").hexdigest()[:8], hmac.new(b"k", b"m", "md5").hexdigest()[:8]]
 print(json.dumps({"status": status, "loaded": loaded, "ssl": type(context).__name__,
-                  "counter": Counter.__name__, "digests": digests}))
+                  "counter": Counter.__name__, "digests": digests, "frozen": frozen}))
 """
 
 
@@ -60,7 +62,8 @@ def test_the_standalone_entry_loads_neither_openssl_nor_prometheus_exposition_no
     tmp_path: Path,
 ) -> None:
     """The whole ``keepvip speaker --config`` path up to reading the file (which is missing,
-    so it stops there, exit status 1): what it loaded is what a running speaker has."""
+    so it stops there, exit status 1): what it loaded is what a running speaker has, and
+    what it imported is frozen (gc.freeze)."""
     argv = [sys.executable, "-c", STANDALONE, str(tmp_path / "missing.yaml"), str(tmp_path / "state")]
     found = json.loads(subprocess.run(argv, capture_output=True, text=True, check=True).stdout)
     loaded = set(found["loaded"])
@@ -71,6 +74,7 @@ def test_the_standalone_entry_loads_neither_openssl_nor_prometheus_exposition_no
     assert found["ssl"] == "SSLContext"
     assert found["counter"] == "Counter"
     assert found["digests"] == ["2d711642", "ed7e724d"]
+    assert found["frozen"] > 10_000  # the imported modules' objects, out of the collector's way
 
 
 HTTPS_PROBE = """
