@@ -51,10 +51,13 @@ frozen = gc.get_freeze_count()
 import ssl
 context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # the stand-in imports ssl on first use
 from prometheus_client import Counter  # the rest of prometheus_client still imports as usual
+import importlib.metadata  # still imports as usual, on use
+pydantic_version = importlib.metadata.version("pydantic")
 import hashlib, hmac  # CPython's built-in hashes, without OpenSSL
 digests = [hashlib.sha256(b"x").hexdigest()[:8], hmac.new(b"k", b"m", "md5").hexdigest()[:8]]
 print(json.dumps({"status": status, "loaded": loaded, "ssl": type(context).__name__,
-                  "counter": Counter.__name__, "digests": digests, "frozen": frozen}))
+                  "counter": Counter.__name__, "digests": digests, "frozen": frozen,
+                  "pydantic": pydantic_version}))
 """
 
 
@@ -70,11 +73,59 @@ def test_the_standalone_entry_loads_neither_openssl_nor_prometheus_exposition_no
     assert found["status"] == 1
     assert {"asyncio", "keepvip.speaker.main", "keepvip.speaker.checks.http_probe", "pydantic"} <= loaded
     assert not {"_ssl", "_hashlib", "prometheus_client.exposition", "urllib.request", "http.client"} & loaded
+    assert not {"importlib.metadata", "email", "email.message", "zipfile"} & loaded  # pydantic plugin lookup
     assert not {name for name in loaded if name.split(".")[0] in ("kubernetes", "kubernetes_asyncio", "kopf")}
     assert found["ssl"] == "SSLContext"
     assert found["counter"] == "Counter"
     assert found["digests"] == ["2d711642", "ed7e724d"]
     assert found["frozen"] > 10_000  # the imported modules' objects, out of the collector's way
+    assert found["pydantic"].startswith("2.")
+
+
+PLUGINS_PROBE = """
+import json, os, sys
+if sys.argv[1] != "unset":
+    os.environ["PYDANTIC_DISABLE_PLUGINS"] = sys.argv[1]
+from keepvip.speaker.lean_imports import pydantic_plugins_off
+pydantic_plugins_off()
+import pydantic
+
+class Vip(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(strict=True)
+    priority: int = pydantic.Field(ge=1, le=254)
+
+errors = []
+for raw in ({"priority": 255}, {"priority": "100"}):
+    try:
+        Vip.model_validate(raw)
+    except pydantic.ValidationError as error:
+        errors.append([item["type"] for item in error.errors()])
+print(json.dumps({"valid": Vip.model_validate({"priority": 100}).priority, "errors": errors,
+                  "variable": os.environ["PYDANTIC_DISABLE_PLUGINS"],
+                  "metadata": "importlib.metadata" in sys.modules}))
+"""
+
+
+@pytest.mark.parametrize(
+    ("preset", "variable", "metadata"),
+    [
+        ("unset", "__all__", False),  # the speaker: no plugin lookup, no importlib.metadata
+        ("some-plugin", "some-plugin", True),  # only some disabled: pydantic reads the entry points
+    ],
+)
+def test_pydantic_validates_as_usual_without_its_plugin_lookup(
+    preset: str, variable: str, metadata: bool
+) -> None:
+    """``pydantic_plugins_off`` changes where pydantic looks for plugins, not how it validates;
+    a value the operator of the node set is kept, and the entry points are then read for real."""
+    argv = [sys.executable, "-c", PLUGINS_PROBE, preset]
+    found = json.loads(subprocess.run(argv, capture_output=True, text=True, check=True).stdout)
+    assert found == {
+        "valid": 100,
+        "errors": [["less_than_equal"], ["int_type"]],
+        "variable": variable,
+        "metadata": metadata,
+    }
 
 
 HTTPS_PROBE = """

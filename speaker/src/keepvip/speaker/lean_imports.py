@@ -22,6 +22,13 @@ A standalone speaker's RSS is mostly the code it imports. Two kinds of waste:
   ``hmac`` then use CPython's built-in MD5, SHA-1, SHA-2, SHA-3 and BLAKE2, as they do
   on a Python without OpenSSL.
 
+* Package metadata: pydantic's plugin loader imports ``importlib.metadata`` when its
+  module loads (which imports ``email``, ``zipfile``, ``csv``…: 1.4 MiB) and, at the
+  first model, reads every installed distribution's entry points looking for pydantic
+  plugins. A speaker has none; `pydantic_plugins_off` turns the lookup off the
+  documented way (``PYDANTIC_DISABLE_PLUGINS``) and gives the loader an
+  ``entry_points`` that imports ``importlib.metadata`` only if it is ever called.
+
 `openssl_when_used` is for the standalone entry only (:mod:`keepvip.speaker.entry`),
 before anything has imported asyncio; in any other process (tests, the cluster mode)
 it is not called, and each part does nothing once its module is loaded.
@@ -31,6 +38,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import sys
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -95,3 +103,41 @@ def openssl_when_used() -> None:
         importlib.import_module("asyncio")
     finally:
         sys.modules["ssl"] = _ImportOnUse("ssl")
+
+
+PYDANTIC_LOADER = "pydantic.plugin._loader"
+"""pydantic's plugin loader (pydantic 2.x), the one module of the speaker's imports
+that imports ``importlib.metadata``."""
+
+
+def pydantic_plugins_off() -> None:
+    """No pydantic plugins in this process, and ``importlib.metadata`` only on use.
+
+    pydantic reads ``PYDANTIC_DISABLE_PLUGINS`` each time it builds a validator;
+    ``__all__`` returns no plugins before any entry point is read, so validation is
+    exactly pydantic's own (there are no plugins installed either). A value already set
+    is kept: if it names only some plugins, pydantic reads the entry points, and
+    `_entry_points_on_use` imports the real module for it. Scripts do not inherit the
+    variable (:mod:`keepvip.speaker.sandbox` starts them with ``PATH`` only).
+    """
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+    if PYDANTIC_LOADER in sys.modules or "importlib.metadata" in sys.modules:
+        return
+    stand_in = _ImportOnUse("importlib.metadata")
+    stand_in.entry_points = _entry_points_on_use  # type: ignore[attr-defined]
+    sys.modules["importlib.metadata"] = stand_in  # only while the loader imports
+    try:
+        importlib.import_module(PYDANTIC_LOADER)
+    except ModuleNotFoundError:  # pragma: no cover - a pydantic without this module
+        pass
+    finally:
+        if sys.modules.get("importlib.metadata") is stand_in:
+            del sys.modules["importlib.metadata"]
+
+
+def _entry_points_on_use(**selection: Any) -> object:
+    """:func:`importlib.metadata.entry_points`, imported when first called (what it
+    returns depends on the Python version and the arguments, as the original's)."""
+    from importlib.metadata import entry_points  # noqa: PLC0415 - the point of this function
+
+    return entry_points(**selection)
