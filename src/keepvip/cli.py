@@ -118,7 +118,7 @@ _MISSING = {
 
 # subcommand -> module whose `run(args) -> int` implements it
 _COMMANDS = {
-    "speaker": "keepvip.speaker.main",
+    "speaker": "keepvip.speaker.entry",
     "operator": "keepvip.operator.main",
     "demo": "keepvip.localcluster.demo",
     "convert": "keepvip.convert.command",

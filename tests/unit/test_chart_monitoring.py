@@ -40,7 +40,7 @@ def exported_series(candidates: Iterable[object]) -> dict[str, tuple[str, ...]]:
 
 
 KNOWN = {
-    **exported_series(vars(SpeakerMetrics()).values()),
+    **SpeakerMetrics().exported_series(),
     **exported_series(vars(operator_metrics).values()),
 }
 

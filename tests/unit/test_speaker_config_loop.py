@@ -18,7 +18,7 @@ from keepvip.speaker.sources.snapshot import ConfigSnapshot
 
 
 def errors(metrics: SpeakerMetrics, reason: ConfigError) -> float:
-    return metrics.config_errors.labels(reason.value)._value.get()
+    return metrics.config_errors.labels(reason.value).value
 
 
 async def run_loop(failures: int) -> tuple[SpeakerMetrics, list[bool], int]:
@@ -55,7 +55,7 @@ def test_each_failure_of_the_source_is_counted_and_unreadies_until_a_snapshot_ap
     assert errors(metrics, ConfigError.SOURCE_FAILED) == 2
     # Ready at first; not ready at each restart (after a failure); ready again once applied.
     assert readiness == [True, False, False, True]
-    assert metrics.config_ready._value.get() == 1
+    assert metrics.config_ready.value == 1
 
 
 def test_a_source_that_ends_is_a_failure_too() -> None:

@@ -85,7 +85,7 @@ def test_a_status_vrid_outside_the_specs_rules_counts_as_not_allocated_and_is_co
     assert plans == {}
     assert [s.problem for s in skipped] == [PlanProblem.INVALID_STATUS]
     assert skipped[0].detail.startswith("status.vrid: ")
-    assert metrics.status_invalid.labels(StatusProblem.INVALID_VRID.value)._value.get() == 1
+    assert metrics.status_invalid.labels(StatusProblem.INVALID_VRID.value).value == 1
 
 
 @pytest.mark.parametrize(
@@ -110,7 +110,7 @@ def test_a_status_group_outside_the_specs_rules_counts_as_not_allocated_and_is_c
     assert [s.problem for s in skipped] == [PlanProblem.INVALID_STATUS]
     assert skipped[0].detail.startswith("status.multicastGroup: ")
     assert len(skipped[0].detail) < 300  # a refused value is quoted short
-    assert metrics.status_invalid.labels(StatusProblem.INVALID_MULTICAST_GROUP.value)._value.get() == 1
+    assert metrics.status_invalid.labels(StatusProblem.INVALID_MULTICAST_GROUP.value).value == 1
 
 
 def test_a_refusal_is_counted_once_per_change_not_per_snapshot() -> None:

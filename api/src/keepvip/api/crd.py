@@ -1,7 +1,8 @@
 """Generate the VirtualIP CustomResourceDefinition from the typed model.
 
 The CRD's structural OpenAPI v3 schema is derived from pydantic's JSON schema, so the
-model stays the one source of truth (``kubectl explain`` shows the same descriptions).
+model stays the one source of truth (``kubectl explain`` shows the same descriptions: the
+fields' attribute docstrings, read by :class:`keepvip.api.field_docs.DescribedFields`).
 Kubernetes' structural-schema rules need a few rewrites: ``$ref`` inlined, optional
 unions collapsed, ``const`` turned into ``enum``, no ``additionalProperties: false``
 (the API server prunes unknown fields instead), no ``title``. Cross-field rules are not
@@ -19,6 +20,7 @@ from pydantic import BaseModel, TypeAdapter
 
 from keepvip.api.constants import GROUP, KIND, PLURAL, SHORT_NAMES, SINGULAR, VERSION
 from keepvip.api.durations import DURATION_PATTERN, format_duration
+from keepvip.api.field_docs import DescribedFields
 from keepvip.api.model import VirtualIPSpec, VirtualIPStatus
 
 JsonSchema = dict[str, Any]
@@ -76,7 +78,7 @@ def _normalise_default(out: JsonSchema) -> None:
 
 def model_schema(model: type[BaseModel]) -> JsonSchema:
     """The structural schema of one API class."""
-    raw = model.model_json_schema(by_alias=True, mode="validation")
+    raw = model.model_json_schema(by_alias=True, mode="validation", schema_generator=DescribedFields)
     return _structural(raw, raw.get("$defs", {}))
 
 

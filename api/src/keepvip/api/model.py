@@ -162,8 +162,7 @@ class ApiModel(BaseModel):
         populate_by_name=True,
         extra="forbid",
         frozen=True,
-        use_attribute_docstrings=True,
-    )
+    )  # the fields' docstrings are read when the CRD is generated (keepvip.api.field_docs)
 
 
 class SelectorOperator(enum.StrEnum):

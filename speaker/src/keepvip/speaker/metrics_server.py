@@ -3,10 +3,15 @@
 prometheus_client's own server starts a thread per connection without limit: anyone
 who can reach the port (it listens on the node's address, reachable from the LAN)
 could hold thousands of idle connections, each a thread and its stack, in a process
-that must keep sending VRRP. This server serves the same exposition
-(``MetricsHandler``) but admits at most :data:`MAX_CONNECTIONS` at once — one more is
-closed at once — and gives each connection :data:`TIMEOUT` seconds of socket
-inactivity, so idle connections (slowloris) cannot hold their slot forever.
+that must keep sending VRRP. This server admits at most :data:`MAX_CONNECTIONS` at
+once — one more is closed at once — and gives each connection :data:`TIMEOUT` seconds
+of socket inactivity, so idle connections (slowloris) cannot hold their slot forever.
+
+It renders the Prometheus text format (0.0.4) itself (:func:`render_text`, what
+prometheus_client's ``generate_latest`` writes for counters, gauges and histograms):
+``prometheus_client.exposition`` imports ``ssl``, ``urllib.request``, WSGI and ASGI
+servers and a push gateway client — 8 MiB of RSS in a speaker that only answers GET
+(issue 15).
 
 ``/readyz`` answers on the same port: 200 while the speaker's configuration loop runs,
 503 once it has failed (the DaemonSet's readiness probe).
@@ -17,32 +22,69 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Callable
-from http.server import ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
 
-from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import MetricsHandler
+from prometheus_client.registry import Collector, CollectorRegistry
+from prometheus_client.samples import Sample
+
+from keepvip.speaker.collector import go_float
 
 MAX_CONNECTIONS = 8
 """Scrapers (one or two Prometheus replicas, a curl) need one or two at a time."""
 TIMEOUT = 5.0
 """Seconds a connection may stay silent before it is closed."""
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+"""The Prometheus text format, as prometheus_client serves it."""
 
 
-class _MetricsAndReadiness(MetricsHandler):
-    """prometheus_client's exposition plus ``/readyz``; no access log (scrapes are not news)."""
+def _escape(text: str, *, quote: bool) -> str:
+    text = text.replace("\\", r"\\").replace("\n", r"\n")
+    return text.replace('"', r"\"") if quote else text
 
+
+def _sample_line(sample: Sample) -> str:
+    labels = ",".join(f'{k}="{_escape(v, quote=True)}"' for k, v in sorted(sample.labels.items()))
+    return f"{sample.name}{{{labels}}} {go_float(sample.value)}\n" if labels else (
+        f"{sample.name} {go_float(sample.value)}\n")  # fmt: skip
+
+
+def render_text(registry: Collector) -> bytes:
+    """Every family of ``registry`` in the text format, as ``generate_latest`` writes it: a
+    counter's name gets ``_total``; ``_created`` samples (prometheus_client's own counters
+    have them, the speaker's do not) form a gauge family of their own after it."""
+    output: list[str] = []
+    for metric in registry.collect():
+        name = f"{metric.name}_total" if metric.type == "counter" else metric.name
+        output.append(f"# HELP {name} {_escape(metric.documentation, quote=False)}\n")
+        output.append(f"# TYPE {name} {metric.type}\n")
+        created = [_sample_line(s) for s in metric.samples if s.name == f"{metric.name}_created"]
+        output.extend(_sample_line(s) for s in metric.samples if s.name != f"{metric.name}_created")
+        if created:
+            output.append(f"# HELP {metric.name}_created {_escape(metric.documentation, quote=False)}\n")
+            output.append(f"# TYPE {metric.name}_created gauge\n")
+            output.extend(created)
+    return "".join(output).encode()
+
+
+class _MetricsAndReadiness(BaseHTTPRequestHandler):
+    """``/readyz`` and, at any other path, the metrics; no access log (scrapes are not news)."""
+
+    registry: ClassVar[Collector] = CollectorRegistry()
     is_ready: ClassVar[Callable[[], bool]] = staticmethod(lambda: True)
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server dispatches on this name
+    def do_GET(self) -> None:
         """``/readyz`` from the speaker's readiness; everything else is the exposition."""
-        if self.path.split("?", 1)[0] != "/readyz":
-            super().do_GET()
-            return
-        ready = type(self).is_ready()
-        body = b"ok\n" if ready else b"configuration loop failed\n"
-        self.send_response(200 if ready else 503)
-        self.send_header("Content-Type", "text/plain")
+        if self.path.split("?", 1)[0] == "/readyz":
+            ready = type(self).is_ready()
+            body = b"ok\n" if ready else b"configuration loop failed\n"
+            self._answer(200 if ready else 503, "text/plain", body)
+        else:
+            self._answer(200, CONTENT_TYPE, render_text(type(self).registry))
+
+    def _answer(self, status: int, content_type: str, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -59,7 +101,10 @@ class BoundedMetricsServer(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], registry: CollectorRegistry,
                  max_connections: int = MAX_CONNECTIONS, timeout: float = TIMEOUT,
                  is_ready: Callable[[], bool] | None = None) -> None:  # fmt: skip
-        handler: type[_MetricsAndReadiness] = _MetricsAndReadiness.factory(registry)
+        # A subclass per server: its registry and readiness are class attributes.
+        handler: type[_MetricsAndReadiness] = type(
+            "MetricsHandler", (_MetricsAndReadiness,), {"registry": registry}
+        )
         if is_ready is not None:
             handler.is_ready = staticmethod(is_ready)
         handler.timeout = timeout  # StreamRequestHandler: socket timeout per connection

@@ -4,7 +4,9 @@ A minimal HTTP/1.1 client on asyncio streams (the standard library's clients blo
 the speaker needs no HTTP dependency for one request line and one status line). Only
 the status line is read: like Kubernetes' ``httpGet`` probe, the body does not matter.
 HTTPS certificates are not verified (the target is normally the node's own ingress
-controller on loopback, with a certificate for the public name), as in Kubernetes.
+controller on loopback, with a certificate for the public name), as in Kubernetes. TLS
+runs on memory buffers (:mod:`keepvip.speaker.checks.tls`), not asyncio's TLS, which a
+standalone speaker does not load; ``ssl`` is read only by an HTTPS check.
 """
 
 from __future__ import annotations
@@ -16,21 +18,15 @@ from ipaddress import IPv4Address, IPv6Address
 
 from keepvip.speaker.checks.probe import ProbeResult, Stopwatch, describe_error, format_seconds
 from keepvip.speaker.checks.tcp_probe import host_port
+from keepvip.speaker.checks.tls import TlsSession, unverified_tls_context
 
 USER_AGENT = "keepvip-check/1"
 _MAX_STATUS_LINE = 8192
+_READ_LIMIT = 65536  # asyncio.StreamReader's default limit, for HTTP and HTTPS alike
 
 
 class BadResponse(Exception):
     """The server answered something that is not an HTTP status line."""
-
-
-def unverified_tls_context() -> ssl.SSLContext:
-    """TLS client context that accepts any certificate (Kubernetes probe semantics)."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
 
 
 def parse_status_line(line: bytes) -> int:
@@ -84,26 +80,28 @@ class HttpProbe:
                 status = await self._exchange()
         except TimeoutError:
             return watch.result(False, f"no answer within {format_seconds(self.timeout)}")
-        except (BadResponse, ssl.SSLError) as error:
+        except BadResponse as error:
             return watch.result(False, str(error))
-        except OSError as error:
-            return watch.result(False, describe_error(error))
+        except OSError as error:  # ssl is read only when this is an HTTPS check
+            tls_error = self.tls and isinstance(error, ssl.SSLError)
+            return watch.result(False, str(error) if tls_error else describe_error(error))
         except asyncio.IncompleteReadError:
             return watch.result(False, "connection closed before a status line")
         ok = status in self.expected_statuses
         return watch.result(ok, f"status {status}" + ("" if ok else " (not expected)"))
 
     async def _exchange(self) -> int:
-        reader, writer = await asyncio.open_connection(
-            str(self.host),
-            self.port,
-            ssl=self._tls_context,
-            server_hostname="" if self._tls_context is not None else None,
-        )
+        reader, writer = await asyncio.open_connection(str(self.host), self.port, limit=_READ_LIMIT)
         try:
-            writer.write(self.request())
-            await writer.drain()
-            line = await reader.readuntil(b"\n")
+            if self._tls_context is None:
+                writer.write(self.request())
+                await writer.drain()
+                line = await reader.readuntil(b"\n")
+            else:
+                session = TlsSession(reader, writer, self._tls_context)
+                await session.handshake()
+                await session.write(self.request())
+                line = await session.readuntil(b"\n", _READ_LIMIT)
             return parse_status_line(line[:_MAX_STATUS_LINE])
         except asyncio.LimitOverrunError as error:
             raise BadResponse("status line too long") from error
