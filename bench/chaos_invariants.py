@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chaos_daemons import arbiter_detection
-from chaos_observe import Exit, HoldSample, WireFrame
+from chaos_observe import Exit, HoldSample, NeighbourEvent, WireFrame
 from chaos_schedule import FaultKind, VipPlan
 from gaps import Answer, master_down_interval
 
@@ -137,29 +137,41 @@ class Judge:
         return next((node for node, value in self.node_ips.items() if value == ip), mac or ip)
 
     def excerpt(
-        self, frames: Sequence[WireFrame], vip: VipPlan, at: float, origin: float, until: float | None = None
+        self,
+        frames: Sequence[WireFrame],
+        vip: VipPlan,
+        at: float,
+        origin: float,
+        *,
+        until: float | None = None,
+        neighbours: Sequence[NeighbourEvent] = (),
     ) -> tuple[str, ...]:
         """The capture from two intervals before ``at`` to one after ``until`` (default ``at``):
-        adverts of the VIP's VRID and ARPs for its address, runs of identical frames folded."""
+        adverts of the VIP's VRID and ARPs for its address, runs of identical frames folded,
+        and the client's neighbour entry for the VIP changing (to which node it sent)."""
+        begin = at - 2 * self.interval - 0.3
         end = (at if until is None else until) + self.interval + 0.3
-        wanted = [
-            f
-            for f in frames
-            if at - 2 * self.interval - 0.3 <= f.at <= end and (f.vrid == vip.vrid or f.arp_ip == vip.ip)
-        ]
+        lines_at: list[tuple[float, str]] = []
+        for f in frames:
+            if begin <= f.at <= end and (f.vrid == vip.vrid or f.arp_ip == vip.ip):
+                who = self.node_of(f.mac, f.source)
+                what = f"ARP {f.arp_ip} is-at" if f.vrid is None else f"VRRP vrid {f.vrid} prio {f.priority}"
+                lines_at.append((f.at, f"{who:6} {what}"))
+        for n in neighbours:
+            if begin <= n.at <= end and n.ip == vip.ip:
+                to = self.node_of(n.mac, "") if n.mac else "no MAC"
+                lines_at.append((n.at, f"client neighbour {n.ip} -> {to} {n.state}"))
+        lines_at.sort(key=lambda item: item[0])
         runs: list[list[Any]] = []  # [first time, last time, count, text]
-        for f in wanted:
-            who = self.node_of(f.mac, f.source)
-            what = f"VRRP vrid {f.vrid} prio {f.priority}" if f.vrid is not None else f"ARP {f.arp_ip} is-at"
-            text = f"{who:6} {what}"
+        for when, text in lines_at:
             same = runs[-1] if runs and runs[-1][3] == text else None
             if same is not None:
-                same[1], same[2] = f.at, same[2] + 1
+                same[1], same[2] = when, same[2] + 1
             else:
-                runs.append([f.at, f.at, 1, text])
+                runs.append([when, when, 1, text])
         lines = [
             f"{first - origin:9.3f}s {text}" + (f" ×{count} until {last - origin:.3f}s" if count > 1 else "")
-            for first, last, count, text in runs[:20]
+            for first, last, count, text in runs[:24]
         ]
         return tuple(lines) or ("(no VRRP or ARP frame for this VIP on the bridge around that time)",)
 
@@ -239,6 +251,7 @@ class Observation:
     observed: tuple[float, float]  # the first fault's start, the final reading
     final: Mapping[str, HoldSample]  # per node, the last reading
     controls: Mapping[str, Sequence[Answer]] = field(default_factory=dict)  # per node, its own address
+    neighbours: Sequence[NeighbourEvent] = ()  # the client's neighbour table, every change
 
 
 def judge(j: Judge, obs: Observation) -> Verdict:
@@ -279,7 +292,7 @@ def _single_holder(j: Judge, obs: Observation, verdict: Verdict) -> None:
                             f"{lasted * 1000:.0f} ms after the heal, as the last double reading "
                             f"proves (allowed: {allow * 1000:.0f} ms; first single reading after "
                             f"{(window.end - since) * 1000:.0f} ms)",
-                            j.excerpt(frames, vip, since + allow, observed[0]),
+                            j.excerpt(frames, vip, since + allow, observed[0], neighbours=obs.neighbours),
                         )
                     )
 
@@ -316,7 +329,7 @@ def _gaps(j: Judge, obs: Observation, verdict: Verdict) -> None:
                         label,
                         f"the client got no answer from {vip.ip} for {length * 1000:.0f} ms "
                         f"(bound {bound * 1000:.0f} ms)",
-                        j.excerpt(frames, vip, before, observed[0], until=after),
+                        j.excerpt(frames, vip, before, observed[0], until=after, neighbours=obs.neighbours),
                     )
                 )
 
@@ -400,7 +413,7 @@ def _report_stale(
             window.label if window is not None else "no fault",
             f"{node} held {vip.ip} for {max(end - start, 0) * 1000:.0f} ms without advertising VRID "
             f"{vip.vrid}",
-            j.excerpt(obs.frames, vip, start, origin),
+            j.excerpt(obs.frames, vip, start, origin, neighbours=obs.neighbours),
         )
     )
 
@@ -427,7 +440,7 @@ def _rightful(j: Judge, obs: Observation, verdict: Verdict) -> None:
                     "after the last heal",
                     f"{vip.ip} held by {holders or 'nobody'}, the client's last answers from "
                     f"{sorted(last) or 'nobody'}; wanted {wanted}",
-                    j.excerpt(frames, vip, observed[1], observed[0]),
+                    j.excerpt(frames, vip, observed[1], observed[0], neighbours=obs.neighbours),
                 )
             )
 

@@ -7,7 +7,11 @@ Three independent views, all timestamped on the machine's monotonic clock:
 * the **kernel**: ``ip -j addr show dev eth0`` run in every node namespace every
   ``poll`` seconds (who holds which VIP);
 * the **wire**: tcpdump on the switch's bridge (VRRP and ARP), decoded with tshark after
-  the run (who advertised which VRID with which priority, who announced which address).
+  the run (who advertised which VRID with which priority, who announced which address);
+* the **client's neighbour table**: ``ip -ts monitor neigh`` in the client, every change
+  of every entry with the kernel's timestamp (to which MAC the client sent a VIP's
+  probes, and when that changed: a gap while the VIP's holder advertises normally is
+  usually the client still sending to the node that let the VIP go).
 
 Plus a watch on the daemons' processes (an exit nobody caused is invariant 5).
 """
@@ -15,6 +19,7 @@ Plus a watch on the daemons' processes (an exit nobody caused is invariant 5).
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import os
 import subprocess
@@ -165,6 +170,75 @@ class ProcessWatch:
 def _returncode(daemon: Any) -> int | None:
     process = getattr(getattr(daemon, "_proc", None), "process", None)
     return None if process is None else process.returncode
+
+
+# -- the client's neighbour table --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NeighbourEvent:
+    """One change of the client's neighbour entry for ``ip`` (monotonic time).
+
+    ``mac`` is None when the kernel reported the entry without a link-layer address
+    (INCOMPLETE, FAILED) and ``state`` is ``"deleted"`` for a removed entry.
+    """
+
+    at: float
+    ip: str
+    mac: str | None
+    state: str
+
+
+def parse_neighbour_line(line: str, clock_offset: float) -> NeighbourEvent | None:
+    """One line of ``ip -ts monitor neigh`` (``[2026-11-30T02:42:05.313207] [Deleted] 198.18.0.101
+    dev eth0 lladdr 02:.. REACHABLE``), or None for anything else (IPv6, probes' lines).
+
+    ``clock_offset`` is wall clock - monotonic; ``ip`` prints local time.
+    """
+    if not line.startswith("["):
+        return None
+    stamp, _, rest = line[1:].partition("] ")
+    try:
+        wall = datetime.datetime.fromisoformat(stamp).timestamp()
+    except ValueError:
+        return None
+    words = rest.split()
+    deleted = bool(words) and words[0] == "Deleted"
+    if deleted:
+        words = words[1:]
+    if not words or ":" in words[0] or "." not in words[0]:
+        return None
+    mac = words[words.index("lladdr") + 1] if "lladdr" in words else None
+    state = "deleted" if deleted else (words[-1] if words[-1].isupper() else "")
+    return NeighbourEvent(wall - clock_offset, words[0], mac, state)
+
+
+class NeighbourWatch:
+    """``ip -ts monitor neigh dev eth0`` in the client: every change of its neighbour table."""
+
+    def __init__(self, lan: Lan, clock_offset: float) -> None:
+        assert lan.client is not None
+        self._lan = lan
+        self._offset = clock_offset
+        self.events: list[NeighbourEvent] = []
+        argv = ["ip", "-ts", "monitor", "neigh", "dev", "eth0"]
+        self._process = lan.spawn(lan.client, argv, stdout=subprocess.PIPE, text=True)
+        favour(self._process.pid)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self._process.stdout is not None
+        for line in self._process.stdout:
+            event = parse_neighbour_line(line.strip(), self._offset)
+            if event is not None:
+                self.events.append(event)
+
+    def close(self) -> list[NeighbourEvent]:
+        if self._process.poll() is None:
+            self._lan.stop(self._process)
+        self._reader.join(timeout=5)
+        return list(self.events)
 
 
 # -- the wire ------------------------------------------------------------------------------------

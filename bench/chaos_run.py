@@ -19,7 +19,7 @@ from pathlib import Path
 from chaos_daemons import ARBITER_INTERVAL_S, ARBITER_RISE, CHECKED_PORT, make_daemon
 from chaos_faults import FaultRecord, Injector, Services
 from chaos_invariants import FaultWindow, Judge, Observation, Verdict, judge
-from chaos_observe import AddressPoller, ProcessWatch, VipProber, read_wire
+from chaos_observe import AddressPoller, NeighbourEvent, NeighbourWatch, ProcessWatch, VipProber, read_wire
 from chaos_schedule import Plan
 from gaps import master_down_interval
 from keepalived_harness import VrrpDaemon, remove_address
@@ -108,6 +108,8 @@ def run_block(
     probers: list[VipProber] = []
     controls: dict[str, VipProber] = {}
     records: list[FaultRecord] = []
+    neighbour_watch: NeighbourWatch | None = None
+    neighbours: list[NeighbourEvent] = []
     pcap = block_dir / "bridge.pcap"
     clock_offset = time.time() - time.monotonic()
     _log(f"{implementation} at {plan.interval:g} s: {len(plan.vips)} VIPs, {len(plan.faults)} faults")
@@ -116,6 +118,7 @@ def run_block(
             daemon.start()
         wait_converged(poller, plan, lan, CONVERGE_TIMEOUT)
         with lan.capture(lan.switch, pcap, "ip proto 112 or arp", ifname="br0"):
+            neighbour_watch = NeighbourWatch(lan, clock_offset)
             probers = [VipProber(lan, ip) for ip in vip_ips]
             poller.start()
             watch.start()
@@ -139,7 +142,10 @@ def run_block(
             for prober in probers:
                 prober.close()
             samples = poller.close()
+            neighbours = neighbour_watch.close()
     finally:
+        if neighbour_watch is not None:
+            neighbour_watch.close()
         watch.close()
         injector.close()
         for prober in probers:
@@ -181,7 +187,7 @@ def run_block(
     answers = {prober.address: prober.answers for prober in probers}
     observation = Observation(
         windows, samples, answers, frames, watch.exits, logs, (observed_start, observed_end), final,
-        controls={node: prober.answers for node, prober in controls.items()},
+        controls={node: prober.answers for node, prober in controls.items()}, neighbours=neighbours,
     )  # fmt: skip
     verdict = judge(judge_, observation)
     return BlockResult(
