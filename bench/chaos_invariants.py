@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chaos_daemons import arbiter_detection
-from chaos_observe import Exit, HoldSample, NeighbourEvent, WireFrame
+from chaos_observe import Exit, HoldSample, NeighbourEvent, SchedSample, WireFrame
 from chaos_schedule import FaultKind, VipPlan
 from gaps import Answer, master_down_interval
 
@@ -112,6 +112,9 @@ class Verdict:
     worst_gaps: dict[str, Gap] = field(default_factory=dict)  # per fault kind (and "calm")
     windows: list[Window] = field(default_factory=list)
     host_stalls: list[tuple[Gap, str]] = field(default_factory=list)  # gaps the observer could not blame
+    # Double holdings (invariant 1) that the holders' run-queue wait covers: the daemon was
+    # runnable and the host gave it no CPU, which no VRRP implementation can cure.
+    cpu_starved: list[tuple[Violation, str]] = field(default_factory=list)
 
     def by_invariant(self, number: int) -> list[Violation]:
         return [v for v in self.violations if v.invariant == number]
@@ -252,6 +255,22 @@ class Observation:
     final: Mapping[str, HoldSample]  # per node, the last reading
     controls: Mapping[str, Sequence[Answer]] = field(default_factory=dict)  # per node, its own address
     neighbours: Sequence[NeighbourEvent] = ()  # the client's neighbour table, every change
+    sched: Sequence[SchedSample] = ()  # the VRRP processes' run-queue wait, sampled
+
+
+def cpu_wait(sched: Sequence[SchedSample], node: str, start: float, end: float) -> float:
+    """Seconds ``node``'s VRRP process spent runnable without a CPU between ``start`` and ``end``.
+
+    Only what the samples inside the span prove (from the first to the last sample in it,
+    per process: a restart changes the pid), so the figure errs low, against the daemon.
+    """
+    first: dict[int, float] = {}
+    last: dict[int, float] = {}
+    for sample in sched:
+        if sample.node == node and start <= sample.at <= end:
+            first.setdefault(sample.pid, sample.waited)
+            last[sample.pid] = sample.waited
+    return sum(last[pid] - first[pid] for pid in first)
 
 
 def judge(j: Judge, obs: Observation) -> Verdict:
@@ -281,20 +300,30 @@ def _single_holder(j: Judge, obs: Observation, verdict: Verdict) -> None:
                     continue
                 since = max(window.start, start)
                 lasted = window.proven_end - since
-                if lasted > allow:
-                    verdict.violations.append(
-                        Violation(
-                            1,
-                            since - observed[0],
-                            vip.ip,
-                            label,
-                            f"{', '.join(sorted(window.nodes))} held {vip.ip} at once for "
-                            f"{lasted * 1000:.0f} ms after the heal, as the last double reading "
-                            f"proves (allowed: {allow * 1000:.0f} ms; first single reading after "
-                            f"{(window.end - since) * 1000:.0f} ms)",
-                            j.excerpt(frames, vip, since + allow, observed[0], neighbours=obs.neighbours),
-                        )
+                if lasted <= allow:
+                    continue
+                waits = {node: cpu_wait(obs.sched, node, since, window.proven_end) for node in window.nodes}
+                waited = ", ".join(f"{node} {w * 1000:.0f} ms" for node, w in sorted(waits.items()))
+                violation = Violation(
+                    1,
+                    since - observed[0],
+                    vip.ip,
+                    label,
+                    f"{', '.join(sorted(window.nodes))} held {vip.ip} at once for "
+                    f"{lasted * 1000:.0f} ms after the heal, as the last double reading "
+                    f"proves (allowed: {allow * 1000:.0f} ms; first single reading after "
+                    f"{(window.end - since) * 1000:.0f} ms)"
+                    + (f"; run-queue wait: {waited}" if obs.sched else ""),
+                    j.excerpt(frames, vip, since + allow, observed[0], neighbours=obs.neighbours),
+                )
+                starved = max(waits.values(), default=0.0)
+                if starved >= lasted - allow:
+                    why = (
+                        f"a holder's daemon waited {starved * 1000:.0f} ms for a CPU (runnable, not running)"
                     )
+                    verdict.cpu_starved.append((violation, why))
+                else:
+                    verdict.violations.append(violation)
 
 
 def _gaps(j: Judge, obs: Observation, verdict: Verdict) -> None:

@@ -13,7 +13,10 @@ Three independent views, all timestamped on the machine's monotonic clock:
   probes, and when that changed: a gap while the VIP's holder advertises normally is
   usually the client still sending to the node that let the VIP go).
 
-Plus a watch on the daemons' processes (an exit nobody caused is invariant 5).
+Plus a watch on the daemons' processes (an exit nobody caused is invariant 5) and on their
+scheduling (:class:`SchedWatch`: how long each VRRP process waited on a run queue, from the
+kernel's ``/proc/<pid>/schedstat``), which tells a daemon that decided late from one that
+was runnable and got no CPU.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from chaos_daemons import vrrp_pids
 from failover import Prober
 from keepalived_harness import VrrpDaemon
 
@@ -45,6 +49,15 @@ CAPTURE_FILTER = "ip proto 112 or arp"
 # kernel still completed every handshake; it answered sockets the client had given up on),
 # and the gap was charged to VRRP. The daemons under test keep the default priority.
 OBSERVER_NICE = -10
+
+
+# The daemons under test run at the observer's priority (``--daemon-nice``). At 0 beside ~30
+# observer processes at -10 on a 2-core host shared with other work, a daemon that was
+# runnable waited hundreds of ms for a CPU: the third pass's 300-550 ms of silence from a
+# node whose ``cut`` had just healed (SchedWatch's run-queue figures). keepalived's own
+# advice for a VRRP daemon is the same (``vrrp_priority`` / ``vrrp_rt_priority``): it must not
+# queue behind ordinary work. Both implementations get it, so the comparison stays fair.
+DAEMON_NICE = OBSERVER_NICE
 
 
 def favour(pid: int) -> None:
@@ -125,6 +138,65 @@ class AddressPoller:
             thread.join(timeout=15)
         with self._lock:
             return sorted(self.samples, key=lambda s: s.at)
+
+
+@dataclass(frozen=True)
+class SchedSample:
+    """A VRRP process's cumulative run-queue wait (``schedstat`` field 2), in seconds."""
+
+    at: float
+    node: str
+    pid: int
+    waited: float
+
+
+def read_waited(pid: int) -> float | None:
+    """Seconds ``pid``'s main thread has spent runnable but not running, or None if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/schedstat").read_text().split()
+    except OSError:
+        return None
+    return int(fields[1]) / 1e9
+
+
+@dataclass
+class SchedWatch:
+    """Every ``period``: each node's VRRP process's run-queue wait (the speaker; keepalived's VRRP
+    child), so the judge can tell a late decision from a daemon that was runnable and got no CPU
+    (issue 14: after a ``cut`` heals at 100 ms, the rejoining node sent nothing for 300-550 ms)."""
+
+    daemons: dict[str, VrrpDaemon]
+    period: float = 0.05
+    # The nice value every VRRP process gets when first seen (restarts included), or None to
+    # leave it. See :data:`DAEMON_NICE`.
+    nice: int | None = None
+    samples: list[SchedSample] = field(default_factory=list)
+    _seen: set[int] = field(default_factory=set)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.period):
+            for node, daemon in self.daemons.items():
+                pids = vrrp_pids(daemon)
+                for pid in set(pids) - self._seen:
+                    self._seen.add(pid)
+                    if self.nice is not None:
+                        with contextlib.suppress(OSError):
+                            os.setpriority(os.PRIO_PROCESS, pid, self.nice)
+                waited = read_waited(pids[-1]) if pids else None
+                if waited is not None:
+                    self.samples.append(SchedSample(time.monotonic(), node, pids[-1], waited))
+
+    def close(self) -> list[SchedSample]:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        return list(self.samples)
 
 
 @dataclass(frozen=True)

@@ -66,6 +66,10 @@ def side_by_side(blocks: Sequence[BlockResult]) -> str:
             ],
         )
         row(
+            "double holdings the daemons' CPU wait covers (runnable, no CPU; not counted in 1)",
+            [str(len(getattr(b.verdict, "cpu_starved", ()))) for b in row_blocks],
+        )
+        row(
             "split-brain windows (count, longest)",
             [
                 f"{len(b.verdict.windows)}, {_ms(max((w.length for w in b.verdict.windows), default=0.0))} ms"
@@ -92,7 +96,6 @@ def details(blocks: Sequence[BlockResult]) -> str:
         out.append("")
         if not violations:
             out += ["None.", ""]
-            continue
         for number in INVARIANTS:
             found = block.verdict.by_invariant(number)
             for violation in found[:DETAILS]:
@@ -110,6 +113,9 @@ def details(blocks: Sequence[BlockResult]) -> str:
                 f"* not counted: {gap.vip} silent for {_ms(gap.length)} ms at "
                 f"{gap.start - block.origin:.3f} s, fault {gap.fault}: {why}"
             )
+        for violation, why in getattr(block.verdict, "cpu_starved", [])[:DETAILS]:
+            out.append(f"* not counted (invariant 1): at {violation.at:.3f} s, {violation.vip}, fault "
+                       f"{violation.fault}: {violation.detail}; {why}")  # fmt: skip
         out.append("")
     return "\n".join(out)
 
