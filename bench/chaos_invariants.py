@@ -115,6 +115,8 @@ class Verdict:
     # Double holdings (invariant 1) that the holders' run-queue wait covers: the daemon was
     # runnable and the host gave it no CPU, which no VRRP implementation can cure.
     cpu_starved: list[tuple[Violation, str]] = field(default_factory=list)
+    # The VRRP processes' run-queue wait over the observation: (total, worst within one second).
+    cpu_waits: tuple[float, float] = (0.0, 0.0)
 
     def by_invariant(self, number: int) -> list[Violation]:
         return [v for v in self.violations if v.invariant == number]
@@ -281,8 +283,28 @@ def judge(j: Judge, obs: Observation) -> Verdict:
     _stale(j, obs, verdict)
     _rightful(j, obs, verdict)
     _crashes(obs, verdict)
+    verdict.cpu_waits = _cpu_waits(obs)
     verdict.violations.sort(key=lambda v: (v.invariant, v.at))
     return verdict
+
+
+def _cpu_waits(obs: Observation) -> tuple[float, float]:
+    """All VRRP processes' run-queue wait over the observation, and the most any one of them
+    waited within one second (how starved the daemons were, whatever the invariants say)."""
+    start, end = obs.observed
+    nodes = sorted({s.node for s in obs.sched})
+    total = sum(cpu_wait(obs.sched, node, start, end) for node in nodes)
+    worst = 0.0
+    for node in nodes:
+        mine = [s for s in obs.sched if s.node == node and start <= s.at <= end]
+        j = 0
+        for i, sample in enumerate(mine):
+            j = max(j, i)
+            while j + 1 < len(mine) and mine[j + 1].at - sample.at <= 1.0:
+                j += 1
+            if mine[j].pid == sample.pid:
+                worst = max(worst, mine[j].waited - sample.waited)
+    return total, worst
 
 
 def _single_holder(j: Judge, obs: Observation, verdict: Verdict) -> None:

@@ -70,6 +70,13 @@ def side_by_side(blocks: Sequence[BlockResult]) -> str:
             [str(len(getattr(b.verdict, "cpu_starved", ()))) for b in row_blocks],
         )
         row(
+            "VRRP processes' run-queue wait: total, worst 1 s of one process (ms)",
+            [
+                f"{_ms(waits[0])}, {_ms(waits[1])}"
+                for waits in (getattr(b.verdict, "cpu_waits", (0.0, 0.0)) for b in row_blocks)
+            ],
+        )
+        row(
             "split-brain windows (count, longest)",
             [
                 f"{len(b.verdict.windows)}, {_ms(max((w.length for w in b.verdict.windows), default=0.0))} ms"

@@ -208,3 +208,12 @@ def test_cpu_wait_counts_only_what_samples_inside_the_span_prove_per_process() -
     samples = sched("node1", [(0.9, 5.0), (1.1, 5.2), (1.9, 5.5)]) + sched("node1", [(2.0, 0.0)], pid=7)
     samples += sched("node1", [(2.5, 0.3)], pid=7) + sched("node2", [(1.5, 9.0), (1.6, 9.9)])
     assert cpu_wait(samples, "node1", 1.0, 3.0) == pytest.approx(0.3 + 0.3)  # pid 100 from 1.1 s, then pid 7
+
+
+def test_the_verdict_sums_the_run_queue_wait_and_finds_the_worst_second() -> None:
+    obs = observe({"node1": [(0, 11)]}, adverts("node1", 0, 10), answers("node1", 0, 10), [])
+    waits = sched("node1", [(1.0, 0.0), (1.5, 0.1), (2.0, 0.6), (3.0, 0.7)]) + sched(
+        "node2", [(1.0, 2.0), (9.0, 2.2)]
+    )
+    verdict = judge(JUDGE, replace(obs, sched=waits))
+    assert verdict.cpu_waits == pytest.approx((0.7 + 0.2, 0.6))
