@@ -217,3 +217,21 @@ def test_the_verdict_sums_the_run_queue_wait_and_finds_the_worst_second() -> Non
     )
     verdict = judge(JUDGE, replace(obs, sched=waits))
     assert verdict.cpu_waits == pytest.approx((0.7 + 0.2, 0.6))
+
+
+def test_a_gap_the_holders_own_address_shared_but_for_one_answer_is_the_hosts() -> None:
+    # node1 answered the VIP before and after a 2 s gap; its own address answered once in the
+    # middle of it and was silent for 1.9 s of it: the rest (0.1 s) fits the bound, so node1's host
+    # stalled, not VRRP. The other nodes answered throughout (not a blind client).
+    seen = answers("node1", 0, 4) + answers("node1", 6, 10)
+    controls = {node: answers(node, 0, 10) for node in ("node2", "node3")}
+    controls["node1"] = [*answers("node1", 0, 4.0), Answer(4.1, "node1"), *answers("node1", 5.9, 10)]
+    base = observe({"node1": [(0, 11)]}, adverts("node1", 0, 10), seen, [])
+    verdict = judge(JUDGE, replace(base, controls=controls))
+    assert verdict.violations == []
+    [(_gap, why)] = verdict.host_stalls
+    assert "node1's own address went unanswered for 1900 ms" in why
+    # Answered every 0.5 s through the gap: the node was there, the VIP was not (a violation).
+    controls["node1"] = answers("node1", 0, 4) + [Answer(4.0 + k * 0.5, "node1") for k in range(4)]
+    controls["node1"] += answers("node1", 6, 10)
+    assert [v.invariant for v in judge(JUDGE, replace(base, controls=controls)).violations] == [2]
