@@ -162,6 +162,13 @@ class Judge:
                 who = self.node_of(f.mac, f.source)
                 what = f"ARP {f.arp_ip} is-at" if f.vrid is None else f"VRRP vrid {f.vrid} prio {f.priority}"
                 lines_at.append((f.at, f"{who:6} {what}"))
+        standing = [n for n in neighbours if n.ip == vip.ip and n.at < begin]
+        if standing:  # the client's entry as the excerpt opens (the last change before it)
+            n = standing[-1]
+            to = self.node_of(n.mac, "") if n.mac else "no MAC"
+            lines_at.append(
+                (begin, f"client neighbour {n.ip} -> {to} {n.state} (since {n.at - origin:.3f}s)")
+            )
         for n in neighbours:
             if begin <= n.at <= end and n.ip == vip.ip:
                 to = self.node_of(n.mac, "") if n.mac else "no MAC"

@@ -50,11 +50,13 @@ def test_the_excerpt_interleaves_the_client_entry_with_the_wire() -> None:
     judge = Judge((vip,), 0.1, 0.1, 0.0, ips, macs)
     frames = [WireFrame(10.0, macs["node2"], "198.18.0.101", None, None, "198.18.0.101")]
     neighbours = [
+        NeighbourEvent(2.0, "198.18.0.101", macs["node1"], "REACHABLE"),  # before the excerpt: as it stood
         NeighbourEvent(10.05, "198.18.0.101", macs["node2"], "STALE"),
         NeighbourEvent(10.06, "198.18.0.102", macs["node3"], "STALE"),  # another VIP: not shown
     ]
     lines = judge.excerpt(frames, vip, 10.0, 0.0, neighbours=neighbours)
     assert lines == (
+        "    9.500s client neighbour 198.18.0.101 -> node1 REACHABLE (since 2.000s)",
         "   10.000s node2  ARP 198.18.0.101 is-at",
         "   10.050s client neighbour 198.18.0.101 -> node2 STALE",
     )
