@@ -67,13 +67,15 @@ def side_by_side(blocks: Sequence[BlockResult]) -> str:
         )
         row(
             "double holdings the daemons' CPU wait covers (runnable, no CPU; not counted in 1)",
-            [str(len(getattr(b.verdict, "cpu_starved", ()))) for b in row_blocks],
+            [str(len(b.verdict.cpu_starved)) if _recorded(b) else "not recorded" for b in row_blocks],
         )
         row(
             "VRRP processes' run-queue wait: total, worst 1 s of one process (ms)",
             [
-                f"{_ms(waits[0])}, {_ms(waits[1])}"
-                for waits in (getattr(b.verdict, "cpu_waits", (0.0, 0.0)) for b in row_blocks)
+                f"{_ms(b.verdict.cpu_waits[0])}, {_ms(b.verdict.cpu_waits[1])}"
+                if _recorded(b)
+                else "not recorded"
+                for b in row_blocks
             ],
         )
         row(
@@ -93,6 +95,12 @@ def side_by_side(blocks: Sequence[BlockResult]) -> str:
                 row(f"worst gap / bound (ms): {kind}", cells)
         out.append("")
     return "\n".join(out)
+
+
+def _recorded(block: BlockResult) -> bool:
+    """Whether the block was judged with the daemons' run-queue figures (blocks saved before
+    the fourth pass of issue 14 have none; --merge still reports them)."""
+    return "cpu_waits" in vars(block.verdict)
 
 
 def details(blocks: Sequence[BlockResult]) -> str:
@@ -120,7 +128,7 @@ def details(blocks: Sequence[BlockResult]) -> str:
                 f"* not counted: {gap.vip} silent for {_ms(gap.length)} ms at "
                 f"{gap.start - block.origin:.3f} s, fault {gap.fault}: {why}"
             )
-        for violation, why in getattr(block.verdict, "cpu_starved", [])[:DETAILS]:
+        for violation, why in block.verdict.cpu_starved[:DETAILS] if _recorded(block) else ():
             out.append(f"* not counted (invariant 1): at {violation.at:.3f} s, {violation.vip}, fault "
                        f"{violation.fault}: {violation.detail}; {why}")  # fmt: skip
         out.append("")
