@@ -37,6 +37,7 @@ ROOT = HERE.parent
 sys.path[:0] = [str(HERE), str(ROOT / "tests" / "netns")]
 
 from chaos_faults import Services  # noqa: E402
+from chaos_observe import DAEMON_NICE  # noqa: E402
 from chaos_report import render  # noqa: E402
 from chaos_run import BlockResult, run_block  # noqa: E402
 from chaos_schedule import FaultKind, make_plan  # noqa: E402
@@ -61,6 +62,7 @@ def run(
     slack: float = 0.0,
     short: bool = False,
     save: Path | None = None,
+    daemon_nice: int | None = DAEMON_NICE,
 ) -> list[BlockResult]:
     """Every (interval, implementation) block on one LAN; the same plan per interval."""
     blocks = []
@@ -71,7 +73,10 @@ def run(
             for interval in intervals:
                 plan = make_plan(seed, interval, faults, vips, kinds, short=short)
                 for implementation in implementations:
-                    block = run_block(lan, services, plan, implementation, workdir, poll=poll, slack=slack)
+                    block = run_block(
+                        lan, services, plan, implementation, workdir, poll=poll, slack=slack,
+                        daemon_nice=daemon_nice,
+                    )  # fmt: skip
                     blocks.append(block)
                     if save is not None:  # after every block: a long run cut short keeps what it judged
                         save.write_bytes(pickle.dumps(blocks))
@@ -125,6 +130,13 @@ def main() -> int:
         action="store_true",
         help="faults of 1-1.5 Master_Down and a shorter calm (200 faults at 1 s on 2 cores)",
     )
+    parser.add_argument(
+        "--daemon-nice",
+        type=int,
+        default=DAEMON_NICE,
+        help=f"nice value of the daemons under test (default {DAEMON_NICE}, the observer's; "
+        "0 reproduces the third pass, where they queued behind the observer)",
+    )
     parser.add_argument("--save", type=Path, help="also save the judged blocks here (for --merge)")
     parser.add_argument("--merge", type=Path, nargs="+",
                         help="write one report from blocks saved by earlier runs, run nothing")  # fmt: skip
@@ -146,6 +158,7 @@ def main() -> int:
                 args.seed, faults=args.faults, vips=args.vips, intervals=intervals,
                 implementations=implementations, workdir=workdir, kinds=kinds, poll=args.poll,
                 slack=args.slack, short=args.short_heals, save=args.save,
+                daemon_nice=args.daemon_nice,
             )  # fmt: skip
     order = {name: index for index, name in enumerate(IMPLEMENTATIONS)}
     blocks.sort(key=lambda block: (-block.plan.interval, order.get(block.implementation, len(order))))

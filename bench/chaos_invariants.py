@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chaos_daemons import arbiter_detection
-from chaos_observe import Exit, HoldSample, WireFrame
+from chaos_observe import Exit, HoldSample, NeighbourEvent, SchedSample, WireFrame
 from chaos_schedule import FaultKind, VipPlan
 from gaps import Answer, master_down_interval
 
@@ -112,6 +112,11 @@ class Verdict:
     worst_gaps: dict[str, Gap] = field(default_factory=dict)  # per fault kind (and "calm")
     windows: list[Window] = field(default_factory=list)
     host_stalls: list[tuple[Gap, str]] = field(default_factory=list)  # gaps the observer could not blame
+    # Double holdings (invariant 1) that the holders' run-queue wait covers: the daemon was
+    # runnable and the host gave it no CPU, which no VRRP implementation can cure.
+    cpu_starved: list[tuple[Violation, str]] = field(default_factory=list)
+    # The VRRP processes' run-queue wait over the observation: (total, worst within one second).
+    cpu_waits: tuple[float, float] = (0.0, 0.0)
 
     def by_invariant(self, number: int) -> list[Violation]:
         return [v for v in self.violations if v.invariant == number]
@@ -137,29 +142,48 @@ class Judge:
         return next((node for node, value in self.node_ips.items() if value == ip), mac or ip)
 
     def excerpt(
-        self, frames: Sequence[WireFrame], vip: VipPlan, at: float, origin: float, until: float | None = None
+        self,
+        frames: Sequence[WireFrame],
+        vip: VipPlan,
+        at: float,
+        origin: float,
+        *,
+        until: float | None = None,
+        neighbours: Sequence[NeighbourEvent] = (),
     ) -> tuple[str, ...]:
         """The capture from two intervals before ``at`` to one after ``until`` (default ``at``):
-        adverts of the VIP's VRID and ARPs for its address, runs of identical frames folded."""
+        adverts of the VIP's VRID and ARPs for its address, runs of identical frames folded,
+        and the client's neighbour entry for the VIP changing (to which node it sent)."""
+        begin = at - 2 * self.interval - 0.3
         end = (at if until is None else until) + self.interval + 0.3
-        wanted = [
-            f
-            for f in frames
-            if at - 2 * self.interval - 0.3 <= f.at <= end and (f.vrid == vip.vrid or f.arp_ip == vip.ip)
-        ]
+        lines_at: list[tuple[float, str]] = []
+        for f in frames:
+            if begin <= f.at <= end and (f.vrid == vip.vrid or f.arp_ip == vip.ip):
+                who = self.node_of(f.mac, f.source)
+                what = f"ARP {f.arp_ip} is-at" if f.vrid is None else f"VRRP vrid {f.vrid} prio {f.priority}"
+                lines_at.append((f.at, f"{who:6} {what}"))
+        standing = [n for n in neighbours if n.ip == vip.ip and n.at < begin]
+        if standing:  # the client's entry as the excerpt opens (the last change before it)
+            n = standing[-1]
+            to = self.node_of(n.mac, "") if n.mac else "no MAC"
+            lines_at.append(
+                (begin, f"client neighbour {n.ip} -> {to} {n.state} (since {n.at - origin:.3f}s)")
+            )
+        for n in neighbours:
+            if begin <= n.at <= end and n.ip == vip.ip:
+                to = self.node_of(n.mac, "") if n.mac else "no MAC"
+                lines_at.append((n.at, f"client neighbour {n.ip} -> {to} {n.state}"))
+        lines_at.sort(key=lambda item: item[0])
         runs: list[list[Any]] = []  # [first time, last time, count, text]
-        for f in wanted:
-            who = self.node_of(f.mac, f.source)
-            what = f"VRRP vrid {f.vrid} prio {f.priority}" if f.vrid is not None else f"ARP {f.arp_ip} is-at"
-            text = f"{who:6} {what}"
+        for when, text in lines_at:
             same = runs[-1] if runs and runs[-1][3] == text else None
             if same is not None:
-                same[1], same[2] = f.at, same[2] + 1
+                same[1], same[2] = when, same[2] + 1
             else:
-                runs.append([f.at, f.at, 1, text])
+                runs.append([when, when, 1, text])
         lines = [
             f"{first - origin:9.3f}s {text}" + (f" ×{count} until {last - origin:.3f}s" if count > 1 else "")
-            for first, last, count, text in runs[:20]
+            for first, last, count, text in runs[:24]
         ]
         return tuple(lines) or ("(no VRRP or ARP frame for this VIP on the bridge around that time)",)
 
@@ -239,6 +263,23 @@ class Observation:
     observed: tuple[float, float]  # the first fault's start, the final reading
     final: Mapping[str, HoldSample]  # per node, the last reading
     controls: Mapping[str, Sequence[Answer]] = field(default_factory=dict)  # per node, its own address
+    neighbours: Sequence[NeighbourEvent] = ()  # the client's neighbour table, every change
+    sched: Sequence[SchedSample] = ()  # the VRRP processes' run-queue wait, sampled
+
+
+def cpu_wait(sched: Sequence[SchedSample], node: str, start: float, end: float) -> float:
+    """Seconds ``node``'s VRRP process spent runnable without a CPU between ``start`` and ``end``.
+
+    Only what the samples inside the span prove (from the first to the last sample in it,
+    per process: a restart changes the pid), so the figure errs low, against the daemon.
+    """
+    first: dict[int, float] = {}
+    last: dict[int, float] = {}
+    for sample in sched:
+        if sample.node == node and start <= sample.at <= end:
+            first.setdefault(sample.pid, sample.waited)
+            last[sample.pid] = sample.waited
+    return sum(last[pid] - first[pid] for pid in first)
 
 
 def judge(j: Judge, obs: Observation) -> Verdict:
@@ -249,8 +290,28 @@ def judge(j: Judge, obs: Observation) -> Verdict:
     _stale(j, obs, verdict)
     _rightful(j, obs, verdict)
     _crashes(obs, verdict)
+    verdict.cpu_waits = _cpu_waits(obs)
     verdict.violations.sort(key=lambda v: (v.invariant, v.at))
     return verdict
+
+
+def _cpu_waits(obs: Observation) -> tuple[float, float]:
+    """All VRRP processes' run-queue wait over the observation, and the most any one of them
+    waited within one second (how starved the daemons were, whatever the invariants say)."""
+    start, end = obs.observed
+    nodes = sorted({s.node for s in obs.sched})
+    total = sum(cpu_wait(obs.sched, node, start, end) for node in nodes)
+    worst = 0.0
+    for node in nodes:
+        mine = [s for s in obs.sched if s.node == node and start <= s.at <= end]
+        j = 0
+        for i, sample in enumerate(mine):
+            j = max(j, i)
+            while j + 1 < len(mine) and mine[j + 1].at - sample.at <= 1.0:
+                j += 1
+            if mine[j].pid == sample.pid:
+                worst = max(worst, mine[j].waited - sample.waited)
+    return total, worst
 
 
 def _single_holder(j: Judge, obs: Observation, verdict: Verdict) -> None:
@@ -268,20 +329,30 @@ def _single_holder(j: Judge, obs: Observation, verdict: Verdict) -> None:
                     continue
                 since = max(window.start, start)
                 lasted = window.proven_end - since
-                if lasted > allow:
-                    verdict.violations.append(
-                        Violation(
-                            1,
-                            since - observed[0],
-                            vip.ip,
-                            label,
-                            f"{', '.join(sorted(window.nodes))} held {vip.ip} at once for "
-                            f"{lasted * 1000:.0f} ms after the heal, as the last double reading "
-                            f"proves (allowed: {allow * 1000:.0f} ms; first single reading after "
-                            f"{(window.end - since) * 1000:.0f} ms)",
-                            j.excerpt(frames, vip, since + allow, observed[0]),
-                        )
+                if lasted <= allow:
+                    continue
+                waits = {node: cpu_wait(obs.sched, node, since, window.proven_end) for node in window.nodes}
+                waited = ", ".join(f"{node} {w * 1000:.0f} ms" for node, w in sorted(waits.items()))
+                violation = Violation(
+                    1,
+                    since - observed[0],
+                    vip.ip,
+                    label,
+                    f"{', '.join(sorted(window.nodes))} held {vip.ip} at once for "
+                    f"{lasted * 1000:.0f} ms after the heal, as the last double reading "
+                    f"proves (allowed: {allow * 1000:.0f} ms; first single reading after "
+                    f"{(window.end - since) * 1000:.0f} ms)"
+                    + (f"; run-queue wait: {waited}" if obs.sched else ""),
+                    j.excerpt(frames, vip, since + allow, observed[0], neighbours=obs.neighbours),
+                )
+                starved = max(waits.values(), default=0.0)
+                if starved >= lasted - allow:
+                    why = (
+                        f"a holder's daemon waited {starved * 1000:.0f} ms for a CPU (runnable, not running)"
                     )
+                    verdict.cpu_starved.append((violation, why))
+                else:
+                    verdict.violations.append(violation)
 
 
 def _gaps(j: Judge, obs: Observation, verdict: Verdict) -> None:
@@ -302,7 +373,7 @@ def _gaps(j: Judge, obs: Observation, verdict: Verdict) -> None:
             if worst is None or length - bound > worst.length - worst.bound:
                 verdict.worst_gaps[kind] = gap
             if length > bound + j.slack:
-                why = _stalled_holder(obs, seen, before, after, window) or _blind(
+                why = _stalled_holder(obs, seen, before, after, window, allowed=bound + j.slack) or _blind(
                     obs, before, after, bound + j.slack
                 )
                 if why is not None:
@@ -316,17 +387,29 @@ def _gaps(j: Judge, obs: Observation, verdict: Verdict) -> None:
                         label,
                         f"the client got no answer from {vip.ip} for {length * 1000:.0f} ms "
                         f"(bound {bound * 1000:.0f} ms)",
-                        j.excerpt(frames, vip, before, observed[0], until=after),
+                        j.excerpt(frames, vip, before, observed[0], until=after, neighbours=obs.neighbours),
                     )
                 )
 
 
 def _stalled_holder(
-    obs: Observation, seen: Sequence[Answer], before: float, after: float, window: FaultWindow | None
+    obs: Observation,
+    seen: Sequence[Answer],
+    before: float,
+    after: float,
+    window: FaultWindow | None,
+    *,
+    allowed: float = 0.0,
 ) -> str | None:
     """The node that answered on both sides of a gap, if its *own* address (the control probe)
     went unanswered through the gap too while no fault touched it: the host or its service
-    stalled (or the client did), which no VRRP implementation can see or cure."""
+    stalled (or the client did), which no VRRP implementation can see or cure.
+
+    "Through the gap" is: the control's longest silence inside the gap leaves no more of the
+    gap than ``allowed`` (the bound) — as :func:`_blind` judges all nodes at once. One answer
+    the loaded service squeezed out in the middle of a 3 s stall does not make the rest of
+    the stall VRRP's (issue 14: gaps of 2.5 s on VIPs whose holder advertised throughout).
+    """
     last = next((a.node for a in reversed(seen) if a.sent <= before), None)
     first = next((a.node for a in seen if a.sent >= after), None)
     if last is None or last != first or (window is not None and last in window.nodes):
@@ -334,8 +417,13 @@ def _stalled_holder(
     control = obs.controls.get(last)
     if control is None:
         return None
-    inside = [a for a in control if before + 0.1 < a.sent < after - 0.1]
-    return None if inside else f"{last}'s own address went unanswered too"
+    inside = [a.sent for a in control if before + 0.1 < a.sent < after - 0.1]
+    if not inside:
+        return f"{last}'s own address went unanswered too"
+    silence = max(b - a for a, b in itertools.pairwise([before, *inside, after]))
+    if silence > 0.2 and (after - before) - silence <= allowed:
+        return f"{last}'s own address went unanswered for {silence * 1000:.0f} ms of it"
+    return None
 
 
 def _blind(obs: Observation, before: float, after: float, allowed: float) -> str | None:
@@ -400,7 +488,7 @@ def _report_stale(
             window.label if window is not None else "no fault",
             f"{node} held {vip.ip} for {max(end - start, 0) * 1000:.0f} ms without advertising VRID "
             f"{vip.vrid}",
-            j.excerpt(obs.frames, vip, start, origin),
+            j.excerpt(obs.frames, vip, start, origin, neighbours=obs.neighbours),
         )
     )
 
@@ -427,7 +515,7 @@ def _rightful(j: Judge, obs: Observation, verdict: Verdict) -> None:
                     "after the last heal",
                     f"{vip.ip} held by {holders or 'nobody'}, the client's last answers from "
                     f"{sorted(last) or 'nobody'}; wanted {wanted}",
-                    j.excerpt(frames, vip, observed[1], observed[0]),
+                    j.excerpt(frames, vip, observed[1], observed[0], neighbours=obs.neighbours),
                 )
             )
 

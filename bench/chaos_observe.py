@@ -7,16 +7,25 @@ Three independent views, all timestamped on the machine's monotonic clock:
 * the **kernel**: ``ip -j addr show dev eth0`` run in every node namespace every
   ``poll`` seconds (who holds which VIP);
 * the **wire**: tcpdump on the switch's bridge (VRRP and ARP), decoded with tshark after
-  the run (who advertised which VRID with which priority, who announced which address).
+  the run (who advertised which VRID with which priority, who announced which address);
+* the **client's neighbour table**: ``ip -ts monitor neigh`` in the client, every change
+  of every entry with the kernel's timestamp (to which MAC the client sent a VIP's
+  probes, and when that changed: a gap while the VIP's holder advertises normally is
+  usually the client still sending to the node that let the VIP go).
 
-Plus a watch on the daemons' processes (an exit nobody caused is invariant 5).
+Plus a watch on the daemons' processes (an exit nobody caused is invariant 5) and on their
+scheduling (:class:`SchedWatch`: how long each VRRP process waited on a run queue, from the
+kernel's ``/proc/<pid>/schedstat``), which tells a daemon that decided late from one that
+was runnable and got no CPU.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
+import datetime
 import os
+import socket
+import struct
 import subprocess
 import threading
 import time
@@ -25,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from chaos_daemons import vrrp_pids
 from failover import Prober
 from keepalived_harness import VrrpDaemon
 
@@ -40,6 +50,15 @@ CAPTURE_FILTER = "ip proto 112 or arp"
 # kernel still completed every handshake; it answered sockets the client had given up on),
 # and the gap was charged to VRRP. The daemons under test keep the default priority.
 OBSERVER_NICE = -10
+
+
+# The daemons under test run at the observer's priority (``--daemon-nice``). At 0 beside ~30
+# observer processes at -10 on a 2-core host shared with other work, a daemon that was
+# runnable waited hundreds of ms for a CPU: the third pass's 300-550 ms of silence from a
+# node whose ``cut`` had just healed (SchedWatch's run-queue figures). keepalived's own
+# advice for a VRRP daemon is the same (``vrrp_priority`` / ``vrrp_rt_priority``): it must not
+# queue behind ordinary work. Both implementations get it, so the comparison stays fair.
+DAEMON_NICE = OBSERVER_NICE
 
 
 def favour(pid: int) -> None:
@@ -68,8 +87,53 @@ class HoldSample:
     held: frozenset[str]
 
 
+RTM_GETADDR = 22
+NLM_F_REQUEST_DUMP = 0x1 | 0x300  # NLM_F_REQUEST | NLM_F_DUMP
+NLMSG_DONE = 3
+NLMSG_ERROR = 2
+IFA_LOCAL = 2
+
+
+def dump_ipv4(sock: socket.socket, ifindex: int) -> set[str]:
+    """The IPv4 addresses on ``ifindex``: one RTM_GETADDR dump on a NETLINK_ROUTE socket.
+
+    What ``ip -4 addr show`` asks the kernel, without a process per reading: the poller
+    used to run ``ip netns exec ... ip -j addr`` three times per 100 ms per LAN (30 process
+    starts a second, each a mount namespace and a sysfs mount), which on a 2-core host was
+    the observer's largest cost after the probes and took the CPU the daemons needed.
+    """
+    request = struct.pack("=IHHII", 16 + 8, RTM_GETADDR, NLM_F_REQUEST_DUMP, 1, 0)
+    request += struct.pack("=BBBBI", socket.AF_INET, 0, 0, 0, 0)
+    sock.send(request)
+    found: set[str] = set()
+    while True:
+        data = sock.recv(65536)
+        offset = 0
+        while offset + 16 <= len(data):
+            length, kind = struct.unpack_from("=IH", data, offset)
+            if kind == NLMSG_DONE:
+                return found
+            if kind == NLMSG_ERROR:
+                raise OSError("RTM_GETADDR dump failed")
+            index = struct.unpack_from("=I", data, offset + 16 + 4)[0]
+            at = offset + 16 + 8
+            while index == ifindex and at + 4 <= offset + length:
+                size, attr = struct.unpack_from("=HH", data, at)
+                if size < 4:
+                    break
+                if attr == IFA_LOCAL and size == 8:
+                    found.add(socket.inet_ntoa(data[at + 4 : at + 8]))
+                at += (size + 3) & ~3
+            offset += (length + 3) & ~3
+        if not data:
+            return found
+
+
 class AddressPoller:
-    """``ip -j addr show dev eth0`` in every node, in a loop on one thread per node."""
+    """Which VIPs every node's eth0 holds: a netlink dump per node per ``period``, one thread each.
+
+    Each thread's socket is opened inside its node's namespace (it stays bound to it).
+    """
 
     def __init__(self, lan: Lan, vip_ips: Sequence[str], period: float) -> None:
         self._lan = lan
@@ -78,6 +142,14 @@ class AddressPoller:
         self._stop = threading.Event()
         self.samples: list[HoldSample] = []
         self._lock = threading.Lock()
+        self._sockets: dict[str, tuple[socket.socket, int]] = {}
+        self._busy = {host.name: threading.Lock() for host in lan.nodes}  # one dump at a time per socket
+        for host in lan.nodes:
+            with lan.inside(host):
+                sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+                ifindex = socket.if_nametoindex("eth0")
+            sock.settimeout(10)
+            self._sockets[host.name] = (sock, ifindex)
         self._threads = [
             threading.Thread(target=self._loop, args=(host.name,), daemon=True) for host in lan.nodes
         ]
@@ -87,17 +159,15 @@ class AddressPoller:
             thread.start()
 
     def read(self, node: str) -> HoldSample | None:
-        before = time.monotonic()
-        result = self._lan.run(node, "ip", "-j", "addr", "show", "dev", "eth0", check=False, timeout=10)
-        after = time.monotonic()
-        if result.returncode != 0:
-            return None
-        held = set()
-        for link in json.loads(result.stdout or "[]"):
-            for info in link.get("addr_info", []):
-                if info.get("local") in self._vips:
-                    held.add(info["local"])
-        return HoldSample((before + after) / 2, node, frozenset(held))
+        sock, ifindex = self._sockets[node]
+        with self._busy[node]:
+            before = time.monotonic()
+            try:
+                local = dump_ipv4(sock, ifindex)
+            except OSError:
+                return None
+            after = time.monotonic()
+        return HoldSample((before + after) / 2, node, frozenset(local & self._vips))
 
     def _loop(self, node: str) -> None:
         while not self._stop.is_set():
@@ -117,9 +187,71 @@ class AddressPoller:
     def close(self) -> list[HoldSample]:
         self._stop.set()
         for thread in self._threads:
-            thread.join(timeout=15)
+            if thread.is_alive():
+                thread.join(timeout=15)
+        for sock, _ in self._sockets.values():
+            sock.close()
         with self._lock:
             return sorted(self.samples, key=lambda s: s.at)
+
+
+@dataclass(frozen=True)
+class SchedSample:
+    """A VRRP process's cumulative run-queue wait (``schedstat`` field 2), in seconds."""
+
+    at: float
+    node: str
+    pid: int
+    waited: float
+
+
+def read_waited(pid: int) -> float | None:
+    """Seconds ``pid``'s main thread has spent runnable but not running, or None if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/schedstat").read_text().split()
+    except OSError:
+        return None
+    return int(fields[1]) / 1e9
+
+
+@dataclass
+class SchedWatch:
+    """Every ``period``: each node's VRRP process's run-queue wait (the speaker; keepalived's VRRP
+    child), so the judge can tell a late decision from a daemon that was runnable and got no CPU
+    (issue 14: after a ``cut`` heals at 100 ms, the rejoining node sent nothing for 300-550 ms)."""
+
+    daemons: dict[str, VrrpDaemon]
+    period: float = 0.05
+    # The nice value every VRRP process gets when first seen (restarts included), or None to
+    # leave it. See :data:`DAEMON_NICE`.
+    nice: int | None = None
+    samples: list[SchedSample] = field(default_factory=list)
+    _seen: set[int] = field(default_factory=set)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.period):
+            for node, daemon in self.daemons.items():
+                pids = vrrp_pids(daemon)
+                for pid in set(pids) - self._seen:
+                    self._seen.add(pid)
+                    if self.nice is not None:
+                        with contextlib.suppress(OSError):
+                            os.setpriority(os.PRIO_PROCESS, pid, self.nice)
+                waited = read_waited(pids[-1]) if pids else None
+                if waited is not None:
+                    self.samples.append(SchedSample(time.monotonic(), node, pids[-1], waited))
+
+    def close(self) -> list[SchedSample]:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        return list(self.samples)
 
 
 @dataclass(frozen=True)
@@ -165,6 +297,75 @@ class ProcessWatch:
 def _returncode(daemon: Any) -> int | None:
     process = getattr(getattr(daemon, "_proc", None), "process", None)
     return None if process is None else process.returncode
+
+
+# -- the client's neighbour table --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NeighbourEvent:
+    """One change of the client's neighbour entry for ``ip`` (monotonic time).
+
+    ``mac`` is None when the kernel reported the entry without a link-layer address
+    (INCOMPLETE, FAILED) and ``state`` is ``"deleted"`` for a removed entry.
+    """
+
+    at: float
+    ip: str
+    mac: str | None
+    state: str
+
+
+def parse_neighbour_line(line: str, clock_offset: float) -> NeighbourEvent | None:
+    """One line of ``ip -ts monitor neigh`` (``[2026-11-30T02:42:05.313207] [Deleted] 198.18.0.101
+    dev eth0 lladdr 02:.. REACHABLE``), or None for anything else (IPv6, probes' lines).
+
+    ``clock_offset`` is wall clock - monotonic; ``ip`` prints local time.
+    """
+    if not line.startswith("["):
+        return None
+    stamp, _, rest = line[1:].partition("] ")
+    try:
+        wall = datetime.datetime.fromisoformat(stamp).timestamp()
+    except ValueError:
+        return None
+    words = rest.split()
+    deleted = bool(words) and words[0] == "Deleted"
+    if deleted:
+        words = words[1:]
+    if not words or ":" in words[0] or "." not in words[0]:
+        return None
+    mac = words[words.index("lladdr") + 1] if "lladdr" in words else None
+    state = "deleted" if deleted else (words[-1] if words[-1].isupper() else "")
+    return NeighbourEvent(wall - clock_offset, words[0], mac, state)
+
+
+class NeighbourWatch:
+    """``ip -ts monitor neigh dev eth0`` in the client: every change of its neighbour table."""
+
+    def __init__(self, lan: Lan, clock_offset: float) -> None:
+        assert lan.client is not None
+        self._lan = lan
+        self._offset = clock_offset
+        self.events: list[NeighbourEvent] = []
+        argv = ["ip", "-ts", "monitor", "neigh", "dev", "eth0"]
+        self._process = lan.spawn(lan.client, argv, stdout=subprocess.PIPE, text=True)
+        favour(self._process.pid)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self._process.stdout is not None
+        for line in self._process.stdout:
+            event = parse_neighbour_line(line.strip(), self._offset)
+            if event is not None:
+                self.events.append(event)
+
+    def close(self) -> list[NeighbourEvent]:
+        if self._process.poll() is None:
+            self._lan.stop(self._process)
+        self._reader.join(timeout=5)
+        return list(self.events)
 
 
 # -- the wire ------------------------------------------------------------------------------------

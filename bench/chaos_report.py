@@ -66,6 +66,19 @@ def side_by_side(blocks: Sequence[BlockResult]) -> str:
             ],
         )
         row(
+            "double holdings the daemons' CPU wait covers (runnable, no CPU; not counted in 1)",
+            [str(len(b.verdict.cpu_starved)) if _recorded(b) else "not recorded" for b in row_blocks],
+        )
+        row(
+            "VRRP processes' run-queue wait: total, worst 1 s of one process (ms)",
+            [
+                f"{_ms(b.verdict.cpu_waits[0])}, {_ms(b.verdict.cpu_waits[1])}"
+                if _recorded(b)
+                else "not recorded"
+                for b in row_blocks
+            ],
+        )
+        row(
             "split-brain windows (count, longest)",
             [
                 f"{len(b.verdict.windows)}, {_ms(max((w.length for w in b.verdict.windows), default=0.0))} ms"
@@ -84,6 +97,12 @@ def side_by_side(blocks: Sequence[BlockResult]) -> str:
     return "\n".join(out)
 
 
+def _recorded(block: BlockResult) -> bool:
+    """Whether the block was judged with the daemons' run-queue figures (blocks saved before
+    the fourth pass of issue 14 have none; --merge still reports them)."""
+    return "cpu_waits" in vars(block.verdict)
+
+
 def details(blocks: Sequence[BlockResult]) -> str:
     out: list[str] = []
     for block in blocks:
@@ -92,7 +111,6 @@ def details(blocks: Sequence[BlockResult]) -> str:
         out.append("")
         if not violations:
             out += ["None.", ""]
-            continue
         for number in INVARIANTS:
             found = block.verdict.by_invariant(number)
             for violation in found[:DETAILS]:
@@ -110,6 +128,9 @@ def details(blocks: Sequence[BlockResult]) -> str:
                 f"* not counted: {gap.vip} silent for {_ms(gap.length)} ms at "
                 f"{gap.start - block.origin:.3f} s, fault {gap.fault}: {why}"
             )
+        for violation, why in block.verdict.cpu_starved[:DETAILS] if _recorded(block) else ():
+            out.append(f"* not counted (invariant 1): at {violation.at:.3f} s, {violation.vip}, fault "
+                       f"{violation.fault}: {violation.detail}; {why}")  # fmt: skip
         out.append("")
     return "\n".join(out)
 

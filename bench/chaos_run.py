@@ -19,7 +19,17 @@ from pathlib import Path
 from chaos_daemons import ARBITER_INTERVAL_S, ARBITER_RISE, CHECKED_PORT, make_daemon
 from chaos_faults import FaultRecord, Injector, Services
 from chaos_invariants import FaultWindow, Judge, Observation, Verdict, judge
-from chaos_observe import AddressPoller, ProcessWatch, VipProber, read_wire
+from chaos_observe import (
+    DAEMON_NICE,
+    AddressPoller,
+    NeighbourEvent,
+    NeighbourWatch,
+    ProcessWatch,
+    SchedSample,
+    SchedWatch,
+    VipProber,
+    read_wire,
+)
 from chaos_schedule import Plan
 from gaps import master_down_interval
 from keepalived_harness import VrrpDaemon, remove_address
@@ -92,6 +102,7 @@ def run_block(
     *,
     poll: float = 0.1,
     slack: float = 0.0,
+    daemon_nice: int | None = DAEMON_NICE,
 ) -> BlockResult:
     """Run ``plan`` against ``implementation``; everything started here is stopped here."""
     load_start = os.getloadavg()[0]
@@ -105,17 +116,23 @@ def run_block(
     injector = Injector(lan, daemons, services)
     poller = AddressPoller(lan, vip_ips, poll)
     watch = ProcessWatch(daemons, injector.expected_down)
+    sched_watch = SchedWatch(daemons, nice=daemon_nice)
+    sched: list[SchedSample] = []
     probers: list[VipProber] = []
     controls: dict[str, VipProber] = {}
     records: list[FaultRecord] = []
+    neighbour_watch: NeighbourWatch | None = None
+    neighbours: list[NeighbourEvent] = []
     pcap = block_dir / "bridge.pcap"
     clock_offset = time.time() - time.monotonic()
     _log(f"{implementation} at {plan.interval:g} s: {len(plan.vips)} VIPs, {len(plan.faults)} faults")
     try:
         for daemon in daemons.values():
             daemon.start()
+        sched_watch.start()  # from the start: it also gives the daemons their priority
         wait_converged(poller, plan, lan, CONVERGE_TIMEOUT)
         with lan.capture(lan.switch, pcap, "ip proto 112 or arp", ifname="br0"):
+            neighbour_watch = NeighbourWatch(lan, clock_offset)
             probers = [VipProber(lan, ip) for ip in vip_ips]
             poller.start()
             watch.start()
@@ -136,10 +153,14 @@ def run_block(
             final = poller.latest()
             observed_end = time.monotonic()
             watch.close()
+            sched = sched_watch.close()
             for prober in probers:
                 prober.close()
             samples = poller.close()
+            neighbours = neighbour_watch.close()
     finally:
+        if neighbour_watch is not None:
+            neighbour_watch.close()
         watch.close()
         injector.close()
         for prober in probers:
@@ -181,7 +202,8 @@ def run_block(
     answers = {prober.address: prober.answers for prober in probers}
     observation = Observation(
         windows, samples, answers, frames, watch.exits, logs, (observed_start, observed_end), final,
-        controls={node: prober.answers for node, prober in controls.items()},
+        controls={node: prober.answers for node, prober in controls.items()}, neighbours=neighbours,
+        sched=sched,
     )  # fmt: skip
     verdict = judge(judge_, observation)
     return BlockResult(

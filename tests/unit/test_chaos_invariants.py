@@ -5,13 +5,16 @@ the run was clean, not that the judge was blind."""
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT / "bench"), str(ROOT / "tests" / "netns")]
 
-from chaos_invariants import FaultWindow, Judge, Observation, judge, split_windows  # noqa: E402
-from chaos_observe import HoldSample, WireFrame  # noqa: E402
+from chaos_invariants import FaultWindow, Judge, Observation, cpu_wait, judge, split_windows  # noqa: E402
+from chaos_observe import HoldSample, SchedSample, WireFrame  # noqa: E402
 from chaos_schedule import FaultKind, VipPlan, make_plan  # noqa: E402
 from gaps import Answer  # noqa: E402
 
@@ -167,3 +170,68 @@ def test_a_gap_a_fault_with_a_smaller_bound_cuts_into_keeps_the_larger_bound_it_
     verdict = judge(JUDGE, observe({"node1": [(0, 11)]}, adverts("node1", 0, 10), seen, [gateway, frozen]))
     assert verdict.violations == []
     assert verdict.worst_gaps["gateway"].length > 2.0
+
+
+def sched(node: str, waits: list[tuple[float, float]], pid: int = 100) -> list[SchedSample]:
+    """``node``'s VRRP process's cumulative run-queue wait: [(time, seconds waited so far)]."""
+    return [SchedSample(at, node, pid, waited) for at, waited in waits]
+
+
+def test_a_double_holding_the_holders_cpu_wait_covers_is_listed_apart_from_invariant_1() -> None:
+    # Heal at 5.0 s, two holders until 6.0 s (allowed 0.15 s): node2's speaker waited 0.9 s of
+    # that second on a run queue (issue 14: the cut node silent for 300-550 ms after the heal).
+    holding = {"node1": [(0, 11)], "node2": [(3, 6.05)]}
+    frames = adverts("node1", 0, 10) + adverts("node2", 3, 6.05)
+    obs = observe(holding, frames, answers("node1", 0, 10), [freeze("node1", 2.0, 5.0)])
+    starved = replace(obs, sched=sched("node2", [(4.9, 1.0), (5.05, 1.05), (6.0, 1.95)]))
+    verdict = judge(JUDGE, starved)
+    assert verdict.violations == []
+    [(violation, why)] = verdict.cpu_starved
+    assert violation.invariant == 1
+    assert "node2 900 ms" in violation.detail
+    assert "waited 900 ms for a CPU" in why
+
+
+def test_a_double_holding_longer_than_the_cpu_wait_explains_stays_a_violation() -> None:
+    holding = {"node1": [(0, 11)], "node2": [(3, 6.05)]}
+    frames = adverts("node1", 0, 10) + adverts("node2", 3, 6.05)
+    obs = observe(holding, frames, answers("node1", 0, 10), [freeze("node1", 2.0, 5.0)])
+    busy = replace(
+        obs, sched=sched("node2", [(5.05, 1.0), (6.0, 1.2)]) + sched("node1", [(5.05, 0.0), (6.0, 0.1)])
+    )
+    verdict = judge(JUDGE, busy)
+    assert [v.invariant for v in verdict.violations] == [1]
+    assert verdict.cpu_starved == []
+
+
+def test_cpu_wait_counts_only_what_samples_inside_the_span_prove_per_process() -> None:
+    samples = sched("node1", [(0.9, 5.0), (1.1, 5.2), (1.9, 5.5)]) + sched("node1", [(2.0, 0.0)], pid=7)
+    samples += sched("node1", [(2.5, 0.3)], pid=7) + sched("node2", [(1.5, 9.0), (1.6, 9.9)])
+    assert cpu_wait(samples, "node1", 1.0, 3.0) == pytest.approx(0.3 + 0.3)  # pid 100 from 1.1 s, then pid 7
+
+
+def test_the_verdict_sums_the_run_queue_wait_and_finds_the_worst_second() -> None:
+    obs = observe({"node1": [(0, 11)]}, adverts("node1", 0, 10), answers("node1", 0, 10), [])
+    waits = sched("node1", [(1.0, 0.0), (1.5, 0.1), (2.0, 0.6), (3.0, 0.7)]) + sched(
+        "node2", [(1.0, 2.0), (9.0, 2.2)]
+    )
+    verdict = judge(JUDGE, replace(obs, sched=waits))
+    assert verdict.cpu_waits == pytest.approx((0.7 + 0.2, 0.6))
+
+
+def test_a_gap_the_holders_own_address_shared_but_for_one_answer_is_the_hosts() -> None:
+    # node1 answered the VIP before and after a 2 s gap; its own address answered once in the
+    # middle of it and was silent for 1.9 s of it: the rest (0.1 s) fits the bound, so node1's host
+    # stalled, not VRRP. The other nodes answered throughout (not a blind client).
+    seen = answers("node1", 0, 4) + answers("node1", 6, 10)
+    controls = {node: answers(node, 0, 10) for node in ("node2", "node3")}
+    controls["node1"] = [*answers("node1", 0, 4.0), Answer(4.1, "node1"), *answers("node1", 5.9, 10)]
+    base = observe({"node1": [(0, 11)]}, adverts("node1", 0, 10), seen, [])
+    verdict = judge(JUDGE, replace(base, controls=controls))
+    assert verdict.violations == []
+    [(_gap, why)] = verdict.host_stalls
+    assert "node1's own address went unanswered for 1900 ms" in why
+    # Answered every 0.5 s through the gap: the node was there, the VIP was not (a violation).
+    controls["node1"] = answers("node1", 0, 4) + [Answer(4.0 + k * 0.5, "node1") for k in range(4)]
+    controls["node1"] += answers("node1", 6, 10)
+    assert [v.invariant for v in judge(JUDGE, replace(base, controls=controls)).violations] == [2]
