@@ -16,9 +16,12 @@ Measured:
   changing, from the API server's own ``apiserver_request_total`` (``/metrics``), by
   verb and resource, so what keepvip writes stands apart from the control plane's own
   heartbeats (leases, node status, events);
-* **one node failing**: node-a is cut off the LAN (``disconnect_node``); the writes of
-  the ``--window`` after it, by resource, minus the steady rate, against the VIPs node-a
-  held;
+* **one node failing**: a node is cut off the LAN (``disconnect_node``); the writes of
+  the ``--window`` after it, by resource, against the VIPs that node held. Which node
+  matters: the operator runs in one of the node namespaces and reaches the API server
+  over the LAN too, so cutting *its* node cuts the operator off and the API server sees
+  only the other speakers' entries. ``--cut other`` (default) cuts a node that does not
+  run the operator, ``--cut operator`` the operator's own; the report names both nodes;
 * operator and speaker **RSS and CPU** over the steady window (process trees found by
   their command lines: ``keepvip operator``, ``keepvip speaker --kubernetes``).
 """
@@ -185,11 +188,25 @@ def usage_line(name: str, usages: list[Usage]) -> str:
     return f"  {name}: " + ", ".join(f"{u.rss_mib:.0f} MiB, {u.cpu_percent:.2f} % CPU" for u in usages)
 
 
+def operator_node(deployment: KeepvipOnCluster) -> str:
+    """The node whose namespace the running operator pod is in."""
+    pods = deployment.objects.list("v1", "Pod", deployment.namespace,
+                                   label_selector="app.kubernetes.io/component=operator")  # fmt: skip
+    return next(p["spec"]["nodeName"] for p in pods if p["status"].get("phase") == "Running")
+
+
+def victim(operator_on: str, cut: str) -> str:
+    """The node to cut off: the operator's own (``cut == "operator"``) or the first other one."""
+    return operator_on if cut == "operator" else next(n for n in NODES if n != operator_on)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=500)
     parser.add_argument("--window", type=float, default=60.0, help="steady and after-failure windows (s)")
     parser.add_argument("--timeout", type=float, default=600.0, help="for all to become Ready (s)")
+    parser.add_argument("--cut", choices=("other", "operator"), default="other",
+                        help="cut a node without the operator (default) or the operator's own")  # fmt: skip
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     report: dict[str, Any] = {"count": args.count}
@@ -220,16 +237,18 @@ def main() -> int:
         usage = {kind: [w.end(now) for w in found] for kind, found in windows.items()}
         minutes = args.window / 60
 
+        operator_on = operator_node(deployment)
+        cut = victim(operator_on, args.cut)
         held = [
             item["metadata"]["name"]
             for item in deployment.objects.list(API_VERSION, "VirtualIP")
-            if (item.get("status") or {}).get("master") == "node-a"
+            if (item.get("status") or {}).get("master") == cut
         ]
         before = writes(cluster)
-        cluster.disconnect_node("node-a")
+        cluster.disconnect_node(cut)
         time.sleep(args.window)
         failure = delta(writes(cluster), before)
-        cluster.reconnect_node("node-a")
+        cluster.reconnect_node(cut)
 
         print(f"\n{args.count} VirtualIPs created in {created:.1f} s (16 threads)")
         hook = report["webhook"]
@@ -241,7 +260,8 @@ def main() -> int:
         print(f"  API writes from the first create until all Ready: {report['writes_during_create']}")
         print(f"\nsteady state, {args.window:.0f} s, API writes by verb and resource:")
         print(by_resource(steady, minutes))
-        print(f"\nnode-a cut off the LAN (it was master of {len(held)} VirtualIPs), {args.window:.0f} s:")
+        print(f"\n{cut} cut off the LAN (it was master of {len(held)} VirtualIPs; the operator runs on "
+              f"{operator_on}), {args.window:.0f} s:")  # fmt: skip
         print(by_resource(failure, minutes))
         print("\nprocesses over the steady window:")
         print(usage_line("operator", usage["operator"]))
@@ -249,7 +269,9 @@ def main() -> int:
         report.update(
             steady={f"{v} {r}": n for (v, r), n in steady.items()},
             failure={f"{v} {r}": n for (v, r), n in failure.items()},
-            node_a_masters=len(held),
+            cut=cut,
+            operator_node=operator_on,
+            cut_node_masters=len(held),
             usage={k: [u.__dict__ for u in v] for k, v in usage.items()},
         )
     if args.json is not None:
