@@ -21,7 +21,8 @@ Measured:
   matters: the operator runs in one of the node namespaces and reaches the API server
   over the LAN too, so cutting *its* node cuts the operator off and the API server sees
   only the other speakers' entries. ``--cut other`` (default) cuts a node that does not
-  run the operator, ``--cut operator`` the operator's own; the report names both nodes;
+  run the operator, ``--cut operator`` the operator's own, ``--cut both`` one after the
+  other (30 s apart); the report names the cut node and the operator's;
 * operator and speaker **RSS and CPU** over the steady window (process trees found by
   their command lines: ``keepvip operator``, ``keepvip speaker --kubernetes``).
 """
@@ -200,13 +201,29 @@ def victim(operator_on: str, cut: str) -> str:
     return operator_on if cut == "operator" else next(n for n in NODES if n != operator_on)
 
 
+def cut_off(cluster: LocalCluster, deployment: KeepvipOnCluster, node: str, window: float) -> dict[str, Any]:
+    """Cut ``node`` off the LAN for ``window`` seconds: the API writes meanwhile, and the VIPs it held."""
+    held = [
+        item["metadata"]["name"]
+        for item in deployment.objects.list(API_VERSION, "VirtualIP")
+        if (item.get("status") or {}).get("master") == node
+    ]
+    before = writes(cluster)
+    cluster.disconnect_node(node)
+    try:
+        time.sleep(window)
+        return {"node": node, "masters": len(held), "writes": delta(writes(cluster), before)}
+    finally:
+        cluster.reconnect_node(node)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=500)
     parser.add_argument("--window", type=float, default=60.0, help="steady and after-failure windows (s)")
     parser.add_argument("--timeout", type=float, default=600.0, help="for all to become Ready (s)")
-    parser.add_argument("--cut", choices=("other", "operator"), default="other",
-                        help="cut a node without the operator (default) or the operator's own")  # fmt: skip
+    parser.add_argument("--cut", choices=("other", "operator", "both"), default="other",
+                        help="a node without the operator, the operator's own, or both in turn")  # fmt: skip
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     report: dict[str, Any] = {"count": args.count}
@@ -238,17 +255,11 @@ def main() -> int:
         minutes = args.window / 60
 
         operator_on = operator_node(deployment)
-        cut = victim(operator_on, args.cut)
-        held = [
-            item["metadata"]["name"]
-            for item in deployment.objects.list(API_VERSION, "VirtualIP")
-            if (item.get("status") or {}).get("master") == cut
-        ]
-        before = writes(cluster)
-        cluster.disconnect_node(cut)
-        time.sleep(args.window)
-        failure = delta(writes(cluster), before)
-        cluster.reconnect_node(cut)
+        cuts: list[dict[str, Any]] = []
+        for which in ("other", "operator") if args.cut == "both" else (args.cut,):
+            if cuts:
+                time.sleep(30)  # the node is back on the LAN: elections and status settle
+            cuts.append(cut_off(cluster, deployment, victim(operator_on, which), args.window))
 
         print(f"\n{args.count} VirtualIPs created in {created:.1f} s (16 threads)")
         hook = report["webhook"]
@@ -260,18 +271,17 @@ def main() -> int:
         print(f"  API writes from the first create until all Ready: {report['writes_during_create']}")
         print(f"\nsteady state, {args.window:.0f} s, API writes by verb and resource:")
         print(by_resource(steady, minutes))
-        print(f"\n{cut} cut off the LAN (it was master of {len(held)} VirtualIPs; the operator runs on "
-              f"{operator_on}), {args.window:.0f} s:")  # fmt: skip
-        print(by_resource(failure, minutes))
+        for cut in cuts:
+            print(f"\n{cut['node']} cut off the LAN (it was master of {cut['masters']} VirtualIPs; "
+                  f"the operator runs on {operator_on}), {args.window:.0f} s:")  # fmt: skip
+            print(by_resource(cut["writes"], minutes))
         print("\nprocesses over the steady window:")
         print(usage_line("operator", usage["operator"]))
         print(usage_line("speakers", usage["speaker"]))
         report.update(
             steady={f"{v} {r}": n for (v, r), n in steady.items()},
-            failure={f"{v} {r}": n for (v, r), n in failure.items()},
-            cut=cut,
+            cuts=[{**c, "writes": {f"{v} {r}": n for (v, r), n in c["writes"].items()}} for c in cuts],
             operator_node=operator_on,
-            cut_node_masters=len(held),
             usage={k: [u.__dict__ for u in v] for k, v in usage.items()},
         )
     if args.json is not None:
