@@ -73,12 +73,16 @@ def document(index: int) -> dict[str, Any]:
     }
 
 
+def api_metrics(cluster: LocalCluster) -> str:
+    """The API server's own ``/metrics`` text."""
+    return subprocess.run(["kubectl", "get", "--raw", "/metrics"], env=cluster.kubectl_env(),
+                          capture_output=True, text=True, check=True, timeout=60).stdout  # fmt: skip
+
+
 def writes(cluster: LocalCluster) -> Counter[tuple[str, str]]:
     """(verb, resource[/subresource]) → writes so far, from the API server's metrics."""
-    text = subprocess.run(["kubectl", "get", "--raw", "/metrics"], env=cluster.kubectl_env(),
-                          capture_output=True, text=True, check=True, timeout=60).stdout  # fmt: skip
     found: Counter[tuple[str, str]] = Counter()
-    for line in text.splitlines():
+    for line in api_metrics(cluster).splitlines():
         match = _SAMPLE.match(line)
         if match is None:
             continue
@@ -98,6 +102,22 @@ _WEBHOOK_SAMPLE = re.compile(
 )
 
 
+def histogram(metrics_text: str) -> dict[str, float]:
+    """The API server's validating-webhook histogram for keepvip's webhooks: count, sum and
+    the cumulative bucket counts (``le_<bound>``), summed over operations and names."""
+    found: dict[str, float] = {}
+    for line in metrics_text.splitlines():
+        match = _WEBHOOK_SAMPLE.match(line)
+        if match is None:
+            continue
+        labels = dict(_LABEL.findall(match.group("labels")))
+        if labels.get("type") != "validating" or "keepvip" not in labels.get("name", ""):
+            continue
+        key = f"le_{labels['le']}" if match.group("kind") == "bucket" else match.group("kind")
+        found[key] = found.get(key, 0.0) + float(match.group("value"))
+    return found
+
+
 def webhook_latency(cluster: LocalCluster) -> dict[str, float]:
     """The API server's view of the validating webhook's answers so far (all keepvip webhooks).
 
@@ -105,23 +125,9 @@ def webhook_latency(cluster: LocalCluster) -> dict[str, float]:
     bound below +Inf: at 5 s the API server gives up and, with failurePolicy Ignore,
     admits the object unchecked).
     """
-    text = subprocess.run(["kubectl", "get", "--raw", "/metrics"], env=cluster.kubectl_env(),
-                          capture_output=True, text=True, check=True, timeout=60).stdout  # fmt: skip
-    found = {"count": 0.0, "sum": 0.0, "le_2_5": 0.0}
-    for line in text.splitlines():
-        match = _WEBHOOK_SAMPLE.match(line)
-        if match is None:
-            continue
-        labels = dict(_LABEL.findall(match.group("labels")))
-        if labels.get("type") != "validating" or "keepvip" not in labels.get("name", ""):
-            continue
-        value = float(match.group("value"))
-        if match.group("kind") == "bucket":
-            if labels.get("le") == "2.5":
-                found["le_2_5"] += value
-        else:
-            found[match.group("kind")] += value
-    return {"count": found["count"], "sum": found["sum"], "over_2_5s": found["count"] - found["le_2_5"]}
+    seen = histogram(api_metrics(cluster))
+    count = seen.get("count", 0.0)
+    return {"count": count, "sum": seen.get("sum", 0.0), "over_2_5s": count - seen.get("le_2.5", 0.0)}
 
 
 def delta(after: Counter[tuple[str, str]], before: Counter[tuple[str, str]]) -> Counter[tuple[str, str]]:

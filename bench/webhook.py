@@ -32,7 +32,6 @@ import argparse
 import asyncio
 import base64
 import json
-import re
 import secrets
 import ssl
 import subprocess
@@ -51,6 +50,7 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE)]
 
 import aiohttp  # noqa: E402 - kopf's own dependency
+from cluster_scale import api_metrics, histogram  # noqa: E402
 from gaps import percentile  # noqa: E402
 
 from keepvip.localcluster import ClusterConfig, LocalCluster, wait_until  # noqa: E402
@@ -61,11 +61,6 @@ STORED = IPv4Network("198.18.200.0/23")
 PROBED = IPv4Network("198.18.202.0/23")
 TIMEOUT = 5.0  # the chart's webhook.timeoutSeconds
 PATH = "/validate-virtualip"
-_BUCKET = re.compile(
-    r"^apiserver_admission_webhook_admission_duration_seconds_(?P<kind>bucket|count|sum)"
-    r"\{(?P<labels>[^}]*)\} (?P<value>\S+)$"
-)
-_LABEL = re.compile(r'(\w+)="([^"]*)"')
 
 
 def virtualip(name: str, address: str) -> dict[str, Any]:
@@ -117,22 +112,6 @@ def summary(seconds: Sequence[float], limit: float = TIMEOUT) -> dict[str, float
         "max": max(values),
         "over_limit": sum(1 for v in values if v > limit),
     }
-
-
-def histogram(metrics_text: str) -> dict[str, float]:
-    """The API server's validating-webhook histogram for keepvip's webhooks: count, sum and
-    the cumulative bucket counts (``le_<bound>``), summed over operations and names."""
-    found: dict[str, float] = {}
-    for line in metrics_text.splitlines():
-        match = _BUCKET.match(line)
-        if match is None:
-            continue
-        labels = dict(_LABEL.findall(match.group("labels")))
-        if labels.get("type") != "validating" or "keepvip" not in labels.get("name", ""):
-            continue
-        key = f"le_{labels['le']}" if match.group("kind") == "bucket" else match.group("kind")
-        found[key] = found.get(key, 0.0) + float(match.group("value"))
-    return found
 
 
 def histogram_delta(after: Mapping[str, float], before: Mapping[str, float]) -> dict[str, float]:
@@ -192,11 +171,6 @@ def client_main(argv: Sequence[str]) -> int:
 
 
 # -- the bench ------------------------------------------------------------------------------
-
-
-def api_metrics(cluster: LocalCluster) -> str:
-    return subprocess.run(["kubectl", "get", "--raw", "/metrics"], env=cluster.kubectl_env(),
-                          capture_output=True, text=True, check=True, timeout=60).stdout  # fmt: skip
 
 
 @dataclass(frozen=True)

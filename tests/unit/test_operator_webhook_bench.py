@@ -12,14 +12,8 @@ from keepvip.operator.admission import KnownReferences, review
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT / "bench")]
 
-from webhook import (  # noqa: E402
-    admission_review,
-    describe_histogram,
-    histogram,
-    histogram_delta,
-    summary,
-    virtualip,
-)
+from cluster_scale import histogram  # noqa: E402
+from webhook import admission_review, describe_histogram, histogram_delta, summary, virtualip  # noqa: E402
 
 
 def test_the_review_carries_a_create_of_a_valid_virtualip_as_the_api_server_sends_it() -> None:
