@@ -69,9 +69,11 @@ WEBHOOK_ID = "validate-virtualip"
 """The validating handler's id: the webhook's URL path is ``/validate-virtualip``."""
 POOL_WEBHOOK_ID = "validate-virtualippool"
 """The pools' validating handler: URL path ``/validate-virtualippool``."""
-REVIEW_THREADS = 4
-"""Threads of the VirtualIP webhook's own: a review waits for at most one shared listing in
-flight (keepvip.operator.listing), so a few threads keep 16 reviews in flight moving."""
+REVIEW_THREADS = 32
+"""Threads of the VirtualIP webhook's own. A review's thread waits (blocked, no CPU) for the
+listing it shares (keepvip.operator.listing); with at least as many threads as the API
+server has reviews in flight (16 creating clients: 16) they all join one listing, where
+with fewer each listing serves only the threads minus the one fetching."""
 
 
 def _inventory(index: Any) -> dict[str, InventoryEntry]:
