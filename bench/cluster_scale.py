@@ -85,13 +85,18 @@ def api_metrics(cluster: LocalCluster) -> str:
 
 def writes(cluster: LocalCluster) -> Counter[tuple[str, str]]:
     """(verb, resource[/subresource]) → writes so far, from the API server's metrics."""
+    return requests(api_metrics(cluster), WRITE_VERBS)
+
+
+def requests(metrics_text: str, verbs: set[str]) -> Counter[tuple[str, str]]:
+    """(verb, resource[/subresource]) → requests with one of ``verbs`` so far (apiserver_request_total)."""
     found: Counter[tuple[str, str]] = Counter()
-    for line in api_metrics(cluster).splitlines():
+    for line in metrics_text.splitlines():
         match = _SAMPLE.match(line)
         if match is None:
             continue
         labels = dict(_LABEL.findall(match.group("labels")))
-        if labels.get("verb") not in WRITE_VERBS:
+        if labels.get("verb") not in verbs:
             continue
         resource = labels.get("resource", "")
         if labels.get("subresource"):
@@ -274,8 +279,10 @@ def main() -> int:
         print(f"\n{args.count} VirtualIPs created in {created:.1f} s (16 threads)")
         hook = report["webhook"]
         mean = hook["sum"] / hook["count"] if hook["count"] else 0.0
-        print(f"  webhook: {hook['count']:.0f} answers, mean {mean:.2f} s, "
-              f"{hook['over_2_5s']:.0f} slower than 2.5 s")
+        print(
+            f"  webhook: {hook['count']:.0f} answers, mean {mean:.2f} s, "
+            f"{hook['over_2_5s']:.0f} slower than 2.5 s"
+        )
         print(f"  allocated: {report['allocated']}")
         print(f"  Ready:     {report['ready']}")
         print(f"  API writes from the first create until all Ready: {report['writes_during_create']}")

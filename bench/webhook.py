@@ -50,7 +50,7 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE)]
 
 import aiohttp  # noqa: E402 - kopf's own dependency
-from cluster_scale import api_metrics, histogram  # noqa: E402
+from cluster_scale import api_metrics, histogram, requests  # noqa: E402
 from gaps import percentile  # noqa: E402
 
 from keepvip.localcluster import ClusterConfig, LocalCluster, wait_until  # noqa: E402
@@ -221,6 +221,13 @@ def finish_client(client: subprocess.Popen[str], timeout: float) -> list[dict[st
     return list(json.loads(out or "[]"))
 
 
+def listings(cluster: LocalCluster) -> int:
+    """LIST requests for VirtualIPs the API server has served so far (each review's listing shows here)."""
+    return sum(
+        n for (_, resource), n in requests(api_metrics(cluster), {"LIST"}).items() if resource == "virtualips"
+    )
+
+
 def describe_phase(name: str, answers: Sequence[Mapping[str, Any]]) -> str:
     s = summary([a["seconds"] for a in answers])
     refused = sum(1 for a in answers if not a["allowed"])
@@ -264,6 +271,7 @@ def main() -> int:
         addresses = [PROBED[i + 1] for i in range(count)]
 
         names = {f"stored-{i}" for i in range(count)}
+        lists = [listings(cluster)]
         before = histogram(api_metrics(cluster))
         load_start = Path("/proc/loadavg").read_text().split()[:3]
         client = start_client(door, probes("busy"), args.concurrency)
@@ -273,24 +281,31 @@ def main() -> int:
                           range(count)))  # fmt: skip
         created = time.monotonic() - started
         busy = finish_client(client, timeout=args.timeout)
+        lists.append(listings(cluster))
         through_api = histogram_delta(histogram(api_metrics(cluster)), before)
         wait_until(lambda: allocated(cluster, names) == count, timeout=args.timeout, interval=5.0,
                    what="every stored VirtualIP allocated")  # fmt: skip
         time.sleep(10)
         load_rest = Path("/proc/loadavg").read_text().split()[:3]
+        lists.append(listings(cluster))
         rest = finish_client(start_client(door, probes("rest"), args.concurrency), timeout=args.timeout)
+        lists.append(listings(cluster))
 
         print(f"\n{count} VirtualIPs created through the API in {created:.1f} s (16 threads); "
               f"direct AdmissionReviews at concurrency {args.concurrency} to {door.url}")  # fmt: skip
         print(describe_phase(f"during the creates (load {' '.join(load_start)})", busy))
         print(describe_phase(f"at rest, {count} stored (load {' '.join(load_rest)})", rest))
         print(f"  API server's histogram over the creates: {describe_histogram(through_api)}")
+        print(f"  LIST virtualips served by the API server (the webhook's, the bench's): "
+              f"{lists[1] - lists[0]:.0f} during the creates, {lists[3] - lists[2]:.0f} at rest")  # fmt: skip
         report.update(
             create_seconds=created,
             during_creates=summary([a["seconds"] for a in busy]),
             at_rest=summary([a["seconds"] for a in rest]),
             not_admitted=[a for a in busy + rest if not a["allowed"]][:10],
             apiserver_histogram=through_api,
+            lists_during_creates=lists[1] - lists[0],
+            lists_at_rest=lists[3] - lists[2],
             load={"start": load_start, "rest": load_rest},
         )
     if args.json is not None:

@@ -12,7 +12,7 @@ from keepvip.operator.admission import KnownReferences, review
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT / "bench")]
 
-from cluster_scale import histogram  # noqa: E402
+from cluster_scale import histogram, requests  # noqa: E402
 from webhook import admission_review, describe_histogram, histogram_delta, summary, virtualip  # noqa: E402
 
 
@@ -62,3 +62,16 @@ def test_the_api_servers_histogram_is_summed_over_operations_and_read_as_a_diffe
     assert histogram_delta(seen, {"count": 30, "le_2.5": 30})["count"] == 55
     text = describe_histogram({"count": 85, "sum": 30.5, "le_0.5": 75, "le_2.5": 80, "le_+Inf": 85})
     assert text.endswith("slower than 2.5 s: 5)")
+
+
+def test_the_listings_are_counted_by_verb_and_resource_from_the_request_counter() -> None:
+    text = "\n".join([
+        'apiserver_request_total{code="200",component="apiserver",dry_run="",group="keepvip.io",'
+        'resource="virtualips",scope="cluster",subresource="",verb="LIST",version="v1alpha1"} 41',
+        'apiserver_request_total{code="500",component="apiserver",dry_run="",group="keepvip.io",'
+        'resource="virtualips",scope="cluster",subresource="",verb="LIST",version="v1alpha1"} 1',
+        'apiserver_request_total{code="200",component="apiserver",dry_run="",group="keepvip.io",'
+        'resource="virtualips",scope="cluster",subresource="status",verb="PATCH",version="v1alpha1"} 7',
+    ])  # fmt: skip
+    assert requests(text, {"LIST"}) == {("LIST", "virtualips"): 42}
+    assert requests(text, {"PATCH"}) == {("PATCH", "virtualips/status"): 7}
