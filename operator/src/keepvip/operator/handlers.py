@@ -69,6 +69,10 @@ WEBHOOK_ID = "validate-virtualip"
 """The validating handler's id: the webhook's URL path is ``/validate-virtualip``."""
 POOL_WEBHOOK_ID = "validate-virtualippool"
 """The pools' validating handler: URL path ``/validate-virtualippool``."""
+LIST_TIMEOUT_SECONDS = 4.0
+"""The webhook's shared listing gives up after this (connect, each read): the API server
+stops waiting for an answer after the chart's ``webhook.timeoutSeconds`` (5 s by default),
+and a listing that hangs would hold every review waiting for it."""
 REVIEW_THREADS = 32
 """Threads of the VirtualIP webhook's own. A review's thread waits (blocked, no CPU) for the
 listing it shares (keepvip.operator.listing); with at least as many threads as the API
@@ -195,7 +199,9 @@ def _register_webhook(registry: kopf.OperatorRegistry, ctx: Context) -> None:
     # a list from etcd per create, under load, made each answer outlast the API server's
     # timeout), parsed once per version, and shared by the reviews that arrived before
     # it started (keepvip.operator.listing: 16 reviews in flight, one list, not 16).
-    listing = SharedListing(lambda: admitted.inventory(ctx.kube.list_virtualips(cached=True)))
+    listing = SharedListing(
+        lambda: admitted.inventory(ctx.kube.list_virtualips(cached=True, timeout=LIST_TIMEOUT_SECONDS))
+    )
     reviewers = ThreadPoolExecutor(max_workers=REVIEW_THREADS, thread_name_prefix="webhook")
 
     def review_now(new_body: dict[str, Any], old_body: dict[str, Any] | None) -> list[FieldError]:
