@@ -65,3 +65,21 @@ def test_a_failed_fetch_fails_every_call_that_waited_for_it_and_the_next_call_fe
     with pytest.raises(ConnectionError):
         listing.get()
     assert listing.get() == 2
+
+
+def test_a_review_whose_listing_timed_out_joins_the_next_one_until_its_deadline() -> None:
+    answers: list[int | Exception] = [TimeoutError("read timed out"), TimeoutError("read timed out"), 3]
+
+    def fetch() -> int:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    assert SharedListing(fetch).get_retrying(30.0, (TimeoutError,)) == 3
+    answers[:] = [TimeoutError("read timed out")] * 3
+    with pytest.raises(TimeoutError):
+        SharedListing(fetch).get_retrying(0.0, (TimeoutError,))
+    assert len(answers) == 2  # a deadline already passed: one try, no more
+    with pytest.raises(TimeoutError):
+        SharedListing(fetch).get_retrying(30.0, (ConnectionError,))  # not an error to retry on

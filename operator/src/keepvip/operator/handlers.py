@@ -32,6 +32,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
+import urllib3
+from kubernetes.client.exceptions import ApiException
 
 from keepvip.api.constants import GROUP, PLURAL, VERSION
 from keepvip.api.parse import FieldError
@@ -73,6 +75,11 @@ LIST_TIMEOUT_SECONDS = 4.0
 """The webhook's shared listing gives up after this (connect, each read): the API server
 stops waiting for an answer after the chart's ``webhook.timeoutSeconds`` (5 s by default),
 and a listing that hangs would hold every review waiting for it."""
+REVIEW_DEADLINE_SECONDS = 30.0
+"""A review whose listing failed joins the next one for this long: well past the API server's
+own timeout, whose failurePolicy decides meanwhile (a refusal of ours would not be its choice)."""
+LISTING_ERRORS = (ApiException, urllib3.exceptions.HTTPError, OSError)
+"""What a listing the API server is too slow or too busy to answer raises."""
 REVIEW_THREADS = 32
 """Threads of the VirtualIP webhook's own. A review's thread waits (blocked, no CPU) for the
 listing it shares (keepvip.operator.listing); with at least as many threads as the API
@@ -205,7 +212,8 @@ def _register_webhook(registry: kopf.OperatorRegistry, ctx: Context) -> None:
     reviewers = ThreadPoolExecutor(max_workers=REVIEW_THREADS, thread_name_prefix="webhook")
 
     def review_now(new_body: dict[str, Any], old_body: dict[str, Any] | None) -> list[FieldError]:
-        return review(new_body, old_body, listing.get(), ctx.kube, ctx.settings.speaker.exec_checks)
+        inventory = listing.get_retrying(REVIEW_DEADLINE_SECONDS, LISTING_ERRORS)
+        return review(new_body, old_body, inventory, ctx.kube, ctx.settings.speaker.exec_checks)
 
     @kopf.on.validate(*resource, id=WEBHOOK_ID, operations=["CREATE", "UPDATE"], registry=registry)
     async def validate(body: kopf.Body, **kwargs: Any) -> None:

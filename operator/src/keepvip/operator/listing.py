@@ -11,11 +11,17 @@ The rule kept: a review is answered from a listing that *started after the revie
 arrived*, so it sees everything stored before it, exactly as its own list would. Those
 that arrive while a listing runs wait for the next one, which starts when the running
 one ends and serves all of them: at most one listing in flight and one gathering.
+
+A listing that fails (the API server slow to answer under load: the fetch has a timeout)
+fails the round; :meth:`SharedListing.get_retrying` joins the next one, so a review is
+answered late rather than refused for the API server's trouble (late past the API
+server's own timeout is the chart's ``webhook.failurePolicy`` to decide, as before).
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Generic, TypeVar, cast
 
@@ -70,3 +76,14 @@ class SharedListing(Generic[T]):
         if current.error is not None:
             raise current.error
         return cast(T, current.result)
+
+    def get_retrying(self, seconds: float, errors: tuple[type[BaseException], ...]) -> T:
+        """:meth:`get`, joining the next round after a fetch failed with one of ``errors``,
+        until ``seconds`` have passed (then the last error is raised)."""
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                return self.get()
+            except errors:
+                if time.monotonic() >= deadline:
+                    raise
