@@ -16,9 +16,17 @@ Measured:
   changing, from the API server's own ``apiserver_request_total`` (``/metrics``), by
   verb and resource, so what keepvip writes stands apart from the control plane's own
   heartbeats (leases, node status, events);
-* **one node failing**: node-a is cut off the LAN (``disconnect_node``); the writes of
-  the ``--window`` after it, by resource, minus the steady rate, against the VIPs node-a
-  held;
+* **one node failing**: a node is cut off the LAN (``disconnect_node``); the writes of
+  the ``--window`` after it, by resource, against the VIPs that node held. Which node
+  matters: the operator runs in one of the node namespaces and reaches the API server
+  over the LAN too, so cutting *its* node cuts the operator off and the API server sees
+  only the other speakers' entries. ``--cut other`` (default) cuts a node that does not
+  run the operator, ``--cut operator`` the operator's own, ``--cut both`` one after the
+  other (30 s apart); the report names the cut node and the operator's. (Run of
+  2026-11-30 03:00, 90 VirtualIPs, ``--cut both``: node-b, master of 30, cut with the
+  operator on node-a: 30 operator status patches, 60 Events, 52 speaker applies; then
+  node-a, the operator's own, master of 29: 61 speaker applies and nothing else — the
+  pattern of the earlier run with "no operator writes after a node cut".)
 * operator and speaker **RSS and CPU** over the steady window (process trees found by
   their command lines: ``keepvip operator``, ``keepvip speaker --kubernetes``).
 """
@@ -69,17 +77,26 @@ def document(index: int) -> dict[str, Any]:
     }
 
 
+def api_metrics(cluster: LocalCluster) -> str:
+    """The API server's own ``/metrics`` text."""
+    return subprocess.run(["kubectl", "get", "--raw", "/metrics"], env=cluster.kubectl_env(),
+                          capture_output=True, text=True, check=True, timeout=60).stdout  # fmt: skip
+
+
 def writes(cluster: LocalCluster) -> Counter[tuple[str, str]]:
     """(verb, resource[/subresource]) → writes so far, from the API server's metrics."""
-    text = subprocess.run(["kubectl", "get", "--raw", "/metrics"], env=cluster.kubectl_env(),
-                          capture_output=True, text=True, check=True, timeout=60).stdout  # fmt: skip
+    return requests(api_metrics(cluster), WRITE_VERBS)
+
+
+def requests(metrics_text: str, verbs: set[str]) -> Counter[tuple[str, str]]:
+    """(verb, resource[/subresource]) → requests with one of ``verbs`` so far (apiserver_request_total)."""
     found: Counter[tuple[str, str]] = Counter()
-    for line in text.splitlines():
+    for line in metrics_text.splitlines():
         match = _SAMPLE.match(line)
         if match is None:
             continue
         labels = dict(_LABEL.findall(match.group("labels")))
-        if labels.get("verb") not in WRITE_VERBS:
+        if labels.get("verb") not in verbs:
             continue
         resource = labels.get("resource", "")
         if labels.get("subresource"):
@@ -94,6 +111,22 @@ _WEBHOOK_SAMPLE = re.compile(
 )
 
 
+def histogram(metrics_text: str) -> dict[str, float]:
+    """The API server's validating-webhook histogram for keepvip's webhooks: count, sum and
+    the cumulative bucket counts (``le_<bound>``), summed over operations and names."""
+    found: dict[str, float] = {}
+    for line in metrics_text.splitlines():
+        match = _WEBHOOK_SAMPLE.match(line)
+        if match is None:
+            continue
+        labels = dict(_LABEL.findall(match.group("labels")))
+        if labels.get("type") != "validating" or "keepvip" not in labels.get("name", ""):
+            continue
+        key = f"le_{labels['le']}" if match.group("kind") == "bucket" else match.group("kind")
+        found[key] = found.get(key, 0.0) + float(match.group("value"))
+    return found
+
+
 def webhook_latency(cluster: LocalCluster) -> dict[str, float]:
     """The API server's view of the validating webhook's answers so far (all keepvip webhooks).
 
@@ -101,23 +134,9 @@ def webhook_latency(cluster: LocalCluster) -> dict[str, float]:
     bound below +Inf: at 5 s the API server gives up and, with failurePolicy Ignore,
     admits the object unchecked).
     """
-    text = subprocess.run(["kubectl", "get", "--raw", "/metrics"], env=cluster.kubectl_env(),
-                          capture_output=True, text=True, check=True, timeout=60).stdout  # fmt: skip
-    found = {"count": 0.0, "sum": 0.0, "le_2_5": 0.0}
-    for line in text.splitlines():
-        match = _WEBHOOK_SAMPLE.match(line)
-        if match is None:
-            continue
-        labels = dict(_LABEL.findall(match.group("labels")))
-        if labels.get("type") != "validating" or "keepvip" not in labels.get("name", ""):
-            continue
-        value = float(match.group("value"))
-        if match.group("kind") == "bucket":
-            if labels.get("le") == "2.5":
-                found["le_2_5"] += value
-        else:
-            found[match.group("kind")] += value
-    return {"count": found["count"], "sum": found["sum"], "over_2_5s": found["count"] - found["le_2_5"]}
+    seen = histogram(api_metrics(cluster))
+    count = seen.get("count", 0.0)
+    return {"count": count, "sum": seen.get("sum", 0.0), "over_2_5s": count - seen.get("le_2.5", 0.0)}
 
 
 def delta(after: Counter[tuple[str, str]], before: Counter[tuple[str, str]]) -> Counter[tuple[str, str]]:
@@ -185,11 +204,41 @@ def usage_line(name: str, usages: list[Usage]) -> str:
     return f"  {name}: " + ", ".join(f"{u.rss_mib:.0f} MiB, {u.cpu_percent:.2f} % CPU" for u in usages)
 
 
+def operator_node(deployment: KeepvipOnCluster) -> str:
+    """The node whose namespace the running operator pod is in."""
+    pods = deployment.objects.list("v1", "Pod", deployment.namespace,
+                                   label_selector="app.kubernetes.io/component=operator")  # fmt: skip
+    return next(p["spec"]["nodeName"] for p in pods if p["status"].get("phase") == "Running")
+
+
+def victim(operator_on: str, cut: str) -> str:
+    """The node to cut off: the operator's own (``cut == "operator"``) or the first other one."""
+    return operator_on if cut == "operator" else next(n for n in NODES if n != operator_on)
+
+
+def cut_off(cluster: LocalCluster, deployment: KeepvipOnCluster, node: str, window: float) -> dict[str, Any]:
+    """Cut ``node`` off the LAN for ``window`` seconds: the API writes meanwhile, and the VIPs it held."""
+    held = [
+        item["metadata"]["name"]
+        for item in deployment.objects.list(API_VERSION, "VirtualIP")
+        if (item.get("status") or {}).get("master") == node
+    ]
+    before = writes(cluster)
+    cluster.disconnect_node(node)
+    try:
+        time.sleep(window)
+        return {"node": node, "masters": len(held), "writes": delta(writes(cluster), before)}
+    finally:
+        cluster.reconnect_node(node)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=500)
     parser.add_argument("--window", type=float, default=60.0, help="steady and after-failure windows (s)")
     parser.add_argument("--timeout", type=float, default=600.0, help="for all to become Ready (s)")
+    parser.add_argument("--cut", choices=("other", "operator", "both"), default="other",
+                        help="a node without the operator, the operator's own, or both in turn")  # fmt: skip
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     report: dict[str, Any] = {"count": args.count}
@@ -220,36 +269,36 @@ def main() -> int:
         usage = {kind: [w.end(now) for w in found] for kind, found in windows.items()}
         minutes = args.window / 60
 
-        held = [
-            item["metadata"]["name"]
-            for item in deployment.objects.list(API_VERSION, "VirtualIP")
-            if (item.get("status") or {}).get("master") == "node-a"
-        ]
-        before = writes(cluster)
-        cluster.disconnect_node("node-a")
-        time.sleep(args.window)
-        failure = delta(writes(cluster), before)
-        cluster.reconnect_node("node-a")
+        operator_on = operator_node(deployment)
+        cuts: list[dict[str, Any]] = []
+        for which in ("other", "operator") if args.cut == "both" else (args.cut,):
+            if cuts:
+                time.sleep(30)  # the node is back on the LAN: elections and status settle
+            cuts.append(cut_off(cluster, deployment, victim(operator_on, which), args.window))
 
         print(f"\n{args.count} VirtualIPs created in {created:.1f} s (16 threads)")
         hook = report["webhook"]
         mean = hook["sum"] / hook["count"] if hook["count"] else 0.0
-        print(f"  webhook: {hook['count']:.0f} answers, mean {mean:.2f} s, "
-              f"{hook['over_2_5s']:.0f} slower than 2.5 s")
+        print(
+            f"  webhook: {hook['count']:.0f} answers, mean {mean:.2f} s, "
+            f"{hook['over_2_5s']:.0f} slower than 2.5 s"
+        )
         print(f"  allocated: {report['allocated']}")
         print(f"  Ready:     {report['ready']}")
         print(f"  API writes from the first create until all Ready: {report['writes_during_create']}")
         print(f"\nsteady state, {args.window:.0f} s, API writes by verb and resource:")
         print(by_resource(steady, minutes))
-        print(f"\nnode-a cut off the LAN (it was master of {len(held)} VirtualIPs), {args.window:.0f} s:")
-        print(by_resource(failure, minutes))
+        for cut in cuts:
+            print(f"\n{cut['node']} cut off the LAN (it was master of {cut['masters']} VirtualIPs; "
+                  f"the operator runs on {operator_on}), {args.window:.0f} s:")  # fmt: skip
+            print(by_resource(cut["writes"], minutes))
         print("\nprocesses over the steady window:")
         print(usage_line("operator", usage["operator"]))
         print(usage_line("speakers", usage["speaker"]))
         report.update(
             steady={f"{v} {r}": n for (v, r), n in steady.items()},
-            failure={f"{v} {r}": n for (v, r), n in failure.items()},
-            node_a_masters=len(held),
+            cuts=[{**c, "writes": {f"{v} {r}": n for (v, r), n in c["writes"].items()}} for c in cuts],
+            operator_node=operator_on,
             usage={k: [u.__dict__ for u in v] for k, v in usage.items()},
         )
     if args.json is not None:

@@ -31,8 +31,11 @@ Measured:
   ``Injector``: the kubelet restarts it) and, once it is Ready again and its
   ``/metrics`` show a finished LoadBalancer pass followed by a quiet period with no
   other, read again: Services whose addresses **changed** and addresses on two
-  Services that do not share them (**duplicates**), both to be 0; the API writes the
-  restart cost;
+  Services that do not share them (**duplicates**), both to be 0; and, since the kill
+  comes only once the operator has written nothing for ``QUIET`` seconds (its status of
+  every Service and VirtualIP is current), the restart must **write nothing**: no
+  Service or VirtualIP status patch, no Event on them (issue 15); every status field
+  that differs after the restart is named;
 * **holders** (bench/lb_holders.py): every node namespace read at once, every 0.5 s,
   until each VIP has exactly one holder three rounds in a row — once every VIP answers
   (before the failure), from the failure on, and once every VIP answers again — with
@@ -61,7 +64,15 @@ sys.path[:0] = [str(HERE)]
 from chaos_cluster import ClusterFault, ClusterFaultPlan, Injector  # noqa: E402
 from cluster_scale import by_resource, delta, keepvip_processes, spread, usage_line, writes  # noqa: E402
 from lb_holders import Convergence, transitions, watch  # noqa: E402
-from lb_restart import RestartVerdict, assigned, compare, passes  # noqa: E402
+from lb_restart import (  # noqa: E402
+    RestartVerdict,
+    assigned,
+    compare,
+    new_events,
+    operator_writes,
+    passes,
+    status_changes,
+)
 from procstat import CpuWindow  # noqa: E402
 
 from keepvip.localcluster import ClusterConfig, LocalCluster, wait_until  # noqa: E402
@@ -206,6 +217,10 @@ def restart_operator(cluster: LocalCluster, deployment: KeepvipOnCluster, timeou
     """
     injector = Injector(cluster, deployment)
     fault = ClusterFaultPlan(0, ClusterFault.OPERATOR, None, 0.0, 0.0, None)
+    waited = wait_for_quiet(cluster, timeout)
+    services = cluster.objects.list("v1", "Service", NAMESPACE)
+    records = cluster.objects.list(API_VERSION, "VirtualIP")
+    events = cluster.objects.list("v1", "Event")
     before = writes(cluster)
     killed = time.monotonic()
     pod, restarts = injector.apply(fault)
@@ -221,8 +236,32 @@ def restart_operator(cluster: LocalCluster, deployment: KeepvipOnCluster, timeou
         if (now := operator_passes(cluster, node)) != count:
             count, since = now, time.monotonic()
     quiet = time.monotonic() - since >= QUIET
+    written = delta(writes(cluster), before)
     return {"ready_s": ready, "first_pass_s": first_pass, "passes": count, "quiet": quiet,
-            "settled_s": time.monotonic() - killed, "writes": delta(writes(cluster), before)}  # fmt: skip
+            "settled_s": time.monotonic() - killed, "writes": written, "quiet_before_s": waited,
+            "operator_writes": operator_writes(written),
+            "events": new_events(events, cluster.objects.list("v1", "Event")),
+            "services_changed": status_changes(services, cluster.objects.list("v1", "Service", NAMESPACE)),
+            "records_changed": status_changes(records, cluster.objects.list(API_VERSION, "VirtualIP"),
+                                              skip=("nodes",))}  # fmt: skip
+
+
+def wait_for_quiet(cluster: LocalCluster, timeout: float) -> float:
+    """Seconds until the operator wrote nothing (:func:`operator_writes`) for ``QUIET`` seconds.
+
+    Before the kill: the Services' conditions follow the records' holders a pass later,
+    so a kill right after the VIPs answer would leave the restarted operator a real
+    change to write, and its writes would not be the restart's.
+    """
+    started = last = time.monotonic()
+    seen = writes(cluster)
+    while time.monotonic() - last < QUIET and time.monotonic() - started < timeout:
+        time.sleep(2.0)
+        now = writes(cluster)
+        if operator_writes(delta(now, seen)):
+            last = time.monotonic()
+        seen = now
+    return time.monotonic() - started
 
 
 def describe_restart(restart: dict[str, Any], verdict: RestartVerdict, count: int) -> str:
@@ -235,7 +274,14 @@ def describe_restart(restart: dict[str, Any], verdict: RestartVerdict, count: in
         f"({restart['settled_s']:.1f} s)",
         f"  API writes from the kill until then: {total} ({total / count:.2f} per Service)",
         f"  addresses changed: {len(verdict.changed)}; duplicates: {len(verdict.duplicates)}",
+        f"  operator quiet for {QUIET:.0f} s before the kill after {restart['quiet_before_s']:.1f} s; "
+        f"the restart's operator writes: {restart['operator_writes'] or 'none'}; "
+        f"Events on keepvip's objects: {len(restart['events'])}; status changed: "
+        f"{len(restart['services_changed'])} Services, {len(restart['records_changed'])} VirtualIPs",
     ]
+    lines += [f"    event {e}" for e in restart["events"][:5]]
+    for kind in ("services_changed", "records_changed"):
+        lines += [f"    {name}: {'; '.join(diff)}" for name, diff in list(restart[kind].items())[:5]]
     lines += [
         f"    changed {name}: {was} -> {now}" for name, (was, now) in list(verdict.changed.items())[:10]
     ]
@@ -373,7 +419,8 @@ def main() -> int:
         args.json.write_text(json.dumps(report, indent=2))
     settled = all(seen.single_after is not None for seen in (steady, converged, after))
     answering = len(answered) == count and len(recovered) == count
-    return 0 if answering and settled and restarted.ok() else 1
+    silent = not restart["operator_writes"] and not restart["events"]
+    return 0 if answering and settled and restarted.ok() and silent else 1
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ unit-tested (tests/unit/test_lb_restart.py):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,3 +99,95 @@ def passes(metrics_text: str) -> int:
         if name == PASSES and 'handler="loadbalancer"' in rest and 'result="ok"' in rest:
             return int(float(line.rsplit(" ", 1)[1]))
     return 0
+
+
+def _flat(value: Any, path: str, into: dict[str, Any]) -> None:
+    """Leaves of a status under dotted paths; a list of conditions is keyed by its types."""
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            _flat(item, f"{path}.{key}" if path else str(key), into)
+    elif isinstance(value, list) and value and all(isinstance(v, Mapping) and "type" in v for v in value):
+        for item in value:
+            _flat({k: v for k, v in item.items() if k != "type"}, f"{path}[{item['type']}]", into)
+    else:
+        into[path] = value
+
+
+def status_fields(status: Mapping[str, Any] | None, skip: Sequence[str] = ()) -> dict[str, Any]:
+    """``status`` as {dotted path: leaf}, without the top-level fields in ``skip``."""
+    found: dict[str, Any] = {}
+    _flat({k: v for k, v in (status or {}).items() if k not in skip}, "", found)
+    return found
+
+
+def _key(body: Mapping[str, Any]) -> str:
+    meta = body.get("metadata") or {}
+    return f"{meta['namespace']}/{meta['name']}" if meta.get("namespace") else str(meta.get("name", ""))
+
+
+def status_changes(
+    before: Iterable[Mapping[str, Any]], after: Iterable[Mapping[str, Any]], skip: Sequence[str] = ()
+) -> dict[str, list[str]]:
+    """Object → ``path: before -> after`` for each status field that differs between the readings.
+
+    Objects are keyed ``namespace/name`` (or ``name``); only objects of both readings are
+    compared (``skip``: top-level status fields written by others, e.g. the speakers'
+    ``nodes`` of a VirtualIP).
+    """
+    was = {_key(b): status_fields(b.get("status"), skip) for b in before}
+    changes: dict[str, list[str]] = {}
+    for body in after:
+        key = _key(body)
+        if key not in was:
+            continue
+        now = status_fields(body.get("status"), skip)
+        diff = [
+            f"{path}: {was[key].get(path)!r} -> {now.get(path)!r}"
+            for path in sorted(set(was[key]) | set(now))
+            if was[key].get(path) != now.get(path)
+        ]
+        if diff:
+            changes[key] = diff
+    return changes
+
+
+OPERATOR_WRITES = (
+    ("PATCH", "services/status"),
+    ("POST", "events"),
+    ("PATCH", "virtualips/status"),
+    ("PATCH", "virtualips"),
+    ("POST", "virtualips"),
+    ("DELETE", "virtualips"),
+    ("PATCH", "virtualippools/status"),
+    ("PUT", "configmaps"),
+)
+"""(verb, resource) of the API server's counters that only the operator writes in this bench
+once every VIP answers (events: counted apart by :func:`new_events`, the kubelet posts some)."""
+
+
+def operator_writes(writes: Mapping[tuple[str, str], int]) -> dict[str, int]:
+    """The operator's writes among the API server's write counters (``"VERB resource"`` → n)."""
+    return {f"{v} {r}": writes[(v, r)] for v, r in OPERATOR_WRITES if writes.get((v, r), 0) and r != "events"}
+
+
+KEEPVIP_KINDS = ("Service", "VirtualIP", "VirtualIPPool")
+
+
+def new_events(before: Iterable[Mapping[str, Any]], after: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Events on Services and keepvip's objects posted (or counted again) between two listings.
+
+    An Event is new when its name was not listed before or its ``count`` grew; the kubelet's
+    Events about the restarted Pod are not the operator's and are left out.
+    """
+    seen = {(_key(e), e.get("count") or 1) for e in before}
+    names = {_key(e) for e in before}
+    found: list[str] = []
+    for event in after:
+        involved = event.get("involvedObject") or {}
+        if involved.get("kind") not in KEEPVIP_KINDS:
+            continue
+        if _key(event) in names and (_key(event), event.get("count") or 1) in seen:
+            continue
+        what = f"{involved.get('kind')} {involved.get('name')}"
+        found.append(f"{what}: {event.get('reason')} {event.get('message')}")
+    return found

@@ -19,6 +19,7 @@ import ipaddress
 import os
 import secrets
 import signal
+import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -326,11 +327,71 @@ def test_an_operator_killed_during_fifty_creations_gives_fifty_distinct_addresse
     assert len(set(addresses.values())) == 50
     pooled = [r for r in records(cluster) if r["metadata"]["labels"]["keepvip.io/pool"] == pool]
     assert len(pooled) == 50
+    # Once the operator has written everything (the holders elected, every Service's
+    # Announced condition written), a restart must write nothing (issue 15): not one
+    # Service's status, not one Event.
+    versions = _quiet_services(lb, names)
+    events = _event_keys(cluster, lb.namespace)
     _kill_operator(keepvip, cluster)
     wait_until(lambda: _operator_pid(keepvip, cluster) is not None, timeout=60, what="the operator back")
-    time.sleep(15)  # passes after the restart
+    wait_until(
+        lambda: _passes(keepvip, cluster) > 0, timeout=120, interval=1.0, what="a pass after the restart"
+    )
+    time.sleep(10)  # the passes the Services' first watch events wake
     assert {name: lb.external_ip(name) for name in names} == addresses
     assert (lb.pool_status(pool).get("ipv4") or {}).get("assigned") == 50
+    assert _service_versions(lb, names) == versions
+    assert _event_keys(cluster, lb.namespace) - events == set()
+
+
+def _passes(keepvip: KeepvipOnCluster, cluster: LocalCluster) -> int:
+    """LoadBalancer passes the running operator finished (its /metrics, read in its node)."""
+    pods = cluster.objects.list(
+        "v1", "Pod", keepvip.namespace, label_selector="app.kubernetes.io/component=operator"
+    )
+    url = "http://127.0.0.1:9473/metrics"  # the chart's operator.metricsPort, in the operator's node
+    fetch = f"import urllib.request as u; print(u.urlopen({url!r}, timeout=5).read().decode())"
+    for pod in pods:
+        done = cluster.exec_in_node(pod["spec"]["nodeName"], [sys.executable, "-c", fetch], timeout=15)
+        for line in done.stdout.splitlines() if done.returncode == 0 else ():
+            if line.startswith("keepvip_operator_reconcile_total{") and 'handler="loadbalancer"' in line \
+                    and 'result="ok"' in line:  # fmt: skip
+                return int(float(line.rsplit(" ", 1)[1]))
+    return 0
+
+
+def _service_versions(lb: Lb, names: list[str]) -> dict[str, str]:
+    found = lb.objects.list("v1", "Service", lb.namespace)
+    return {
+        s["metadata"]["name"]: s["metadata"]["resourceVersion"]
+        for s in found
+        if s["metadata"]["name"] in names
+    }
+
+
+def _quiet_services(lb: Lb, names: list[str], quiet: float = 10.0) -> dict[str, str]:
+    """The Services' resourceVersions once none has changed for ``quiet`` seconds."""
+    versions, since = _service_versions(lb, names), time.monotonic()
+
+    def settled() -> bool:
+        nonlocal versions, since
+        now = _service_versions(lb, names)
+        if now != versions:
+            versions, since = now, time.monotonic()
+        return time.monotonic() - since >= quiet
+
+    wait_until(settled, timeout=180, interval=1.0, what="the operator done writing the Services")
+    return versions
+
+
+def _event_keys(cluster: LocalCluster, namespace: str) -> set[tuple[str, int]]:
+    """(Event name, count) of the Events on Services in ``namespace``: a new or recounted one differs."""
+    events = cluster.objects.list("v1", "Event", namespace)
+    return {
+        (e["metadata"]["name"], int(e.get("count") or 1))
+        for e in events
+        if (e.get("involvedObject") or {}).get("kind") == "Service"
+    }
 
 
 def _operator_pid(keepvip: KeepvipOnCluster, cluster: LocalCluster) -> int | None:

@@ -165,7 +165,12 @@ def release(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> 
     try:
         values = ["--set", "operator.replicaCount=2", "--set", "webhook.failurePolicy=Fail"]
         wait = ["--wait", "--timeout", "120s"]
-        helm.run("install", name, str(CHART), "-n", namespace, *values, *wait, timeout=150)
+        # The ClusterKopfPeering object needs its CRD, which the same chart installs (as a
+        # template): one release cannot create both at once on a cluster without the CRD
+        # (it worked only after another module had left the kept CRDs behind). Install
+        # with one replica first, as a user who scales out later does, then upgrade.
+        helm.run("install", name, str(CHART), "-n", namespace, *wait, timeout=150)
+        helm.run("upgrade", name, str(CHART), "-n", namespace, *values, *wait, timeout=150)
         yield rel
     finally:
         for vip in rel.created:

@@ -225,3 +225,46 @@ def test_a_service_whose_record_was_taken_meanwhile_is_written_once_without_the_
     assert sorted(service_writes) == ["first", "second"]
     assert store.ip("first") is None
     assert store.condition("first", "keepvip.io/Allocated")["status"] == "False"
+
+
+def held_by(store: Store, node: str) -> None:
+    """The speakers elected ``node`` for every record and the status stage wrote it."""
+    for record in store.vips.values():
+        record["status"] = {"master": node, "nodes": [{"node": node, "state": "MASTER"}]}
+
+
+def test_a_restarted_controller_writes_nothing_when_nothing_changed() -> None:
+    """issue 15: no Service status patch and no Event from a restart (bench/lb.py checks it live)."""
+    store = Store(pool(["198.18.0.96/27"]))
+    for n in range(20):
+        store.add_service(f"svc-{n}")
+    clock = [NOW]
+    old = controller(store, clock)
+    old.run_pass()
+    held_by(store, "node-c")
+    old.run_pass()  # Announced: True, "… on node-c" and one NodeAssigned each
+    assert store.condition("svc-0", "keepvip.io/Announced")["status"] == "True"
+    store.writes.clear()
+    old.run_pass()
+    assert store.writes == []  # converged: the old process has nothing left to write
+    controller(store, [NOW + timedelta(minutes=5)]).run_pass()  # a new process: nothing in memory
+    assert store.writes == []
+
+
+def test_a_restart_writes_only_what_the_old_process_had_not_written_yet() -> None:
+    """What bench/lb.py saw (368 Service patches and 369 Events after a restart at 500) is the old
+    process's next pass: the controller keeps no memory between passes, so a restarted one
+    writes exactly what the old one would have written next, no more."""
+    store = Store(pool(["198.18.0.96/27"]))
+    for n in range(20):
+        store.add_service(f"svc-{n}")
+    old = controller(store, [NOW])
+    old.run_pass()
+    held_by(store, "node-c")  # elected after the old process's last pass, before its next one
+    store.writes.clear()
+    twin = copy.deepcopy(store)
+    old.run_pass()
+    controller(twin, [NOW]).run_pass()
+    assert twin.writes == store.writes
+    assert sorted(store.writes) == sorted([("service", f"svc-{n}") for n in range(20)] +
+                                          [("event", "nodeAssigned")] * 20)  # fmt: skip (MetalLB's reason)

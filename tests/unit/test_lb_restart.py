@@ -10,7 +10,15 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT / "bench")]
 
-from lb_restart import Assigned, assigned, compare, passes  # noqa: E402
+from lb_restart import (  # noqa: E402
+    Assigned,
+    assigned,
+    compare,
+    new_events,
+    operator_writes,
+    passes,
+    status_changes,
+)
 
 A, B, C = "198.18.204.1", "198.18.204.2", "198.18.204.3"
 
@@ -81,3 +89,74 @@ def test_the_finished_passes_are_read_from_the_operators_metrics() -> None:
         passes(text.replace('handler="loadbalancer",result="ok"', 'handler="loadbalancer",result="x"')) == 0
     )
     assert passes("") == 0
+
+
+def announced(name: str, message: str, since: str = "2026-11-30T01:00:00Z") -> dict[str, Any]:
+    body = service(name, A)
+    body["status"]["conditions"] = [
+        {"type": "keepvip.io/Allocated", "status": "True", "reason": "Allocated", "message": A},
+        {"type": "keepvip.io/Announced", "status": "True", "reason": "Held", "message": message,
+         "lastTransitionTime": since},
+    ]  # fmt: skip
+    return body
+
+
+def test_a_restart_that_rewrites_a_condition_is_named_field_by_field() -> None:
+    before = [announced("one", f"{A} on node-c"), announced("two", f"{A} on node-c")]
+    after = [
+        announced("one", f"{A} on node-c"),
+        announced("two", f"{A}: waiting", since="2026-11-30T02:00:00Z"),
+    ]
+    assert status_changes(before, after) == {
+        "ns/two": [
+            "conditions[keepvip.io/Announced].lastTransitionTime: "
+            "'2026-11-30T01:00:00Z' -> '2026-11-30T02:00:00Z'",
+            f"conditions[keepvip.io/Announced].message: '{A} on node-c' -> '{A}: waiting'",
+        ]
+    }
+    assert status_changes(before, before) == {}
+
+
+def test_fields_written_by_others_and_objects_of_one_reading_only_are_not_compared() -> None:
+    record = {"metadata": {"name": "lb-1"}, "status": {"master": "node-c", "nodes": [{"node": "node-a"}]}}
+    moved = {"metadata": {"name": "lb-1"}, "status": {"master": "node-c", "nodes": [{"node": "node-b"}]}}
+    assert status_changes([record], [moved], skip=("nodes",)) == {}
+    assert status_changes([record], [moved]) != {}
+    assert status_changes([], [record]) == {}
+    ingress = service("one", A)
+    assert status_changes([ingress], [service("one", B)]) == {
+        "ns/one": [f"loadBalancer.ingress: [{{'ip': '{A}'}}] -> [{{'ip': '{B}'}}]"]
+    }
+
+
+def test_the_operators_writes_are_picked_out_of_the_api_servers_counters() -> None:
+    counters = {
+        ("PATCH", "services/status"): 3,
+        ("POST", "events"): 4,  # counted from the Events themselves (the kubelet posts some)
+        ("PATCH", "pods/status"): 2,  # the kubelet's bookkeeping of the restarted pod
+        ("PATCH", "virtualips/status"): 0,
+        ("APPLY", "virtualips/status"): 1,  # a speaker's entry
+    }
+    assert operator_writes(counters) == {"PATCH services/status": 3}
+    assert operator_writes({("PATCH", "pods/status"): 2}) == {}
+
+
+def event(name: str, kind: str, count: int = 1, namespace: str = "ns") -> dict[str, Any]:
+    involved = {"kind": kind, "name": name.partition(".")[0]}
+    return {"metadata": {"name": name, "namespace": namespace}, "count": count, "reason": "NodeAssigned",
+            "message": "announcing", "involvedObject": involved}  # fmt: skip
+
+
+def test_new_and_recounted_events_on_keepvips_objects_are_the_restarts() -> None:
+    before = [event("one.1", "Service"), event("lb-1.1", "VirtualIP", namespace="default")]
+    after = [
+        *before[:1],
+        event("lb-1.1", "VirtualIP", count=2, namespace="default"),
+        event("two.1", "Service"),
+        event("keepvip-operator.1", "Pod"),
+    ]
+    assert new_events(before, after) == [
+        "VirtualIP lb-1: NodeAssigned announcing",
+        "Service two: NodeAssigned announcing",
+    ]
+    assert new_events(before, before) == []

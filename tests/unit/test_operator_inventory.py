@@ -58,3 +58,23 @@ def test_an_update_of_metadata_only_needs_no_inventory_and_a_spec_change_does() 
     assert nothing_to_review(deleting, old)
     assert not nothing_to_review(moved, old)
     assert not nothing_to_review(old, None)  # a CREATE is always reviewed
+
+
+def test_the_webhooks_listing_asks_the_watch_cache_with_a_timeout() -> None:
+    """A listing shared by every waiting review must fail rather than hang (issue 15)."""
+    from keepvip.operator.kube import Kube
+    from keepvip.operator.settings import OperatorSettings
+
+    asked: list[dict[str, object]] = []
+
+    class Custom:
+        def list_cluster_custom_object(self, *where: object, **options: object) -> dict[str, object]:
+            assert where == ("keepvip.io", "v1alpha1", "virtualips")
+            asked.append(options)
+            return {"items": [{"metadata": {"name": "a"}}]}
+
+    kube = Kube(OperatorSettings(), api=object())
+    kube.custom = Custom()
+    assert kube.list_virtualips(cached=True, timeout=4.0) == [{"metadata": {"name": "a"}}]
+    assert kube.list_virtualips() == [{"metadata": {"name": "a"}}]
+    assert asked == [{"resource_version": "0", "_request_timeout": 4.0}, {}]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from keepvip.operator.reconcile import Context, aggregate_status, status_is_quiet
+from keepvip.operator.reconcile import Context, aggregate_status, reconcile_spec, status_is_quiet
 from keepvip.operator.settings import OperatorSettings
 from keepvip.operator.status import Observation, build_status, operator_fields
 from tests.unit.test_operator_settle import OK, T0, Recorder
@@ -114,3 +114,49 @@ def test_a_transient_waiting_out_its_grace_is_rechecked_until_it_is_adopted() ->
     aggregate_status(vip.ctx, vip.body(), None)  # the re-check adopts it
     assert vip.kube.patches[-1]["master"] is None
     assert status_is_quiet(vip.ctx, "u-1", str(vip.version), None)
+
+
+def restarted(vip: Watched) -> Context:
+    """A new operator process: same API, nothing in memory (the status it wrote is where it starts)."""
+    vip.kube.patches.clear()
+    vip.kube.events.clear()
+    settings = OperatorSettings.model_validate({"status": {"settleSeconds": 2.0}})
+    return Context(settings, vip.kube, clock=lambda: "2026-01-01T01:00:00Z", monotonic=lambda: vip.now)
+
+
+def converged() -> Watched:
+    """node-a MASTER, node-b BACKUP, status written, the first master told, the watch caught up."""
+    vip = Watched()
+    vip.report(node_a="MASTER", node_b="BACKUP")
+    for t in (0.0, 0.5, 1.0):
+        vip.now = t
+        aggregate_status(vip.ctx, vip.body(), None)
+        vip.catch_up()
+    assert [e.reason for e in vip.kube.events] == ["MasterChanged"]
+    return vip
+
+
+def test_a_restarted_operator_writes_nothing_when_nothing_changed() -> None:
+    """issue 15: a restart with nothing changed costs the API no status patch and no Event."""
+    vip = converged()
+    ctx = restarted(vip)
+    body = vip.body()
+    reconcile_spec(ctx, body, None, {}, {"node-a": True, "node-b": True})  # kopf's resume handler
+    for t in (2.0, 3.0, 10.0):  # the watch's first event, then the daemon's re-checks
+        vip.now = t
+        aggregate_status(ctx, body, {"node-a": True, "node-b": True})
+    assert (vip.kube.patches, vip.kube.events) == ([], [])
+
+
+def test_a_restarted_operator_still_repairs_a_status_that_is_wrong() -> None:
+    """The master moved while no operator ran: one patch and one MasterChanged, once."""
+    vip = converged()
+    ctx = restarted(vip)
+    vip.report(node_a="BACKUP", node_b="MASTER")
+    for t in (2.0, 3.0, 10.0):
+        vip.now = t
+        aggregate_status(ctx, vip.body(), None)
+        vip.catch_up()
+    assert len(vip.kube.patches) == 1
+    assert vip.kube.patches[0]["master"] == "node-b"
+    assert [(e.reason, e.message) for e in vip.kube.events] == [("MasterChanged", "node-a → node-b")]

@@ -28,9 +28,12 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
+import urllib3
+from kubernetes.client.exceptions import ApiException
 
 from keepvip.api.constants import GROUP, PLURAL, VERSION
 from keepvip.api.parse import FieldError
@@ -41,6 +44,7 @@ from keepvip.operator.inventory import InventoryCache
 from keepvip.operator.kube import LoadBalancerApi
 from keepvip.operator.lb.controller import LoadBalancerController
 from keepvip.operator.lb.records import POOL_LABEL
+from keepvip.operator.listing import SharedListing
 from keepvip.operator.reconcile import (
     Context,
     RetryLater,
@@ -67,6 +71,20 @@ WEBHOOK_ID = "validate-virtualip"
 """The validating handler's id: the webhook's URL path is ``/validate-virtualip``."""
 POOL_WEBHOOK_ID = "validate-virtualippool"
 """The pools' validating handler: URL path ``/validate-virtualippool``."""
+LIST_TIMEOUT_SECONDS = 4.0
+"""The webhook's shared listing gives up after this (connect, each read): the API server
+stops waiting for an answer after the chart's ``webhook.timeoutSeconds`` (5 s by default),
+and a listing that hangs would hold every review waiting for it."""
+REVIEW_DEADLINE_SECONDS = 30.0
+"""A review whose listing failed joins the next one for this long: well past the API server's
+own timeout, whose failurePolicy decides meanwhile (a refusal of ours would not be its choice)."""
+LISTING_ERRORS = (ApiException, urllib3.exceptions.HTTPError, OSError)
+"""What a listing the API server is too slow or too busy to answer raises."""
+REVIEW_THREADS = 32
+"""Threads of the VirtualIP webhook's own. A review's thread waits (blocked, no CPU) for the
+listing it shares (keepvip.operator.listing); with at least as many threads as the API
+server has reviews in flight (16 creating clients: 16) they all join one listing, where
+with fewer each listing serves only the threads minus the one fetching."""
 
 
 def _inventory(index: Any) -> dict[str, InventoryEntry]:
@@ -176,35 +194,50 @@ def register(
         _counted("delete", release, ctx, json_copy(body), runtime.total_seconds(), readiness)
 
     if webhook is not None:
-        admitted = InventoryCache(inventory_entry)
+        _register_webhook(registry, ctx)
 
-        def review_now(new_body: dict[str, Any], old_body: dict[str, Any] | None) -> list[FieldError]:
-            # A list, not kopf's index: a replica paused by peering serves the webhook too,
-            # but does not watch, so its index is empty. From the API server's watch cache
-            # (issue 15: a list from etcd per create, under load, made each answer outlast
-            # the API server's timeout). Parsed once per version.
-            inventory = admitted.inventory(ctx.kube.list_virtualips(cached=True))
-            return review(new_body, old_body, inventory, ctx.kube, ctx.settings.speaker.exec_checks)
 
-        @kopf.on.validate(*resource, id=WEBHOOK_ID, operations=["CREATE", "UPDATE"], registry=registry)
-        async def validate(body: kopf.Body, **kwargs: Any) -> None:
-            """Async, with the blocking review in the loop's own thread pool (issue 15).
+def _register_webhook(registry: kopf.OperatorRegistry, ctx: Context) -> None:
+    """The VirtualIP validating webhook: the cross-object review, off kopf's worker pool."""
+    resource = (GROUP, VERSION, PLURAL)
+    admitted = InventoryCache(inventory_entry)
+    # A list, not kopf's index: a replica paused by peering serves the webhook too, but
+    # does not watch, so its index is empty. From the API server's watch cache (issue 15:
+    # a list from etcd per create, under load, made each answer outlast the API server's
+    # timeout), parsed once per version, and shared by the reviews that arrived before
+    # it started (keepvip.operator.listing: 16 reviews in flight, one list, not 16).
+    listing = SharedListing(
+        lambda: admitted.inventory(ctx.kube.list_virtualips(cached=True, timeout=LIST_TIMEOUT_SECONDS))
+    )
+    reviewers = ThreadPoolExecutor(max_workers=REVIEW_THREADS, thread_name_prefix="webhook")
 
-            As a sync handler it ran in kopf's 8 workers, behind the reconcile handlers of
-            every VirtualIP being created: with 500 created at once the answers came
-            minutes after the API server's 5 s timeout, and the chart's failurePolicy
-            (Ignore) admitted those creates unchecked.
-            """
-            old = kwargs.get("old")
-            old_body = json_copy(old) if isinstance(old, Mapping) and old else None
-            new_body = json_copy(body)
-            if nothing_to_review(new_body, old_body):  # kopf's own metadata patches, deletions
-                metrics.RECONCILES.labels(handler="admission", result="ok").inc()
-                return
-            errors = await asyncio.to_thread(review_now, new_body, old_body)
-            metrics.RECONCILES.labels(handler="admission", result="refused" if errors else "ok").inc()
-            if errors:
-                raise kopf.AdmissionError(refusal_message(errors), code=422)
+    def review_now(new_body: dict[str, Any], old_body: dict[str, Any] | None) -> list[FieldError]:
+        inventory = listing.get_retrying(REVIEW_DEADLINE_SECONDS, LISTING_ERRORS)
+        return review(new_body, old_body, inventory, ctx.kube, ctx.settings.speaker.exec_checks)
+
+    @kopf.on.validate(*resource, id=WEBHOOK_ID, operations=["CREATE", "UPDATE"], registry=registry)
+    async def validate(body: kopf.Body, **kwargs: Any) -> None:
+        """Async, with the blocking review in threads of its own (issue 15).
+
+        As a sync handler it ran in kopf's 8 workers, behind the reconcile handlers of
+        every VirtualIP being created: with 500 created at once the answers came
+        minutes after the API server's 5 s timeout, and the chart's failurePolicy
+        (Ignore) admitted those creates unchecked. In the loop's default pool
+        (``asyncio.to_thread``: 6 threads on 2 cores) it queued behind the settle
+        daemons' status derivations of the same burst; ``REVIEW_THREADS`` are the
+        webhook's alone.
+        """
+        old = kwargs.get("old")
+        old_body = json_copy(old) if isinstance(old, Mapping) and old else None
+        new_body = json_copy(body)
+        if nothing_to_review(new_body, old_body):  # kopf's own metadata patches, deletions
+            metrics.RECONCILES.labels(handler="admission", result="ok").inc()
+            return
+        loop = asyncio.get_running_loop()
+        errors = await loop.run_in_executor(reviewers, review_now, new_body, old_body)
+        metrics.RECONCILES.labels(handler="admission", result="refused" if errors else "ok").inc()
+        if errors:
+            raise kopf.AdmissionError(refusal_message(errors), code=422)
 
 
 def _register_status(registry: kopf.OperatorRegistry, ctx: Context) -> None:
@@ -289,7 +322,9 @@ def _register_load_balancer(registry: kopf.OperatorRegistry, ctx: Context, valid
 
         @kopf.on.validate(GROUP, VERSION, POOL_PLURAL, id=POOL_WEBHOOK_ID, operations=["CREATE", "UPDATE"],
                           registry=registry)  # fmt: skip
-        def validate_pool(body: kopf.Body, **_: Any) -> None:
+        async def validate_pool(body: kopf.Body, **_: Any) -> None:
+            # Async: parsing one pool is quick, and a sync handler would wait for one of
+            # kopf's 8 workers behind the reconcile handlers (as the VirtualIP one did).
             try:
                 parse_pool(json_copy(body))
             except InvalidPool as error:

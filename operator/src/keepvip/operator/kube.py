@@ -255,18 +255,20 @@ class Kube:
 
     # --- VirtualIPs -----------------------------------------------------------------
 
-    def list_virtualips(self, *, cached: bool = False) -> list[dict[str, Any]]:
+    def list_virtualips(self, *, cached: bool = False, timeout: float | None = None) -> list[dict[str, Any]]:
         """Every VirtualIP: as stored now, or (``cached``) from the API server's watch cache.
 
         ``cached`` is ``resourceVersion=0``: served from the API server's memory instead of
         a quorum read of etcd, at most a moment behind it. The admission webhook asks that
         way: a create it reviews is not in etcd either way until admitted, so a fresher
-        list would not make two simultaneous creates see each other.
+        list would not make two simultaneous creates see each other. ``timeout`` (seconds,
+        connect and each read): the webhook's listing is shared by every review waiting for
+        it, so one that hangs must fail rather than hold them all.
         """
-        if cached:
-            listing = self.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, resource_version="0")
-        else:
-            listing = self.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)
+        options: dict[str, Any] = {"resource_version": "0"} if cached else {}
+        if timeout is not None:
+            options["_request_timeout"] = timeout
+        listing = self.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, **options)
         return list(listing.get("items", []))
 
     def list_virtualip_uids(self) -> set[str]:
