@@ -154,12 +154,10 @@ class VirtualRouter:
     @property
     def next_deadline(self) -> float | None:
         """When `handle_timer` must next be called; ``None`` when no timer is armed."""
-        deadlines = [
-            deadline
-            for deadline in (self._adver_deadline, self._master_down_deadline)
-            if deadline is not None
-        ]
-        return min(deadlines, default=None)
+        adver, down = self._adver_deadline, self._master_down_deadline  # asked after every input
+        if adver is None:
+            return down
+        return adver if down is None or adver < down else down
 
     @property
     def master_address(self) -> IPAddress | None:
@@ -544,7 +542,9 @@ class VirtualRouter:
         return None
 
     def _same_addresses(self, advertisement: Advertisement) -> bool:
-        return set(advertisement.addresses) == set(self._config.addresses)
+        addresses, ours = advertisement.addresses, self._config.addresses
+        # The common case, the same list in the same order, needs no sets (checked per advert).
+        return addresses == ours or set(addresses) == set(ours)
 
     def _preempt_held(self, now: float) -> bool:
         """keepalived preempt_delay: is pre-emption still on hold at ``now``?"""
