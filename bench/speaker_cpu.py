@@ -6,9 +6,16 @@ machine the share moves with the load. This tool starts the same job (two standa
 speakers on a namespace LAN, N VirtualIPs @ an interval; ``bench/scale.py``'s testbed
 and documents) and reads ``/proc/<pid>/schedstat`` (time on a CPU, in nanoseconds)
 of both speakers over a window, then divides by the adverts the master sent in it
-(N / interval × window): **CPU µs per advert**, which does not depend on the window
-and little on the load. It also counts the backup's system calls by kind over the
-window (``strace -c -f``, optional) to show what wakes an idle process.
+(N / interval × window): **CPU µs per advert**.
+
+On a shared machine that figure still moves with the load (cache misses, wake-up
+costs), by ±30 % from one run to the next. ``--against KEEPVIP`` runs a second pair of
+speakers from another build (e.g. a ``main`` worktree's ``.venv/bin/keepvip``) on a
+second LAN *at the same time*, measured over the same window: the two rows of a cell
+share the machine's load, so their ratio is the comparison to trust.
+
+Also, for the backup: ``--strace`` counts its system calls by kind over the window
+(what wakes an idle process), ``--py-spy BINARY`` records it (raw format).
 
     nice -n 19 .venv/bin/python bench/speaker_cpu.py --cells 32@1,100@1 --window 30
 """
@@ -16,17 +23,21 @@ window (``strace -c -f``, optional) to show what wakes an idle process.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE)]
+sys.path[:0] = [str(HERE), str(HERE.parent / "tests" / "netns")]
 
+import keepalived_harness  # noqa: E402
 from scale import (  # noqa: E402
     STARTUP_GRACE_S,
+    Bed,
     compile_bytecode,
     daemon_pid,
     master_down_interval,
@@ -47,57 +58,79 @@ def load_average() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
+def start_pair(bed: Bed, executable: Path, count: int, interval: float) -> tuple[Any, Any]:
+    """Master and backup speakers of ``executable`` on ``bed``, all VIPs bound on the master."""
+    keepalived_harness.KEEPVIP = executable  # read when a daemon starts
+    a = bed.daemon("keepvip", bed.a, count, interval)
+    b = bed.daemon("keepvip", bed.b, count, interval)
+    a.start()
+    b.start()
+    limit = master_down_interval(interval, 100) + STARTUP_GRACE_S
+    if bed.wait_bound(bed.a, count, timeout=limit, daemon=a) is None:
+        raise RuntimeError(f"{executable}: not all {count} VIPs bound")
+    return a, b
+
+
 def main() -> int:
     compile_bytecode()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cells", default="32@1,100@1", help="N@interval_s,...")
     parser.add_argument("--window", type=float, default=30.0)
+    parser.add_argument("--against", type=Path, help="another build's keepvip executable, measured alongside")
     parser.add_argument("--strace", action="store_true", help="count the backup's system calls")
     parser.add_argument("--py-spy", type=Path, help="py-spy binary: record the backup (raw format)")
-    parser.add_argument("--trace", type=Path, help="write the backup's system calls (strace -tt) here")
+    parser.add_argument("--perf", type=Path, help="perf record -e cpu-clock of the backup into this file")
     args = parser.parse_args()
-    print("| N @ interval | master µs/advert | backup µs/advert | master % | backup % | load |")
-    print("|---|---|---|---|---|---|")
-    with tempfile.TemporaryDirectory(prefix="keepvip-cpu-") as tmp, testbed(Path(tmp)) as bed:
+    builds = [("this", keepalived_harness.KEEPVIP)]
+    if args.against is not None:
+        builds.append(("against", args.against))
+    print("| N @ interval | build | master µs/advert | backup µs/advert | master % | backup % | load |")
+    print("|---|---|---|---|---|---|---|")
+    with contextlib.ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="keepvip-cpu-")))
+        for name, _ in builds:
+            (tmp / name).mkdir()
+        beds = [stack.enter_context(testbed(tmp / name)) for name, _ in builds]
         for count, interval in parse_cells(args.cells):
-            a = bed.daemon("keepvip", bed.a, count, interval)
-            b = bed.daemon("keepvip", bed.b, count, interval)
+            pairs: list[tuple[Any, Any]] = []
             try:
-                a.start()
-                b.start()
-                limit = master_down_interval(interval, 100) + STARTUP_GRACE_S
-                if bed.wait_bound(bed.a, count, timeout=limit, daemon=a) is None:
-                    print(f"{count} @ {interval}: not all VIPs bound", file=sys.stderr)
-                    continue
+                for bed, (_, executable) in zip(beds, builds, strict=True):
+                    pairs.append(start_pair(bed, executable, count, interval))
                 time.sleep(max(2.0, 3 * interval))
-                pa, pb = daemon_pid(a), daemon_pid(b)
+                pids = [(daemon_pid(a), daemon_pid(b)) for a, b in pairs]
                 tracer = None
+                backup = pids[0][1]
                 if args.strace:
-                    out = Path(tmp) / "strace.txt"
-                    tracer = subprocess.Popen(["strace", "-c", "-f", "-o", str(out), "-p", str(pb)])
-                elif args.py_spy is not None:
-                    profile = Path(tmp).parent / f"keepvip-backup-{count}-{interval:g}.txt"
-                    argv = [str(args.py_spy), "record", "--format", "raw", "-r", "250", "-o", str(profile)]
-                    tracer = subprocess.Popen([*argv, "-d", str(int(args.window)), "-p", str(pb)])
-                elif args.trace is not None:
-                    tracer = subprocess.Popen(["strace", "-tt", "-f", "-o", str(args.trace), "-p", str(pb)])
+                    out = tmp / "strace.txt"
+                    tracer = subprocess.Popen(["strace", "-c", "-f", "-o", str(out), "-p", str(backup)])
                     time.sleep(0.5)
-                before = time.monotonic(), on_cpu_seconds(pa), on_cpu_seconds(pb)
+                elif args.py_spy is not None:
+                    profile = tmp.parent / f"keepvip-backup-{count}-{interval:g}.txt"
+                    argv = [str(args.py_spy), "record", "--gil", "--format", "raw", "-r", "500"]
+                    argv += ["-o", str(profile)]
+                    tracer = subprocess.Popen([*argv, "-d", str(int(args.window)), "-p", str(backup)])
+                elif args.perf is not None:
+                    argv = ["perf", "record", "-e", "cpu-clock", "-F", "2000", "-g", "-o", str(args.perf)]
+                    tracer = subprocess.Popen([*argv, "-p", str(backup)])
+                started = time.monotonic()
+                before = [(on_cpu_seconds(a), on_cpu_seconds(b)) for a, b in pids]
                 time.sleep(args.window)
-                after = time.monotonic(), on_cpu_seconds(pa), on_cpu_seconds(pb)
+                after = [(on_cpu_seconds(a), on_cpu_seconds(b)) for a, b in pids]
+                elapsed = time.monotonic() - started
                 if tracer is not None:
-                    tracer.terminate()
+                    tracer.send_signal(2)  # SIGINT: perf and strace write what they have
                     tracer.wait()
-                elapsed = after[0] - before[0]
                 adverts = count / interval * elapsed
-                master, backup = after[1] - before[1], after[2] - before[2]
-                print(f"| {count} @ {interval * 1000:g} ms | {master / adverts * 1e6:.1f} "
-                      f"| {backup / adverts * 1e6:.1f} | {100 * master / elapsed:.3f} "
-                      f"| {100 * backup / elapsed:.3f} | {load_average()} |", flush=True)  # fmt: skip
+                for (name, _), (a0, b0), (a1, b1) in zip(builds, before, after, strict=True):
+                    master, backup_cpu = a1 - a0, b1 - b0
+                    print(f"| {count} @ {interval * 1000:g} ms | {name} | {master / adverts * 1e6:.1f} "
+                          f"| {backup_cpu / adverts * 1e6:.1f} | {100 * master / elapsed:.3f} "
+                          f"| {100 * backup_cpu / elapsed:.3f} | {load_average()} |", flush=True)  # fmt: skip
                 if args.strace:
-                    print((Path(tmp) / "strace.txt").read_text())
+                    print((tmp / "strace.txt").read_text())
             finally:
-                bed.reset(count, a, b)
+                for bed, pair in zip(beds, pairs, strict=False):
+                    bed.reset(count, *pair)
     return 0
 
 

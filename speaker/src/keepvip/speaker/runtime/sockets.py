@@ -35,6 +35,7 @@ from keepvip.speaker.logs import RateLimiter
 from keepvip.speaker.metrics import SpeakerMetrics
 from keepvip.speaker.net.vrrp_socket import Received, VrrpSocket
 from keepvip.speaker.vrrp.advertisement import Advertisement, IPAddress
+from keepvip.speaker.vrrp.checksum import ChecksumForm
 from keepvip.speaker.vrrp.codec import Decoded, decode_detailed
 from keepvip.speaker.vrrp.drops import DropReason
 
@@ -53,6 +54,21 @@ loop calls back on its next turn, after the callbacks already scheduled (the rou
 
 DECODED_MEMO = 4096
 """Received packets whose decoding a socket remembers (by identity; see the module docstring)."""
+
+GATHER_SECONDS = 0.001
+"""How long a quiet socket waits, once readable, before it is read (issue 15: a backup's CPU).
+
+A master sends its routers' advertisements in bursts (all the routers due at one timer
+grid point), and the backup's process, woken by the first packet, used to read one or
+two, serve them and sleep again: an event-loop wake-up (``epoll_wait``, the loop's turn,
+a final ``EAGAIN`` read) per packet, most of a backup's cost per advertisement. Waiting
+1 ms after the socket becomes readable lets the burst arrive and be read in one batch.
+1 ms is nothing next to what decides anything here: Skew_Time and Master_Down_Interval
+(≥ 36 ms at the fastest VRRPv3 interval, 10 ms), and a backup whose Master_Down timer is
+due reads the socket first anyway (`SocketPool.read_pending`). A batch that filled
+`READ_BATCH` (a flood) is followed at once by the next, never after a pause: the pause
+must not let the receive buffer overflow.
+"""
 
 # (ifname, family, group or None for unicast)
 SocketKey = tuple[str, int, IPAddress | None]
@@ -73,11 +89,21 @@ class _Subscription:
 
 
 class _SharedSocket:
-    def __init__(self, sock: VrrpSocket) -> None:
+    """One socket and its subscribers; the loop's callbacks get this object, not its key
+    (a key holds an address object, whose hash is computed in Python on every lookup)."""
+
+    def __init__(self, key: SocketKey, sock: VrrpSocket, loop: asyncio.AbstractEventLoop) -> None:
+        self.key = key
+        self.ifname = key[0]
         self.sock = sock
+        self.fd = sock.fileno()
+        self.loop = loop
+        self.open = True
         self.subscriptions: dict[int, _Subscription] = {}
         # id(received) -> (received, the codec's verdict); the entry keeps the object alive
         self.decoded: dict[int, tuple[Received, Decoded | DropReason]] = {}
+        self.gathering: asyncio.TimerHandle | None = None  # readable: read after GATHER_SECONDS
+        self.forms: dict[ChecksumForm, int] = {}  # well-formed adverts per checksum form, this batch
 
 
 class SocketPool:
@@ -87,7 +113,7 @@ class SocketPool:
         self._metrics = metrics
         self._sockets: dict[SocketKey, _SharedSocket] = {}
         self._log = RateLimiter()
-        self._forms: dict[tuple[str, str], Any] = {}  # labelled counter children, resolved once
+        self._forms: dict[tuple[str, ChecksumForm], Any] = {}  # labelled counter children, resolved once
 
     def subscribe(
         self,
@@ -111,8 +137,8 @@ class SocketPool:
                 sock = VrrpSocket.multicast(ifname, group)
             else:
                 sock = VrrpSocket.unicast(ifname, family)
-            shared = self._sockets[key] = _SharedSocket(sock)
-            asyncio.get_running_loop().add_reader(sock.fileno(), self._readable, key)
+            shared = self._sockets[key] = _SharedSocket(key, sock, asyncio.get_running_loop())
+            shared.loop.add_reader(shared.fd, self._readable, shared)
         if vrid in shared.subscriptions and shared.subscriptions[vrid].name != name:
             raise ValueError(f"VRID {vrid} on {key} is already used by {shared.subscriptions[vrid].name}")
         new = vrid not in shared.subscriptions
@@ -140,7 +166,10 @@ class SocketPool:
 
     def _close(self, key: SocketKey) -> None:
         shared = self._sockets.pop(key)
-        asyncio.get_running_loop().remove_reader(shared.sock.fileno())
+        shared.open = False
+        if shared.gathering is not None:
+            shared.gathering.cancel()
+        shared.loop.remove_reader(shared.fd)
         shared.sock.close()
 
     def read_pending(self, key: SocketKey) -> None:
@@ -152,30 +181,48 @@ class SocketPool:
         The caller is serving already; the others the read reached are flushed on the next
         loop turn (a flush from here would serve routers inside the caller's turn).
         """
-        loop = asyncio.get_running_loop()
-        for subscription in self._read(key):
-            loop.call_soon(subscription.flush)
-
-    def _readable(self, key: SocketKey) -> None:
-        """The loop's reader callback: a batch of packets, then the routers it reached."""
-        for subscription in self._read(key):
-            subscription.flush()
-
-    def _read(self, key: SocketKey) -> list[_Subscription]:
-        """Read and deliver up to `READ_BATCH` packets; the subscriptions that got any, once each."""
         shared = self._sockets.get(key)
         if shared is None:
-            return []
+            return
+        for subscription in self._read(shared)[0]:
+            shared.loop.call_soon(subscription.flush)
+
+    def _readable(self, shared: _SharedSocket) -> None:
+        """The loop's reader callback: gather the burst that is arriving (`GATHER_SECONDS`)."""
+        if not shared.open or shared.gathering is not None:
+            return
+        loop = shared.loop
+        loop.remove_reader(shared.fd)  # level-triggered: it would wake the loop until read
+        shared.gathering = loop.call_later(GATHER_SECONDS, self._gathered, shared)
+
+    def _gathered(self, shared: _SharedSocket) -> None:
+        """Read a batch of packets, listen again, then serve the routers the batch reached."""
+        if not shared.open:
+            return
+        shared.gathering = None
+        reached, full = self._read(shared)
+        # After a full batch more may wait (a flood): straight to the next turn, no pause.
+        shared.loop.add_reader(shared.fd, self._gathered if full else self._readable, shared)
+        for subscription in reached:
+            subscription.flush()
+
+    def _read(self, shared: _SharedSocket) -> tuple[list[_Subscription], bool]:
+        """Read and deliver up to `READ_BATCH` packets: the subscriptions that got any (once
+        each), and whether the batch was full (more may be waiting)."""
         reached: dict[_Subscription, None] = {}  # ordered: flushed in the order first reached
         receive = shared.sock.receive
+        full = True
         for _ in range(READ_BATCH):
             packet = receive()
             if packet is None:
+                full = False
                 break
-            subscription = self._dispatch(key, shared, packet)
+            subscription = self._dispatch(shared, packet)
             if subscription is not None:
                 reached[subscription] = None
-        return list(reached)
+        if shared.forms:
+            self._count_forms(shared)
+        return list(reached), full
 
     def _drop(self, key: SocketKey, reason: DropReason, source: IPAddress, name: str = "") -> None:
         self._metrics.advert_dropped.labels(name, key[0], reason.value).inc()
@@ -183,7 +230,7 @@ class SocketPool:
             log.warning("VRRP packet from %s on %s dropped: %s", source, key[0], reason.value,
                         extra={"virtualip": name, "reason": reason.value})  # fmt: skip
 
-    def _dispatch(self, key: SocketKey, shared: _SharedSocket, packet: Received) -> _Subscription | None:
+    def _dispatch(self, shared: _SharedSocket, packet: Received) -> _Subscription | None:
         """Decode (or recall the decoding of this very packet object) and deliver; who got it."""
         memo = shared.decoded.get(id(packet))
         if memo is not None and memo[0] is packet:
@@ -195,20 +242,24 @@ class SocketPool:
                 shared.decoded.clear()
             shared.decoded[id(packet)] = (packet, decoded)
         if isinstance(decoded, DropReason):
-            self._drop(key, decoded, packet.source)
+            self._drop(shared.key, decoded, packet.source)
             return None
-        self._count_form(key[0], decoded)
+        form = decoded.checksum_form
+        shared.forms[form] = shared.forms.get(form, 0) + 1
         advertisement = decoded.advertisement
         subscription = shared.subscriptions.get(advertisement.vrid)
         if subscription is None:
-            self._drop(key, DropReason.WRONG_VRID, packet.source)
+            self._drop(shared.key, DropReason.WRONG_VRID, packet.source)
             return None
         subscription.deliver(advertisement, packet)
         return subscription
 
-    def _count_form(self, ifname: str, decoded: Decoded) -> None:
-        counter = self._forms.get((ifname, decoded.checksum_form.value))
-        if counter is None:
-            form = decoded.checksum_form.value
-            counter = self._forms[(ifname, form)] = self._metrics.advert_checksum_form.labels(ifname, form)
-        counter.inc()
+    def _count_forms(self, shared: _SharedSocket) -> None:
+        """The batch's checksum forms into the metric: one increment per form and batch."""
+        for form, count in shared.forms.items():
+            counter = self._forms.get((shared.ifname, form))
+            if counter is None:
+                counter = self._metrics.advert_checksum_form.labels(shared.ifname, form.value)
+                self._forms[(shared.ifname, form)] = counter
+            counter.inc(count)
+        shared.forms.clear()
