@@ -103,6 +103,7 @@ class _SharedSocket:
         # id(received) -> (received, the codec's verdict); the entry keeps the object alive
         self.decoded: dict[int, tuple[Received, Decoded | DropReason]] = {}
         self.gathering: asyncio.TimerHandle | None = None  # readable: read after GATHER_SECONDS
+        self.listening: str | None = "gather"  # the reader callback registered: gather, at once, none
         self.forms: dict[ChecksumForm, int] = {}  # well-formed adverts per checksum form, this batch
 
 
@@ -188,11 +189,18 @@ class SocketPool:
             shared.loop.call_soon(subscription.flush)
 
     def _readable(self, shared: _SharedSocket) -> None:
-        """The loop's reader callback: gather the burst that is arriving (`GATHER_SECONDS`)."""
+        """The loop's reader callback: gather the burst that is arriving (`GATHER_SECONDS`).
+
+        A socket with one router is read at once: one advert per interval, nothing to gather.
+        """
         if not shared.open or shared.gathering is not None:
+            return
+        if len(shared.subscriptions) < 2:  # one router: one advert per interval, no burst to gather
+            self._gathered(shared)
             return
         loop = shared.loop
         loop.remove_reader(shared.fd)  # level-triggered: it would wake the loop until read
+        shared.listening = None
         shared.gathering = loop.call_later(GATHER_SECONDS, self._gathered, shared)
 
     def _gathered(self, shared: _SharedSocket) -> None:
@@ -202,7 +210,10 @@ class SocketPool:
         shared.gathering = None
         reached, full = self._read(shared)
         # After a full batch more may wait (a flood): straight to the next turn, no pause.
-        shared.loop.add_reader(shared.fd, self._gathered if full else self._readable, shared)
+        listen = "at once" if full else "gather"
+        if shared.listening != listen:
+            shared.loop.add_reader(shared.fd, self._gathered if full else self._readable, shared)
+            shared.listening = listen
         for subscription in reached:
             subscription.flush()
 

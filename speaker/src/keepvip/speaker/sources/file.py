@@ -215,7 +215,8 @@ class FileSource:
     async def _changed(self) -> None:
         while True:
             try:
-                await asyncio.wait_for(self._reload.wait(), POLL_SECONDS)
+                async with asyncio.timeout(POLL_SECONDS):  # no task per poll, as wait_for made
+                    await self._reload.wait()
                 self._reload.clear()
                 self._metadata = _metadata(self.path)
                 self._digest = _digest(self.path)
