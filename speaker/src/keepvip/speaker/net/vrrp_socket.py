@@ -35,7 +35,15 @@ payload, the router decides. What it owns are the Linux socket rules VRRP depend
 Per packet the hot path avoids what does not change: the ancillary data and the
 socket address of each (source, destination) pair are built once, the receive
 buffer is allocated once (``recvmsg_into``), and the address objects of the few
-peers and groups a segment carries are reused instead of parsed again.
+peers and groups a segment carries are reused instead of parsed again. A backup
+receives the same bytes from its master every interval (issue 15: the backup's CPU),
+so an IPv4 packet byte-identical to one seen before — same source, destination and
+VRRP payload, TTL 255, no IP options — is answered with the very `Received` object
+built the first time (or skipped again, if it was not for this socket): one dict
+lookup instead of a parse, an allocation and address lookups. The IP header's other
+fields (identification, header checksum) change per packet and say nothing the
+caller uses, so they are not part of the key; a packet with any other TTL, options or
+a length that does not match takes the full path.
 
 IPv4 raw sockets deliver the IP header, which is parsed for TTL, source and
 destination and stripped; IPv6 raw sockets never deliver it, so hop limit and
@@ -102,6 +110,12 @@ _IPV4_MIN_HEADER: Final = 20
 _IPV4_DESTINATION: Final = 16  # offset in the IPv4 header
 _IPV6_DESTINATION: Final = 24  # offset in the IPv6 header
 _CACHED_ADDRESSES: Final = 4096  # distinct peers and groups remembered; a segment has a few
+_CACHED_PACKETS: Final = 4096
+"""Distinct IPv4 packets a socket remembers (:meth:`VrrpSocket.receive`): a segment's
+routers send one set of bytes each until their priority changes, so a few per router
+(1,000 VIPs of one group fit); a flood of distinct junk only clears and refills it."""
+_IPV4_PLAIN: Final = 0x45  # version 4, header length 20: no options
+_KEY_START: Final = 12  # source, destination, then the payload: all a cached packet depends on
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +151,9 @@ class VrrpSocket:
         self.filtered = 0
         """Packets read and skipped: not for this socket's group / not unicast, or unparsable."""
         self._buffer = bytearray(_RECV_BUFFER)
+        self._buffers = [self._buffer]
         self._view = memoryview(self._buffer)
+        self._seen: dict[bytes, Received | None] = {}  # IPv4: packet key -> what it was
         self._targets: dict[tuple[IPAddress, IPAddress], tuple[Ancillary, int, tuple[object, ...]]] = {}
 
     # -- opening -------------------------------------------------------------------
@@ -261,19 +277,41 @@ class VrrpSocket:
         skipped and counted in :attr:`filtered`: an unbound IPv6 raw socket receives
         every multicast the host accepts, whatever ``IPV6_MULTICAST_ALL`` says (the
         kernel's ``raw_v6_match`` only consults it for bound sockets).
+
+        An IPv4 packet byte-identical to one read before (see the module docstring)
+        returns the same `Received` object as then: callers may remember what they
+        derived from it by identity.
         """
+        view = self._view
+        ipv4 = self.family == socket.AF_INET
+        seen = self._seen
         while True:
             try:
-                size, ancillary, _flags, address = self._sock.recvmsg_into([self._buffer], _ANCILLARY_BUFFER)
+                size, ancillary, _flags, address = self._sock.recvmsg_into(self._buffers, _ANCILLARY_BUFFER)
             except BlockingIOError:
                 return None
-            data = bytes(self._view[:size])
-            if self.family == socket.AF_INET:
+            key = None
+            if ipv4 and size > _IPV4_MIN_HEADER and view[0] == _IPV4_PLAIN and view[_IPV4_TTL] == VRRP_TTL \
+                    and (view[2] << 8 | view[3]) == size:  # fmt: skip
+                key = bytes(view[_KEY_START:size])
+                if key in seen:
+                    known = seen[key]
+                    if known is not None:
+                        return known
+                    self.filtered += 1
+                    continue
+            data = bytes(view[:size])
+            if ipv4:
                 packet = _parse_ipv4(data, ancillary, default_ifindex=self.ifindex)
             else:
                 packet = _parse_ipv6(data, ancillary, address, default_ifindex=self.ifindex)
-            if packet is not None and self._wanted(packet.destination):
-                return packet
+            wanted = packet if packet is not None and self._wanted(packet.destination) else None
+            if key is not None:
+                if len(seen) >= _CACHED_PACKETS:
+                    seen.clear()
+                seen[key] = wanted
+            if wanted is not None:
+                return wanted
             self.filtered += 1
 
     def _wanted(self, destination: IPAddress) -> bool:

@@ -44,7 +44,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from ipaddress import ip_interface
-from typing import Any, Final, Protocol
+from typing import Any, Final, NamedTuple, Protocol
 
 from keepvip.api.model import IPInterface
 from keepvip.speaker.checks.tracker import CheckState, effective_priority, faulting_checks
@@ -113,8 +113,7 @@ class RouterReport:
 Reporter = Callable[[RouterReport], None]
 
 
-@dataclass(frozen=True)
-class _Packet:
+class _Packet(NamedTuple):  # a tuple: one is made per received advertisement
     advertisement: Advertisement
     source: IPAddress
     lower: bool = False  # evictable: below our priority and not from the master, when queued
@@ -205,6 +204,7 @@ class RouterRunner:
         self._queued_lower = 0  # of which `_Packet.lower`: an eviction looks only when some are
         self._running = False  # started and not stopped: inputs are served
         self._serve_scheduled = False  # a `_serve` callback is on the loop
+        self._serving = False  # `_serve` is on the stack
         self._busy: asyncio.Task[None] | None = None  # an action list awaiting the kernel
         self._socket: VrrpSocket | None = None
         self._checks: tuple[CheckState, ...] = ()
@@ -267,6 +267,7 @@ class RouterRunner:
             name=self.plan.name,
             vrid=self.plan.vrid,
             deliver=self._deliver,
+            flush=self._flush,
         )
         self._metrics.priority.labels(self.plan.name).set(self.plan.priority)
         self._metrics.effective_priority.labels(self.plan.name).set(self.plan.priority)
@@ -358,7 +359,18 @@ class RouterRunner:
         self._queued_packets += 1
         if not matters:
             self._queued_lower += 1
-        self._enqueue(_Packet(advertisement, source, lower=not matters))
+        # Served by `_flush`, which the pool calls once after the batch of reads.
+        self._inbox.append(_Packet(advertisement, source, not matters))
+
+    def _flush(self) -> None:
+        """The pool's batch of reads delivered to us: serve it now, in the reader's callback.
+
+        Issue 15 (a backup's CPU): one loop callback per received advertisement was a
+        handle, a ready-queue turn and an epoll round per packet; served here, a batch
+        costs nothing beyond the inputs themselves. Never re-entrant: while this router
+        is being served (its own `_read_pending`), the serve loop picks the packets up.
+        """
+        self._serve()
 
     def _count_inbox_full(self) -> None:
         reason = DropReason.INBOX_FULL.value
@@ -435,8 +447,15 @@ class RouterRunner:
         just before its Master_Down deadline must count. Nothing is delivered while this
         runs (it never yields), so a flood cannot starve the timer.
         """
-        if self._busy is not None or not self._running:
+        if self._busy is not None or not self._running or self._serving:
             return
+        self._serving = True
+        try:
+            self._serve_inputs()
+        finally:
+            self._serving = False
+
+    def _serve_inputs(self) -> None:
         try:
             while True:
                 now = self._now()
@@ -447,10 +466,13 @@ class RouterRunner:
                         self._timers.disarm(self)
                         self._continue(self._shutdown(item, now))
                         return
-                    faults = self._router.faults
-                    actions = self._handle(item, now)
-                    if self.on_faults is not None and self._router.faults != faults:  # hook (track-sync)
-                        self._loop.call_soon(self.on_faults)  # never re-entrant: it may enqueue here
+                    if self.on_faults is None:
+                        actions = self._handle(item, now)
+                    else:  # hook (track-sync)
+                        faults = self._router.faults
+                        actions = self._handle(item, now)
+                        if self._router.faults != faults:
+                            self._loop.call_soon(self.on_faults)  # never re-entrant: it may enqueue here
                 else:
                     deadline = self._router.next_deadline
                     timer_now = self._timer_now(now)
@@ -461,6 +483,8 @@ class RouterRunner:
                     self._tick = None  # one timer event per wake-up
                     self._lateness.observe(max(0.0, now - deadline))
                     actions = self._router.handle_timer(timer_now)
+                if not actions:  # a backup's advertisement: nothing to execute
+                    continue
                 pending = deque(_bind_before_master(actions))
                 self._execute_sync(pending)
                 if pending:  # it awaits the kernel: the rest runs on its own, the others go on

@@ -12,6 +12,14 @@ on every change), so packets for other VRIDs, or with a TTL / Hop Limit other th
 flood of them used to crowd out the master's advertisements). ``wrong_vrid`` and
 ``bad_ttl`` therefore count only what got past the filter: a packet queued before
 its VRID was unsubscribed, say; the rest is invisible to the speaker's metrics.
+
+Per packet (issue 15: a backup's CPU is this path, once per advertisement heard):
+the socket hands back the same `Received` object for byte-identical bytes, and the
+pool remembers what the codec said about that object (by identity, bounded), so a
+repeated advertisement is neither parsed nor checksummed again — the codec ran once
+on exactly these bytes, and its verdict (an `Advertisement` or a `DropReason`) is a
+pure function of them. The routers a batch of packets reached are served once, right
+after the batch (their ``flush``), instead of one loop callback per packet.
 """
 
 from __future__ import annotations
@@ -21,12 +29,14 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from keepvip.speaker.logs import RateLimiter
 from keepvip.speaker.metrics import SpeakerMetrics
 from keepvip.speaker.net.vrrp_socket import Received, VrrpSocket
 from keepvip.speaker.vrrp.advertisement import Advertisement, IPAddress
-from keepvip.speaker.vrrp.codec import decode_detailed
+from keepvip.speaker.vrrp.checksum import ChecksumForm
+from keepvip.speaker.vrrp.codec import Decoded, decode_detailed
 from keepvip.speaker.vrrp.drops import DropReason
 
 log = logging.getLogger("keepvip.speaker.sockets")
@@ -42,22 +52,59 @@ loop calls back on its next turn, after the callbacks already scheduled (the rou
 ``_serve``). 256 keeps the per-turn overhead (one epoll wait) under 1 % of the reads.
 """
 
+DECODED_MEMO = 4096
+"""Received packets whose decoding a socket remembers (by identity; see the module docstring)."""
+
+GATHER_SECONDS = 0.001
+"""How long a quiet socket waits, once readable, before it is read (issue 15: a backup's CPU).
+
+A master sends its routers' advertisements in bursts (all the routers due at one timer
+grid point), and the backup's process, woken by the first packet, used to read one or
+two, serve them and sleep again: an event-loop wake-up (``epoll_wait``, the loop's turn,
+a final ``EAGAIN`` read) per packet, most of a backup's cost per advertisement. Waiting
+1 ms after the socket becomes readable lets the burst arrive and be read in one batch.
+1 ms is nothing next to what decides anything here: Skew_Time and Master_Down_Interval
+(≥ 36 ms at the fastest VRRPv3 interval, 10 ms), and a backup whose Master_Down timer is
+due reads the socket first anyway (`SocketPool.read_pending`). A batch that filled
+`READ_BATCH` (a flood) is followed at once by the next, never after a pause: the pause
+must not let the receive buffer overflow.
+"""
+
 # (ifname, family, group or None for unicast)
 SocketKey = tuple[str, int, IPAddress | None]
 Deliver = Callable[[Advertisement, Received], None]
+Flush = Callable[[], None]
 
 
-@dataclass
+def _no_flush() -> None:
+    pass
+
+
+@dataclass(eq=False)  # identity: a batch collects the subscriptions it reached in a dict
 class _Subscription:
     name: str
     vrid: int
     deliver: Deliver
+    flush: Flush = _no_flush  # after a batch that delivered to it: serve what it got
 
 
 class _SharedSocket:
-    def __init__(self, sock: VrrpSocket) -> None:
+    """One socket and its subscribers; the loop's callbacks get this object, not its key
+    (a key holds an address object, whose hash is computed in Python on every lookup)."""
+
+    def __init__(self, key: SocketKey, sock: VrrpSocket, loop: asyncio.AbstractEventLoop) -> None:
+        self.key = key
+        self.ifname = key[0]
         self.sock = sock
+        self.fd = sock.fileno()
+        self.loop = loop
+        self.open = True
         self.subscriptions: dict[int, _Subscription] = {}
+        # id(received) -> (received, the codec's verdict); the entry keeps the object alive
+        self.decoded: dict[int, tuple[Received, Decoded | DropReason]] = {}
+        self.gathering: asyncio.TimerHandle | None = None  # readable: read after GATHER_SECONDS
+        self.listening: str | None = "gather"  # the reader callback registered: gather, at once, none
+        self.forms: dict[ChecksumForm, int] = {}  # well-formed adverts per checksum form, this batch
 
 
 class SocketPool:
@@ -67,6 +114,7 @@ class SocketPool:
         self._metrics = metrics
         self._sockets: dict[SocketKey, _SharedSocket] = {}
         self._log = RateLimiter()
+        self._forms: dict[tuple[str, ChecksumForm], Any] = {}  # labelled counter children, resolved once
 
     def subscribe(
         self,
@@ -75,8 +123,14 @@ class SocketPool:
         name: str,
         vrid: int,
         deliver: Deliver,
+        flush: Flush = _no_flush,
     ) -> VrrpSocket:
-        """Receive the advertisements for ``vrid`` on ``key``; returns the socket to send with."""
+        """Receive the advertisements for ``vrid`` on ``key``; returns the socket to send with.
+
+        ``deliver`` is called for each advertisement as it is read; ``flush`` once after
+        a batch of reads that delivered any (from the loop's reader callback: the
+        subscriber serves its inputs there; after `read_pending`, on the next loop turn).
+        """
         shared = self._sockets.get(key)
         if shared is None:
             ifname, family, group = key
@@ -84,12 +138,12 @@ class SocketPool:
                 sock = VrrpSocket.multicast(ifname, group)
             else:
                 sock = VrrpSocket.unicast(ifname, family)
-            shared = self._sockets[key] = _SharedSocket(sock)
-            asyncio.get_running_loop().add_reader(sock.fileno(), self._readable, key)
+            shared = self._sockets[key] = _SharedSocket(key, sock, asyncio.get_running_loop())
+            shared.loop.add_reader(shared.fd, self._readable, shared)
         if vrid in shared.subscriptions and shared.subscriptions[vrid].name != name:
             raise ValueError(f"VRID {vrid} on {key} is already used by {shared.subscriptions[vrid].name}")
         new = vrid not in shared.subscriptions
-        shared.subscriptions[vrid] = _Subscription(name, vrid, deliver)
+        shared.subscriptions[vrid] = _Subscription(name, vrid, deliver, flush)
         if new:
             shared.sock.set_vrids(frozenset(shared.subscriptions))
         return shared.sock
@@ -113,7 +167,10 @@ class SocketPool:
 
     def _close(self, key: SocketKey) -> None:
         shared = self._sockets.pop(key)
-        asyncio.get_running_loop().remove_reader(shared.sock.fileno())
+        shared.open = False
+        if shared.gathering is not None:
+            shared.gathering.cancel()
+        shared.loop.remove_reader(shared.fd)
         shared.sock.close()
 
     def read_pending(self, key: SocketKey) -> None:
@@ -122,18 +179,61 @@ class SocketPool:
         A router about to let its Master_Down timer decide calls this first (issue 14): after
         the process was off the CPU, the event loop may serve the router before the reader
         callback runs, and advertisements that arrived before the deadline must count.
+        The caller is serving already; the others the read reached are flushed on the next
+        loop turn (a flush from here would serve routers inside the caller's turn).
         """
-        self._readable(key)
-
-    def _readable(self, key: SocketKey) -> None:
         shared = self._sockets.get(key)
         if shared is None:
             return
+        for subscription in self._read(shared)[0]:
+            shared.loop.call_soon(subscription.flush)
+
+    def _readable(self, shared: _SharedSocket) -> None:
+        """The loop's reader callback: gather the burst that is arriving (`GATHER_SECONDS`).
+
+        A socket with one router is read at once: one advert per interval, nothing to gather.
+        """
+        if not shared.open or shared.gathering is not None:
+            return
+        if len(shared.subscriptions) < 2:  # one router: one advert per interval, no burst to gather
+            self._gathered(shared)
+            return
+        loop = shared.loop
+        loop.remove_reader(shared.fd)  # level-triggered: it would wake the loop until read
+        shared.listening = None
+        shared.gathering = loop.call_later(GATHER_SECONDS, self._gathered, shared)
+
+    def _gathered(self, shared: _SharedSocket) -> None:
+        """Read a batch of packets, listen again, then serve the routers the batch reached."""
+        if not shared.open:
+            return
+        shared.gathering = None
+        reached, full = self._read(shared)
+        # After a full batch more may wait (a flood): straight to the next turn, no pause.
+        listen = "at once" if full else "gather"
+        if shared.listening != listen:
+            shared.loop.add_reader(shared.fd, self._gathered if full else self._readable, shared)
+            shared.listening = listen
+        for subscription in reached:
+            subscription.flush()
+
+    def _read(self, shared: _SharedSocket) -> tuple[list[_Subscription], bool]:
+        """Read and deliver up to `READ_BATCH` packets: the subscriptions that got any (once
+        each), and whether the batch was full (more may be waiting)."""
+        reached: dict[_Subscription, None] = {}  # ordered: flushed in the order first reached
+        receive = shared.sock.receive
+        full = True
         for _ in range(READ_BATCH):
-            packet = shared.sock.receive()
+            packet = receive()
             if packet is None:
-                return
-            self._dispatch(key, shared, packet)
+                full = False
+                break
+            subscription = self._dispatch(shared, packet)
+            if subscription is not None:
+                reached[subscription] = None
+        if shared.forms:
+            self._count_forms(shared)
+        return list(reached), full
 
     def _drop(self, key: SocketKey, reason: DropReason, source: IPAddress, name: str = "") -> None:
         self._metrics.advert_dropped.labels(name, key[0], reason.value).inc()
@@ -141,15 +241,36 @@ class SocketPool:
             log.warning("VRRP packet from %s on %s dropped: %s", source, key[0], reason.value,
                         extra={"virtualip": name, "reason": reason.value})  # fmt: skip
 
-    def _dispatch(self, key: SocketKey, shared: _SharedSocket, packet: Received) -> None:
-        decoded = decode_detailed(packet.payload, source=packet.source, destination=packet.destination,
-                                  ttl=packet.ttl)  # fmt: skip
+    def _dispatch(self, shared: _SharedSocket, packet: Received) -> _Subscription | None:
+        """Decode (or recall the decoding of this very packet object) and deliver; who got it."""
+        memo = shared.decoded.get(id(packet))
+        if memo is not None and memo[0] is packet:
+            decoded = memo[1]
+        else:
+            decoded = decode_detailed(packet.payload, source=packet.source, destination=packet.destination,
+                                      ttl=packet.ttl)  # fmt: skip
+            if len(shared.decoded) >= DECODED_MEMO:
+                shared.decoded.clear()
+            shared.decoded[id(packet)] = (packet, decoded)
         if isinstance(decoded, DropReason):
-            self._drop(key, decoded, packet.source)
-            return
-        self._metrics.advert_checksum_form.labels(key[0], decoded.checksum_form.value).inc()
-        subscription = shared.subscriptions.get(decoded.advertisement.vrid)
+            self._drop(shared.key, decoded, packet.source)
+            return None
+        form = decoded.checksum_form
+        shared.forms[form] = shared.forms.get(form, 0) + 1
+        advertisement = decoded.advertisement
+        subscription = shared.subscriptions.get(advertisement.vrid)
         if subscription is None:
-            self._drop(key, DropReason.WRONG_VRID, packet.source)
-            return
-        subscription.deliver(decoded.advertisement, packet)
+            self._drop(shared.key, DropReason.WRONG_VRID, packet.source)
+            return None
+        subscription.deliver(advertisement, packet)
+        return subscription
+
+    def _count_forms(self, shared: _SharedSocket) -> None:
+        """The batch's checksum forms into the metric: one increment per form and batch."""
+        for form, count in shared.forms.items():
+            counter = self._forms.get((shared.ifname, form))
+            if counter is None:
+                counter = self._metrics.advert_checksum_form.labels(shared.ifname, form.value)
+                self._forms[(shared.ifname, form)] = counter
+            counter.inc(count)
+        shared.forms.clear()

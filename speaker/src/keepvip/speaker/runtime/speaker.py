@@ -47,6 +47,7 @@ from keepvip.speaker.net.interfaces import (
 )
 from keepvip.speaker.net.ownership import Ownership
 from keepvip.speaker.notify import Notifier
+from keepvip.speaker.runtime import gc_policy
 from keepvip.speaker.runtime.conflicts import NodeAddresses, conflicts_in, read_node_addresses
 from keepvip.speaker.runtime.failures import ApplyError, Failure, FailureReport, classify
 from keepvip.speaker.runtime.network import LinuxNetwork
@@ -132,6 +133,7 @@ class Speaker:
         """The node's addresses and link states, read at most once per applied snapshot
         (see `_node_addresses`); forgotten when the snapshot is applied."""
         self._node_view_read = False  # routers were started or reconfigured by this apply
+        self._stopped = 0  # routers stopped so far (gc_policy)
         self._vrids: dict[tuple[tuple[str, int, IPAddress | None], int], str] = {}
         """(socket key, VRID) -> the running VirtualIP holding it: `_vrid_owner` in O(1)
         (a scan of every running router per start made a 1,000-VIP start quadratic)."""
@@ -184,12 +186,14 @@ class Speaker:
             self._snapshot = snapshot
             self._node_view, self._links_up = None, {}
             started = len(self._running)
+            stopped = self._stopped
             try:
                 await self._converge(snapshot)
             finally:
                 self._node_view, self._links_up = None, {}
             if self._node_view_read or len(self._running) != started:
                 release_free_memory()
+                gc_policy.settle(stopped=self._stopped != stopped)
             self._node_view_read = False
 
     async def _converge(self, snapshot: ConfigSnapshot) -> None:
@@ -434,6 +438,7 @@ class Speaker:
         running = self._running.pop(name, None)
         if running is None:
             return
+        self._stopped += 1  # gc_policy: its objects must not stay frozen
         vrid_key = (running.runner.socket_key, running.runner.plan.vrid)
         if self._vrids.get(vrid_key) == name:
             del self._vrids[vrid_key]

@@ -10,9 +10,15 @@ all its timers in one sorted tree). The routers round their deadlines up to a gr
 (`router_runner.timer_grid`) so that routers due at about the same time share one.
 
 A router re-arms often (a backup's Master_Down timer moves with every advertisement it
-receives), so an entry is never searched for and removed: the current deadline of each
-client is kept in a dict and heap entries that no longer match it are skipped when
-they surface, and compacted away when they outnumber the live ones.
+receives), and almost always *later*. So re-arming is lazy (issue 15: a heap push per
+received advertisement was a backup's cost): the client's deadline is stored in a
+dict, and its heap entry stays where it is as long as it is not later than the new
+deadline. When that entry surfaces early, the client is not called: its entry is
+pushed again at the stored deadline. A backup hearing its master every interval thus
+costs one dict store per advertisement and one heap operation per Master_Down_Interval.
+Only a deadline moved *earlier* pushes a new entry at once; the old one is then stale
+(it no longer matches the client's queued entry) and is skipped when it surfaces, or
+compacted away when stale entries outnumber the live ones.
 """
 
 from __future__ import annotations
@@ -41,7 +47,8 @@ class Timers:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._heap: list[tuple[float, int, Timed]] = []
-        self._armed: dict[Timed, float] = {}
+        self._armed: dict[Timed, float] = {}  # the deadline each client wants
+        self._queued: dict[Timed, float] = {}  # the client's live heap entry: never later than armed
         self._sequence = itertools.count()
         self._handle: asyncio.TimerHandle | None = None
         self._wake_at: float | None = None
@@ -52,20 +59,26 @@ class Timers:
 
     def arm(self, client: Timed, when: float) -> None:
         """Call ``client.on_timer()`` at ``when`` (loop time), replacing its earlier deadline."""
-        if self._armed.get(client) == when:
-            return
         self._armed[client] = when
-        heapq.heappush(self._heap, (when, next(self._sequence), client))
-        if len(self._heap) > 2 * len(self._armed) + _COMPACT_SLACK:
-            self._compact()
-        self._wake_for(when)
+        queued = self._queued.get(client)
+        if queued is not None and queued <= when:
+            return  # lazy: that entry surfaces first and is pushed again at ``when``
+        self._push(client, when)
 
     def disarm(self, client: Timed) -> None:
         """Forget ``client``'s deadline (its heap entry is skipped when it surfaces)."""
         self._armed.pop(client, None)
+        self._queued.pop(client, None)
+
+    def _push(self, client: Timed, when: float) -> None:
+        self._queued[client] = when
+        heapq.heappush(self._heap, (when, next(self._sequence), client))
+        if len(self._heap) > 2 * len(self._queued) + _COMPACT_SLACK:
+            self._compact()
+        self._wake_for(when)
 
     def _compact(self) -> None:
-        self._heap = [(when, next(self._sequence), client) for client, when in self._armed.items()]
+        self._heap = [(when, next(self._sequence), client) for client, when in self._queued.items()]
         heapq.heapify(self._heap)
 
     def _wake_for(self, when: float) -> None:
@@ -81,18 +94,29 @@ class Timers:
         self._wake_at = None
         now = self._loop.time()
         due: list[tuple[Timed, float]] = []
-        heap = self._heap
+        later: list[tuple[Timed, float]] = []
+        heap, queued, armed = self._heap, self._queued, self._armed
         while heap and heap[0][0] <= now:
-            when, _, client = heapq.heappop(heap)
-            if self._armed.get(client) == when:
-                del self._armed[client]
+            entry, _, client = heapq.heappop(heap)
+            if queued.get(client) != entry:
+                continue  # stale: the client pushed an earlier entry since
+            del queued[client]
+            when = armed.get(client)
+            if when is None:
+                continue  # disarmed
+            if when <= now:
+                del armed[client]
                 due.append((client, when))
+            else:
+                later.append((client, when))  # re-armed later meanwhile (lazily)
+        for client, when in later:
+            self._push(client, when)
         for client, when in due:
             try:
                 client.on_timer(when)  # may arm again (pushes onto the heap, may set the wake-up)
             except Exception:  # one client's bug must not stop the others' timers
                 log.exception("timer callback failed")
-        while heap and self._armed.get(heap[0][2]) != heap[0][0]:
+        while heap and queued.get(heap[0][2]) != heap[0][0]:
             heapq.heappop(heap)  # stale entries on top would wake the loop for nothing
         if heap:
             self._wake_for(heap[0][0])

@@ -17,6 +17,7 @@ import base64
 import binascii
 import hashlib
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -174,6 +175,23 @@ def _digest(path: Path) -> bytes | None:
         return None
 
 
+RACY_NS = 2_000_000_000
+"""A file modified this recently is read at every poll even if its metadata did not
+change (git's "racily clean" rule): a second write of the same size within one tick of
+a coarse filesystem clock leaves the same metadata behind."""
+
+Metadata = tuple[int, int, int, int, int]
+
+
+def _metadata(path: Path) -> Metadata | None:
+    """(device, inode, size, mtime, ctime): what any write or replacement of the file changes."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
 class FileSource:
     """Snapshots from a file: the first one at start, then one per valid change.
 
@@ -187,6 +205,7 @@ class FileSource:
         self.path = path
         self._on_result = on_result
         self._reload = asyncio.Event()
+        self._metadata = _metadata(path)
         self._digest = _digest(path)
 
     def reload(self) -> None:
@@ -196,11 +215,20 @@ class FileSource:
     async def _changed(self) -> None:
         while True:
             try:
-                await asyncio.wait_for(self._reload.wait(), POLL_SECONDS)
+                async with asyncio.timeout(POLL_SECONDS):  # no task per poll, as wait_for made
+                    await self._reload.wait()
                 self._reload.clear()
+                self._metadata = _metadata(self.path)
                 self._digest = _digest(self.path)
                 return
             except TimeoutError:
+                # Issue 15: the file (250 KiB at 1,000 VirtualIPs) was read and hashed every
+                # second; now only when its metadata moved, or it is too fresh to trust them.
+                metadata = _metadata(self.path)
+                settled = metadata is not None and time.time_ns() - metadata[3] > RACY_NS
+                if settled and metadata == self._metadata:
+                    continue
+                self._metadata = metadata
                 current = _digest(self.path)
                 if current != self._digest:
                     self._digest = current

@@ -81,6 +81,9 @@ from keepvip.speaker.vrrp.state import (
 from keepvip.speaker.vrrp.timers import interval_seconds, master_down_interval, skew_time
 
 FaultKey = tuple[FaultReason, str]
+# (advertisement, source, configuration, priority, Master_Down_Interval) of the last
+# advertisement a backup followed from its master: `VirtualRouter.receive`'s shortcut.
+_Repeat = tuple[Advertisement, IPAddress, RouterConfig, int, float]
 
 
 class VirtualRouter:
@@ -113,6 +116,7 @@ class VirtualRouter:
         self._master_priority: int | None = None
         self._reannounced_at: float | None = None  # last re-announcement as master
         self._advertised_at: float | None = None  # last ADVERTISEMENT sent at our priority
+        self._repeat: _Repeat | None = None  # see `receive`: the master's advert, as last followed
 
     # ------------------------------------------------------------------ read-only view
 
@@ -154,12 +158,10 @@ class VirtualRouter:
     @property
     def next_deadline(self) -> float | None:
         """When `handle_timer` must next be called; ``None`` when no timer is armed."""
-        deadlines = [
-            deadline
-            for deadline in (self._adver_deadline, self._master_down_deadline)
-            if deadline is not None
-        ]
-        return min(deadlines, default=None)
+        adver, down = self._adver_deadline, self._master_down_deadline  # asked after every input
+        if adver is None:
+            return down
+        return adver if down is None or adver < down else down
 
     @property
     def master_address(self) -> IPAddress | None:
@@ -210,6 +212,24 @@ class VirtualRouter:
         configuration and state, then applies §6.4.2 (backup) or §6.4.3 (master).
         `ConfigMismatch` reports come last. Ignored in INITIALIZE and FAULT.
         """
+        repeat = self._repeat
+        if (
+            repeat is not None
+            and repeat[0] is advertisement
+            and repeat[1] is source
+            and repeat[2] is self._config
+            and repeat[3] == self._priority
+            and self._state is State.BACKUP
+        ):
+            # The very advertisement object (the socket pool hands out one per distinct
+            # bytes) that this backup last followed, from the same source, with nothing
+            # changed since: every check and branch below would decide as then (they
+            # depend on the advertisement, the source, the configuration, our priority
+            # and the state only), and their only effect now is §6.4.2's reset of the
+            # Master_Down_Timer. Issue 15: a backup does this once per advert heard.
+            self._master_down_deadline = now + repeat[4]
+            return []
+        self._repeat = None
         if self._state not in (State.BACKUP, State.MASTER):
             return []
         reason = self._receive_check(advertisement, source)
@@ -229,7 +249,19 @@ class VirtualRouter:
                 ConfigMismatch(DropReason.INTERVAL_MISMATCH, source, advertisement)
             )
         if self._state is State.BACKUP:
-            return self._backup_receive(advertisement, source, now) + mismatches
+            actions = self._backup_receive(advertisement, source, now)
+            if (
+                not actions
+                and not mismatches
+                and self._state is State.BACKUP
+                and self._master_address is source
+                and advertisement.priority != PRIORITY_LEAVING
+                and advertisement.priority >= self._priority
+            ):
+                # Followed a master at least our priority: a branch that does not depend on ``now``.
+                down = self.master_down_interval
+                self._repeat = (advertisement, source, self._config, self._priority, down)
+            return actions + mismatches
         return self._master_receive(advertisement, source, now) + mismatches
 
     def handle_timer(self, now: float) -> list[Action]:
@@ -544,7 +576,9 @@ class VirtualRouter:
         return None
 
     def _same_addresses(self, advertisement: Advertisement) -> bool:
-        return set(advertisement.addresses) == set(self._config.addresses)
+        addresses, ours = advertisement.addresses, self._config.addresses
+        # The common case, the same list in the same order, needs no sets (checked per advert).
+        return addresses == ours or set(addresses) == set(ours)
 
     def _preempt_held(self, now: float) -> bool:
         """keepalived preempt_delay: is pre-emption still on hold at ``now``?"""
@@ -591,6 +625,7 @@ class VirtualRouter:
     def _move(self, reason: TransitionReason) -> StateChanged:
         """The one place the state changes: the table decides where ``reason`` leads."""
         old, self._state = self._state, transition(self._state, reason)
+        self._repeat = None
         return StateChanged(old, self._state, reason)
 
     def _stop(self, reason: TransitionReason) -> list[Action]:
