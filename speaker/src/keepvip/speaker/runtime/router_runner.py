@@ -423,8 +423,26 @@ class RouterRunner:
         deadline = self._router.next_deadline
         if deadline is None:
             self._timers.disarm(self)
-        else:
-            self._timers.arm(self, on_grid(deadline, self._grid))
+            return
+        when = on_grid(deadline, self._grid)
+        if when > deadline and deadline == self._router.master_down_deadline:
+            when = self._master_down_wake(deadline, when)
+        self._timers.arm(self, when)
+
+    def _master_down_wake(self, deadline: float, on_grid_point: float) -> float:
+        """When to wake for a Master_Down deadline: the grid point before it, then the deadline.
+
+        RFC 9568 §6.1 orders the backups by Skew_Time: (256 - priority) / 256 of the
+        interval, so priorities 130 and 120 expire 3.9 ms apart at 100 ms adverts and the
+        higher one's advertisement reaches the other before its timer does. Rounded up to a
+        5 ms grid, both deadlines can fall on one grid point: both backups took over in the
+        same millisecond and the client's ARP entry followed the loser (issue 14, chaos run
+        at 100 ms, fault ``link``: a 520 ms gap against a 449 ms bound). The grid still
+        serves the wake-ups of backups whose master is alive (their deadline moves on with
+        every advertisement); only within the last grid step is the deadline itself armed.
+        """
+        before = on_grid_point - self._grid
+        return before if before > self._loop.time() else deadline
 
     def _timer_now(self, now: float) -> float:
         """The time the core's timer is told: the grid point, unless the loop is far behind it.

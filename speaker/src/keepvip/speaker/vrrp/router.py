@@ -164,6 +164,11 @@ class VirtualRouter:
         return adver if down is None or adver < down else down
 
     @property
+    def master_down_deadline(self) -> float | None:
+        """When the Master_Down_Timer (RFC 9568 §6.2) expires; ``None`` unless a backup's is armed."""
+        return self._master_down_deadline
+
+    @property
     def master_address(self) -> IPAddress | None:
         """The current master's primary address: ours when master, the last valid
         advertiser's when backup, ``None`` when unknown (or not running)."""
