@@ -262,8 +262,12 @@ def test_exhaustion_leaves_the_service_pending_with_a_reason_and_a_release_serve
     assert pending["reason"] == "PoolExhausted"
     assert pool in pending["message"]
     assert lb.external_ip("three") is None
-    assert any(
-        e["reason"] == "AllocationFailed" and "PoolExhausted" in e["message"] for e in lb.events("three")
+    wait_until(  # the Event is posted after the status that says so
+        lambda: any(
+            e["reason"] == "AllocationFailed" and "PoolExhausted" in e["message"] for e in lb.events("three")
+        ),
+        timeout=15,
+        what="an AllocationFailed event naming PoolExhausted",
     )
     freed = lb.external_ip("one")
     lb.delete_service("one")

@@ -276,7 +276,11 @@ def test_deleting_the_handling_replica_hands_over_to_the_other(release: Release)
 
     name = create_vip(release, "peer-after-delete", 61, retry_webhook_failures=True)
     wait_until(lambda: release.allocated(name), timeout=TAKEOVER_SECONDS, what=f"{name} allocated")
-    assert "Handler 'spec' succeeded." in release.handled(survivor, name)
+    wait_until(  # kopf logs the handler's success after the status patch the test saw
+        lambda: "Handler 'spec' succeeded." in release.handled(survivor, name),
+        timeout=15,
+        what=f"the survivor's log of handling {name}",
+    )
     assert len(release.allocated_events(name)) == 1
     assert release.active() == survivor
     for pod in (active, survivor):

@@ -108,7 +108,7 @@ def test_each_failure_fails_only_its_virtualip_and_the_next_snapshot_still_appli
         assert (report.state, report.reason) == (State.FAULT, reason)
         assert words in report.message, report.message
         assert "Traceback" not in report.message
-        assert metrics.virtualip_failures.labels(reason)._value.get() == 1, reason
+        assert metrics.virtualip_failures.labels(reason).value == 1, reason
     assert [r.state for r in after_first if r.virtualip == "good"][-1] is State.MASTER
 
     # The next snapshot is applied: the fixed one runs, the removed ones are withdrawn.

@@ -96,7 +96,7 @@ class _Scenario:
         fault = self.last("web6")
         assert fault is not None
         assert not self.holds(self.web6)
-        assert self.metrics.address_bind_failures.labels("web6")._value.get() >= 1
+        assert self.metrics.address_bind_failures.labels("web6").value >= 1
         return fault
 
 
