@@ -442,7 +442,7 @@ class RouterRunner:
         every advertisement); only within the last grid step is the deadline itself armed.
         """
         before = on_grid_point - self._grid
-        return before if before > self._loop.time() else deadline
+        return before if before > self._now() else deadline
 
     def _timer_now(self, now: float) -> float:
         """The time the core's timer is told: the grid point, unless the loop is far behind it.
