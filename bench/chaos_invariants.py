@@ -214,11 +214,14 @@ def _gap_window(
     before that start fits the bound of the span it began in (else the gap had already
     broken it there); of the two faults, the one with the larger bound is taken, since
     either may have caused the gap and the judge must not blame the daemon for the other.
+    With equal bounds the later fault is named: it began after the last answer, so it is
+    the cause (the 1 s run of the fifth pass filed a ``cut``'s gap, 2 ms after the last
+    answer, under the ``starve`` healed 5 s before it).
     """
     window = _window_at(windows, before)
     later = [w for w in windows if before < w.started < after]
     bound = j.gap_bound(vip, window)
-    if later and later[-1].started - before <= bound + j.slack and j.gap_bound(vip, later[-1]) > bound:
+    if later and later[-1].started - before <= bound + j.slack and j.gap_bound(vip, later[-1]) >= bound:
         return later[-1]
     return window
 

@@ -172,6 +172,21 @@ def test_a_gap_a_fault_with_a_smaller_bound_cuts_into_keeps_the_larger_bound_it_
     assert verdict.worst_gaps["gateway"].length > 2.0
 
 
+
+def test_a_gap_a_fault_with_an_equal_bound_cuts_into_is_that_faults() -> None:
+    # The fifth pass, 1 s: ``starve@node1`` had healed 5 s before ``cut@node1`` cut node1 off
+    # 2 ms after the client's last answer; both spare the same nodes (equal bounds), and the
+    # gap was filed under the starve. The fault that began inside the silence caused it.
+    starved = FaultWindow("#2 starve@node1", FaultKind.STARVE, ("node1",), 0.5, 1.0, 4.0)
+    cut = FaultWindow("#3 cut@node1", FaultKind.CUT, ("node1",), 4.0, 5.0, 10.0)
+    seen = answers("node1", 0, 4) + answers("node2", 4.3, 5.2) + answers("node1", 5.2, 10)  # silent 3.98-4.3
+    holding = {"node1": [(0, 4.1), (5.1, 11)], "node2": [(4.25, 5.15)]}
+    frames = adverts("node1", 0, 4) + adverts("node2", 4.2, 5.1) + adverts("node1", 5.1, 10)
+    verdict = judge(JUDGE, observe(holding, frames, seen, [starved, cut]))
+    assert verdict.violations == []
+    assert verdict.worst_gaps["cut"].fault == "#3 cut@node1"
+    assert "starve" not in verdict.worst_gaps
+
 def sched(node: str, waits: list[tuple[float, float]], pid: int = 100) -> list[SchedSample]:
     """``node``'s VRRP process's cumulative run-queue wait: [(time, seconds waited so far)]."""
     return [SchedSample(at, node, pid, waited) for at, waited in waits]
