@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from ipaddress import ip_address
 from typing import Any
 
@@ -62,8 +63,10 @@ class StallingNetwork:
             self.stall_next_release = False
             time.sleep(STALL)  # blocks the whole loop: nothing is read or served meanwhile
 
-    def announce(self, name: str, ifname: str, addresses: tuple[IPAddress, ...]) -> None:
-        self.real.announce(name, ifname, addresses)
+    def announce(
+        self, name: str, ifname: str, addresses: tuple[IPAddress, ...], still_master: Callable[[], bool]
+    ) -> None:
+        self.real.announce(name, ifname, addresses, still_master)
 
     def cancel_announcements(self, name: str) -> None:
         self.real.cancel_announcements(name)

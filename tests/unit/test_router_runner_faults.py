@@ -67,7 +67,7 @@ class Node:
         self.removed.append(vip)
         self.bound.discard(vip)
 
-    def announce(self, name: str, ifname: str, addresses: tuple[Any, ...]) -> None:  # noqa: ARG002
+    def announce(self, name: str, ifname: str, addresses: tuple[Any, ...], still_master: Any = None) -> None:  # noqa: ARG002
         assert set(addresses) <= {vip.ip for vip in self.bound}, "announced a VIP that is not bound"
 
     def cancel_announcements(self, name: str) -> None:

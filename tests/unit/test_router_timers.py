@@ -90,7 +90,7 @@ class Node:
     async def remove_address(self, ifname: str, vip: IPInterface) -> None:  # noqa: ARG002
         self.bound.discard(vip)
 
-    def announce(self, name: str, ifname: str, addresses: tuple[Any, ...]) -> None:
+    def announce(self, name: str, ifname: str, addresses: tuple[Any, ...], still_master: Any = None) -> None:
         pass
 
     def cancel_announcements(self, name: str) -> None:

@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 import errno
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from ipaddress import IPv4Address
 from typing import Any, Final
 
@@ -46,6 +46,10 @@ log = logging.getLogger("keepvip.speaker.network")
 FIRST_ROUNDS: Final = (0.0, 0.2, 0.5, 1.1, 2.2)
 BURST: Final = 5  # keepalived garp_master_repeat
 SECOND_BURST_DELAY: Final = 5.0  # keepalived garp_master_delay
+
+
+def _yes() -> bool:
+    return True
 
 
 class AddressChangeFailed(OSError):
@@ -95,11 +99,23 @@ class LinuxNetwork:
         if result is RemoveResult.FOREIGN:
             log.warning("%s on %s was not added by keepvip; leaving it", vip, ifname)
 
-    def announce(self, name: str, ifname: str, addresses: tuple[IPAddress, ...]) -> None:
-        """Start (or restart) the announcement schedule of VirtualIP ``name``."""
+    def announce(
+        self,
+        name: str,
+        ifname: str,
+        addresses: tuple[IPAddress, ...],
+        still_master: Callable[[], bool] = _yes,
+    ) -> None:
+        """Start (or restart) the announcement schedule of VirtualIP ``name``.
+
+        ``still_master`` is asked before every round but the first, which is part of
+        becoming master: a round must not tell the clients to come to a node that a
+        higher priority's advertisement, already arrived, is about to make release the
+        VIP (see `RouterRunner.still_master`). When it says no, the schedule ends.
+        """
         self.cancel_announcements(name)
         self._schedules[name] = asyncio.get_running_loop().create_task(
-            self._schedule(name, ifname, addresses), name=f"announce-{name}"
+            self._schedule(name, ifname, addresses, still_master), name=f"announce-{name}"
         )
 
     def cancel_announcements(self, name: str) -> None:
@@ -121,16 +137,24 @@ class LinuxNetwork:
             announcer.close()
         self._announcers.clear()
 
-    async def _schedule(self, name: str, ifname: str, addresses: tuple[IPAddress, ...]) -> None:
+    async def _schedule(
+        self, name: str, ifname: str, addresses: tuple[IPAddress, ...], still_master: Callable[[], bool]
+    ) -> None:
         elapsed = 0.0
         for offset in FIRST_ROUNDS:
             await asyncio.sleep(offset - elapsed)
             elapsed = offset
+            if offset and not still_master():
+                return
             self._round(name, ifname, addresses)
         await asyncio.sleep(SECOND_BURST_DELAY - elapsed)
+        if not still_master():
+            return
         self._burst(name, ifname, addresses)
         while self._refresh > 0:
             await asyncio.sleep(self._refresh)
+            if not still_master():
+                return
             self._round(name, ifname, addresses)
 
     def _burst(self, name: str, ifname: str, addresses: tuple[IPAddress, ...]) -> None:
