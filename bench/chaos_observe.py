@@ -36,8 +36,10 @@ from typing import Any
 
 from chaos_daemons import vrrp_pids
 from failover import Prober
+from gaps import Answer
 from keepalived_harness import VrrpDaemon
 
+from keepvip.localcluster import probe
 from keepvip.localcluster.lan import Lan
 
 HERE = Path(__file__).resolve().parent
@@ -68,14 +70,28 @@ def favour(pid: int) -> None:
 
 
 class VipProber(Prober):
-    """failover.py's client prober aimed at one VIP (or a node's own address), 20 ms apart."""
+    """failover.py's client prober aimed at one VIP (or a node's own address), 20 ms apart.
+
+    It reports its unanswered probes too (``unanswered``: their send times), so the judge
+    can tell a VIP that did not answer from a prober that did not ask (its own stall).
+    """
 
     def __init__(self, lan: Lan, address: str) -> None:
         assert lan.client is not None
-        options = ["--period", str(PROBE_PERIOD), "--timeout", str(PROBE_TIMEOUT)]
+        self.unanswered: list[float] = []
+        options = ["--period", str(PROBE_PERIOD), "--timeout", str(PROBE_TIMEOUT), "--unanswered"]
         super().__init__(lan, lan.client, address, options)
         self.address = address
         favour(self._process.pid)
+
+    def _read(self) -> None:
+        assert self._process.stdout is not None
+        for line in self._process.stdout:
+            sent, _, node = line.strip().partition(" ")
+            if node == probe.UNANSWERED:
+                self.unanswered.append(float(sent))
+            else:
+                self.answers.append(Answer(float(sent), node))
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 
 from chaos_run import BlockResult
 from chaos_schedule import FaultKind
+from chaos_takeovers import summary
 
 DETAILS = 8
 INVARIANTS = {
@@ -58,7 +59,7 @@ def side_by_side(blocks: Sequence[BlockResult]) -> str:
             counts = [len(b.verdict.by_invariant(number)) for b in row_blocks]
             row(f"violations of {number} ({name})", [str(c) for c in counts])
         row(
-            "gaps the control probes shared (host or client stalls, not counted in 2)",
+            "gaps the observer missed (the control probes shared them, or no probe was sent; not in 2)",
             [
                 f"{len(b.verdict.host_stalls)}, longest "
                 f"{_ms(max((g.length for g, _ in b.verdict.host_stalls), default=0.0))} ms"
@@ -78,6 +79,15 @@ def side_by_side(blocks: Sequence[BlockResult]) -> str:
                 for b in row_blocks
             ],
         )
+        row("takeovers after the master fell silent", [_takeover_cell(b, "count") for b in row_blocks])
+        row(
+            "… first advertisement after the Master_Down deadline: p50 / p99 / worst (ms)",
+            [_takeover_cell(b, "advertised") for b in row_blocks],
+        )
+        row(
+            "… first gratuitous ARP after the Master_Down deadline: p50 / p99 / worst (ms)",
+            [_takeover_cell(b, "announced") for b in row_blocks],
+        )
         row(
             "split-brain windows (count, longest)",
             [
@@ -95,6 +105,19 @@ def side_by_side(blocks: Sequence[BlockResult]) -> str:
                 row(f"worst gap / bound (ms): {kind}", cells)
         out.append("")
     return "\n".join(out)
+
+
+def _takeover_cell(block: BlockResult, figure: str) -> str:
+    """The takeover figures (chaos_takeovers). Blocks judged before the fifth pass of issue 14
+    have none; they get them from their kept capture with ``python bench/chaos_takeovers.py``."""
+    if "takeovers" not in vars(block.verdict):
+        return "not recorded"
+    found = block.verdict.takeovers
+    if figure == "count":
+        return str(len(found))
+    if figure == "advertised":
+        return summary([t.advertised for t in found])
+    return summary([t.announced for t in found if t.announced is not None])
 
 
 def _recorded(block: BlockResult) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pickle
 import sys
 import time
 from dataclasses import dataclass
@@ -203,8 +204,11 @@ def run_block(
     observation = Observation(
         windows, samples, answers, frames, watch.exits, logs, (observed_start, observed_end), final,
         controls={node: prober.answers for node, prober in controls.items()}, neighbours=neighbours,
-        sched=sched,
+        sched=sched, unanswered={prober.address: prober.unanswered for prober in probers},
     )  # fmt: skip
+    # Everything the judge saw, beside the capture and the logs: a verdict can be questioned (or
+    # a new figure computed) later from what the run recorded, not from what it concluded.
+    (block_dir / "observation.pickle").write_bytes(pickle.dumps((judge_, observation)))
     verdict = judge(judge_, observation)
     return BlockResult(
         implementation, plan, records, verdict, observed_end - observed_start, observed_start,

@@ -187,6 +187,20 @@ def test_a_gap_a_fault_with_an_equal_bound_cuts_into_is_that_faults() -> None:
     assert verdict.worst_gaps["cut"].fault == "#3 cut@node1"
     assert "starve" not in verdict.worst_gaps
 
+
+def test_a_gap_in_which_the_client_sent_no_probe_is_the_observers_not_the_vips() -> None:
+    # Fifth pass: a 420 ms gap (bound 402 ms) while the VIP's holder answered every other probe.
+    # A prober that got no CPU sends nothing; a VIP that does not answer leaves unanswered probes.
+    seen = answers("node1", 0, 2) + answers("node1", 2.6, 10)  # silent from 1.98 s to 2.6 s
+    quiet = observe({"node1": [(0, 11)]}, adverts("node1", 0, 10), seen, [])
+    stalled = replace(quiet, unanswered={VIP.ip: [2.0, 2.59]})  # nothing sent between 2.0 and 2.59 s
+    verdict = judge(JUDGE, stalled)
+    assert verdict.violations == []
+    assert "sent 198.18.0.101 no probe for 590 ms" in verdict.host_stalls[0][1]
+    asked = replace(quiet, unanswered={VIP.ip: [2.0 + 0.02 * i for i in range(30)]})  # sent, unanswered
+    assert [v.invariant for v in judge(JUDGE, asked).violations] == [2]
+    assert [v.invariant for v in judge(JUDGE, quiet).violations] == [2]  # not recorded: judged as before
+
 def sched(node: str, waits: list[tuple[float, float]], pid: int = 100) -> list[SchedSample]:
     """``node``'s VRRP process's cumulative run-queue wait: [(time, seconds waited so far)]."""
     return [SchedSample(at, node, pid, waited) for at, waited in waits]
