@@ -142,6 +142,41 @@ def test_a_fresh_speaker_finds_and_removes_what_a_killed_one_left(lan: Lan) -> N
     assert node.ipv4 in remaining  # the node's own address survives the sweep
 
 
+
+def test_the_early_sweep_removes_exactly_the_marked_addresses_before_any_import(lan: Lan) -> None:
+    # keepvip.speaker.entry runs it first in a new speaker (issue 14: a killed speaker's VIPs
+    # stayed beside the new master's until the successor had imported everything).
+    node = lan.nodes[0]
+    lan.run(node, "ip", "link", "add", "side0", "type", "veth", "peer", "name", "side1")
+    lan.run(node, "ip", "link", "set", "side0", "up")
+    left = {("eth0", VIP4), ("eth0", VIP6), ("side0", ip_interface("198.19.0.7/32"))}
+    argv = [arg for ifname, vip in sorted(left, key=str) for arg in (ifname, str(vip))]
+    crashed = lan.run(node, sys.executable, "-c", LEAVE_VIPS_AND_DIE, *argv, check=False)
+    assert crashed.returncode in (-9, 137), crashed.stderr
+    someone_elses = ip_interface("198.18.0.101/24")
+    lan.run(node, "ip", "addr", "add", str(someone_elses), "dev", "eth0")
+
+    swept = lan.run(node, sys.executable, "-c", SWEEP_AND_LIST_MODULES)
+    removed, imported = json.loads(swept.stdout)
+
+    assert {(ifname, ip_interface(vip)) for ifname, vip in removed} == left
+    remaining = lan.addresses(node)
+    assert not any(vip in remaining for _, vip in left)
+    assert someone_elses in remaining  # not keepvip's mark: left alone
+    assert node.ipv4 in remaining
+    # keepvip.speaker registers pyroute2 without running it (lean_imports); no part of it is loaded
+    heavy = [m for m in imported if m.split(".")[0] in ("asyncio", "pydantic") or "pyroute2." in m]
+    assert heavy == []
+    assert on(lan, node, addresses.remove_leftovers) == []  # nothing left for the speaker's own sweep
+
+
+SWEEP_AND_LIST_MODULES = """
+import json, sys
+from keepvip.speaker.net.early_sweep import sweep
+removed = [(ifname, str(leftover)) for ifname, leftover in sweep()]
+print(json.dumps([removed, sorted(sys.modules)]))
+"""
+
 def test_interface_for_picks_the_interface_whose_subnet_holds_the_address(lan: Lan) -> None:
     node = lan.nodes[0]
     lan.run(node, "ip", "link", "add", "side0", "type", "veth", "peer", "name", "side1")

@@ -287,6 +287,8 @@ async def run_kubernetes(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``keepvip speaker``."""
     configure_logging(args.log_format, args.log_level)
+    for ifname, leftover in getattr(args, "swept", ()):  # by keepvip.speaker.entry, before the imports
+        log.warning("removed %s from %s, left behind by a previous run", leftover, ifname)
     try:
         args.scripts = script_policy(args)
     except ValueError as error:
