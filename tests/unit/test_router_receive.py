@@ -22,7 +22,7 @@ from keepvip.speaker.vrrp.drops import DropReason
 from keepvip.speaker.vrrp.router import VirtualRouter
 from keepvip.speaker.vrrp.state import FaultReason, State, TransitionReason
 from keepvip.speaker.vrrp.timers import master_down_interval
-from tests.unit.wire import VIP, VRID, config, host
+from tests.unit.wire import VIP, VRID, Wire, config, host
 
 PEER = host(9)
 T0 = 100.0
@@ -364,3 +364,46 @@ def test_a_master_drops_its_own_looped_back_advert_instead_of_answering_it() -> 
     assert router.receive(replace(own), host(1), 600.0) == [
         Dropped(DropReason.OWN_PACKET, host(1))
     ]
+
+
+# ------------------------------------------------- a live master's timeout is not hastened
+
+
+def test_a_lower_router_with_a_shorter_interval_does_not_hasten_a_live_masters_timeout() -> None:
+    # The master (200, 1 s) is alive; a lower router (150, 0.2 s) speaks once, as a yielding
+    # master does. Adopting its interval would let the Master_Down_Timer run out 0.76 s later,
+    # between two of the master's advertisements (tests/unit/test_router_properties.py).
+    router = backup(50, preempt=False)
+    router.receive(advert(200, interval_cs=100), host(3), 200.0)
+    waiting = due(router)
+    actions = router.receive(advert(150, interval_cs=20), host(2), 200.5)
+    assert [type(a) for a in actions] == [ConfigMismatch]  # the interval is still reported (§7.1)
+    assert (due(router), router.master_address, router.master_adver_interval_cs) == (waiting, host(3), 100)
+
+
+def test_a_lower_router_that_leaves_the_timeout_or_pushes_it_later_is_followed_as_the_rfc_says() -> None:
+    # RFC 9568 §6.4.2: any advertisement a non-pre-empting backup hears resets its timer. With one
+    # interval for all (a VirtualIP's case) the rule above never applies; nor once the master's
+    # wait is almost over (the lower router is then the live one).
+    router = backup(50, preempt=False)
+    router.receive(advert(200, interval_cs=100), host(3), 200.0)
+    router.receive(advert(150, interval_cs=100), host(2), 200.5)
+    assert (due(router), router.master_address) == (200.5 + master_down_interval(3, 50, 100), host(2))
+    late = backup(50, preempt=False)
+    late.receive(advert(200, interval_cs=100), host(3), 200.0)
+    late.receive(advert(150, interval_cs=20), host(2), 203.5)
+    assert (due(late), late.master_address) == (203.5 + master_down_interval(3, 50, 20), host(2))
+
+
+def test_backups_with_a_shorter_interval_do_not_take_turns_under_a_slower_master() -> None:
+    # Found by hypothesis (test_router_properties.py, history=[]): two non-pre-empting backups at
+    # 0.2 s and a pre-empting master at 1 s. Each backup, on the other's last advertisement as it
+    # yielded, took its 0.2 s interval, timed out 0.76 s later and took MASTER: 26 flaps in 10 s.
+    wire = Wire()
+    wire.add("n1", config(1, 50, interval_cs=20, preempt=False))
+    wire.add("n2", config(2, 50, interval_cs=20, preempt=False))
+    wire.add("n3", config(3, 100, interval_cs=100, preempt=True))
+    wire.start()
+    wire.run_for(30)
+    assert wire.masters() == ["n3"]
+    assert [t for t in wire.transitions if t.time > 4.0] == []

@@ -451,6 +451,8 @@ class VirtualRouter:
             self._master_address = None
             self._master_priority = None
             return []
+        if self._hastens_a_live_masters_timeout(advertisement, source, now):
+            return []
         if advertisement.priority >= self._priority:
             # A legitimate master: any later lower-priority master starts a new delay.
             self._preempt_hold_until = None
@@ -468,6 +470,34 @@ class VirtualRouter:
         self._master_address = source
         self._master_priority = advertisement.priority
         return []
+
+    def _hastens_a_live_masters_timeout(
+        self, advertisement: Advertisement, source: IPAddress, now: float
+    ) -> bool:
+        """Whether this advertisement, from a router below the master we follow, would bring the
+        Master_Down deadline for that live master *earlier*: then it is ignored.
+
+        §6.4.2 has a backup adopt the interval of whatever advertisement it hears. When a
+        second router speaks while the master is alive — a lower master yielding to it
+        (keepalived's ``higher_prio_send_advert``, which keepvip sends too) or the other side
+        of a healing split brain — and its interval is shorter than the master's, adopting
+        it made the Master_Down_Timer expire between two of the master's advertisements;
+        with two such backups they took MASTER in turn forever, each one's yielding advert
+        shortening the other's timer again (tests/unit/test_router_properties.py: priorities
+        50 / 50 at 0.2 s and a pre-empting 100 at 1 s). The deadline a live, higher master
+        set stands; an advertisement that would leave it or push it later is followed as the
+        RFC says, so with one interval for all routers (a VirtualIP's case) nothing changes,
+        and when the master does fall silent, the timer runs out as if it had never spoken.
+        """
+        deadline = self._master_down_deadline
+        master, master_priority = self._master_address, self._master_priority
+        if deadline is None or now >= deadline or master is None or master_priority is None:
+            return False
+        if source == master or advertisement.priority >= master_priority:
+            return False
+        version = self._config.version
+        interval_cs = self._master_adver_interval_cs if version == VERSION_2 else advertisement.interval_cs
+        return now + master_down_interval(version, self._priority, interval_cs) < deadline
 
     def _master_receive(
         self, advertisement: Advertisement, source: IPAddress, now: float
