@@ -176,8 +176,7 @@ class Injector:
     # -- mechanics --------------------------------------------------------------------------------
 
     def _isolate(self, name: str, *, on: bool) -> None:
-        port = self.lan.node(name).port
-        self.lan.run(self.lan.switch, "bridge", "link", "set", "dev", port, "isolated", "on" if on else "off")
+        self.lan.isolate(name, on=on)
 
     def _shape(self, name: str, *, on: bool) -> None:
         host = self.lan.node(name)

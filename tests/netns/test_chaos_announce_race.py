@@ -73,12 +73,6 @@ class WatchedNetwork:
         self.real.cancel_announcements(name)
 
 
-def _isolate(lan: Lan, node: str, *, on: bool) -> None:
-    """Set the node's switch port ``isolated`` (bridge(8)): isolated ports do not hear each other."""
-    port = lan.node(node).port
-    lan.run(lan.switch, "bridge", "link", "set", "dev", port, "isolated", "on" if on else "off")
-
-
 async def _loser(lan: Lan) -> tuple[float, float, list[State]]:
     """node3: master of both while partitioned; the heal lands under a blocked loop. Returns the
     gratuitous ARPs for ``web`` sent before and after the heal, and web's states after it."""
@@ -112,7 +106,7 @@ async def _loser(lan: Lan) -> tuple[float, float, list[State]]:
             healed = loop.create_future()
 
             def heal_under_a_blocked_loop() -> None:
-                _isolate(lan, "node3", on=False)
+                lan.isolate("node3", on=False)
                 before = garps.value
                 states.clear()
                 time.sleep(BLOCK)  # node2's adverts arrive; the 0.2 s round falls due
@@ -133,8 +127,8 @@ def test_a_loser_sends_no_announcement_after_the_winners_advertisement_reached_i
     lan: Lan, speakers: SpeakerSet
 ) -> None:
     speakers.configure(*DOCUMENTS, nodes=["node2"])
-    _isolate(lan, "node2", on=True)
-    _isolate(lan, "node3", on=True)
+    lan.isolate("node2", on=True)
+    lan.isolate("node3", on=True)
     speakers.start("node2")
     speakers.wait_state("node2", "MASTER", "web")
 

@@ -72,12 +72,6 @@ class StallingNetwork:
         self.real.cancel_announcements(name)
 
 
-def _isolate(lan: Lan, node: str, *, on: bool) -> None:
-    """Set the node's switch port ``isolated`` (bridge(8)): isolated ports do not hear each other."""
-    port = lan.node(node).port
-    lan.run(lan.switch, "bridge", "link", "set", "dev", port, "isolated", "on" if on else "off")
-
-
 async def _loser(lan: Lan, reports: list[tuple[float, RouterReport]]) -> None:
     """node3's router: master while cut off from node2, then the partition heals under a stall."""
     node = NodeIdentity("node3")
@@ -97,7 +91,7 @@ async def _loser(lan: Lan, reports: list[tuple[float, RouterReport]]) -> None:
                 await asyncio.sleep(0.05)
             network.stall_next_release = True
             reports.append((time.monotonic(), _HEALED))
-            await asyncio.to_thread(_isolate, lan, "node3", on=False)
+            await asyncio.to_thread(lan.isolate, "node3", on=False)
             await asyncio.sleep(2 + STALL)
         finally:
             await runner.stop()
@@ -110,8 +104,8 @@ _HEALED: Any = "healed"  # a marker in the list of reports: the moment the parti
 
 def test_a_loser_stalled_while_it_releases_does_not_take_the_vip_back(lan: Lan, speakers: SpeakerSet) -> None:
     speakers.configure(DOCUMENT, nodes=["node2"])
-    _isolate(lan, "node2", on=True)
-    _isolate(lan, "node3", on=True)
+    lan.isolate("node2", on=True)
+    lan.isolate("node3", on=True)
     speakers.start("node2")
     speakers.wait_state("node2", "MASTER", "web")
 

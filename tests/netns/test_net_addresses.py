@@ -119,16 +119,21 @@ asyncio.run(main())
 """
 
 
-def test_a_fresh_speaker_finds_and_removes_what_a_killed_one_left(lan: Lan) -> None:
-    node = lan.nodes[0]
+def leave_vips_of_a_killed_speaker(lan: Lan, node: Host) -> set[tuple[str, Any]]:
+    """A speaker that added VIPs on two interfaces and was SIGKILLed: what it left behind."""
     lan.run(node, "ip", "link", "add", "side0", "type", "veth", "peer", "name", "side1")
     lan.run(node, "ip", "link", "set", "side0", "up")
     left = {("eth0", VIP4), ("eth0", VIP6), ("side0", ip_interface("198.19.0.7/32"))}
     argv = [arg for ifname, vip in sorted(left, key=str) for arg in (ifname, str(vip))]
-
     crashed = lan.run(node, sys.executable, "-c", LEAVE_VIPS_AND_DIE, *argv, check=False)
     assert crashed.returncode in (-9, 137), crashed.stderr
     assert VIP4 in lan.addresses(node, "eth0")
+    return left
+
+
+def test_a_fresh_speaker_finds_and_removes_what_a_killed_one_left(lan: Lan) -> None:
+    node = lan.nodes[0]
+    left = leave_vips_of_a_killed_speaker(lan, node)
 
     found = on(lan, node, addresses.marked_addresses)
     only_eth0 = on(lan, node, lambda ipr: addresses.remove_leftovers(ipr, "eth0"))
@@ -147,12 +152,7 @@ def test_the_early_sweep_removes_exactly_the_marked_addresses_before_any_import(
     # keepvip.speaker.entry runs it first in a new speaker (issue 14: a killed speaker's VIPs
     # stayed beside the new master's until the successor had imported everything).
     node = lan.nodes[0]
-    lan.run(node, "ip", "link", "add", "side0", "type", "veth", "peer", "name", "side1")
-    lan.run(node, "ip", "link", "set", "side0", "up")
-    left = {("eth0", VIP4), ("eth0", VIP6), ("side0", ip_interface("198.19.0.7/32"))}
-    argv = [arg for ifname, vip in sorted(left, key=str) for arg in (ifname, str(vip))]
-    crashed = lan.run(node, sys.executable, "-c", LEAVE_VIPS_AND_DIE, *argv, check=False)
-    assert crashed.returncode in (-9, 137), crashed.stderr
+    left = leave_vips_of_a_killed_speaker(lan, node)
     someone_elses = ip_interface("198.18.0.101/24")
     lan.run(node, "ip", "addr", "add", str(someone_elses), "dev", "eth0")
 

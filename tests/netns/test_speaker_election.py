@@ -72,7 +72,7 @@ def test_equal_priority_masters_yield_to_the_highest_address_when_a_partition_he
 ) -> None:
     speakers.configure(virtualip("web", vrid=57, priority=100))
     for node in speakers.node_names:  # the switch stops forwarding between nodes
-        lan.run(lan.switch, "bridge", "link", "set", "dev", lan.node(node).port, "isolated", "on")
+        lan.isolate(node, on=True)
     speakers.start()
     for node in speakers.node_names:
         speakers.wait_state(node, "MASTER", "web", timeout=10)
@@ -80,7 +80,7 @@ def test_equal_priority_masters_yield_to_the_highest_address_when_a_partition_he
 
     healed_at = time.time()
     for node in speakers.node_names:
-        lan.run(lan.switch, "bridge", "link", "set", "dev", lan.node(node).port, "isolated", "off")
+        lan.isolate(node, on=False)
 
     # node3 has 198.18.0.3, the highest primary address (RFC 9568 §6.4.3).
     wait_for_master(lan, VIP4, "node3")
@@ -98,7 +98,7 @@ def test_after_a_partition_heals_the_winner_reannounces_so_clients_leave_a_loser
     # advertisement — the sign of a healed split brain — it announces the VIP again.
     speakers.configure(virtualip("web", vrid=58, priority=100))
     for node in speakers.node_names:
-        lan.run(lan.switch, "bridge", "link", "set", "dev", lan.node(node).port, "isolated", "on")
+        lan.isolate(node, on=True)
     speakers.start()
     for node in speakers.node_names:
         speakers.wait_state(node, "MASTER", "web", timeout=10)
@@ -122,7 +122,7 @@ def test_after_a_partition_heals_the_winner_reannounces_so_clients_leave_a_loser
     )
 
     for node in speakers.node_names:
-        lan.run(lan.switch, "bridge", "link", "set", "dev", lan.node(node).port, "isolated", "off")
+        lan.isolate(node, on=False)
 
     speakers.wait_state("node1", "BACKUP", "web", timeout=5)
     wait_until(lambda: client_sees(lan, VIP4) == "node3", 3, what="the client's ARP entry moves to node3",

@@ -492,6 +492,12 @@ class Lan:
         """Undo :meth:`disconnect`."""
         ip("-n", self.switch, "link", "set", self._host(host).port, "master", BRIDGE)
 
+    def isolate(self, host: Host | str, *, on: bool) -> None:
+        """Set the host's switch port ``isolated`` (bridge(8)) or not: isolated ports do not
+        hear each other but reach every other port (a partition that keeps the gateway)."""
+        port = self._host(host).port
+        run(self.switch, "bridge", "link", "set", "dev", port, "isolated", "on" if on else "off")
+
     def set_gateway(self, up: bool) -> None:
         """Take the gateway off the LAN (or bring it back): arbiter pings go unanswered."""
         if self.gateway is None:
