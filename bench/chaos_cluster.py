@@ -58,10 +58,10 @@ from chaos_schedule import VipPlan  # noqa: E402
 from failover import Prober  # noqa: E402
 from gaps import master_down_interval  # noqa: E402
 
-from keepvip.localcluster import ClusterConfig, LocalCluster  # noqa: E402
+from keepvip.localcluster import ClusterConfig, LocalCluster, webserver  # noqa: E402
 from keepvip.localcluster.scenario import API_VERSION, KeepvipOnCluster  # noqa: E402
 
-PORT = 8080  # bench/node_server.py in every node: answers every connection with the node's name
+PORT = 8080  # keepvip.localcluster.webserver in every node: answers every connection with the node's name
 STATUS_BOUND = 10.0  # seconds from the last heal until every status tells the truth on the wire
 SETTLE = 4.0  # seconds after the last heal before the final reading (priorities at 100 ms)
 REPORT = ROOT / "docs" / "reliability.md"
@@ -212,25 +212,19 @@ class Poller:
 
 @contextlib.contextmanager
 def node_servers(cluster: LocalCluster, workdir: Path) -> Iterator[None]:
-    """bench/node_server.py in every node namespace (the service the client probes)."""
+    """The one node web server (keepvip.localcluster.webserver) in every node namespace: the
+    service the client probes. bench/node_server.py, which this used to start, is gone (issue
+    11): every probe then went unanswered and the run judged nothing (fifth pass of issue 14)."""
     processes = []
     try:
         for name, node in cluster.nodes.items():
             log = (workdir / f"server-{name}.log").open("wb")
-            argv = [
-                "ip",
-                "netns",
-                "exec",
-                node.netns,
-                sys.executable,
-                str(HERE / "node_server.py"),
-                name,
-                str(PORT),
-            ]
-            process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=log)
+            argv = ["ip", "netns", "exec", node.netns, *webserver.argv(name, PORT)]
+            process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=log, text=True)
             processes.append(process)
             assert process.stdout is not None
-            process.stdout.readline()  # "ready"
+            if process.stdout.readline().strip() != webserver.READY:
+                raise RuntimeError(f"the web server of {name} did not start (see {log.name})")
             favour(process.pid)
         yield
     finally:
