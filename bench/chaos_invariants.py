@@ -455,9 +455,9 @@ def _blind(obs: Observation, before: float, after: float, allowed: float) -> str
 def _unprobed(obs: Observation, address: str, before: float, after: float, allowed: float) -> str | None:
     """Whether the VIP's own prober sent nothing for most of a gap: a gap in which the client
     did not ask cannot be blamed on the VIP (issue 14, fifth pass: a 420 ms gap, bound 402 ms,
-    through which the VIP's holder answered every other question the observer had). The
-    prober prints its unanswered probes too, so a stretch without a single send time is its
-    own stall (the process got no CPU), not silence from the VIP.
+    while the node the client was sent to held the VIP, could not be told apart from a stalled
+    prober). The prober prints its unanswered probes too, so a stretch without a single send
+    time is its own stall (the process got no CPU), not silence from the VIP.
     """
     if address not in obs.unanswered:
         return None  # recorded before the prober reported its unanswered probes

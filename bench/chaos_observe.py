@@ -36,10 +36,8 @@ from typing import Any
 
 from chaos_daemons import vrrp_pids
 from failover import Prober
-from gaps import Answer
 from keepalived_harness import VrrpDaemon
 
-from keepvip.localcluster import probe
 from keepvip.localcluster.lan import Lan
 
 HERE = Path(__file__).resolve().parent
@@ -78,20 +76,10 @@ class VipProber(Prober):
 
     def __init__(self, lan: Lan, address: str) -> None:
         assert lan.client is not None
-        self.unanswered: list[float] = []
         options = ["--period", str(PROBE_PERIOD), "--timeout", str(PROBE_TIMEOUT), "--unanswered"]
         super().__init__(lan, lan.client, address, options)
         self.address = address
         favour(self._process.pid)
-
-    def _read(self) -> None:
-        assert self._process.stdout is not None
-        for line in self._process.stdout:
-            sent, _, node = line.strip().partition(" ")
-            if node == probe.UNANSWERED:
-                self.unanswered.append(float(sent))
-            else:
-                self.answers.append(Answer(float(sent), node))
 
 
 @dataclass(frozen=True)

@@ -96,6 +96,7 @@ class Prober:
         self._lan = lan
         self._process = lan.spawn(client, argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self.answers: list[Answer] = []
+        self.unanswered: list[float] = []  # send times, when started with --unanswered
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
@@ -103,7 +104,10 @@ class Prober:
         assert self._process.stdout is not None
         for line in self._process.stdout:
             sent, _, node = line.strip().partition(" ")
-            self.answers.append(Answer(float(sent), node))
+            if node == probe.UNANSWERED:
+                self.unanswered.append(float(sent))
+            else:
+                self.answers.append(Answer(float(sent), node))
 
     def since(self, moment: float) -> list[Answer]:
         """Answers to probes sent after ``moment`` (and a little before, for the old master's last)."""

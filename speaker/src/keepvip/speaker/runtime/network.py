@@ -48,10 +48,6 @@ BURST: Final = 5  # keepalived garp_master_repeat
 SECOND_BURST_DELAY: Final = 5.0  # keepalived garp_master_delay
 
 
-def _yes() -> bool:
-    return True
-
-
 class AddressChangeFailed(OSError):
     """The kernel refused, or did not answer, an address change (``errno`` says why)."""
 
@@ -104,7 +100,7 @@ class LinuxNetwork:
         name: str,
         ifname: str,
         addresses: tuple[IPAddress, ...],
-        still_master: Callable[[], bool] = _yes,
+        still_master: Callable[[], bool],
     ) -> None:
         """Start (or restart) the announcement schedule of VirtualIP ``name``.
 
