@@ -179,6 +179,40 @@ class Metrics:
 
 
 @dataclass
+class _ParsedLog:
+    """A speaker's log file parsed so far: the records, and where reading stopped."""
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    transitions: list[Transition] = field(default_factory=list)  # the records that log one
+    offset: int = 0  # bytes of the file consumed (complete lines only)
+
+    def read_new(self, path: Path) -> None:
+        with path.open("rb") as file:
+            file.seek(0, 2)
+            if file.tell() < self.offset:  # the file was replaced: start again
+                self.records.clear()
+                self.transitions.clear()
+                self.offset = 0
+            file.seek(self.offset)
+            data = file.read()
+        complete = data.rfind(b"\n") + 1  # a line still being written is read next time
+        self.offset += complete
+        for raw in data[:complete].decode(errors="replace").splitlines():
+            try:
+                record = json.loads(raw)
+            except json.JSONDecodeError:
+                record = {"message": raw, "level": "RAW"}
+            if not isinstance(record, dict):
+                record = {"message": raw, "level": "RAW"}
+            self.records.append(record)
+            if "state" in record and "previous" in record:
+                self.transitions.append(
+                    Transition(_epoch(record["time"]), record["virtualip"], record["state"],
+                               record["previous"], record["reason"], int(record["priority"]))
+                )  # fmt: skip
+
+
+@dataclass
 class SpeakerSet:
     """The speakers (and web servers) of one scenario on ``lan``; use as a context manager."""
 
@@ -188,6 +222,7 @@ class SpeakerSet:
     web_servers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     started_at: dict[str, float] = field(default_factory=dict)
     _log_files: list[Any] = field(default_factory=list)
+    _parsed_logs: dict[str, _ParsedLog] = field(default_factory=dict)
 
     # -- configuration files ----------------------------------------------------------
 
@@ -317,18 +352,21 @@ class SpeakerSet:
     # -- what the speakers say ----------------------------------------------------------
 
     def log_lines(self, node: str) -> list[dict[str, Any]]:
-        """The node's JSON log records (lines that are not JSON, e.g. tracebacks, as ``message``)."""
-        records: list[dict[str, Any]] = []
+        """The node's JSON log records (lines that are not JSON, e.g. tracebacks, as ``message``).
+
+        Only what was appended since the last call is read and parsed, and only complete
+        lines: a poll per VirtualIP used to parse every log again, and a line the speaker
+        was still writing came back as a ``RAW`` record (what a traceback looks like).
+        """
+        return list(self._parsed_log(node).records)
+
+    def _parsed_log(self, node: str) -> _ParsedLog:
+        """The node's log, parsed up to its last complete line."""
         path = self.log_path(node)
-        if not path.exists():
-            return records
-        for line in path.read_text(errors="replace").splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                record = {"message": line, "level": "RAW"}
-            records.append(record if isinstance(record, dict) else {"message": line, "level": "RAW"})
-        return records
+        parsed = self._parsed_logs.setdefault(node, _ParsedLog())
+        if path.exists():
+            parsed.read_new(path)
+        return parsed
 
     def messages(self, node: str, containing: str, *, since: float = 0.0) -> list[dict[str, Any]]:
         """The node's log records whose message contains ``containing``, at or after ``since``."""
@@ -348,20 +386,11 @@ class SpeakerSet:
 
     def transitions(self, node: str, virtualip: str | None = None, *, since: float = 0.0) -> list[Transition]:
         """The node's logged state transitions (for one VirtualIP), at or after ``since``."""
-        found = []
-        for record in self.log_lines(node):
-            if "state" not in record or "previous" not in record:
-                continue
-            if virtualip is not None and record.get("virtualip") != virtualip:
-                continue
-            at = _epoch(record["time"])
-            if at + 0.0005 < since:  # the log keeps milliseconds
-                continue
-            found.append(
-                Transition(at, record["virtualip"], record["state"], record["previous"],
-                           record["reason"], int(record["priority"]))
-            )  # fmt: skip
-        return found
+        return [
+            t
+            for t in self._parsed_log(node).transitions
+            if (virtualip is None or t.virtualip == virtualip) and t.at + 0.0005 >= since  # the log keeps ms
+        ]
 
     def state(self, node: str, virtualip: str) -> str | None:
         """The node's last logged state for ``virtualip``."""

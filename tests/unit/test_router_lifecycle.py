@@ -48,8 +48,8 @@ def test_startup_of_the_owner_binds_advertises_and_announces() -> None:
     actions = router.start(5.0)
     assert actions == [
         StateChanged(State.INITIALIZE, State.MASTER, TransitionReason.ADDRESS_OWNER),
-        AddAddresses((VIP,)),
         SendAdvertisement(Advertisement(3, VRID, 255, 100, (VIP,))),
+        AddAddresses((VIP,)),
         Announce((VIP,)),
     ]
     assert router.next_deadline == pytest.approx(6.0)

@@ -231,11 +231,11 @@ def test_backup_master_down_fires_advert_then_announce_then_master() -> None:
     actions = router.handle_timer(deadline)
 
     # RFC 9568 §6.4.2: send an ADVERTISEMENT, broadcast gratuitous ARP, set the
-    # Adver_Timer, become master (the VIP is bound before the advert goes out).
+    # Adver_Timer, become master (the VIP is bound after the advert, before the ARP).
     assert [type(a).__name__ for a in actions] == [
         "StateChanged",
-        "AddAddresses",
         "SendAdvertisement",
+        "AddAddresses",
         "Announce",
     ]
     assert actions[0] == StateChanged(State.BACKUP, State.MASTER, TransitionReason.MASTER_DOWN_TIMER)

@@ -104,6 +104,7 @@ class Run:
     node: Node
     metrics: SpeakerMetrics
     reports: list[RouterReport]
+    pool: Pool
 
     def sample(self, name: str) -> float:
         return self.metrics.registry.get_sample_value(name, {"virtualip": NAME}) or 0.0
@@ -118,10 +119,11 @@ async def start(node: Node) -> Run:
             assert node.bound >= set(VIPS), f"MASTER reported with only {node.bound} bound"
         reports.append(item)
 
-    runner = RouterRunner(plan(), ifname="eth0", primary=IPv4Address("198.18.0.1"), pool=Pool(),  # type: ignore[arg-type]
+    pool = Pool()
+    runner = RouterRunner(plan(), ifname="eth0", primary=IPv4Address("198.18.0.1"), pool=pool,  # type: ignore[arg-type]
                           network=node, metrics=metrics, reporter=report, node="node-a")  # fmt: skip
     await runner.start()
-    return Run(runner, node, metrics, reports)
+    return Run(runner, node, metrics, reports, pool)
 
 
 async def wait_for(predicate: Any, timeout: float = 10.0) -> None:
@@ -160,6 +162,33 @@ def test_a_refused_bind_is_a_fault_with_priority_zero_then_a_retry_that_binds() 
         assert fault.message is not None
         assert "on eth0 failed: [Errno 16] Device or resource busy" in fault.message, fault
     assert all(r.message is None for r in run.reports if r.state is not State.FAULT)
+
+
+def test_the_advertisement_goes_out_before_the_bind_and_master_is_published_after_it() -> None:
+    """RFC 9568 §6.4.2's order, and keepalived's: the advertisement settles the election
+    while the kernel binds; the clients (announcement) and the status hear of it after."""
+    seen_at_bind: list[tuple[int, list[State]]] = []
+
+    async def scenario() -> Run:
+        node = Node()
+        run = await start(node)
+        original = node.add_address
+        pool_socket = run.pool.socket
+
+        async def record(ifname: str, vip: IPInterface) -> None:
+            seen_at_bind.append((pool_socket.sent, [r.state for r in run.reports]))
+            await original(ifname, vip)
+
+        node.add_address = record  # type: ignore[method-assign]
+        await wait_for(lambda: run.runner.state is State.MASTER)
+        await run.runner.stop()
+        return run
+
+    run = asyncio.run(scenario())
+    sent_before_bind, states_before_bind = seen_at_bind[0]
+    assert sent_before_bind == 1  # the takeover's advertisement, and nothing before it
+    assert State.MASTER not in states_before_bind
+    assert run.sample("keepvip_become_master_total") == 1
 
 
 def test_a_partly_bound_master_releases_what_it_bound_when_the_rest_fails() -> None:

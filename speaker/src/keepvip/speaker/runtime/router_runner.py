@@ -19,8 +19,13 @@ goes on advertising on time.
 Two promises hold whatever the kernel or a bug does (issue 15):
 
 * **MASTER only with its VIPs bound.** On becoming master the VIPs are bound *before*
-  the MASTER state is published, advertised or announced. If the kernel refuses or
-  does not finish the bind, the rest of that transition is dropped and the router
+  the MASTER state is published or announced to the clients (gratuitous ARP,
+  unsolicited NA). The first advertisement goes out before the bind, as RFC 9568
+  §6.4.2 and keepalived order it: it settles the election on the wire, and binding
+  first delayed it by the kernel's round trip for every router taking over at once
+  (issue 14: with 40 VIPs the last advertisements of a node missed the 3.9 ms between
+  two backups' Skew_Times, and the lower backup took over too). If the kernel refuses
+  or does not finish the bind, the rest of that transition is dropped and the router
   enters FAULT (`FaultReason.ADDRESS_BIND_FAILED`): the core sends priority 0 so a
   backup takes over after Skew_Time (RFC 9568 §6.4.3) and releases whatever was bound.
   The failure is logged and counted (``keepvip_address_bind_failures_total``); after a
@@ -861,21 +866,36 @@ _KERNEL_ACTIONS: Final = (AddAddresses, RemoveAddresses)
 
 
 def _bind_before_master(actions: list[Action]) -> list[Action]:
-    """The actions with each ``AddAddresses`` moved before the MASTER ``StateChanged`` it follows.
+    """The actions with each MASTER ``StateChanged`` moved after the ``AddAddresses`` of its transition.
 
-    The core lists the state change first; executing the bind first means that MASTER
-    is published (log, metric, status, notify) only once the VIPs are bound.
+    The core lists the state change first, then the advertisement and the bind
+    (`VirtualRouter._become_master`); executing the state change after the bind means
+    that MASTER is published (log, metric, status, notify) only once the VIPs are bound,
+    while the advertisement still goes out at once, before the kernel is asked.
     """
     ordered = list(actions)
-    for index in range(len(ordered) - 1):
-        current, following = ordered[index], ordered[index + 1]
-        if (
-            isinstance(current, StateChanged)
-            and current.new is State.MASTER
-            and isinstance(following, AddAddresses)
-        ):
-            ordered[index], ordered[index + 1] = following, current
+    index = 0
+    while index < len(ordered):
+        current = ordered[index]
+        if isinstance(current, StateChanged) and current.new is State.MASTER:
+            bind = _transition_bind(ordered, index)
+            if bind is not None:
+                ordered.insert(bind, ordered.pop(index))
+                index = bind
+        index += 1
     return ordered
+
+
+def _transition_bind(actions: list[Action], change: int) -> int | None:
+    """Where the bind of the transition at ``change`` is: its ``AddAddresses``, if the
+    only actions between are advertisements (a later state change is another transition)."""
+    for index in range(change + 1, len(actions)):
+        action = actions[index]
+        if isinstance(action, AddAddresses):
+            return index
+        if not isinstance(action, SendAdvertisement):
+            return None
+    return None
 
 
 _REASON_TEXT = {

@@ -557,7 +557,16 @@ class VirtualRouter:
         return [Announce(self._config.addresses)]
 
     def _become_master(self, now: float, reason: TransitionReason) -> list[Action]:
-        """RFC 9568 §6.4.1 / §6.4.2: bind the VIPs, advertise, announce, arm Adver_Timer."""
+        """RFC 9568 §6.4.1 / §6.4.2: advertise, bind the VIPs, announce them, arm Adver_Timer.
+
+        The order is the RFC's ("Send an ADVERTISEMENT", then the gratuitous ARP or
+        Neighbor Advertisement) and keepalived's (``vrrp_state_goto_master`` sends before
+        ``vrrp_state_become_master`` adds the addresses): the advertisement settles the
+        election on the wire, the announcement moves the clients. The VIPs are bound in
+        between, so nothing tells a client to come before the node can answer it. The
+        adapter publishes MASTER only once the bind is done (issue 15); if it fails, the
+        router sends priority 0 and the backups take over after Skew_Time (§6.4.3).
+        """
         changed = self._move(reason)
         self._master_down_deadline = None
         self._reannounced_at = now  # the Announce below is the first one
@@ -566,8 +575,8 @@ class VirtualRouter:
         self._preempt_hold_until = None
         return [
             changed,
-            AddAddresses(self._config.addresses),
             self._send_advertisement(now),
+            AddAddresses(self._config.addresses),
             Announce(self._config.addresses),
         ]
 
