@@ -8,7 +8,7 @@ from ipaddress import ip_address
 
 import pytest
 
-from keepvip.speaker.net.address_requests import RTM_DELADDR, RTM_NEWADDR, address_message
+from keepvip.speaker.net.address_messages import RTM_DELADDR, RTM_NEWADDR, address_message
 from keepvip.speaker.net.early_sweep import Leftover, delete_request, leftover_of
 from keepvip.speaker.net.marks import KEEPVIP_ADDRESS_PROTO
 

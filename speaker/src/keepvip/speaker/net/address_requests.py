@@ -6,7 +6,7 @@ and events per request) and went through the socket's one-at-a-time line
 (:mod:`.netlink`): the last of 1,000 routers became MASTER 0.6 s after its timer fired,
 and a 1,000-VIP start missed Master_Down_Interval + 1 s by that much (issue 15). An
 ``RTM_NEWADDR`` is a 16-byte header, an 8-byte ``ifaddrmsg`` and four attributes: built
-here with ``struct``, it costs a few microseconds, and since the kernel answers each
+with ``struct`` (:mod:`.address_messages`), it costs a few microseconds, and since the kernel answers each
 request on the socket in order with its sequence number, many can be in flight at once
 (up to :data:`IN_FLIGHT`, so the answers never overflow the socket's receive buffer).
 Dumps stay on pyroute2's socket and its line: only they meet ``EBUSY``.
@@ -26,89 +26,26 @@ from __future__ import annotations
 import asyncio
 import errno
 import socket
-import struct
 import weakref
-from ipaddress import IPv4Address, ip_address
 from typing import Any, Final
 from weakref import WeakKeyDictionary
 
 from pyroute2.netlink.exceptions import NetlinkError
 
+from keepvip.speaker.net.address_messages import (
+    NETLINK_ROUTE,
+    RTM_DELADDR,
+    RTM_NEWADDR,
+    address_message,
+    answers,
+)
 from keepvip.speaker.net.netlink import REQUEST_TIMEOUT, NetlinkTimeout
-
-# <linux/netlink.h>, <linux/rtnetlink.h>, <linux/if_addr.h>
-NETLINK_ROUTE: Final = 0
-NLMSG_ERROR: Final = 2
-RTM_NEWADDR: Final = 20
-RTM_DELADDR: Final = 21
-NLM_F_REQUEST: Final = 0x1
-NLM_F_ACK: Final = 0x4
-NLM_F_EXCL: Final = 0x200
-NLM_F_CREATE: Final = 0x400
-IFA_ADDRESS: Final = 1
-IFA_LOCAL: Final = 2
-IFA_LABEL: Final = 3
-IFA_FLAGS: Final = 8
-IFA_PROTO: Final = 11
 
 IN_FLIGHT: Final = 64
 """Requests awaiting their answer at once. An answer (``NLMSG_ERROR``, 36 bytes) takes
 about 1 KiB of receive buffer in the kernel's accounting: 64 stay far below the default."""
 
-_NLMSGHDR = struct.Struct("=IHHII")
-_IFADDRMSG = struct.Struct("=BBBBI")
-_RTATTR = struct.Struct("=HH")
-_ERRNO = struct.Struct("=i")
 _RECV_BUFFER: Final = 1 << 16
-
-
-def _attribute(kind: int, payload: bytes) -> bytes:
-    length = _RTATTR.size + len(payload)
-    return _RTATTR.pack(length, kind) + payload + b"\0" * (-length % 4)
-
-
-def address_message(
-    kind: int,
-    seq: int,
-    *,
-    index: int,
-    address: str,
-    prefixlen: int,
-    flags: int = 0,
-    proto: int | None = None,
-    label: str | None = None,
-) -> bytes:
-    """One ``RTM_NEWADDR`` (create, exclusive) or ``RTM_DELADDR`` request, acknowledged."""
-    ip = ip_address(address)
-    family = socket.AF_INET if isinstance(ip, IPv4Address) else socket.AF_INET6
-    body = _IFADDRMSG.pack(family, prefixlen, flags & 0xFF, 0, index)
-    body += _attribute(IFA_LOCAL, ip.packed) + _attribute(IFA_ADDRESS, ip.packed)
-    if kind == RTM_NEWADDR:
-        if label:
-            body += _attribute(IFA_LABEL, label.encode() + b"\0")
-        if flags:
-            body += _attribute(IFA_FLAGS, struct.pack("=I", flags))
-        if proto is not None:
-            body += _attribute(IFA_PROTO, bytes([proto]))
-    request_flags = NLM_F_REQUEST | NLM_F_ACK
-    if kind == RTM_NEWADDR:
-        request_flags |= NLM_F_CREATE | NLM_F_EXCL
-    return _NLMSGHDR.pack(_NLMSGHDR.size + len(body), kind, request_flags, seq, 0) + body
-
-
-def answers(data: bytes) -> list[tuple[int, int]]:
-    """(sequence number, errno) of every acknowledgement in ``data`` (errno 0: done)."""
-    found: list[tuple[int, int]] = []
-    offset = 0
-    while offset + _NLMSGHDR.size <= len(data):
-        length, kind, _, seq, _ = _NLMSGHDR.unpack_from(data, offset)
-        if length < _NLMSGHDR.size:
-            break
-        if kind == NLMSG_ERROR and length >= _NLMSGHDR.size + _ERRNO.size:
-            (code,) = _ERRNO.unpack_from(data, offset + _NLMSGHDR.size)
-            found.append((seq, -code))
-        offset += (length + 3) & ~3
-    return found
 
 
 class AddressRequests:

@@ -18,29 +18,26 @@ It never raises: on any failure it stops and leaves the rest to ``remove_leftove
 from __future__ import annotations
 
 import socket
-import struct
 from ipaddress import ip_address
 from typing import Final, NamedTuple
 
+from keepvip.speaker.net.address_messages import (
+    ERRNO,
+    IFA_ADDRESS,
+    IFA_LOCAL,
+    IFA_PROTO,
+    IFADDRMSG,
+    NLMSG_DONE,
+    NLMSG_ERROR,
+    RTM_DELADDR,
+    address_message,
+    attributes,
+    dump_request,
+    messages,
+)
 from keepvip.speaker.net.marks import KEEPVIP_ADDRESS_PROTO
 
-# <linux/netlink.h>, <linux/rtnetlink.h>, <linux/if_addr.h>
-NLMSG_ERROR: Final = 2
-NLMSG_DONE: Final = 3
-RTM_DELADDR: Final = 21
-RTM_GETADDR: Final = 22
-NLM_F_REQUEST: Final = 0x1
-NLM_F_ACK: Final = 0x4
-NLM_F_DUMP: Final = 0x300
-IFA_ADDRESS: Final = 1
-IFA_LOCAL: Final = 2
-IFA_PROTO: Final = 11
 TIMEOUT: Final = 2.0  # seconds for the kernel's answers; then remove_leftovers does the rest
-
-_HEADER = struct.Struct("=IHHII")
-_IFADDRMSG = struct.Struct("=BBBBI")
-_RTATTR = struct.Struct("=HH")
-_ERRNO = struct.Struct("=i")
 
 
 class Leftover(NamedTuple):
@@ -55,57 +52,33 @@ class Leftover(NamedTuple):
         return f"{ip_address(self.address)}/{self.prefixlen}"
 
 
-def _messages(data: bytes) -> list[tuple[int, int, bytes]]:
-    """(type, sequence, payload) of every netlink message in ``data``."""
-    found = []
-    offset = 0
-    while offset + _HEADER.size <= len(data):
-        length, kind, _, seq, _ = _HEADER.unpack_from(data, offset)
-        if length < _HEADER.size or offset + length > len(data):
-            break
-        found.append((kind, seq, data[offset + _HEADER.size : offset + length]))
-        offset += (length + 3) & ~3
-    return found
-
-
 def leftover_of(payload: bytes) -> Leftover | None:
     """The address an ``RTM_NEWADDR`` payload describes, if it carries keepvip's mark."""
-    if len(payload) < _IFADDRMSG.size:
+    if len(payload) < IFADDRMSG.size:
         return None
-    family, prefixlen, _, _, ifindex = _IFADDRMSG.unpack_from(payload)
-    attributes: dict[int, bytes] = {}
-    offset = _IFADDRMSG.size
-    while offset + _RTATTR.size <= len(payload):
-        length, kind = _RTATTR.unpack_from(payload, offset)
-        if length < _RTATTR.size:
-            break
-        attributes[kind] = payload[offset + _RTATTR.size : offset + length]
-        offset += (length + 3) & ~3
-    if attributes.get(IFA_PROTO) != bytes([KEEPVIP_ADDRESS_PROTO]):
+    family, prefixlen, _, _, ifindex = IFADDRMSG.unpack_from(payload)
+    found = attributes(payload, IFADDRMSG.size)
+    if found.get(IFA_PROTO) != bytes([KEEPVIP_ADDRESS_PROTO]):
         return None
-    address = attributes.get(IFA_LOCAL) or attributes.get(IFA_ADDRESS)
+    address = found.get(IFA_LOCAL) or found.get(IFA_ADDRESS)
     if address is None or len(address) not in (4, 16):
         return None
     return Leftover(family, ifindex, prefixlen, address)
 
 
-def _attribute(kind: int, payload: bytes) -> bytes:
-    length = _RTATTR.size + len(payload)
-    return _RTATTR.pack(length, kind) + payload + b"\0" * (-length % 4)
-
-
 def delete_request(seq: int, leftover: Leftover) -> bytes:
     """An acknowledged ``RTM_DELADDR`` for exactly that address and prefix on that interface."""
-    body = _IFADDRMSG.pack(leftover.family, leftover.prefixlen, 0, 0, leftover.ifindex)
-    body += _attribute(IFA_LOCAL, leftover.address) + _attribute(IFA_ADDRESS, leftover.address)
-    return _HEADER.pack(_HEADER.size + len(body), RTM_DELADDR, NLM_F_REQUEST | NLM_F_ACK, seq, 0) + body
+    address = str(ip_address(leftover.address))
+    return address_message(
+        RTM_DELADDR, seq, index=leftover.ifindex, address=address, prefixlen=leftover.prefixlen
+    )
 
 
 def _receive_until(sock: socket.socket, done: set[int]) -> list[tuple[int, int, bytes]]:
     """Messages until each sequence number in ``done`` has ended (NLMSG_DONE or an error)."""
     found: list[tuple[int, int, bytes]] = []
     while done:
-        for kind, seq, payload in _messages(sock.recv(1 << 16)):
+        for kind, seq, payload in messages(sock.recv(1 << 16)):
             found.append((kind, seq, payload))
             if kind in (NLMSG_DONE, NLMSG_ERROR):
                 done.discard(seq)
@@ -119,8 +92,7 @@ def sweep() -> list[tuple[str, Leftover]]:
         with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0) as sock:
             sock.settimeout(TIMEOUT)
             sock.bind((0, 0))
-            dump = _HEADER.pack(_HEADER.size + _IFADDRMSG.size, RTM_GETADDR, NLM_F_REQUEST | NLM_F_DUMP, 1, 0)
-            sock.send(dump + _IFADDRMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0))
+            sock.send(dump_request(1))
             leftovers = [
                 found
                 for kind, _, payload in _receive_until(sock, {1})
@@ -128,8 +100,8 @@ def sweep() -> list[tuple[str, Leftover]]:
             ]
             for seq, leftover in enumerate(leftovers, start=2):
                 sock.send(delete_request(seq, leftover))
-            answers = _receive_until(sock, set(range(2, 2 + len(leftovers))))
-            done = {seq for kind, seq, payload in answers if kind == NLMSG_ERROR and _acknowledged(payload)}
+            answered = _receive_until(sock, set(range(2, 2 + len(leftovers))))
+            done = {seq for kind, seq, payload in answered if kind == NLMSG_ERROR and _acknowledged(payload)}
             removed += [(_name(gone.ifindex), gone) for seq, gone in enumerate(leftovers, 2) if seq in done]
     except OSError:
         pass  # best effort: remove_leftovers, at the speaker's start, tries again
@@ -138,7 +110,7 @@ def sweep() -> list[tuple[str, Leftover]]:
 
 def _acknowledged(payload: bytes) -> bool:
     """An ``NLMSG_ERROR`` whose errno is 0: the kernel did it."""
-    return len(payload) >= _ERRNO.size and _ERRNO.unpack_from(payload)[0] == 0
+    return len(payload) >= ERRNO.size and ERRNO.unpack_from(payload)[0] == 0
 
 
 def _name(ifindex: int) -> str:
