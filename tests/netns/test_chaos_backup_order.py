@@ -28,7 +28,9 @@ kernel's answers to the earlier binds. A capture on the LAN (quiet machine, 6 ru
 × 40 takeovers) timed node2's first advertisement after its Master_Down deadline: 2.4 ms
 median and up to 7.4 ms with binding first — past the 3.9 ms — and one run in four failed;
 advertising first, as RFC 9568 §6.4.2 and keepalived order it, 1.9 ms median, at most 3.9 ms,
-and 0 lower backups in 1,440 takeovers. What is left is a whole speaker off the CPU across
+and 0 lower backups in 1,440 takeovers; counting each advertisement from its arrival as the
+kernel stamped it (not from its read, a millisecond later), 0.6 ms median, at most 2.6 ms,
+and again 0 in 1,440. What is left is a whole speaker off the CPU across
 both deadlines: with a process spinning beside the speakers on this two-CPU machine, 2 of 10
 runs of the new code had 9 in one kill, and 1 of 4 of the old code 12. ``SCHEDULER_NOISE``
 tolerates that and still fails on the grid's 20–40 in every third kill.

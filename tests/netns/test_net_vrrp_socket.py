@@ -10,6 +10,7 @@ import asyncio
 import errno
 import select
 import socket
+import time
 from ipaddress import IPv4Address, IPv6Address, ip_address
 
 import pytest
@@ -90,6 +91,35 @@ def test_multicast_advertisement_arrives_with_ttl_255_from_the_senders_source(
         received = receive_within(receiver)
 
     assert received == Received(payload=payload, source=source, destination=group, ttl=255, ifindex=ifindex)
+
+
+@pytest.mark.parametrize("group", [GROUP4, GROUP6], ids=["ipv4", "ipv6"])
+def test_each_packet_carries_the_time_the_kernel_received_it_not_the_time_it_was_read(
+    lan: Lan, group: IPAddress
+) -> None:
+    """RFC 9568 §6.4.2 counts Master_Down_Interval from an advertisement's arrival: the
+    kernel's stamp, also for the second of two identical packets (served from the cache)."""
+    node1, node2 = lan.nodes[:2]
+    with lan.inside(node1):
+        sender = VrrpSocket.multicast("eth0", group)
+    with lan.inside(node2):
+        receiver = VrrpSocket.multicast("eth0", group)
+    source = source_of(node1, group.version)
+    payload = advertisement(source, group)
+
+    with sender, receiver:
+        arrivals = []
+        for _ in range(2):
+            sent = time.time()
+            sender.send(payload, source=source, destination=group)
+            time.sleep(0.3)  # read well after the arrival
+            read = time.time()
+            assert receive_within(receiver) is not None
+            assert receiver.arrived is not None
+            arrivals.append((sent, receiver.arrived, read))
+
+    for sent, arrived, read in arrivals:
+        assert sent - 0.05 <= arrived <= read - 0.25, (sent, arrived, read)
 
 
 @pytest.mark.parametrize("version", [4, 6])

@@ -42,7 +42,7 @@ def test_a_backlog_is_read_in_batches_that_let_the_rest_of_the_loop_run(lan: Lan
         loop = asyncio.get_running_loop()
         done = loop.create_future()
 
-        def deliver(_advert: Advertisement, _packet: Received) -> None:
+        def deliver(_advert: Advertisement, _packet: Received, _arrived: float) -> None:
             events.append("packet")
             if events.count("packet") == BACKLOG and not done.done():
                 done.set_result(None)

@@ -94,7 +94,7 @@ def run(packets: list[bytes], monkeypatch: pytest.MonkeyPatch) -> list[Advertise
         lambda cls, ifname, group: cls(raw, ifname=ifname, ifindex=2, group=group)))  # type: ignore[arg-type]  # fmt: skip
     got: list[Advertisement | None] = []
 
-    def deliver(advertisement: Advertisement, _packet: Received) -> None:
+    def deliver(advertisement: Advertisement, _packet: Received, _arrived: float) -> None:
         got[-1] = advertisement
 
     async def scenario() -> None:

@@ -28,6 +28,11 @@ MASTER = ip_address("198.18.0.2")
 INBOX_FULL = {"virtualip": "web", "interface": "eth0", "reason": "inbox_full"}
 
 
+def arrived() -> float:
+    """Delivered as the pool delivers: with the time the packet arrived (here: just now)."""
+    return asyncio.get_running_loop().time()
+
+
 def runner(metrics: SpeakerMetrics, priority: int = 100, *, preempt: bool = True) -> RouterRunner:
     body = {"apiVersion": "keepvip.io/v1alpha1", "kind": "VirtualIP", "metadata": {"name": "web"},
             "spec": {"addresses": ["198.18.0.100/24"], "priority": priority, "preempt": preempt,
@@ -49,7 +54,7 @@ def test_a_flood_fills_the_inbox_to_its_bound_and_the_rest_is_dropped_as_inbox_f
         advert = Advertisement(version=3, vrid=51, priority=100, interval_cs=100, addresses=(vip,))
         for n in range(INBOX_PACKET_LIMIT + 500):
             source = ip_address(f"198.18.{n // 250}.{n % 250 + 1}")
-            router._deliver(advert, Received(b"", source, ip_address("224.0.0.18"), 255, 2))
+            router._deliver(advert, Received(b"", source, ip_address("224.0.0.18"), 255, 2), arrived())
         return router
 
     router = asyncio.run(scenario())
@@ -87,8 +92,8 @@ def test_the_masters_advert_evicts_the_oldest_lower_packet_from_a_full_inbox() -
         router = runner(metrics, priority=120)
         backup_of(router, master_priority=150)
         for n in range(INBOX_PACKET_LIMIT + 10):  # the flood: priority 100, below ours
-            router._deliver(advert(100), flood_source(n))
-        router._deliver(advert(150), Received(b"", MASTER, GROUP, 255, 2))
+            router._deliver(advert(100), flood_source(n), arrived())
+        router._deliver(advert(150), Received(b"", MASTER, GROUP, 255, 2), arrived())
         return router
 
     router = asyncio.run(scenario())
@@ -107,10 +112,11 @@ def test_a_lower_priority_master_is_kept_too_and_a_preempting_stranger_as_well()
         router = runner(metrics, priority=120, preempt=False)
         backup_of(router, master_priority=110)
         for n in range(INBOX_PACKET_LIMIT):
-            router._deliver(advert(100), flood_source(n))
-        router._deliver(advert(110), Received(b"", MASTER, GROUP, 255, 2))  # the master, below us
-        router._deliver(advert(120), Received(b"", ip_address("198.18.0.3"), GROUP, 255, 2))  # ties ours
-        router._deliver(advert(119), Received(b"", ip_address("198.18.0.4"), GROUP, 255, 2))  # neither
+            router._deliver(advert(100), flood_source(n), arrived())
+        router._deliver(advert(110), Received(b"", MASTER, GROUP, 255, 2), arrived())  # the master, below us
+        # One that ties ours, and one that neither ties nor comes from the master:
+        router._deliver(advert(120), Received(b"", ip_address("198.18.0.3"), GROUP, 255, 2), arrived())
+        router._deliver(advert(119), Received(b"", ip_address("198.18.0.4"), GROUP, 255, 2), arrived())
         return router
 
     router = asyncio.run(scenario())
@@ -128,8 +134,8 @@ def test_when_every_queued_packet_matters_the_newcomer_is_the_one_dropped() -> N
         router = runner(metrics, priority=120)
         backup_of(router, master_priority=150)
         for n in range(INBOX_PACKET_LIMIT):
-            router._deliver(advert(200), flood_source(n))  # all above ours: none evictable
-        router._deliver(advert(150), Received(b"", MASTER, GROUP, 255, 2))
+            router._deliver(advert(200), flood_source(n), arrived())  # all above ours: none evictable
+        router._deliver(advert(150), Received(b"", MASTER, GROUP, 255, 2), arrived())
         return router
 
     router = asyncio.run(scenario())
@@ -148,12 +154,12 @@ def test_served_packets_free_their_place_and_their_evictable_count() -> None:
         router = runner(metrics, priority=120)
         backup_of(router, master_priority=150)
         for n in range(INBOX_PACKET_LIMIT):
-            router._deliver(advert(100), flood_source(n))
+            router._deliver(advert(100), flood_source(n), arrived())
         while router._inbox:  # served, as `_serve` does
             router._handle(router._inbox.popleft(), 0.0)
         for n in range(INBOX_PACKET_LIMIT):
-            router._deliver(advert(200), flood_source(n))
-        router._deliver(advert(150), Received(b"", MASTER, GROUP, 255, 2))
+            router._deliver(advert(200), flood_source(n), arrived())
+        router._deliver(advert(150), Received(b"", MASTER, GROUP, 255, 2), arrived())
         return router
 
     router = asyncio.run(scenario())

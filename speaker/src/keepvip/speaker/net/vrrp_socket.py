@@ -31,6 +31,9 @@ payload, the router decides. What it owns are the Linux socket rules VRRP depend
   (none, on a filtered socket); a socket never told its VRIDs keeps the unfiltered path.
 * The receive buffer is raised to :data:`RECEIVE_BUFFER_BYTES` so a stalled event loop
   (a burst of work, a busy node) does not cost the master's advertisement.
+* The kernel stamps each packet with its arrival time (``SO_TIMESTAMPNS``,
+  :attr:`VrrpSocket.arrived`): RFC 9568 §6.4.2 counts Master_Down_Interval from when an
+  advertisement *arrived*, which can be a little before the process reads it.
 
 Per packet the hot path avoids what does not change: the ancillary data and the
 socket address of each (source, destination) pair are built once, the receive
@@ -73,6 +76,8 @@ IP_MULTICAST_ALL: Final = 49
 IPV6_MULTICAST_ALL: Final = 29
 # <asm-generic/socket.h>, <linux/filter.h>
 SO_ATTACH_FILTER: Final = 26
+SO_TIMESTAMPNS: Final = 35  # <asm-generic/socket.h> SO_TIMESTAMPNS_OLD; also the cmsg type SCM_TIMESTAMPNS
+_TIMESPEC = struct.Struct("=qq")  # struct timespec with a 64-bit time_t: seconds, nanoseconds
 SO_RCVBUFFORCE: Final = 33
 _SKF_NET_OFF: Final = -0x100000  # loads relative to the network (IP) header
 _BPF_LD_W_ABS: Final = 0x20
@@ -105,7 +110,9 @@ _DROP: Final = 0
 # Large enough for any advertisement: v2 with 255 addresses is 1044 bytes, v3 over
 # IPv6 is bounded by the MTU; 64 KiB also swallows jumbo garbage without truncation.
 _RECV_BUFFER: Final = 65535
-_ANCILLARY_BUFFER: Final = socket.CMSG_SPACE(20) + socket.CMSG_SPACE(4) + 64
+_ANCILLARY_BUFFER: Final = (
+    socket.CMSG_SPACE(20) + socket.CMSG_SPACE(4) + socket.CMSG_SPACE(_TIMESPEC.size) + 64
+)
 _IPV4_MIN_HEADER: Final = 20
 _IPV4_DESTINATION: Final = 16  # offset in the IPv4 header
 _IPV6_DESTINATION: Final = 24  # offset in the IPv6 header
@@ -150,6 +157,9 @@ class VrrpSocket:
         self.family = sock.family
         self.filtered = 0
         """Packets read and skipped: not for this socket's group / not unicast, or unparsable."""
+        self.arrived: float | None = None
+        """When the kernel received the packet `receive` returned last (``CLOCK_REALTIME``
+        seconds, ``SO_TIMESTAMPNS``); ``None`` if the kernel gave no time."""
         self._buffer = bytearray(_RECV_BUFFER)
         self._buffers = [self._buffer]
         self._view = memoryview(self._buffer)
@@ -290,6 +300,11 @@ class VrrpSocket:
                 size, ancillary, _flags, address = self._sock.recvmsg_into(self._buffers, _ANCILLARY_BUFFER)
             except BlockingIOError:
                 return None
+            self.arrived = None
+            for level, kind, value in ancillary:
+                if kind == SO_TIMESTAMPNS and level == socket.SOL_SOCKET and len(value) == _TIMESPEC.size:
+                    seconds, nanoseconds = _TIMESPEC.unpack(value)
+                    self.arrived = seconds + nanoseconds * 1e-9
             key = None
             if ipv4 and size > _IPV4_MIN_HEADER and view[0] == _IPV4_PLAIN and view[_IPV4_TTL] == VRRP_TTL \
                     and (view[2] << 8 | view[3]) == size:  # fmt: skip
@@ -370,6 +385,7 @@ def _open_raw(version: int, ifname: str, ifindex: int) -> socket.socket:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, ifindex)
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)  # each packet's arrival time
         _raise_receive_buffer(sock)
     except BaseException:
         sock.close()

@@ -123,6 +123,7 @@ Reporter = Callable[[RouterReport], None]
 class _Packet(NamedTuple):  # a tuple: one is made per received advertisement
     advertisement: Advertisement
     source: IPAddress
+    arrived: float  # loop time, as the kernel stamped it (`sockets.arrival_time`)
     lower: bool = False  # evictable: below our priority and not from the master, when queued
 
 
@@ -231,6 +232,7 @@ class RouterRunner:
         self._timers = timers_for(self._loop)
         self._grid = timer_grid(plan.interval_cs)
         self._tick: float | None = None  # the grid point the timer fired for, while served
+        self._core_time = -math.inf  # the latest time the core was told (`_input_time`)
         # Labelled metric children resolved once: a `.labels()` lookup per advert was 3-6 %.
         name = plan.name
         self._sent = metrics.advert_sent.labels(name)
@@ -283,7 +285,8 @@ class RouterRunner:
         actions = self._apply_checks(self._now()) if initial_checks else []
         if link_down:
             actions += self._router.enter_fault(FaultReason.LINK_DOWN, self._now(), "")
-        actions += self._router.start(self._now())
+        self._core_time = self._now()
+        actions += self._router.start(self._core_time)
         self._running = True
         # The start's actions run like any input's: what awaits the kernel (a backup
         # making sure its VIPs are not bound) goes on in the background. Awaited here,
@@ -345,7 +348,7 @@ class RouterRunner:
     def _now(self) -> float:
         return self._loop.time()
 
-    def _deliver(self, advertisement: Advertisement, packet: Received) -> None:
+    def _deliver(self, advertisement: Advertisement, packet: Received, arrived: float) -> None:
         """Queue a received advertisement; when the inbox is full, keep the ones that matter.
 
         Issue 10: under a flood of valid-looking lower-priority adverts the bounded inbox
@@ -367,7 +370,7 @@ class RouterRunner:
         if not matters:
             self._queued_lower += 1
         # Served by `_flush`, which the pool calls once after the batch of reads.
-        self._inbox.append(_Packet(advertisement, source, not matters))
+        self._inbox.append(_Packet(advertisement, source, arrived, not matters))
 
     def _flush(self) -> None:
         """The pool's batch of reads delivered to us: serve it now, in the reader's callback.
@@ -491,11 +494,12 @@ class RouterRunner:
                         self._timers.disarm(self)
                         self._continue(self._shutdown(item, now))
                         return
+                    at = self._input_time(item, now)
                     if self.on_faults is None:
-                        actions = self._handle(item, now)
+                        actions = self._handle(item, at)
                     else:  # hook (track-sync)
                         faults = self._router.faults
-                        actions = self._handle(item, now)
+                        actions = self._handle(item, at)
                         if self._router.faults != faults:
                             self._loop.call_soon(self.on_faults)  # never re-entrant: it may enqueue here
                 else:
@@ -507,6 +511,7 @@ class RouterRunner:
                         continue  # advertisements that came before the deadline go first
                     self._tick = None  # one timer event per wake-up
                     self._lateness.observe(max(0.0, now - deadline))
+                    self._core_time = max(self._core_time, timer_now)
                     actions = self._router.handle_timer(timer_now)
                 if not actions:  # a backup's advertisement: nothing to execute
                     continue
@@ -519,6 +524,19 @@ class RouterRunner:
             self._continue(self._recover(error))
             return
         self._arm()
+
+    def _input_time(self, item: _Input, now: float) -> float:
+        """The time the core is told for ``item``: an advertisement's arrival, anything else now.
+
+        RFC 9568 §6.4.2 resets Master_Down_Timer when an advertisement *arrives*; read a
+        millisecond or more later (`sockets.GATHER_SECONDS`, the loop's own delay), the
+        deadline counted from the read came that much late. The core's clock still never
+        runs backwards: an advertisement that arrived before the last input the core was
+        told of is told that input's time.
+        """
+        at = max(item.arrived, self._core_time) if isinstance(item, _Packet) else now
+        self._core_time = at
+        return at
 
     def still_master(self) -> bool:
         """Before a later round of announcements: still master, counting what has arrived?

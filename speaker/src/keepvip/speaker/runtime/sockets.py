@@ -70,9 +70,34 @@ due reads the socket first anyway (`SocketPool.read_pending`). A batch that fill
 must not let the receive buffer overflow.
 """
 
+ARRIVAL_WINDOW = 0.005
+"""How far before its read a packet's kernel arrival time is believed (seconds).
+
+The pool hands every advertisement over with the time it arrived, as the kernel stamped
+it: a burst is read `GATHER_SECONDS` after the socket became readable, and the routers
+are served after that, so a Master_Down deadline counted from the read came about a
+millisecond late (issue 14, takeover figures: keepvip's first advertisement after the
+deadline 3.0 ms at the median against keepalived's 1.0). The kernel's stamp is wall-clock
+time (``CLOCK_REALTIME``), converted to the loop's clock at the read; the window bounds
+what a step of the wall clock between arrival and read can do to a deadline, and keeps a
+stalled process's backlog counted as read (as before) rather than as long overdue.
+"""
+
+
+def arrival_time(stamp: float | None, *, now: float, wall_now: float) -> float:
+    """A packet's arrival on the loop's clock: its kernel stamp, within `ARRIVAL_WINDOW` before ``now``.
+
+    ``stamp`` is the kernel's wall-clock time of arrival (``None``: the kernel gave none),
+    ``now`` and ``wall_now`` the loop's and the wall clock's readings at the read.
+    """
+    if stamp is None:
+        return now
+    return min(now, max(now - (wall_now - stamp), now - ARRIVAL_WINDOW))
+
+
 # (ifname, family, group or None for unicast)
 SocketKey = tuple[str, int, IPAddress | None]
-Deliver = Callable[[Advertisement, Received], None]
+Deliver = Callable[[Advertisement, Received, float], None]  # ..., when it arrived (loop time)
 Flush = Callable[[], None]
 
 
@@ -127,7 +152,8 @@ class SocketPool:
     ) -> VrrpSocket:
         """Receive the advertisements for ``vrid`` on ``key``; returns the socket to send with.
 
-        ``deliver`` is called for each advertisement as it is read; ``flush`` once after
+        ``deliver`` is called for each advertisement as it is read, with the loop time
+        it arrived at (`arrival_time`); ``flush`` once after
         a batch of reads that delivered any (from the loop's reader callback: the
         subscriber serves its inputs there; after `read_pending`, on the next loop turn).
         """
@@ -221,14 +247,17 @@ class SocketPool:
         """Read and deliver up to `READ_BATCH` packets: the subscriptions that got any (once
         each), and whether the batch was full (more may be waiting)."""
         reached: dict[_Subscription, None] = {}  # ordered: flushed in the order first reached
-        receive = shared.sock.receive
+        sock = shared.sock
+        receive = sock.receive
+        now, wall_now = shared.loop.time(), time.time()
         full = True
         for _ in range(READ_BATCH):
             packet = receive()
             if packet is None:
                 full = False
                 break
-            subscription = self._dispatch(shared, packet)
+            arrived = arrival_time(sock.arrived, now=now, wall_now=wall_now)
+            subscription = self._dispatch(shared, packet, arrived)
             if subscription is not None:
                 reached[subscription] = None
         if shared.forms:
@@ -241,7 +270,7 @@ class SocketPool:
             log.warning("VRRP packet from %s on %s dropped: %s", source, key[0], reason.value,
                         extra={"virtualip": name, "reason": reason.value})  # fmt: skip
 
-    def _dispatch(self, shared: _SharedSocket, packet: Received) -> _Subscription | None:
+    def _dispatch(self, shared: _SharedSocket, packet: Received, arrived: float) -> _Subscription | None:
         """Decode (or recall the decoding of this very packet object) and deliver; who got it."""
         memo = shared.decoded.get(id(packet))
         if memo is not None and memo[0] is packet:
@@ -262,7 +291,7 @@ class SocketPool:
         if subscription is None:
             self._drop(shared.key, DropReason.WRONG_VRID, packet.source)
             return None
-        subscription.deliver(advertisement, packet)
+        subscription.deliver(advertisement, packet, arrived)
         return subscription
 
     def _count_forms(self, shared: _SharedSocket) -> None:
