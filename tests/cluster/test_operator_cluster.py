@@ -248,7 +248,8 @@ def operator_env(
         yield env
     finally:
         try:
-            if operator.process is None:
+            if not operator.running:  # killed by a test, or exited: the finalizers need it
+                operator.stop()
                 operator.start()
             env.delete_all()
             wait_until(lambda: not objects.list(API, "VirtualIP", label_selector=f"{LABEL}={suite}"),
