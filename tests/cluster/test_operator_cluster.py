@@ -10,6 +10,7 @@ server-side apply, one field manager per node.
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import re
 import secrets
@@ -127,11 +128,11 @@ class OperatorProcess:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
 
-def _kubeconfig(cluster: LocalCluster, token: str, path: Path) -> Path:
+def _kubeconfig(cluster: LocalCluster, token: str, path: Path, server: str | None = None) -> Path:
     path.write_text(yaml.safe_dump({
         "apiVersion": "v1", "kind": "Config", "current-context": "op",
         "clusters": [{"name": "local", "cluster": {
-            "server": cluster.server_url, "certificate-authority": str(cluster.pki.ca_cert)}}],
+            "server": server or cluster.server_url, "certificate-authority": str(cluster.pki.ca_cert)}}],
         "users": [{"name": "operator", "user": {"token": token}}],
         "contexts": [{"name": "op", "context": {"cluster": "local", "user": "operator"}}],
     }))
@@ -191,9 +192,21 @@ def condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def env(cluster: LocalCluster, objects: Objects, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    with operator_env(cluster, objects, tmp_path_factory.mktemp("operator")) as running:
+        yield running
+
+
+@contextlib.contextmanager
+def operator_env(
+    cluster: LocalCluster, objects: Objects, work: Path, server: str | None = None
+) -> Iterator[Env]:
+    """The operator running with the contract's roles; everything it made removed afterwards.
+
+    ``server``: the API server URL the operator dials (default the cluster's own), for a
+    test that puts something between the two (test_operator_rides_out_api_server_restart).
+    """
     suite = "s" + secrets.token_hex(3)  # a label value: '59e131' alone is a number to kubectl's YAML
     namespace = f"keepvip-op-{suite}"
-    work = tmp_path_factory.mktemp("operator")
     cluster.create_namespace(namespace)
     objects.apply(build_crd(), field_manager="keepvip-tests")
     wait_until(lambda: any(
@@ -226,7 +239,7 @@ def env(cluster: LocalCluster, objects: Objects, tmp_path_factory: pytest.TempPa
                     "configurationName": webhook_name},
     }
     (work / "operator.yaml").write_text(yaml.safe_dump(settings))
-    run_env = {**os.environ, "KUBECONFIG": str(_kubeconfig(cluster, token, work / "kubeconfig")),
+    run_env = {**os.environ, "KUBECONFIG": str(_kubeconfig(cluster, token, work / "kubeconfig", server)),
                "KEEPVIP_OPERATOR_SETTINGS": str(work / "operator.yaml")}
     operator = OperatorProcess(run_env, work / "operator.log", health_port, webhook_name, objects)
     operator.start()
@@ -235,7 +248,8 @@ def env(cluster: LocalCluster, objects: Objects, tmp_path_factory: pytest.TempPa
         yield env
     finally:
         try:
-            if operator.process is None:
+            if not operator.running:  # killed by a test, or exited: the finalizers need it
+                operator.stop()
                 operator.start()
             env.delete_all()
             wait_until(lambda: not objects.list(API, "VirtualIP", label_selector=f"{LABEL}={suite}"),

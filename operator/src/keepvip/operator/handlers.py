@@ -41,7 +41,7 @@ from keepvip.api.pool import POOL_PLURAL, InvalidPool, parse_pool
 from keepvip.operator import metrics
 from keepvip.operator.admission import InventoryEntry, nothing_to_review, refusal_message, review
 from keepvip.operator.inventory import InventoryCache
-from keepvip.operator.kube import LoadBalancerApi
+from keepvip.operator.kube import LoadBalancerApi, api_unavailable
 from keepvip.operator.lb.controller import LoadBalancerController
 from keepvip.operator.lb.records import POOL_LABEL
 from keepvip.operator.listing import SharedListing
@@ -345,7 +345,12 @@ async def _maintain(ctx: Context) -> None:
                 await asyncio.to_thread(job, ctx)
                 metrics.RECONCILES.labels(handler=name, result="ok").inc()
             except Exception as error:
-                log.exception("maintenance step %s failed", name)
+                unavailable = api_unavailable(error)
+                if unavailable is None:
+                    log.exception("maintenance step %s failed", name)
+                else:  # the API server restarting: the next round retries, no traceback
+                    log.warning("maintenance step %s: %s; again in %d s", name, unavailable,
+                                ctx.settings.resync_seconds)  # fmt: skip
                 metrics.RECONCILES.labels(handler=name, result="error").inc()
                 metrics.RECONCILE_ERRORS.labels(handler=name, reason=type(error).__name__).inc()
         await asyncio.sleep(ctx.settings.resync_seconds)

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast
 
 import kubernetes
+import urllib3
 from kubernetes.client.exceptions import ApiException
 
 from keepvip.api.constants import GROUP, KIND, PLURAL, VERSION
@@ -57,6 +58,34 @@ LedgerChanges = Mapping[str, str | None]
 
 class LedgerContention(RuntimeError):
     """The ledger kept changing under us; the caller retries later."""
+
+
+NOT_SERVED = "404 page not found"
+"""kube-apiserver's plain-text answer for a path it does not serve: a collection whose CRD
+the apiextensions server has not loaded yet (just after a restart), or no longer has. A
+missing *object* is a JSON Status (reason NotFound) instead, and is not this."""
+
+
+def api_unavailable(error: BaseException) -> str | None:
+    """Why the API server could not serve a request just now, or None for any other error.
+
+    The operator's own periodic passes (maintenance, LoadBalancer) retry on their next
+    round anyway; for these errors a warning line is the whole story, where a traceback
+    would report a bug (and the chaos harness counts tracebacks as crashes). They are: no
+    connection (a stopped or restarting API server), 5xx and 429 (starting, overloaded),
+    and ``404 page not found`` (its CRDs not served yet: keepvip.operator.rewatch).
+    """
+    if isinstance(error, ApiException):
+        status = error.status or 0
+        body = error.body.decode(errors="replace") if isinstance(error.body, bytes) else str(error.body or "")
+        if status == 404 and body.strip() == NOT_SERVED:
+            return f"the API server answered {NOT_SERVED} (its CRDs may still be loading)"
+        if status == 429 or status >= 500:
+            return f"the API server answered {status} {error.reason or ''}".rstrip()
+        return None
+    if isinstance(error, (urllib3.exceptions.HTTPError, OSError)):
+        return f"the API server is unreachable ({type(error).__name__})"
+    return None
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from typing import Any
 
 import kopf
 
-from keepvip.operator import metrics, peering
+from keepvip.operator import metrics, peering, rewatch
 from keepvip.operator.handlers import register
 from keepvip.operator.kube import Kube, load_configuration
 from keepvip.operator.reconcile import Context
@@ -62,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
     metrics_host, metrics_port = split_address(getattr(args, "metrics_address", None), settings.metrics_port)
     metrics.serve(metrics_host, metrics_port)
     load_configuration()
+    rewatch.install()  # a restarting API server's 404 on a watch is transient (keepvip.operator.rewatch)
     ctx = Context(settings, Kube(settings))
     registry = kopf.OperatorRegistry()
     with tempfile.TemporaryDirectory(prefix="keepvip-webhook-") as scratch:

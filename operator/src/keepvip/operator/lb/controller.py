@@ -33,7 +33,7 @@ from keepvip.api.pool import InvalidPool, VirtualIPPoolStatus, parse_pool
 from keepvip.api.timestamps import rfc3339
 from keepvip.inet import IPAddress
 from keepvip.operator import metrics
-from keepvip.operator.kube import LoadBalancerApi
+from keepvip.operator.kube import LoadBalancerApi, api_unavailable
 from keepvip.operator.lb.plan import Inventory, Outcome, Plan, Slot, decide
 from keepvip.operator.lb.pools import PoolView
 from keepvip.operator.lb.reasons import ALLOCATED_CONDITION, Allocation
@@ -105,7 +105,11 @@ class LoadBalancerController:
                 delay = report.again_in
                 metrics.RECONCILES.labels(handler="loadbalancer", result="ok").inc()
             except Exception as error:
-                log.exception("LoadBalancer pass failed")
+                unavailable = api_unavailable(error)
+                if unavailable is None:
+                    log.exception("LoadBalancer pass failed")
+                else:  # the API server restarting: the retry below, no traceback
+                    log.warning("LoadBalancer pass: %s; again in %g s", unavailable, RETRY_SECONDS * 5)
                 metrics.RECONCILES.labels(handler="loadbalancer", result="error").inc()
                 metrics.RECONCILE_ERRORS.labels(handler="loadbalancer", reason=type(error).__name__).inc()
                 delay = RETRY_SECONDS * 5
