@@ -159,7 +159,10 @@ class VrrpSocket:
         """Packets read and skipped: not for this socket's group / not unicast, or unparsable."""
         self.arrived: float | None = None
         """When the kernel received the packet `receive` returned last (``CLOCK_REALTIME``
-        seconds, ``SO_TIMESTAMPNS``); ``None`` if the kernel gave no time."""
+        seconds, ``SO_TIMESTAMPNS``); ``None`` if the kernel gave no time. The kernel
+        switches receive stamping on in a deferred work item when the first socket of the
+        host asks for it: a packet that arrived before that is stamped when it is read
+        (what the speaker counted from before)."""
         self._buffer = bytearray(_RECV_BUFFER)
         self._buffers = [self._buffer]
         self._view = memoryview(self._buffer)
