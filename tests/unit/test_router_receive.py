@@ -209,6 +209,28 @@ def test_backup_with_preempt_discards_a_lower_priority_advert() -> None:
     assert router.master_address is None
 
 
+def test_a_lower_routers_advert_does_not_relabel_the_silent_masters_timeout_as_preemption() -> None:
+    # Seen in CI (netns test_speaker_election): the master (150) arms the timer, the old
+    # master (100) yields with a last advertisement of its own, the master dies.
+    router = backup(120)
+    master = host(8)
+    router.receive(advert(150), master, T0 + 1)
+    router.receive(advert(100), PEER, T0 + 1.01)
+
+    actions = router.handle_timer(due(router))
+
+    assert actions[0] == StateChanged(State.BACKUP, State.MASTER, TransitionReason.MASTER_DOWN_TIMER)
+
+
+def test_a_lower_priority_master_heard_while_following_none_is_preempted_when_the_timer_runs_out() -> None:
+    router = backup(120)
+    router.receive(advert(100), PEER, T0 + 1)  # discarded (§6.4.2), and that router is pre-empted
+
+    actions = router.handle_timer(due(router))
+
+    assert actions[0] == StateChanged(State.BACKUP, State.MASTER, TransitionReason.PREEMPT)
+
+
 def test_backup_without_preempt_accepts_a_lower_priority_advert() -> None:
     router = backup(100, preempt=False)
     router.receive(advert(1), PEER, T0 + 1)

@@ -458,8 +458,13 @@ class VirtualRouter:
             self._preempt_hold_until = None
         elif self._config.preempt and not self._preempt_held(now):
             # §6.4.2: Preempt_Mode and a lower priority → discard; the Master_Down_Timer
-            # runs out and we take over.
-            self._down_reason = TransitionReason.PREEMPT
+            # runs out and we take over. That pre-empts the sender only if it is the
+            # master we follow (or we follow none): a lower router's advertisement while a
+            # higher master lives — a yielding master's last one, keepalived's
+            # ``higher_prio_send_advert`` — leaves the timer the higher master's, and its
+            # running out means that master went silent.
+            if self._master_address is None or source == self._master_address:
+                self._down_reason = TransitionReason.PREEMPT
             return []
         # §6.4.2: Preempt_Mode False, or priority >= ours (or keepalived's preempt_delay
         # still holding): adopt the interval (v3; v2 intervals must match, RFC 3768 §7.1),
