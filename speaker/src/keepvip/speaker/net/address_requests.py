@@ -6,9 +6,10 @@ and events per request) and went through the socket's one-at-a-time line
 (:mod:`.netlink`): the last of 1,000 routers became MASTER 0.6 s after its timer fired,
 and a 1,000-VIP start missed Master_Down_Interval + 1 s by that much (issue 15). An
 ``RTM_NEWADDR`` is a 16-byte header, an 8-byte ``ifaddrmsg`` and four attributes: built
-with ``struct`` (:mod:`.address_messages`), it costs a few microseconds, and since the kernel answers each
-request on the socket in order with its sequence number, many can be in flight at once
-(up to :data:`IN_FLIGHT`, so the answers never overflow the socket's receive buffer).
+with ``struct`` (:mod:`.address_messages`), it costs a few microseconds, and since the
+kernel answers each request on the socket in order with its sequence number, many can be
+in flight at once (up to :data:`IN_FLIGHT`, so the answers never overflow the socket's
+receive buffer).
 Dumps stay on pyroute2's socket and its line: only they meet ``EBUSY``.
 
 Errors are raised as pyroute2's ``NetlinkError`` with the kernel's errno, exactly as

@@ -77,7 +77,6 @@ IPV6_MULTICAST_ALL: Final = 29
 # <asm-generic/socket.h>, <linux/filter.h>
 SO_ATTACH_FILTER: Final = 26
 SO_TIMESTAMPNS: Final = 35  # <asm-generic/socket.h> SO_TIMESTAMPNS_OLD; also the cmsg type SCM_TIMESTAMPNS
-_TIMESPEC = struct.Struct("=qq")  # struct timespec with a 64-bit time_t: seconds, nanoseconds
 SO_RCVBUFFORCE: Final = 33
 _SKF_NET_OFF: Final = -0x100000  # loads relative to the network (IP) header
 _BPF_LD_W_ABS: Final = 0x20
@@ -110,6 +109,7 @@ _DROP: Final = 0
 # Large enough for any advertisement: v2 with 255 addresses is 1044 bytes, v3 over
 # IPv6 is bounded by the MTU; 64 KiB also swallows jumbo garbage without truncation.
 _RECV_BUFFER: Final = 65535
+_TIMESPEC: Final = struct.Struct("=qq")  # SCM_TIMESTAMPNS: struct timespec, 64-bit time_t (else ignored)
 _ANCILLARY_BUFFER: Final = (
     socket.CMSG_SPACE(20) + socket.CMSG_SPACE(4) + socket.CMSG_SPACE(_TIMESPEC.size) + 64
 )
