@@ -85,7 +85,7 @@ def run(
     return blocks
 
 
-def meta(seed: int, faults: int, argv: list[str]) -> dict[str, str]:
+def meta(seed: str, faults: int, argv: list[str]) -> dict[str, str]:
     def out(*command: str) -> str:
         result = subprocess.run(command, capture_output=True, text=True, check=False, cwd=ROOT)
         lines = (result.stdout or result.stderr).strip().splitlines()
@@ -100,7 +100,7 @@ def meta(seed: int, faults: int, argv: list[str]) -> dict[str, str]:
         platform.processor(),
     )  # fmt: skip
     return {
-        "seed": str(seed),
+        "seed": seed,
         "faults per interval and implementation": f"{faults}"
         + ("" if faults >= 200 else " (short run: issue 14's target is 200, `make chaos`)"),
         "commit": out("git", "rev-parse", "--short", "HEAD") + dirty,
@@ -162,7 +162,8 @@ def main() -> int:
             )  # fmt: skip
     order = {name: index for index, name in enumerate(IMPLEMENTATIONS)}
     blocks.sort(key=lambda block: (-block.plan.interval, order.get(block.implementation, len(order))))
-    text = render(meta(args.seed, args.faults, sys.argv[1:]), blocks, METHOD.read_text())
+    seeds = ", ".join(str(seed) for seed in sorted({block.plan.seed for block in blocks})) or str(args.seed)
+    text = render(meta(seeds, args.faults, sys.argv[1:]), blocks, METHOD.read_text())
     if args.no_report:
         print(text)
     else:

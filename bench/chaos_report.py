@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 
 from chaos_run import BlockResult
 from chaos_schedule import FaultKind
+from chaos_spread import across_runs, primary
 from chaos_takeovers import summary
 
 DETAILS = 8
@@ -159,9 +160,13 @@ def details(blocks: Sequence[BlockResult]) -> str:
 
 
 def render(meta: Mapping[str, str], blocks: Sequence[BlockResult], method: str) -> str:
+    """The whole report: the tables and violations of each interval's first pair, then every
+    pair's figures side by side when there is more than one (chaos_spread)."""
     header = ["# Reliability: the chaos run", ""]
     header += [f"* {key}: {value}" for key, value in meta.items()]
+    first = primary(blocks)
+    spread = across_runs(blocks)
     return "\n".join(
-        [*header, "", method.strip(), "", "## Results", "", side_by_side(blocks), "## Violations", "",
-         details(blocks)]
+        [*header, "", method.strip(), "", "## Results", "", side_by_side(first),
+         *([spread] if spread else []), "## Violations", "", details(first)]
     )  # fmt: skip

@@ -17,6 +17,10 @@ share the machine's load, so their ratio is the comparison to trust.
 Also, for the backup: ``--strace`` counts its system calls by kind over the window
 (what wakes an idle process), ``--py-spy BINARY`` records it (raw format).
 
+``--keepalived`` adds keepalived 2.2.7 (the same job, ``bench/scale.py``'s configuration) on a
+third LAN in the same window, its figure summed over its process tree (parent, VRRP child):
+the reference the issue 14 run-queue figure is compared with.
+
     nice -n 19 .venv/bin/python bench/speaker_cpu.py --cells 32@1,100@1 --window 30
 """
 
@@ -42,6 +46,7 @@ from scale import (  # noqa: E402
     daemon_pid,
     master_down_interval,
     parse_cells,
+    process_tree,
     testbed,
 )
 
@@ -58,11 +63,22 @@ def load_average() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
-def start_pair(bed: Bed, executable: Path, count: int, interval: float) -> tuple[Any, Any]:
-    """Master and backup speakers of ``executable`` on ``bed``, all VIPs bound on the master."""
-    keepalived_harness.KEEPVIP = executable  # read when a daemon starts
-    a = bed.daemon("keepvip", bed.a, count, interval)
-    b = bed.daemon("keepvip", bed.b, count, interval)
+def tree_cpu_seconds(pid: int) -> float:
+    """``on_cpu_seconds`` summed over ``pid`` and its descendants (keepalived forks its VRRP child)."""
+    total = 0.0
+    for member in process_tree(pid):
+        with contextlib.suppress(OSError):
+            total += on_cpu_seconds(member)
+    return total
+
+
+def start_pair(
+    bed: Bed, implementation: str, executable: Path, count: int, interval: float
+) -> tuple[Any, Any]:
+    """Master and backup daemons on ``bed``, all VIPs bound on the master."""
+    keepalived_harness.KEEPVIP = executable  # read when a keepvip daemon starts
+    a = bed.daemon(implementation, bed.a, count, interval)
+    b = bed.daemon(implementation, bed.b, count, interval)
     a.start()
     b.start()
     limit = master_down_interval(interval, 100) + STARTUP_GRACE_S
@@ -71,57 +87,66 @@ def start_pair(bed: Bed, executable: Path, count: int, interval: float) -> tuple
     return a, b
 
 
+def start_tracer(
+    args: argparse.Namespace, tmp: Path, backup: int, count: int, interval: float
+) -> subprocess.Popen[bytes] | None:
+    """The tracer ``args`` asks for (strace, py-spy or perf), attached to ``backup``; or None."""
+    if args.strace:
+        out = tmp / "strace.txt"
+        tracer = subprocess.Popen(["strace", "-c", "-f", "-o", str(out), "-p", str(backup)])
+        time.sleep(0.5)
+        return tracer
+    if args.py_spy is not None:
+        profile = tmp.parent / f"keepvip-backup-{count}-{interval:g}.txt"
+        argv = [str(args.py_spy), "record", "--gil", "--format", "raw", "-r", "1000", "-o", str(profile)]
+        return subprocess.Popen([*argv, "-d", str(int(args.window)), "-p", str(backup)])
+    if args.perf is not None:
+        argv = ["perf", "record", "-e", "cpu-clock", "-F", "2000", "-g", "-o", str(args.perf)]
+        return subprocess.Popen([*argv, "-p", str(backup)])
+    return None
+
+
 def main() -> int:
     compile_bytecode()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cells", default="32@1,100@1", help="N@interval_s,...")
     parser.add_argument("--window", type=float, default=30.0)
     parser.add_argument("--against", type=Path, help="another build's keepvip executable, measured alongside")
+    parser.add_argument("--keepalived", action="store_true", help="measure keepalived alongside")
     parser.add_argument("--strace", action="store_true", help="count the backup's system calls")
     parser.add_argument("--py-spy", type=Path, help="py-spy binary: record the backup (raw format)")
     parser.add_argument("--perf", type=Path, help="perf record -e cpu-clock of the backup into this file")
     args = parser.parse_args()
-    builds = [("this", keepalived_harness.KEEPVIP)]
+    builds = [("this", "keepvip", keepalived_harness.KEEPVIP)]
     if args.against is not None:
-        builds.append(("against", args.against))
+        builds.append(("against", "keepvip", args.against))
+    if args.keepalived:
+        builds.append(("keepalived", "keepalived", keepalived_harness.KEEPVIP))
     print("| N @ interval | build | master µs/advert | backup µs/advert | master % | backup % | load |")
     print("|---|---|---|---|---|---|---|")
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="keepvip-cpu-")))
-        for name, _ in builds:
+        for name, _, _ in builds:
             (tmp / name).mkdir()
-        beds = [stack.enter_context(testbed(tmp / name)) for name, _ in builds]
+        beds = [stack.enter_context(testbed(tmp / name)) for name, _, _ in builds]
         for count, interval in parse_cells(args.cells):
             pairs: list[tuple[Any, Any]] = []
             try:
-                for bed, (_, executable) in zip(beds, builds, strict=True):
-                    pairs.append(start_pair(bed, executable, count, interval))
+                for bed, (_, implementation, executable) in zip(beds, builds, strict=True):
+                    pairs.append(start_pair(bed, implementation, executable, count, interval))
                 time.sleep(max(2.0, 3 * interval))
                 pids = [(daemon_pid(a), daemon_pid(b)) for a, b in pairs]
-                tracer = None
-                backup = pids[0][1]
-                if args.strace:
-                    out = tmp / "strace.txt"
-                    tracer = subprocess.Popen(["strace", "-c", "-f", "-o", str(out), "-p", str(backup)])
-                    time.sleep(0.5)
-                elif args.py_spy is not None:
-                    profile = tmp.parent / f"keepvip-backup-{count}-{interval:g}.txt"
-                    argv = [str(args.py_spy), "record", "--gil", "--format", "raw", "-r", "500"]
-                    argv += ["-o", str(profile)]
-                    tracer = subprocess.Popen([*argv, "-d", str(int(args.window)), "-p", str(backup)])
-                elif args.perf is not None:
-                    argv = ["perf", "record", "-e", "cpu-clock", "-F", "2000", "-g", "-o", str(args.perf)]
-                    tracer = subprocess.Popen([*argv, "-p", str(backup)])
+                tracer = start_tracer(args, tmp, pids[0][1], count, interval)
                 started = time.monotonic()
-                before = [(on_cpu_seconds(a), on_cpu_seconds(b)) for a, b in pids]
+                before = [(tree_cpu_seconds(a), tree_cpu_seconds(b)) for a, b in pids]
                 time.sleep(args.window)
-                after = [(on_cpu_seconds(a), on_cpu_seconds(b)) for a, b in pids]
+                after = [(tree_cpu_seconds(a), tree_cpu_seconds(b)) for a, b in pids]
                 elapsed = time.monotonic() - started
                 if tracer is not None:
                     tracer.send_signal(2)  # SIGINT: perf and strace write what they have
                     tracer.wait()
                 adverts = count / interval * elapsed
-                for (name, _), (a0, b0), (a1, b1) in zip(builds, before, after, strict=True):
+                for (name, _, _), (a0, b0), (a1, b1) in zip(builds, before, after, strict=True):
                     master, backup_cpu = a1 - a0, b1 - b0
                     print(f"| {count} @ {interval * 1000:g} ms | {name} | {master / adverts * 1e6:.1f} "
                           f"| {backup_cpu / adverts * 1e6:.1f} | {100 * master / elapsed:.3f} "
