@@ -41,6 +41,7 @@ from chaos_observe import DAEMON_NICE  # noqa: E402
 from chaos_report import render  # noqa: E402
 from chaos_run import BlockResult, run_block  # noqa: E402
 from chaos_schedule import FaultKind, make_plan  # noqa: E402
+from scale import compile_bytecode  # noqa: E402
 
 from keepvip.localcluster.lan import Lan, sweep_stale  # noqa: E402
 
@@ -152,6 +153,12 @@ def main() -> int:
         blocks = [block for path in args.merge for block in pickle.loads(path.read_bytes())]  # noqa: S301 - our own files
     else:
         sweep_stale()
+        # Every fault of kind kill or term starts a speaker: with PYTHONDONTWRITEBYTECODE set (CI,
+        # this machine), modules changed since their .pyc was written were compiled from source at
+        # every start, before even the early sweep (issue 14, seventh pass): startup CPU that no
+        # installed speaker spends, counted in the run-queue wait and in how long a killed node
+        # kept its VIPs.
+        compile_bytecode()
         with tempfile.TemporaryDirectory(prefix="keepvip-chaos-") as tmp:
             workdir = args.keep or Path(tmp)
             blocks = run(

@@ -172,7 +172,6 @@ def test_a_gap_a_fault_with_a_smaller_bound_cuts_into_keeps_the_larger_bound_it_
     assert verdict.worst_gaps["gateway"].length > 2.0
 
 
-
 def test_a_gap_a_fault_with_an_equal_bound_cuts_into_is_that_faults() -> None:
     # The fifth pass, 1 s: ``starve@node1`` had healed 5 s before ``cut@node1`` cut node1 off
     # 2 ms after the client's last answer; both spare the same nodes (equal bounds), and the
@@ -200,6 +199,7 @@ def test_a_gap_in_which_the_client_sent_no_probe_is_the_observers_not_the_vips()
     asked = replace(quiet, unanswered={VIP.ip: [2.0 + 0.02 * i for i in range(30)]})  # sent, unanswered
     assert [v.invariant for v in judge(JUDGE, asked).violations] == [2]
     assert [v.invariant for v in judge(JUDGE, quiet).violations] == [2]  # not recorded: judged as before
+
 
 def sched(node: str, waits: list[tuple[float, float]], pid: int = 100) -> list[SchedSample]:
     """``node``'s VRRP process's cumulative run-queue wait: [(time, seconds waited so far)]."""
@@ -264,3 +264,47 @@ def test_a_gap_the_holders_own_address_shared_but_for_one_answer_is_the_hosts() 
     controls["node1"] = answers("node1", 0, 4) + [Answer(4.0 + k * 0.5, "node1") for k in range(4)]
     controls["node1"] += answers("node1", 6, 10)
     assert [v.invariant for v in judge(JUDGE, replace(base, controls=controls)).violations] == [2]
+
+
+def test_a_gap_across_a_handover_that_both_holders_own_addresses_shared_is_the_hosts() -> None:
+    # The VIP moved from node1 to node2 at 5 s, inside a 2 s gap (4-6 s). node1's own address was
+    # silent 4-5.5 s and node2's 5-6 s: between them they cover the gap, so the two hosts stalled
+    # in turn (issue 14, seventh pass). node3 answered throughout (not a blind client). node1, the
+    # higher priority, takes the VIP back at 8 s.
+    seen = answers("node1", 0, 4) + answers("node2", 6, 8) + answers("node1", 8, 10)
+    holding = {"node1": [(0, 5), (8, 11)], "node2": [(5, 8)]}
+    frames = adverts("node1", 0, 5) + adverts("node2", 5, 8) + adverts("node1", 8, 10)
+    controls = {
+        "node1": answers("node1", 0, 4) + answers("node1", 5.5, 10),
+        "node2": answers("node2", 0, 5) + answers("node2", 6, 10),
+        "node3": answers("node3", 0, 10),
+    }
+    base = observe(holding, frames, seen, [])
+    verdict = judge(JUDGE, replace(base, controls=controls))
+    assert verdict.violations == []
+    [(_gap, why)] = verdict.host_stalls
+    assert "node1's and node2's own addresses (the VIP moved between them) went unanswered for 2020 ms" in why
+    # node2 answered on its own address throughout: 5.5-6 s, then nobody stalled, and 4.5-6 s
+    # after node1's stall ended at 4.5 s the gap is VRRP's (a violation).
+    controls["node1"] = answers("node1", 0, 4) + answers("node1", 4.5, 10)
+    controls["node2"] = answers("node2", 0, 10)
+    assert [v.invariant for v in judge(JUDGE, replace(base, controls=controls)).violations] == [2]
+
+
+def test_a_holders_stall_explains_a_gap_that_ends_with_the_faulted_node_taking_over() -> None:
+    # node2 held the VIP while node1's speaker was stopped (a `term`, 1-5.5 s); node2's own address
+    # went silent at 4 s, and the VIP answered again only from node1 after its restart, at 6 s.
+    # node1's silence would be the fault's and counts for nothing; node2's covers the gap.
+    term = FaultWindow("#1 term@node1", FaultKind.TERM, ("node1",), 1.0, 5.5, 10.0)
+    seen = answers("node1", 0, 1) + answers("node2", 1, 4) + answers("node1", 6, 10)
+    holding = {"node2": [(1, 5.9)], "node1": [(0, 1), (5.9, 11)]}
+    frames = adverts("node1", 0, 1) + adverts("node2", 1, 5.9) + adverts("node1", 5.9, 10)
+    controls = {
+        "node1": answers("node1", 0, 10),
+        "node2": answers("node2", 0, 4) + answers("node2", 6.5, 10),
+        "node3": answers("node3", 0, 10),
+    }
+    verdict = judge(JUDGE, replace(observe(holding, frames, seen, [term]), controls=controls))
+    assert [v.invariant for v in verdict.violations] == []
+    [(_gap, why)] = verdict.host_stalls
+    assert "node2's own address went unanswered too" in why
