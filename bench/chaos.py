@@ -37,7 +37,7 @@ ROOT = HERE.parent
 sys.path[:0] = [str(HERE), str(ROOT / "tests" / "netns")]
 
 from chaos_faults import Services  # noqa: E402
-from chaos_observe import DAEMON_NICE  # noqa: E402
+from chaos_observe import DAEMON_NICE, favour_session  # noqa: E402
 from chaos_report import render  # noqa: E402
 from chaos_run import BlockResult, run_block  # noqa: E402
 from chaos_schedule import FaultKind, make_plan  # noqa: E402
@@ -159,6 +159,7 @@ def main() -> int:
         # installed speaker spends, counted in the run-queue wait and in how long a killed node
         # kept its VIPs.
         compile_bytecode()
+        favour_session()
         with tempfile.TemporaryDirectory(prefix="keepvip-chaos-") as tmp:
             workdir = args.keep or Path(tmp)
             blocks = run(

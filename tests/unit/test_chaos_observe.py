@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT / "bench"), str(ROOT / "tests" / "netns")]
 
 from chaos_invariants import Judge  # noqa: E402
-from chaos_observe import NeighbourEvent, WireFrame, parse_neighbour_line  # noqa: E402
+from chaos_observe import OBSERVER_NICE, NeighbourEvent, WireFrame, favour_session, parse_neighbour_line  # noqa: E402
 from chaos_schedule import VipPlan  # noqa: E402
 
 STAMP = "2026-11-30T02:42:05.313207"
@@ -60,3 +60,12 @@ def test_the_excerpt_interleaves_the_client_entry_with_the_wire() -> None:
         "   10.000s node2  ARP 198.18.0.101 is-at",
         "   10.050s client neighbour 198.18.0.101 -> node2 STALE",
     )
+
+
+def test_the_run_raises_its_own_session_s_autogroup_and_does_without_one(tmp_path: Path) -> None:
+    # With autogroup scheduling, nice values hold only within a session: the run raises its
+    # whole session's weight so that another shell's job cannot take half the host from it.
+    autogroup = tmp_path / "autogroup"
+    assert favour_session(autogroup)
+    assert autogroup.read_text() == f"{OBSERVER_NICE}\n"
+    assert not favour_session(tmp_path / "no-such-dir" / "autogroup")  # no autogroups here: a no-op
