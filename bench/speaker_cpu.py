@@ -12,7 +12,12 @@ On a shared machine that figure still moves with the load (cache misses, wake-up
 costs), by ±30 % from one run to the next. ``--against KEEPVIP`` runs a second pair of
 speakers from another build (e.g. a ``main`` worktree's ``.venv/bin/keepvip``) on a
 second LAN *at the same time*, measured over the same window: the two rows of a cell
-share the machine's load, so their ratio is the comparison to trust.
+share the machine's load, so their ratio is the comparison to trust — once the places are
+swapped too (``--swap``): whichever build starts first, on the first LAN, measured 20-40 %
+more per advert than the other in four windows of 30 s at 10 VIPs @ 100 ms (load 3-6,
+2026-11-30: this build 72 / 88 µs master / backup against 57 / 61, and with the two
+builds' places exchanged the other way round, 86 / 109 against 75 / 85). Averaged over both
+places the two builds were within 3-6 %, where one place alone showed 50 %.
 
 Also, for the backup: ``--strace`` counts its system calls by kind over the window
 (what wakes an idle process), ``--py-spy BINARY`` records it (raw format).
@@ -106,6 +111,45 @@ def start_tracer(
     return None
 
 
+def measure_cell(
+    placed: list[tuple[Bed, tuple[str, str, Path]]],
+    count: int,
+    interval: float,
+    args: argparse.Namespace,
+    tmp: Path,
+    *,
+    swapped: bool,
+) -> None:
+    """Start every build's pair on its LAN (in ``placed``'s order), measure one window, print a row each."""
+    pairs: list[tuple[Any, Any]] = []
+    try:
+        for bed, (_, implementation, executable) in placed:
+            pairs.append(start_pair(bed, implementation, executable, count, interval))
+        time.sleep(max(2.0, 3 * interval))
+        pids = [(daemon_pid(a), daemon_pid(b)) for a, b in pairs]
+        tracer = start_tracer(args, tmp, pids[0][1], count, interval)
+        started = time.monotonic()
+        before = [(tree_cpu_seconds(a), tree_cpu_seconds(b)) for a, b in pids]
+        time.sleep(args.window)
+        after = [(tree_cpu_seconds(a), tree_cpu_seconds(b)) for a, b in pids]
+        elapsed = time.monotonic() - started
+        if tracer is not None:
+            tracer.send_signal(2)  # SIGINT: perf and strace write what they have
+            tracer.wait()
+        adverts = count / interval * elapsed
+        for (_, (name, _, _)), (a0, b0), (a1, b1) in zip(placed, before, after, strict=True):
+            master, backup_cpu = a1 - a0, b1 - b0
+            label = f"{name} (swapped)" if swapped else name
+            print(f"| {count} @ {interval * 1000:g} ms | {label} | {master / adverts * 1e6:.1f} "
+                  f"| {backup_cpu / adverts * 1e6:.1f} | {100 * master / elapsed:.3f} "
+                  f"| {100 * backup_cpu / elapsed:.3f} | {load_average()} |", flush=True)  # fmt: skip
+        if args.strace:
+            print((tmp / "strace.txt").read_text())
+    finally:
+        for (bed, _), pair in zip(placed, pairs, strict=False):
+            bed.reset(count, *pair)
+
+
 def main() -> int:
     compile_bytecode()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -113,6 +157,11 @@ def main() -> int:
     parser.add_argument("--window", type=float, default=30.0)
     parser.add_argument("--against", type=Path, help="another build's keepvip executable, measured alongside")
     parser.add_argument("--keepalived", action="store_true", help="measure keepalived alongside")
+    parser.add_argument(
+        "--swap",
+        action="store_true",
+        help="measure each cell twice, the second time with the builds' places reversed",
+    )
     parser.add_argument("--strace", action="store_true", help="count the backup's system calls")
     parser.add_argument("--py-spy", type=Path, help="py-spy binary: record the backup (raw format)")
     parser.add_argument("--perf", type=Path, help="perf record -e cpu-clock of the backup into this file")
@@ -130,32 +179,11 @@ def main() -> int:
             (tmp / name).mkdir()
         beds = [stack.enter_context(testbed(tmp / name)) for name, _, _ in builds]
         for count, interval in parse_cells(args.cells):
-            pairs: list[tuple[Any, Any]] = []
-            try:
-                for bed, (_, implementation, executable) in zip(beds, builds, strict=True):
-                    pairs.append(start_pair(bed, implementation, executable, count, interval))
-                time.sleep(max(2.0, 3 * interval))
-                pids = [(daemon_pid(a), daemon_pid(b)) for a, b in pairs]
-                tracer = start_tracer(args, tmp, pids[0][1], count, interval)
-                started = time.monotonic()
-                before = [(tree_cpu_seconds(a), tree_cpu_seconds(b)) for a, b in pids]
-                time.sleep(args.window)
-                after = [(tree_cpu_seconds(a), tree_cpu_seconds(b)) for a, b in pids]
-                elapsed = time.monotonic() - started
-                if tracer is not None:
-                    tracer.send_signal(2)  # SIGINT: perf and strace write what they have
-                    tracer.wait()
-                adverts = count / interval * elapsed
-                for (name, _, _), (a0, b0), (a1, b1) in zip(builds, before, after, strict=True):
-                    master, backup_cpu = a1 - a0, b1 - b0
-                    print(f"| {count} @ {interval * 1000:g} ms | {name} | {master / adverts * 1e6:.1f} "
-                          f"| {backup_cpu / adverts * 1e6:.1f} | {100 * master / elapsed:.3f} "
-                          f"| {100 * backup_cpu / elapsed:.3f} | {load_average()} |", flush=True)  # fmt: skip
-                if args.strace:
-                    print((tmp / "strace.txt").read_text())
-            finally:
-                for bed, pair in zip(beds, pairs, strict=False):
-                    bed.reset(count, *pair)
+            rounds = [list(zip(beds, builds, strict=True))]
+            if args.swap:  # the same cell again, each build on another LAN and started in reverse order
+                rounds.append(list(zip(beds, reversed(builds), strict=True)))
+            for position, placed in enumerate(rounds):
+                measure_cell(placed, count, interval, args, tmp, swapped=position > 0)
     return 0
 
 
