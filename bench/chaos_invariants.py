@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chaos_daemons import arbiter_detection
-from chaos_observe import Exit, HoldSample, NeighbourEvent, SchedSample, WireFrame
+from chaos_observe import PROBE_PERIOD, Exit, HoldSample, NeighbourEvent, SchedSample, WireFrame
 from chaos_schedule import FaultKind, VipPlan
 from chaos_takeovers import Takeover, takeovers
 from gaps import Answer, master_down_interval
@@ -51,6 +51,9 @@ CLIENT_MARGIN = 0.1  # the "+ 100 ms" of invariant 2
 # (socket wake-up, the state machine, one RTM_DELADDR) on a loaded 2-core host, plus the
 # skew of the ``ip addr`` reading (its instant is the middle of a ~10-30 ms listing).
 RELEASE_MARGIN = 0.05
+# A fault that starts this soon after a VIP's last answer caused the gap that follows: the
+# client probes every PROBE_PERIOD, so at most one probe more went out before it struck.
+CAUSE_LAG = 2 * PROBE_PERIOD
 CRASH_PATTERNS = re.compile(r"Traceback|Segmentation fault|exited due to signal (6|11)\b")
 
 
@@ -206,8 +209,9 @@ def _window_at(windows: Sequence[FaultWindow], at: float) -> FaultWindow | None:
 
 def _gap_window(
     j: Judge, vip: VipPlan, windows: Sequence[FaultWindow], before: float, after: float
-) -> FaultWindow | None:
-    """The fault a client gap (last answer sent at ``before``, next at ``after``) is judged under.
+) -> tuple[FaultWindow | None, float]:
+    """The fault a client gap (last answer sent at ``before``, next at ``after``) is filed
+    under, and the bound it is judged by.
 
     Usually the one whose span holds the last answer. But the last answer before a fault
     is sent a probe period or less before the fault starts, so a gap the fault itself
@@ -215,18 +219,26 @@ def _gap_window(
     ``gateway`` fault, bound 3.4 s, was judged as the previous ``cut``'s, bound 0.4 s).
     A gap that a later fault's start cuts into may be that fault's, as long as the silence
     before that start fits the bound of the span it began in (else the gap had already
-    broken it there); of the two faults, the one with the larger bound is taken, since
-    either may have caused the gap and the judge must not blame the daemon for the other.
-    With equal bounds the later fault is named: it began after the last answer, so it is
-    the cause (the 1 s run of the fifth pass filed a ``cut``'s gap, 2 ms after the last
-    answer, under the ``starve`` healed 5 s before it).
+    broken it there); of the two faults' bounds the larger is taken, since either may have
+    caused the gap and the judge must not blame the daemon for the other. The gap is filed
+    under the later fault when its bound is at least as large, or when it began within
+    `CAUSE_LAG` of the last answer: then the VIP was answering until the fault struck, so
+    that fault is the cause (the fifth pass, 1 s: a ``cut``'s gap 2 ms after the last
+    answer was filed under the ``starve`` healed 5 s before it; the seventh, 1 s: a
+    ``cut``'s 3.1 s gap, 14 ms after the last answer, under the ``check`` healed 5.4 s
+    before — keepvip's "worst ``check`` gap", against keepalived's 260 ms).
     """
     window = _window_at(windows, before)
     later = [w for w in windows if before < w.started < after]
     bound = j.gap_bound(vip, window)
-    if later and later[-1].started - before <= bound + j.slack and j.gap_bound(vip, later[-1]) >= bound:
-        return later[-1]
-    return window
+    if later and later[-1].started - before <= bound + j.slack:
+        cause = later[-1]
+        cause_bound = j.gap_bound(vip, cause)
+        if cause_bound >= bound:
+            return cause, cause_bound
+        if cause.started - before <= CAUSE_LAG:
+            return cause, bound
+    return window, bound
 
 
 def split_windows(vip: VipPlan, samples: Sequence[HoldSample]) -> list[Window]:
@@ -373,8 +385,7 @@ def _gaps(j: Judge, obs: Observation, verdict: Verdict) -> None:
             length = after - before
             if length <= 0.1:
                 continue
-            window = _gap_window(j, vip, windows, before, after)
-            bound = j.gap_bound(vip, window)
+            window, bound = _gap_window(j, vip, windows, before, after)
             kind = str(window.kind) if window is not None else "calm"
             label = window.label if window is not None else "no fault"
             gap = Gap(vip.ip, before, length, kind, label, bound)

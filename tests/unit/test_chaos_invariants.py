@@ -308,3 +308,19 @@ def test_a_holders_stall_explains_a_gap_that_ends_with_the_faulted_node_taking_o
     assert [v.invariant for v in verdict.violations] == []
     [(_gap, why)] = verdict.host_stalls
     assert "node2's own address went unanswered too" in why
+
+
+def test_a_gap_a_fault_with_a_smaller_bound_starts_just_after_the_last_answer_is_filed_under_it() -> None:
+    # The seventh pass, 1 s: a ``cut`` struck 14 ms after the client's last answer, 5 s after a
+    # ``check`` with a larger bound had healed, and its gap was filed under the check. Here the
+    # earlier fault is a gateway fault (its bound holds the arbiter's detection): the gap is
+    # filed under the cut that caused it, and judged by the larger bound of the two.
+    gateway = FaultWindow("#1 gateway@node1", FaultKind.GATEWAY, ("node1",), 0.5, 1.0, 4.0)
+    cut = FaultWindow("#2 cut@node1", FaultKind.CUT, ("node1",), 4.0, 5.0, 10.0)
+    seen = answers("node1", 0, 4.0) + answers("node1", 4.9, 10)  # last answer 3.98 s, silent to 4.9 s
+    verdict = judge(JUDGE, observe({"node1": [(0, 11)]}, adverts("node1", 0, 10), seen, [gateway, cut]))
+    assert verdict.violations == []
+    gap = verdict.worst_gaps["cut"]
+    assert gap.fault == "#2 cut@node1"
+    assert gap.bound > 0.9  # the gateway fault's bound, not the cut's ~0.45 s
+    assert "gateway" not in verdict.worst_gaps
