@@ -396,6 +396,7 @@ def _gaps(j: Judge, obs: Observation, verdict: Verdict) -> None:
                 allowed = bound + j.slack
                 why = (
                     _stalled_holder(obs, seen, before, after, window, allowed=allowed)
+                    or _shaped_master(j, obs, vip, seen, (before, after), window=window)
                     or _blind(obs, before, after, allowed)
                     or _unprobed(obs, vip.ip, before, after, allowed)
                 )
@@ -467,6 +468,47 @@ def _stalled_holder(
     if covered >= after - before:
         return f"{stalled}'s own address went unanswered too"
     return f"{stalled}'s own address went unanswered for {covered * 1000:.0f} ms of it"
+
+
+def _shaped_master(
+    j: Judge,
+    obs: Observation,
+    vip: VipPlan,
+    seen: Sequence[Answer],
+    gap: tuple[float, float],
+    *,
+    window: FaultWindow | None,
+) -> str | None:
+    """The link's, not VRRP's: a gap on a master whose link a ``shape`` fault throttled, while
+    it held the VIP (every ``ip addr`` reading of it) and advertised it (never silent for
+    three intervals, less than any Master_Down_Interval), answering before and after.
+
+    Its backups heard it and rightly kept it master; the token bucket dropped the client's
+    traffic to it (issue 14, seventh pass, seed 16 at 100 ms: 7 VIPs on the shaped node drew
+    ~350 probe connections a second through a 1 Mbit/s bucket; 460-500 ms gaps against bounds
+    of 410-450 ms, keepvip's and keepalived's alike, while the node's own address answered
+    some probes and not others). No VRRP implementation moves a VIP off a master whose
+    advertisements arrive. A master that advertised without holding the VIP stays a violation.
+    """
+    before, after = gap
+    if window is None or window.kind is not FaultKind.SHAPE:
+        return None
+    last = next((a.node for a in reversed(seen) if a.sent <= before), None)
+    first = next((a.node for a in seen if a.sent >= after), None)
+    if last is None or last != first or last not in window.nodes:
+        return None
+    readings = [s for s in obs.samples if s.node == last and before <= s.at <= after]
+    if not readings or any(vip.ip not in s.held for s in readings):
+        return None
+    ip = j.node_ips.get(last)
+    sent = [
+        f.at
+        for f in obs.frames
+        if f.source == ip and f.vrid == vip.vrid and f.priority and before <= f.at <= after
+    ]
+    if max(b - a for a, b in itertools.pairwise([before, *sent, after])) >= 3 * j.interval:
+        return None
+    return f"{last}'s link was shaped; it held {vip.ip} and advertised it throughout"
 
 
 def _covered(spans: Sequence[tuple[float, float]]) -> float:

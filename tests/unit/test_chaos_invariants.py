@@ -324,3 +324,23 @@ def test_a_gap_a_fault_with_a_smaller_bound_starts_just_after_the_last_answer_is
     assert gap.fault == "#2 cut@node1"
     assert gap.bound > 0.9  # the gateway fault's bound, not the cut's ~0.45 s
     assert "gateway" not in verdict.worst_gaps
+
+
+def test_a_gap_on_a_shaped_master_that_held_the_vip_and_kept_advertising_is_the_links() -> None:
+    # Seventh pass, seed 16 at 100 ms: a token bucket on the master's link dropped the client's
+    # probes for 0.5 s (its own address answered some, the VIP none), while it held the VIP and
+    # its advertisements kept reaching the backups, which rightly kept it master.
+    shape = FaultWindow("#1 shape@node1", FaultKind.SHAPE, ("node1",), 3.9, 4.6, 10.0)
+    seen = answers("node1", 0, 4.0) + answers("node1", 4.6, 10)  # silent 3.98-4.6 s, bound ~0.43 s
+    controls = {node: answers(node, 0, 10) for node in IPS}
+    base = replace(observe({"node1": [(0, 11)]}, adverts("node1", 0, 10), seen, [shape]), controls=controls)
+    verdict = judge(JUDGE, base)
+    assert verdict.violations == []
+    [(_gap, why)] = verdict.host_stalls
+    assert "node1's link was shaped; it held 198.18.0.101 and advertised it throughout" in why
+    # Its advertisements stopped for 0.4 s: the backups should have acted.
+    quiet = adverts("node1", 0, 4.0) + adverts("node1", 4.4, 10)
+    assert [v.invariant for v in judge(JUDGE, replace(base, frames=quiet)).violations] == [2]
+    # It advertised without the VIP on its interface (MASTER without its address): VRRP's fault.
+    unbound = samples({"node1": [(0, 4.1), (4.5, 11)]}, 10.0)
+    assert 2 in [v.invariant for v in judge(JUDGE, replace(base, samples=unbound)).violations]
