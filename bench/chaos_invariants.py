@@ -202,7 +202,7 @@ class Judge:
         return bound
 
 
-def _window_at(windows: Sequence[FaultWindow], at: float) -> FaultWindow | None:
+def window_at(windows: Sequence[FaultWindow], at: float) -> FaultWindow | None:
     """The fault whose span (start → next fault's start) holds ``at``."""
     return next((w for w in windows if w.started <= at < w.next_started), None)
 
@@ -228,7 +228,7 @@ def _gap_window(
     ``cut``'s 3.1 s gap, 14 ms after the last answer, under the ``check`` healed 5.4 s
     before — keepvip's "worst ``check`` gap", against keepalived's 260 ms).
     """
-    window = _window_at(windows, before)
+    window = window_at(windows, before)
     later = [w for w in windows if before < w.started < after]
     bound = j.gap_bound(vip, window)
     if later and later[-1].started - before <= bound + j.slack:
@@ -444,8 +444,7 @@ def _stalled_holder(
     gap's fault acts on is silent by design: its silence explains nothing (the other
     holder's still may: a master whose services stalled until the restarted node took over).
     """
-    last = next((a.node for a in reversed(seen) if a.sent <= before), None)
-    first = next((a.node for a in seen if a.sent >= after), None)
+    last, first = _answerers(seen, before, after)
     if last is None or first is None:
         return None
     holders = [last] if last == first else [last, first]
@@ -493,8 +492,7 @@ def _shaped_master(
     before, after = gap
     if window is None or window.kind is not FaultKind.SHAPE:
         return None
-    last = next((a.node for a in reversed(seen) if a.sent <= before), None)
-    first = next((a.node for a in seen if a.sent >= after), None)
+    last, first = _answerers(seen, before, after)
     if last is None or last != first or last not in window.nodes:
         return None
     readings = [s for s in obs.samples if s.node == last and before <= s.at <= after]
@@ -509,6 +507,13 @@ def _shaped_master(
     if max(b - a for a, b in itertools.pairwise([before, *sent, after])) >= 3 * j.interval:
         return None
     return f"{last}'s link was shaped; it held {vip.ip} and advertised it throughout"
+
+
+def _answerers(seen: Sequence[Answer], before: float, after: float) -> tuple[str | None, str | None]:
+    """The nodes whose answers for the VIP bracket a gap: the last before it, the first after."""
+    last = next((a.node for a in reversed(seen) if a.sent <= before), None)
+    first = next((a.node for a in seen if a.sent >= after), None)
+    return last, first
 
 
 def _covered(spans: Sequence[tuple[float, float]]) -> float:
@@ -593,7 +598,7 @@ def _report_stale(
     j: Judge, obs: Observation, verdict: Verdict, *, vip: VipPlan, node: str, start: float, end: float
 ) -> None:
     origin = obs.observed[0]
-    window = _window_at(obs.windows, start)
+    window = window_at(obs.windows, start)
     verdict.violations.append(
         Violation(
             3,
@@ -637,7 +642,7 @@ def _rightful(j: Judge, obs: Observation, verdict: Verdict) -> None:
 def _crashes(obs: Observation, verdict: Verdict) -> None:
     origin = obs.observed[0]
     for ended in obs.exits:
-        window = _window_at(obs.windows, ended.at)
+        window = window_at(obs.windows, ended.at)
         verdict.violations.append(
             Violation(
                 5,

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from chaos_run import BlockResult
 from chaos_schedule import FaultKind
+from chaos_takeovers import Takeover, lateness
 
 KEEPVIP, KEEPALIVED = "keepvip", "keepalived"
 
@@ -55,30 +56,25 @@ def pairs(blocks: Sequence[BlockResult]) -> list[Pair]:
 Figure = Callable[[BlockResult], float | None]  # seconds or a count; None: not recorded
 
 
-def _percentile(values: Sequence[float], share: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[round(share * (len(ordered) - 1))]
+def _takeover(which: Callable[[Takeover], float | None], rank: int) -> Figure:
+    """One of `chaos_takeovers.lateness`'s figures (0: p50, 1: p99, 2: worst) of the block's
+    takeovers, ``which`` picking the delay (None: that takeover has none)."""
 
-
-def _advertised(share: float) -> Figure:
     def figure(block: BlockResult) -> float | None:
         if "takeovers" not in vars(block.verdict):
             return None
-        return _percentile([t.advertised for t in block.verdict.takeovers], share)
+        figures = lateness([v for t in block.verdict.takeovers if (v := which(t)) is not None])
+        return None if figures is None else figures[rank]
 
     return figure
 
 
-def _announced(share: float) -> Figure:
-    def figure(block: BlockResult) -> float | None:
-        if "takeovers" not in vars(block.verdict):
-            return None
-        late = [t.announced for t in block.verdict.takeovers if t.announced is not None]
-        return _percentile(late, share)
+def _advertised(takeover: Takeover) -> float | None:
+    return takeover.advertised
 
-    return figure
+
+def _announced(takeover: Takeover) -> float | None:
+    return takeover.announced
 
 
 def _worst_gap(kind: str) -> Figure:
@@ -99,12 +95,12 @@ FIGURES: list[tuple[str, Figure, str]] = [
     ("… of 2 (a client gap past its bound)", lambda b: float(len(b.verdict.by_invariant(2))), ""),
     ("split-brain windows", lambda b: float(len(b.verdict.windows)), ""),
     ("longest split-brain window", lambda b: max((w.length for w in b.verdict.windows), default=0.0), "ms"),
-    ("first advertisement after the deadline, p50", _advertised(0.5), "ms"),
-    ("… p99", _advertised(0.99), "ms"),
-    ("… worst", _advertised(1.0), "ms"),
-    ("first gratuitous ARP after the deadline, p50", _announced(0.5), "ms"),
-    ("… p99", _announced(0.99), "ms"),
-    ("… worst", _announced(1.0), "ms"),
+    ("first advertisement after the deadline, p50", _takeover(_advertised, 0), "ms"),
+    ("… p99", _takeover(_advertised, 1), "ms"),
+    ("… worst", _takeover(_advertised, 2), "ms"),
+    ("first gratuitous ARP after the deadline, p50", _takeover(_announced, 0), "ms"),
+    ("… p99", _takeover(_announced, 1), "ms"),
+    ("… worst", _takeover(_announced, 2), "ms"),
     ("VRRP processes' run-queue wait", _run_queue, "s"),
     *((f"worst gap: {kind}", _worst_gap(kind), "ms") for kind in ["calm", *(str(k) for k in FaultKind)]),
 ]
@@ -115,9 +111,7 @@ def _show(value: float | None, unit: str) -> str:
         return "—"
     if unit == "ms":
         return f"{value * 1000:.0f}" if value >= 0.1 else f"{value * 1000:.1f}"
-    if unit == "s":
-        return f"{value:.0f}"
-    return f"{value:.0f}"
+    return f"{value:.0f}"  # seconds or a count
 
 
 def _score(readings: Sequence[tuple[float | None, float | None]], unit: str) -> tuple[str, str]:

@@ -92,13 +92,20 @@ def takeovers(frames: Sequence[WireFrame], interval: float, vips: Mapping[int, s
     return found
 
 
+def lateness(values_s: Sequence[float]) -> tuple[float, float, float] | None:
+    """(p50, p99, worst) of ``values_s`` in seconds; None for no values."""
+    if not values_s:
+        return None
+    late = sorted(values_s)
+    return statistics.median(late), late[round(0.99 * (len(late) - 1))], late[-1]
+
+
 def summary(values_s: Sequence[float]) -> str:
     """``p50 / p99 / worst`` in ms, as the report's cell shows it."""
-    if not values_s:
+    figures = lateness(values_s)
+    if figures is None:
         return "—"
-    late = sorted(v * 1000 for v in values_s)
-    p99 = late[round(0.99 * (len(late) - 1))]
-    return f"{statistics.median(late):.1f} / {p99:.1f} / {late[-1]:.1f}"
+    return " / ".join(f"{value * 1000:.1f}" for value in figures)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

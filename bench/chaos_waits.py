@@ -31,7 +31,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "tests" / "netns")]
 
-from chaos_invariants import FaultWindow, Observation  # noqa: E402
+from chaos_invariants import FaultWindow, Observation, window_at  # noqa: E402
 from chaos_observe import SchedSample  # noqa: E402
 
 STARTUP_S = 2.0
@@ -62,7 +62,7 @@ def split(
         for before, after in pairwise(inside):
             if restarted and after.at - born <= startup:
                 phase = "startup"
-            elif any(w.started <= after.at < w.next_started and after.node in w.nodes for w in windows):
+            elif (window := window_at(windows, after.at)) is not None and after.node in window.nodes:
                 phase = "own fault"
             else:
                 phase = "elsewhere"

@@ -127,7 +127,8 @@ def measure_cell(
             pairs.append(start_pair(bed, implementation, executable, count, interval))
         time.sleep(max(2.0, 3 * interval))
         pids = [(daemon_pid(a), daemon_pid(b)) for a, b in pairs]
-        tracer = start_tracer(args, tmp, pids[0][1], count, interval)
+        # The tracer follows this build's backup: in a swapped round the first place is another's.
+        tracer = None if swapped else start_tracer(args, tmp, pids[0][1], count, interval)
         started = time.monotonic()
         before = [(tree_cpu_seconds(a), tree_cpu_seconds(b)) for a, b in pids]
         time.sleep(args.window)

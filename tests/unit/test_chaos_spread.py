@@ -12,10 +12,11 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT / "bench"), str(ROOT / "tests" / "netns")]
 
 from chaos_invariants import Gap, Verdict, Window  # noqa: E402
-from chaos_report import render  # noqa: E402
+from chaos_report import render, side_by_side  # noqa: E402
 from chaos_run import BlockResult  # noqa: E402
 from chaos_schedule import make_plan  # noqa: E402
 from chaos_spread import across_runs, pairs, primary  # noqa: E402
+from chaos_takeovers import Takeover  # noqa: E402
 
 
 def block(
@@ -84,3 +85,22 @@ def test_a_figure_a_block_did_not_record_is_a_dash_and_scored_without_it() -> No
     text = across_runs([old, keepalived, newer, keepalived])
     assert "| VRRP processes' run-queue wait (s) | — / 20 | 30 / 20 | 0 / 0 / 1 | +10 |" in text
     assert "first advertisement" not in text  # no block saw a takeover: nothing to compare
+
+
+def test_the_takeover_rows_read_what_the_tables_read() -> None:
+    # A block's p50 / p99 / worst here and in the report's own table come from one function.
+    kv, ka = block("keepvip", 14, 0.1), block("keepalived", 14, 0.1)
+    kv.verdict.takeovers = [
+        Takeover(1, 1.0 + late, "198.18.0.2", "198.18.0.1", 1.0, None) for late in (0.001, 0.002)
+    ]
+    ka.verdict.takeovers = [
+        Takeover(1, 1.0 + late, "198.18.0.2", "198.18.0.1", 1.0, None) for late in (0.004, 0.006)
+    ]
+    text = across_runs([kv, ka, kv, ka])
+    # Two delays: p50 is their mean (as the table's 1.5 ms), p99 and worst the later one.
+    assert (
+        "| first advertisement after the deadline, p50 (ms) | 1.5 / 5.0 | 1.5 / 5.0 | 2 / 0 / 0 | −3.5 |"
+        in text
+    )
+    assert "| … worst (ms) | 2.0 / 6.0 | 2.0 / 6.0 | 2 / 0 / 0 | −4.0 |" in text
+    assert "1.5 / 2.0 / 2.0" in side_by_side([kv, ka])
