@@ -358,9 +358,22 @@ class RouterRunner:
         9568 §6.4.2 / §6.4.3), evicts the oldest queued lower-priority packet — which the
         router would have ignored anyway — instead of being dropped. Either way exactly one
         packet is lost and counted as ``inbox_full``: the bound holds.
+
+        Issue 15 (a backup's CPU): with nothing queued and nothing running, the
+        advertisement of the master this backup follows, heard again unchanged
+        (`VirtualRouter.heard_again`), is served here at once: its one effect is the
+        Master_Down_Timer's reset, so it skips the inbox and the serve loop. Nothing is
+        reordered: this router has no earlier input waiting.
         """
         router = self._router
         source = packet.source
+        if not self._inbox and self._busy is None and self._running and not self._serving:
+            at = arrived if arrived > self._core_time else self._core_time  # `_input_time`
+            if router.heard_again(advertisement, source, at):  # the backup's own master, again
+                self._core_time = at
+                self._received.inc()
+                self._arm()
+                return
         matters = advertisement.priority >= router.priority or source == router.master_address
         if self._queued_packets >= INBOX_PACKET_LIMIT:  # a flood: memory stays bounded, counted
             self._count_inbox_full()
@@ -379,8 +392,11 @@ class RouterRunner:
         handle, a ready-queue turn and an epoll round per packet; served here, a batch
         costs nothing beyond the inputs themselves. Never re-entrant: while this router
         is being served (its own `_read_pending`), the serve loop picks the packets up.
+        With nothing queued (every advertisement was served in `_deliver`) there is
+        nothing to do: the timer was armed there.
         """
-        self._serve()
+        if self._inbox:
+            self._serve()
 
     def _count_inbox_full(self) -> None:
         reason = DropReason.INBOX_FULL.value

@@ -125,11 +125,14 @@ class _SharedSocket:
         self.loop = loop
         self.open = True
         self.subscriptions: dict[int, _Subscription] = {}
-        # id(received) -> (received, the codec's verdict); the entry keeps the object alive
-        self.decoded: dict[int, tuple[Received, Decoded | DropReason]] = {}
+        # id(received) -> (received, the codec's verdict, its form's tally); the entry keeps
+        # the object alive. The tally (one per checksum form, shared) is resolved when the
+        # packet is decoded, so a repeated advert is counted without hashing its form (an
+        # enum, hashed in Python: two calls per advert).
+        self.decoded: dict[int, tuple[Received, Decoded | DropReason, list[int]]] = {}
         self.gathering: asyncio.TimerHandle | None = None  # readable: read after GATHER_SECONDS
         self.listening: str | None = "gather"  # the reader callback registered: gather, at once, none
-        self.forms: dict[ChecksumForm, int] = {}  # well-formed adverts per checksum form, this batch
+        self.forms: dict[ChecksumForm, list[int]] = {}  # well-formed adverts per checksum form, this batch
 
 
 class SocketPool:
@@ -260,8 +263,7 @@ class SocketPool:
             subscription = self._dispatch(shared, packet, arrived)
             if subscription is not None:
                 reached[subscription] = None
-        if shared.forms:
-            self._count_forms(shared)
+        self._count_forms(shared)
         return list(reached), full
 
     def _drop(self, key: SocketKey, reason: DropReason, source: IPAddress, name: str = "") -> None:
@@ -273,19 +275,13 @@ class SocketPool:
     def _dispatch(self, shared: _SharedSocket, packet: Received, arrived: float) -> _Subscription | None:
         """Decode (or recall the decoding of this very packet object) and deliver; who got it."""
         memo = shared.decoded.get(id(packet))
-        if memo is not None and memo[0] is packet:
-            decoded = memo[1]
-        else:
-            decoded = decode_detailed(packet.payload, source=packet.source, destination=packet.destination,
-                                      ttl=packet.ttl)  # fmt: skip
-            if len(shared.decoded) >= DECODED_MEMO:
-                shared.decoded.clear()
-            shared.decoded[id(packet)] = (packet, decoded)
+        if memo is None or memo[0] is not packet:
+            memo = self._decode(shared, packet)
+        decoded = memo[1]
         if isinstance(decoded, DropReason):
             self._drop(shared.key, decoded, packet.source)
             return None
-        form = decoded.checksum_form
-        shared.forms[form] = shared.forms.get(form, 0) + 1
+        memo[2][0] += 1  # its checksum form's tally, this batch
         advertisement = decoded.advertisement
         subscription = shared.subscriptions.get(advertisement.vrid)
         if subscription is None:
@@ -294,12 +290,27 @@ class SocketPool:
         subscription.deliver(advertisement, packet, arrived)
         return subscription
 
+    @staticmethod
+    def _decode(shared: _SharedSocket, packet: Received) -> tuple[Received, Decoded | DropReason, list[int]]:
+        """The codec's verdict on ``packet``, remembered (with its form's tally) by identity."""
+        decoded = decode_detailed(packet.payload, source=packet.source, destination=packet.destination,
+                                  ttl=packet.ttl)  # fmt: skip
+        form = None if isinstance(decoded, DropReason) else decoded.checksum_form
+        tally = [0] if form is None else shared.forms.setdefault(form, [0])
+        if len(shared.decoded) >= DECODED_MEMO:
+            shared.decoded.clear()
+        memo = shared.decoded[id(packet)] = (packet, decoded, tally)
+        return memo
+
     def _count_forms(self, shared: _SharedSocket) -> None:
         """The batch's checksum forms into the metric: one increment per form and batch."""
-        for form, count in shared.forms.items():
+        for form, tally in shared.forms.items():
+            count = tally[0]
+            if not count:
+                continue
             counter = self._forms.get((shared.ifname, form))
             if counter is None:
                 counter = self._metrics.advert_checksum_form.labels(shared.ifname, form.value)
                 self._forms[(shared.ifname, form)] = counter
             counter.inc(count)
-        shared.forms.clear()
+            tally[0] = 0

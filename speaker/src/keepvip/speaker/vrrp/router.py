@@ -209,13 +209,17 @@ class VirtualRouter:
             actions.append(RemoveAddresses(self._config.addresses))
         return actions
 
-    def receive(self, advertisement: Advertisement, source: IPAddress, now: float) -> list[Action]:
-        """An ADVERTISEMENT the codec accepted, from IP source ``source``.
+    def heard_again(self, advertisement: Advertisement, source: IPAddress, now: float) -> bool:
+        """The advertisement this backup last followed, heard again: reset its Master_Down_Timer.
 
-        The codec has already checked TTL, version, type, length, checksum, count and a
-        non-zero interval (RFC 9568 §7.1); this method checks what needs the router's
-        configuration and state, then applies §6.4.2 (backup) or §6.4.3 (master).
-        `ConfigMismatch` reports come last. Ignored in INITIALIZE and FAULT.
+        ``True`` when ``advertisement`` is the very object (the socket pool hands out one
+        per distinct bytes) that this backup last followed, from the same source, with
+        nothing changed since (configuration, priority, state): every check and branch of
+        `receive` would decide as then (they depend on these only), and their one effect
+        now is RFC 9568 §6.4.2's reset of the Master_Down_Timer, done here; no actions
+        follow. ``False`` (nothing changed) otherwise: the caller hands it to `receive`.
+        Issue 15: a backup does this once per advertisement heard, so a runner with
+        nothing queued asks it first and skips its inbox.
         """
         repeat = self._repeat
         if (
@@ -226,13 +230,19 @@ class VirtualRouter:
             and repeat[3] == self._priority
             and self._state is State.BACKUP
         ):
-            # The very advertisement object (the socket pool hands out one per distinct
-            # bytes) that this backup last followed, from the same source, with nothing
-            # changed since: every check and branch below would decide as then (they
-            # depend on the advertisement, the source, the configuration, our priority
-            # and the state only), and their only effect now is §6.4.2's reset of the
-            # Master_Down_Timer. Issue 15: a backup does this once per advert heard.
             self._master_down_deadline = now + repeat[4]
+            return True
+        return False
+
+    def receive(self, advertisement: Advertisement, source: IPAddress, now: float) -> list[Action]:
+        """An ADVERTISEMENT the codec accepted, from IP source ``source``.
+
+        The codec has already checked TTL, version, type, length, checksum, count and a
+        non-zero interval (RFC 9568 §7.1); this method checks what needs the router's
+        configuration and state, then applies §6.4.2 (backup) or §6.4.3 (master).
+        `ConfigMismatch` reports come last. Ignored in INITIALIZE and FAULT.
+        """
+        if self.heard_again(advertisement, source, now):
             return []
         self._repeat = None
         if self._state not in (State.BACKUP, State.MASTER):
