@@ -88,7 +88,9 @@ def start_pair(
     b.start()
     limit = master_down_interval(interval, 100) + STARTUP_GRACE_S
     if bed.wait_bound(bed.a, count, timeout=limit, daemon=a) is None:
-        raise RuntimeError(f"{executable}: not all {count} VIPs bound")
+        # keepalived's pair carries keepvip's path too (unused): name the implementation then
+        who = executable if implementation == "keepvip" else implementation
+        raise RuntimeError(f"{who}: not all {count} VIPs bound")
     return a, b
 
 
