@@ -1,6 +1,6 @@
 """A backup hearing its master's unchanged advertisement again is served as it is delivered.
 
-Issue 15 / 14 (a backup's CPU per advertisement): the core's `VirtualRouter.heard_again`
+Issues 15 and 14 (a backup's CPU per advertisement): the core's `VirtualRouter.heard_again`
 is the §6.4.2 reset of the Master_Down_Timer for the very advertisement the backup last
 followed. A running router with nothing queued asks it first, in ``_deliver``, and skips
 its inbox and serve loop. These tests pin what must not change with that shortcut: the

@@ -359,7 +359,7 @@ class RouterRunner:
         router would have ignored anyway — instead of being dropped. Either way exactly one
         packet is lost and counted as ``inbox_full``: the bound holds.
 
-        Issue 15 (a backup's CPU): with nothing queued and nothing running, the
+        Issues 15 and 14 (a backup's CPU): with nothing queued and nothing running, the
         advertisement of the master this backup follows, heard again unchanged
         (`VirtualRouter.heard_again`), is served here at once: its one effect is the
         Master_Down_Timer's reset, so it skips the inbox and the serve loop. Nothing is

@@ -217,9 +217,10 @@ class VirtualRouter:
         nothing changed since (configuration, priority, state): every check and branch of
         `receive` would decide as then (they depend on these only), and their one effect
         now is RFC 9568 §6.4.2's reset of the Master_Down_Timer, done here; no actions
-        follow. ``False`` (nothing changed) otherwise: the caller hands it to `receive`.
-        Issue 15: a backup does this once per advertisement heard, so a runner with
-        nothing queued asks it first and skips its inbox.
+        follow. Otherwise ``False``, the router untouched: the caller hands the
+        advertisement to `receive`. Issues 15 and 14 (a backup's CPU): a backup does this
+        once per advertisement heard, so a runner with nothing queued asks it first and
+        skips its inbox.
         """
         repeat = self._repeat
         if (
