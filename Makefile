@@ -48,7 +48,7 @@ cluster: $(STAMP) system-deps
 test: $(STAMP) system-deps lint
 	bash hack/build-k8s.sh
 	bash hack/get-helm.sh
-	$(VENV)/bin/pytest tests -q
+	$(VENV)/bin/pytest tests -q --durations=40
 
 crd: $(STAMP)
 	$(VENV)/bin/keepvip crd > crds/virtualips.keepvip.io.yaml
