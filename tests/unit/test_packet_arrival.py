@@ -55,6 +55,7 @@ class CapturingPool:
         self.socket = Socket()
         self.deliver: Any = None
         self.flush: Any = None
+        self.lazy: list[float | None] = []  # what the router told `SocketPool.set_lazy`, in order
 
     def subscribe(self, key: Any, *, deliver: Any, flush: Any, **_: Any) -> Socket:  # noqa: ARG002
         self.deliver, self.flush = deliver, flush
@@ -65,6 +66,9 @@ class CapturingPool:
 
     def read_pending(self, key: Any) -> None:
         pass
+
+    def set_lazy(self, key: Any, vrid: int, interval: float | None) -> None:  # noqa: ARG002
+        self.lazy.append(interval)
 
 
 def test_a_backup_takes_over_master_down_interval_after_the_advertisement_arrived() -> None:

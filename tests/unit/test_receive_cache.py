@@ -90,8 +90,12 @@ def reference(packet: bytes) -> Advertisement | None:
 def run(packets: list[bytes], monkeypatch: pytest.MonkeyPatch) -> list[Advertisement | None]:
     """Each packet read through the real socket and pool code: what was delivered for it."""
     raw = RawStandIn()
-    monkeypatch.setattr(VrrpSocket, "multicast", classmethod(
-        lambda cls, ifname, group: cls(raw, ifname=ifname, ifindex=2, group=group)))  # type: ignore[arg-type]  # fmt: skip
+    lazy = RawStandIn()  # the pool's lazily read socket (it asks for a buffer): no router is lazy here
+
+    def multicast(cls: type[VrrpSocket], ifname: str, group: Any, receive_buffer: int | None = None) -> Any:
+        return cls(raw if receive_buffer is None else lazy, ifname=ifname, ifindex=2, group=group)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(VrrpSocket, "multicast", classmethod(multicast))
     got: list[Advertisement | None] = []
 
     def deliver(advertisement: Advertisement, _packet: Received, _arrived: float) -> None:

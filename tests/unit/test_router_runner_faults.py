@@ -97,6 +97,9 @@ class Pool:
     def read_pending(self, key: Any) -> None:
         pass  # nothing is ever received here
 
+    def set_lazy(self, key: Any, vrid: int, interval: float | None) -> None:
+        pass  # when it is read does not matter: nothing is ever received here
+
 
 @dataclass
 class Run:

@@ -118,6 +118,9 @@ class Pool:
     def read_pending(self, key: Any) -> None:
         pass  # nothing is ever received here
 
+    def set_lazy(self, key: Any, vrid: int, interval: float | None) -> None:
+        pass  # when it is read does not matter: nothing is ever received here
+
 
 def test_a_bind_that_hangs_in_the_kernel_delays_no_other_routers_adverts() -> None:
     slow_vip = ip_interface("198.18.0.100/24")

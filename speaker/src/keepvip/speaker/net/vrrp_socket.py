@@ -78,6 +78,8 @@ IPV6_MULTICAST_ALL: Final = 29
 SO_ATTACH_FILTER: Final = 26
 SO_TIMESTAMPNS: Final = 35  # <asm-generic/socket.h> SO_TIMESTAMPNS_OLD; also the cmsg type SCM_TIMESTAMPNS
 SO_RCVBUFFORCE: Final = 33
+SO_MEMINFO: Final = 55  # u32[SK_MEMINFO_VARS]: [0] receive queue bytes, [1] receive buffer
+_MEMINFO: Final = struct.Struct("=9I")
 _SKF_NET_OFF: Final = -0x100000  # loads relative to the network (IP) header
 _BPF_LD_W_ABS: Final = 0x20
 _BPF_LD_B_ABS: Final = 0x30
@@ -90,6 +92,9 @@ _BPF_MAX_JUMP: Final = 255  # jt / jf are one byte
 _IPV4_TTL: Final = 8  # offset in the IPv4 header
 _IPV6_HOP_LIMIT: Final = 7  # offset in the IPv6 header
 _VRRP_VRID: Final = 1  # offset in the VRRP header (RFC 9568 §5.2.3)
+_VRRP_PRIORITY: Final = 2  # offset in the VRRP header (RFC 9568 §5.2.4; RFC 3768 §5.3.4 alike)
+MAX_SPLIT_VRIDS: Final = _BPF_MAX_JUMP - 6
+"""VRIDs a priority-splitting filter holds (`socket_filter`): its priority blocks lengthen the jumps."""
 
 RECEIVE_BUFFER_BYTES: Final = 1 << 20
 """SO_RCVBUF of every VRRP socket: 1 MiB instead of the kernel's ~208 KiB default.
@@ -172,12 +177,14 @@ class VrrpSocket:
     # -- opening -------------------------------------------------------------------
 
     @classmethod
-    def multicast(cls, ifname: str, group: IPAddress) -> VrrpSocket:
+    def multicast(
+        cls, ifname: str, group: IPAddress, *, receive_buffer: int = RECEIVE_BUFFER_BYTES
+    ) -> VrrpSocket:
         """Open a socket that receives advertisements sent to ``group`` on ``ifname``."""
         if not group.is_multicast:
             raise ValueError(f"{group} is not a multicast group")
         ifindex = socket.if_nametoindex(ifname)
-        sock = _open_raw(group.version, ifname, ifindex)
+        sock = _open_raw(group.version, ifname, ifindex, receive_buffer)
         try:
             if isinstance(group, IPv4Address):
                 mreqn = struct.pack("4s4si", group.packed, b"\0\0\0\0", ifindex)
@@ -195,7 +202,7 @@ class VrrpSocket:
         return cls(sock, ifname=ifname, ifindex=ifindex, group=group)
 
     @classmethod
-    def unicast(cls, ifname: str, version: int) -> VrrpSocket:
+    def unicast(cls, ifname: str, version: int, *, receive_buffer: int = RECEIVE_BUFFER_BYTES) -> VrrpSocket:
         """Open a socket for unicast peers (``version`` 4 or 6) on ``ifname``.
 
         It joins no group and receives no multicast, only packets addressed to this
@@ -205,7 +212,7 @@ class VrrpSocket:
         if version not in (4, 6):
             raise ValueError(f"IP version must be 4 or 6, not {version}")
         ifindex = socket.if_nametoindex(ifname)
-        sock = _open_raw(version, ifname, ifindex)
+        sock = _open_raw(version, ifname, ifindex, receive_buffer)
         try:
             attach_filter(sock, socket_filter(version, None))
         except BaseException:
@@ -213,20 +220,39 @@ class VrrpSocket:
             raise
         return cls(sock, ifname=ifname, ifindex=ifindex, group=None)
 
-    def set_vrids(self, vrids: frozenset[int] | None) -> None:
+    def set_vrids(
+        self,
+        vrids: frozenset[int] | None,
+        *,
+        zero_only: frozenset[int] = frozenset(),
+        above_zero_only: frozenset[int] = frozenset(),
+    ) -> None:
         """Let only TTL / Hop Limit 255 and these VRIDs through, in the kernel; ``None``: any.
 
-        Called again whenever the set changes: ``SO_ATTACH_FILTER`` swaps the program
-        atomically, and packets already queued stay queued (the caller still checks
-        their VRID). An empty set drops every advertisement.
+        ``zero_only`` VRIDs pass only at priority 0, ``above_zero_only`` ones only above it
+        (`socket_filter`). Called again whenever the sets change: ``SO_ATTACH_FILTER`` swaps
+        the program atomically, and packets already queued stay queued (the caller still
+        checks their VRID). An empty set drops every advertisement.
         """
-        attach_filter(self._sock, socket_filter(self._version, self.group, vrids))
+        program = socket_filter(self._version, self.group, vrids, zero_only=zero_only,
+                                above_zero_only=above_zero_only)  # fmt: skip
+        attach_filter(self._sock, program)
 
     # -- the asyncio-facing surface ------------------------------------------------
 
     def fileno(self) -> int:
         """The descriptor to register with ``loop.add_reader``."""
         return self._sock.fileno()
+
+    def queue_fill(self) -> float | None:
+        """The share of the receive buffer queued packets hold now (``SO_MEMINFO``), or
+        ``None`` where the kernel does not tell (before Linux 4.12)."""
+        try:
+            info = _MEMINFO.unpack(self._sock.getsockopt(socket.SOL_SOCKET, SO_MEMINFO, _MEMINFO.size))
+        except (OSError, struct.error):
+            return None
+        queued, capacity = info[0], info[1]
+        return queued / capacity if capacity else None
 
     def close(self) -> None:
         """Close the socket (leaving its group). Safe to call twice."""
@@ -365,7 +391,7 @@ def _needs_scope(address: IPv6Address) -> bool:
     return address.is_link_local or (address.is_multicast and (address.packed[1] & 0x0F) <= 2)
 
 
-def _open_raw(version: int, ifname: str, ifindex: int) -> socket.socket:
+def _open_raw(version: int, ifname: str, ifindex: int, receive_buffer: int) -> socket.socket:
     """A raw protocol-112 socket with every option VRRP needs set, not yet bound."""
     family = socket.AF_INET if version == 4 else socket.AF_INET6
     sock = socket.socket(family, socket.SOCK_RAW, IPPROTO_VRRP)
@@ -389,19 +415,20 @@ def _open_raw(version: int, ifname: str, ifindex: int) -> socket.socket:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
         sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)  # each packet's arrival time
-        _raise_receive_buffer(sock)
+        _raise_receive_buffer(sock, receive_buffer)
     except BaseException:
         sock.close()
         raise
     return sock
 
 
-def _raise_receive_buffer(sock: socket.socket) -> None:
-    """:data:`RECEIVE_BUFFER_BYTES`, forced past ``rmem_max`` when the capability allows."""
+def _raise_receive_buffer(sock: socket.socket, size: int) -> None:
+    """``size`` bytes (:data:`RECEIVE_BUFFER_BYTES` unless told), forced past ``rmem_max`` when
+    the capability allows."""
     try:
-        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RECEIVE_BUFFER_BYTES)
+        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, size)
     except PermissionError:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER_BYTES)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
 
 
 Ancillary = list[tuple[int, int, bytes]]
@@ -453,41 +480,83 @@ def _destination_checks(version: int, group: IPAddress | None) -> list[Instructi
     return program
 
 
-def _vrid_checks(version: int, vrids: frozenset[int]) -> list[Instruction]:
-    """Accept a VRID in ``vrids``, drop any other: one compare per VRID, accept at the end.
+def _vrid_checks(
+    version: int,
+    vrids: frozenset[int],
+    zero_only: frozenset[int] = frozenset(),
+    above_zero_only: frozenset[int] = frozenset(),
+) -> list[Instruction]:
+    """Accept a VRID in ``vrids`` at any priority, one in ``zero_only`` at priority 0 only, one
+    in ``above_zero_only`` at priority 1-255 only; drop any other. One compare per VRID.
 
     IPv4 raw sockets see the IP header, whose length varies (options), so X = IHL * 4
-    and the VRID is loaded at X + 1; IPv6 raw sockets' data starts at the VRRP header
-    (extension headers already consumed), so the VRID is byte 1 of it.
+    and the VRID is loaded at X + 1 (the priority at X + 2); IPv6 raw sockets' data starts
+    at the VRRP header (extension headers already consumed), so the VRID is byte 1 of it.
+    Jumps count the instructions they skip in one byte: the compares jump forward past the
+    rest, so all 255 VRIDs fit without priority blocks and `MAX_SPLIT_VRIDS` with them.
     """
     if version == 4:
         load = [(_BPF_LDX_B_MSH, 0, 0, _SKF_NET_OFF & 0xFFFFFFFF), _load(_BPF_LD_B_IND, _VRRP_VRID)]
+        priority = _load(_BPF_LD_B_IND, _VRRP_PRIORITY)
     else:
         load = [(_BPF_LD_B_ABS, 0, 0, _VRRP_VRID)]
+        priority = (_BPF_LD_B_ABS, 0, 0, _VRRP_PRIORITY)
     ordered = sorted(vrids)
-    compares = [(_BPF_JEQ_K, len(ordered) - index, 0, vrid) for index, vrid in enumerate(ordered)]
-    return [*load, *compares, (_BPF_RET_K, 0, 0, _DROP), (_BPF_RET_K, 0, 0, _ACCEPT)]
+    if not zero_only and not above_zero_only:
+        compares = [(_BPF_JEQ_K, len(ordered) - index, 0, vrid) for index, vrid in enumerate(ordered)]
+        return [*load, *compares, (_BPF_RET_K, 0, 0, _DROP), (_BPF_RET_K, 0, 0, _ACCEPT)]
+    # Layout after the n compares: drop (n), the priority-0 block (n+1..n+3), the
+    # priority-above-0 block (n+4..n+6), accept (n+7). A jump from compare i lands at
+    # i + 1 + jt.
+    groups = [(vrid, 7) for vrid in ordered] + [(vrid, 1) for vrid in sorted(zero_only)]
+    groups += [(vrid, 4) for vrid in sorted(above_zero_only)]
+    n = len(groups)
+    if n + 6 > _BPF_MAX_JUMP:
+        raise ValueError(f"at most {MAX_SPLIT_VRIDS} VRIDs fit a filter that tests priorities, not {n}")
+    compares = [(_BPF_JEQ_K, n + to - (index + 1), 0, vrid) for index, (vrid, to) in enumerate(groups)]
+    return [
+        *load,
+        *compares,
+        (_BPF_RET_K, 0, 0, _DROP),
+        priority, (_BPF_JEQ_K, 4, 0, 0), (_BPF_RET_K, 0, 0, _DROP),  # zero_only: accept priority 0
+        priority, (_BPF_JEQ_K, 0, 1, 0), (_BPF_RET_K, 0, 0, _DROP),  # above_zero_only: drop priority 0
+        (_BPF_RET_K, 0, 0, _ACCEPT),
+    ]  # fmt: skip
 
 
 def socket_filter(
-    version: int, group: IPAddress | None, vrids: frozenset[int] | None = None
+    version: int,
+    group: IPAddress | None,
+    vrids: frozenset[int] | None = None,
+    *,
+    zero_only: frozenset[int] = frozenset(),
+    above_zero_only: frozenset[int] = frozenset(),
 ) -> list[Instruction]:
     """The classic BPF program a VRRP socket runs on each packet before queueing it.
 
     Always: the destination is the socket's ``group`` (or, for ``group`` ``None``, any
     unicast address). With ``vrids`` (the set the socket's routers run) also: the TTL /
     Hop Limit is 255 (RFC 9568 §7.1: anything else comes from off the link) and the
-    VRID is one of ``vrids``. A pure function: tests interpret it on sample packets.
+    VRID is one of ``vrids``, or one of ``zero_only`` with priority 0, or one of
+    ``above_zero_only`` with a priority above 0 (a socket pair that splits a backup's
+    advertisements by urgency, `keepvip.speaker.runtime.sockets`). A pure function:
+    tests interpret it on sample packets.
     """
     if version not in (4, 6):
         raise ValueError(f"IP version must be 4 or 6, not {version}")
-    if vrids is not None and not all(1 <= vrid <= _BPF_MAX_JUMP for vrid in vrids):
-        raise ValueError(f"VRIDs must be 1..255, not {sorted(vrids)}")
+    every = (vrids or frozenset()) | zero_only | above_zero_only
+    if vrids is None and every:
+        raise ValueError("priority-split VRIDs need the any-priority set too (frozenset() for none)")
+    if not all(1 <= vrid <= _BPF_MAX_JUMP for vrid in every):
+        raise ValueError(f"VRIDs must be 1..255, not {sorted(every)}")
     program = _destination_checks(version, group)
     if vrids is None:
         return [*program, (_BPF_RET_K, 0, 0, _ACCEPT)]
     hop_limit = _IPV4_TTL if version == 4 else _IPV6_HOP_LIMIT
-    return [*program, _load(_BPF_LD_B_ABS, hop_limit), *_require(VRRP_TTL), *_vrid_checks(version, vrids)]
+    return [
+        *program, _load(_BPF_LD_B_ABS, hop_limit), *_require(VRRP_TTL),
+        *_vrid_checks(version, vrids, zero_only, above_zero_only),
+    ]  # fmt: skip
 
 
 def attach_filter(sock: socket.socket, program: list[Instruction]) -> None:

@@ -233,6 +233,7 @@ class RouterRunner:
         self._grid = timer_grid(plan.interval_cs)
         self._tick: float | None = None  # the grid point the timer fired for, while served
         self._core_time = -math.inf  # the latest time the core was told (`_input_time`)
+        self._lazy_told: float | None = None  # the interval told to `SocketPool.set_lazy`
         # Labelled metric children resolved once: a `.labels()` lookup per advert was 3-6 %.
         name = plan.name
         self._sent = metrics.advert_sent.labels(name)
@@ -445,7 +446,23 @@ class RouterRunner:
         finally:
             self._tick = None
 
+    def _tell_lazy(self) -> None:
+        """Tell the pool how promptly this router's advertisements must be read (issue 14).
+
+        In BACKUP their one effect is the reset of a Master_Down timer three intervals
+        away, counted from the kernel's arrival stamp: the pool may read them on a
+        schedule (`sockets.LAZY_INTERVALS`). In any other state at once: a master yields
+        to a higher priority the moment it is heard.
+        """
+        router = self._router
+        backup = router.state is State.BACKUP and self._running
+        interval = router.master_adver_interval_cs / 100 if backup else None
+        if interval != self._lazy_told:
+            self._lazy_told = interval
+            self._pool.set_lazy(self.socket_key, self.plan.vrid, interval)
+
     def _arm(self) -> None:
+        self._tell_lazy()
         deadline = self._router.next_deadline
         if deadline is None:
             self._timers.disarm(self)
@@ -534,6 +551,7 @@ class RouterRunner:
                 pending = deque(_bind_before_master(actions))
                 self._execute_sync(pending)
                 if pending:  # it awaits the kernel: the rest runs on its own, the others go on
+                    self._tell_lazy()  # a new master hears a higher priority at once, bound or not
                     self._continue(self._drain(pending))
                     return
         except Exception as error:

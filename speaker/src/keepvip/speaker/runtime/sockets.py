@@ -20,12 +20,18 @@ repeated advertisement is neither parsed nor checksummed again — the codec ran
 on exactly these bytes, and its verdict (an `Advertisement` or a `DropReason`) is a
 pure function of them. The routers a batch of packets reached are served once, right
 after the batch (their ``flush``), instead of one loop callback per packet.
+
+Each key has a second socket, read on a schedule instead of when readable (issue 14: a
+backup's wake-ups, `LAZY_INTERVALS`): the kernel filters split the VRIDs between the two,
+the routers in BACKUP (above priority 0) on the lazy one, everything else on the prompt
+one, and the routers tell the pool when they change state (`SocketPool.set_lazy`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,7 +39,7 @@ from typing import Any
 
 from keepvip.speaker.logs import RateLimiter
 from keepvip.speaker.metrics import SpeakerMetrics
-from keepvip.speaker.net.vrrp_socket import Received, VrrpSocket
+from keepvip.speaker.net.vrrp_socket import MAX_SPLIT_VRIDS, Received, VrrpSocket
 from keepvip.speaker.vrrp.advertisement import Advertisement, IPAddress
 from keepvip.speaker.vrrp.checksum import ChecksumForm
 from keepvip.speaker.vrrp.codec import Decoded, decode_detailed
@@ -84,16 +90,63 @@ stalled process's backlog counted as read (as before) rather than as long overdu
 """
 
 
-def arrival_time(stamp: float | None, *, now: float, wall_now: float) -> float:
+def arrival_time(stamp: float | None, *, now: float, wall_now: float, earliest: float | None = None) -> float:
     """A packet's arrival on the loop's clock: its kernel stamp, within `ARRIVAL_WINDOW` before ``now``.
 
     ``stamp`` is the kernel's wall-clock time of arrival (``None``: the kernel gave none),
     ``now`` and ``wall_now`` the loop's and the wall clock's readings at the read.
+    ``earliest`` replaces the window for a socket read on a schedule (`LAZY_INTERVALS`):
+    the loop time at which its queue was last read empty, before which nothing still
+    queued can have arrived.
     """
     if stamp is None:
         return now
-    return min(now, max(now - (wall_now - stamp), now - ARRIVAL_WINDOW))
+    floor = now - ARRIVAL_WINDOW if earliest is None else earliest
+    return min(now, max(now - (wall_now - stamp), floor))
 
+
+LAZY_INTERVALS = 1.0
+"""How late, in the followed master's advertisement intervals, a backup's socket is read.
+
+Issue 14 (a backup's CPU; keepalived's backup costs 6-13 µs per advertisement): a backup
+woken by every burst of its masters' advertisements paid an event-loop turn, a gather
+timer and two reader registrations per burst, about two per interval with two masters
+on the segment. Its advertisements have one effect, the reset of a Master_Down timer
+that is Master_Down_Interval (three intervals and Skew_Time) away, and RFC 9568 §6.4.2
+counts it from the arrival, which the kernel stamps. So the advertisements of routers
+in BACKUP go to a second socket that the pool reads on a schedule, once per interval,
+and before any Master_Down timer decides (`SocketPool.read_pending`); every packet
+still counts from its kernel stamp. What must not wait stays on the prompt socket, by
+the kernel filter: every advertisement for a router that is not BACKUP (a master must
+yield to a higher priority at once), and priority 0 (RFC 9568 §6.4.2: a backup then
+takes over after Skew_Time, not Master_Down_Interval).
+
+One interval, not more: under a flood that overflows the queue between two reads
+(`LAZY_QUEUE_SHARE`), the master's advertisements of that interval are lost, the read
+sees the queue filled and the pool goes back to prompt reads; the master's next
+advertisement, one interval later, still comes before Master_Down_Interval has passed
+since the last one heard (2 intervals < 3 intervals + Skew_Time).
+"""
+
+LAZY_RECEIVE_BUFFER_BYTES = 4 << 20
+"""SO_RCVBUF of a lazily read socket: 4 MiB, four times `vrrp_socket.RECEIVE_BUFFER_BYTES`."""
+
+LAZY_QUEUE_SHARE = 0.25
+"""The fill of a lazy socket's receive buffer, seen at a read, that sends its routers back to
+prompt reads for `LAZY_SUSPEND_SECONDS` (a flood, or more routers than one interval's
+advertisements fit): a quarter, so the next interval's packets still fit while the pool
+switches."""
+
+LAZY_SUSPEND_SECONDS = 30.0
+"""How long a socket whose lazy queue filled stays prompt before it tries again."""
+
+LAZY_READ_LIMIT = 8192
+"""Packets one read of a lazy socket takes at most (a flood must not hold the loop); a read
+that stops there did not empty the queue, and the socket goes back to prompt reads."""
+
+LAZY_PACKET_BYTES = 2048
+"""A queued advertisement's estimated cost in the receive buffer (its skb's truesize), for
+the schedule: a lazy socket is read at least once per `LAZY_QUEUE_SHARE` of its buffer."""
 
 # (ifname, family, group or None for unicast)
 SocketKey = tuple[str, int, IPAddress | None]
@@ -133,6 +186,15 @@ class _SharedSocket:
         self.gathering: asyncio.TimerHandle | None = None  # readable: read after GATHER_SECONDS
         self.listening: str | None = "gather"  # the reader callback registered: gather, at once, none
         self.forms: dict[ChecksumForm, list[int]] = {}  # well-formed adverts per checksum form, this batch
+        # Lazy reads (`LAZY_INTERVALS`): the VRIDs in BACKUP, each with its master's interval (s).
+        self.lazy: dict[int, float] = {}
+        self.lazy_sock: VrrpSocket | None = None  # open while the filters split
+        self.prompt_any: frozenset[int] = frozenset()  # VRIDs the prompt socket passes at any priority
+        self.lazy_vrids: frozenset[int] = frozenset()  # VRIDs the lazy socket passes (priority > 0)
+        self.lazy_read: asyncio.TimerHandle | None = None  # the next scheduled read of lazy_sock
+        self.lazy_emptied = -math.inf  # loop time of the last read that emptied lazy_sock
+        self.suspended_until = -math.inf  # lazy reads off until then (a queue filled)
+        self.refilter: asyncio.Handle | None = None  # a filter change scheduled for this turn's end
 
 
 class SocketPool:
@@ -168,13 +230,14 @@ class SocketPool:
             else:
                 sock = VrrpSocket.unicast(ifname, family)
             shared = self._sockets[key] = _SharedSocket(key, sock, asyncio.get_running_loop())
+            shared.lazy_sock = self._open_lazy(key)
             shared.loop.add_reader(shared.fd, self._readable, shared)
         if vrid in shared.subscriptions and shared.subscriptions[vrid].name != name:
             raise ValueError(f"VRID {vrid} on {key} is already used by {shared.subscriptions[vrid].name}")
         new = vrid not in shared.subscriptions
         shared.subscriptions[vrid] = _Subscription(name, vrid, deliver, flush)
         if new:
-            shared.sock.set_vrids(frozenset(shared.subscriptions))
+            self._refilter(shared)
         return shared.sock
 
     def unsubscribe(self, key: SocketKey, vrid: int) -> None:
@@ -184,10 +247,182 @@ class SocketPool:
             return
         if shared.subscriptions.pop(vrid, None) is None:
             return
+        shared.lazy.pop(vrid, None)
         if not shared.subscriptions:
             self._close(key)
         else:
-            shared.sock.set_vrids(frozenset(shared.subscriptions))
+            self._refilter(shared)
+
+    def set_lazy(self, key: SocketKey, vrid: int, interval: float | None) -> None:
+        """Read ``vrid``'s advertisements on a schedule, or at once (``interval`` ``None``).
+
+        A router in BACKUP tells its master's advertisement interval (seconds): its
+        advertisements above priority 0 are then read at most `LAZY_INTERVALS` of it after
+        they arrive, counted from their kernel stamps, and always before its Master_Down
+        timer decides (`read_pending`). Any other state reads at once. The kernel filters
+        change at the end of the loop's turn, once for every router that changed in it
+        (a failover moves many at once).
+        """
+        shared = self._sockets.get(key)
+        if shared is None or vrid not in shared.subscriptions:
+            return
+        before = shared.lazy.get(vrid)
+        if interval is None:
+            shared.lazy.pop(vrid, None)
+        else:
+            shared.lazy[vrid] = interval
+        if (before is None) != (interval is None):
+            if shared.refilter is None:
+                shared.refilter = shared.loop.call_soon(self._refilter_scheduled, shared)
+        elif interval is not None and before is not None and interval < before:
+            self._schedule_lazy(shared)
+
+    def _refilter_scheduled(self, shared: _SharedSocket) -> None:
+        shared.refilter = None
+        if shared.open:
+            self._refilter(shared)
+
+    def _refilter(self, shared: _SharedSocket) -> None:
+        """Make the kernel filters match the subscriptions and which of them read lazily.
+
+        While the sets change, a packet may be queued on both sockets (delivered twice:
+        the second copy of an advertisement changes nothing), never on neither: each
+        step widens a filter before the next narrows the other.
+        """
+        if shared.refilter is not None:
+            shared.refilter.cancel()
+            shared.refilter = None
+        everything = frozenset(shared.subscriptions)
+        lazy = frozenset(shared.lazy)
+        lazy_sock = shared.lazy_sock
+        split = bool(lazy) and len(everything) <= MAX_SPLIT_VRIDS
+        split = split and shared.loop.time() >= shared.suspended_until
+        if not split or lazy_sock is None:
+            shared.sock.set_vrids(everything)
+            shared.prompt_any = everything
+            self._unsplit(shared)
+            return
+        prompt = everything - lazy
+        if not shared.lazy_vrids:  # the lazy socket passed nothing until now: nothing older waits
+            shared.lazy_emptied = shared.loop.time()
+        widened = shared.prompt_any | prompt
+        shared.sock.set_vrids(widened, zero_only=everything - widened)
+        lazy_sock.set_vrids(frozenset(), above_zero_only=lazy)
+        shared.sock.set_vrids(prompt, zero_only=lazy)
+        moved_out = shared.lazy_vrids - lazy
+        shared.prompt_any, shared.lazy_vrids = prompt, lazy
+        if moved_out:  # what waits for them on the lazy socket is theirs now
+            for subscription in self._read_lazy(shared, guard=False):
+                shared.loop.call_soon(subscription.flush)
+        self._schedule_lazy(shared)
+
+    @staticmethod
+    def _open_lazy(key: SocketKey) -> VrrpSocket | None:
+        """The lazy socket of ``key``, passing nothing until the filters split; ``None`` (logged)
+        if the kernel refuses it: every advertisement is then read at once.
+
+        Opened with the prompt one (in the same network namespace, at the same moment), not
+        at the first split: a router's state change is no time to meet a refusal.
+        """
+        ifname, family, group = key
+        sock: VrrpSocket | None = None
+        try:
+            if group is not None:
+                sock = VrrpSocket.multicast(ifname, group, receive_buffer=LAZY_RECEIVE_BUFFER_BYTES)
+            else:
+                sock = VrrpSocket.unicast(ifname, family, receive_buffer=LAZY_RECEIVE_BUFFER_BYTES)
+            sock.set_vrids(frozenset())
+            while sock.receive() is not None:  # queued before the filter: copies of the prompt socket's
+                pass
+        except OSError as error:
+            if sock is not None:
+                sock.close()
+            log.warning("no lazily read VRRP socket on %s (%s): every advertisement is read at once",
+                        ifname, error)  # fmt: skip
+            return None
+        return sock
+
+    def _unsplit(self, shared: _SharedSocket) -> None:
+        """Back to the prompt socket alone: deliver what waits on the lazy one, which then passes nothing."""
+        if shared.lazy_read is not None:
+            shared.lazy_read.cancel()
+            shared.lazy_read = None
+        if shared.lazy_sock is None or not shared.lazy_vrids:
+            return
+        shared.lazy_sock.set_vrids(frozenset())
+        shared.lazy_vrids = frozenset()
+        if shared.open:
+            for subscription in self._read_lazy(shared, guard=False):
+                shared.loop.call_soon(subscription.flush)
+
+    def _schedule_lazy(self, shared: _SharedSocket) -> None:
+        """The next read of the lazy socket: one interval of its fastest master after the last,
+        sooner if its routers' advertisements would fill `LAZY_QUEUE_SHARE` of the queue."""
+        if shared.lazy_sock is None or not shared.lazy_vrids or not shared.lazy:
+            return
+        intervals = shared.lazy.values()
+        rate = sum(1 / interval for interval in intervals if interval > 0)
+        period = LAZY_INTERVALS * min(intervals)
+        if rate > 0:
+            period = min(period, LAZY_QUEUE_SHARE * LAZY_RECEIVE_BUFFER_BYTES / LAZY_PACKET_BYTES / rate)
+        when = max(shared.lazy_emptied, shared.loop.time() - period) + period
+        handle = shared.lazy_read
+        if handle is not None:
+            if handle.when() <= when:
+                return
+            handle.cancel()
+        shared.lazy_read = shared.loop.call_at(when, self._lazy_due, shared)
+
+    def _lazy_due(self, shared: _SharedSocket) -> None:
+        """The scheduled read: deliver what the backups' masters sent, serve, plan the next."""
+        shared.lazy_read = None
+        if not shared.open or shared.lazy_sock is None:
+            return
+        reached = self._read_lazy(shared, guard=True)
+        self._schedule_lazy(shared)
+        for subscription in reached:
+            subscription.flush()
+
+    def _read_lazy(self, shared: _SharedSocket, *, guard: bool) -> list[_Subscription]:
+        """Read the lazy socket empty, each packet at its kernel stamp; the subscriptions reached.
+
+        With ``guard``, a queue found filled to `LAZY_QUEUE_SHARE` (a flood, or more
+        advertisements than the schedule expected) sends the socket's routers back to
+        prompt reads for `LAZY_SUSPEND_SECONDS`.
+        """
+        sock = shared.lazy_sock
+        if sock is None:
+            return []
+        fill = sock.queue_fill() if guard else None
+        reached: dict[_Subscription, None] = {}
+        now, wall_now = shared.loop.time(), time.time()
+        earliest = shared.lazy_emptied
+        count = 0
+        receive = sock.receive
+        emptied = False
+        for count in range(LAZY_READ_LIMIT):  # noqa: B007 - the count is used after the loop
+            packet = receive()
+            if packet is None:
+                emptied = True
+                break
+            arrived = arrival_time(sock.arrived, now=now, wall_now=wall_now, earliest=earliest)
+            subscription = self._dispatch(shared, packet, arrived, lazily=True)
+            if subscription is not None:
+                reached[subscription] = None
+        if emptied:
+            shared.lazy_emptied = now
+        self._count_forms(shared)
+        if guard:
+            if fill is None:  # the kernel does not say: estimate it from what was read
+                fill = count * LAZY_PACKET_BYTES / LAZY_RECEIVE_BUFFER_BYTES
+            if fill >= LAZY_QUEUE_SHARE or not emptied:
+                log.warning("VRRP socket on %s: %d advertisements (%.0f %% of its queue) between two "
+                            "scheduled reads; reading at once for %.0f s", shared.ifname, count,
+                            100 * fill, LAZY_SUSPEND_SECONDS)  # fmt: skip
+                shared.suspended_until = now + LAZY_SUSPEND_SECONDS
+                shared.loop.call_at(shared.suspended_until, self._refilter_scheduled, shared)
+                self._refilter(shared)
+        return list(reached)
 
     def close(self) -> None:
         """Close every socket."""
@@ -199,6 +434,12 @@ class SocketPool:
         shared.open = False
         if shared.gathering is not None:
             shared.gathering.cancel()
+        if shared.refilter is not None:
+            shared.refilter.cancel()
+        if shared.lazy_read is not None:
+            shared.lazy_read.cancel()
+        if shared.lazy_sock is not None:
+            shared.lazy_sock.close()
         shared.loop.remove_reader(shared.fd)
         shared.sock.close()
 
@@ -214,7 +455,9 @@ class SocketPool:
         shared = self._sockets.get(key)
         if shared is None:
             return
-        for subscription in self._read(shared)[0]:
+        reached = self._read_lazy(shared, guard=False)  # first: they arrived before the prompt ones
+        reached += self._read(shared)[0]
+        for subscription in dict.fromkeys(reached):
             shared.loop.call_soon(subscription.flush)
 
     def _readable(self, shared: _SharedSocket) -> None:
@@ -272,8 +515,17 @@ class SocketPool:
             log.warning("VRRP packet from %s on %s dropped: %s", source, key[0], reason.value,
                         extra={"virtualip": name, "reason": reason.value})  # fmt: skip
 
-    def _dispatch(self, shared: _SharedSocket, packet: Received, arrived: float) -> _Subscription | None:
-        """Decode (or recall the decoding of this very packet object) and deliver; who got it."""
+    def _dispatch(
+        self, shared: _SharedSocket, packet: Received, arrived: float, *, lazily: bool = False
+    ) -> _Subscription | None:
+        """Decode (or recall the decoding of this very packet object) and deliver; who got it.
+
+        An advertisement the prompt socket read for a VRID read lazily (priority 0, or a copy
+        while the filters change) goes after what waits on the lazy socket, which arrived
+        before it: read the other way round, the master's last advertisements before its
+        priority 0 reset the Master_Down timer that priority 0 had just set to Skew_Time
+        (RFC 9568 §6.4.2), and a graceful handover took Master_Down_Interval.
+        """
         memo = shared.decoded.get(id(packet))
         if memo is None or memo[0] is not packet:
             memo = self._decode(shared, packet)
@@ -283,6 +535,9 @@ class SocketPool:
             return None
         memo[2][0] += 1  # its checksum form's tally, this batch
         advertisement = decoded.advertisement
+        if not lazily and advertisement.vrid in shared.lazy_vrids:
+            for earlier in self._read_lazy(shared, guard=False):
+                shared.loop.call_soon(earlier.flush)  # delivered now, before this one; served with it
         subscription = shared.subscriptions.get(advertisement.vrid)
         if subscription is None:
             self._drop(shared.key, DropReason.WRONG_VRID, packet.source)
