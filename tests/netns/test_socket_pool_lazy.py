@@ -22,7 +22,7 @@ from keepvip.localcluster.lan import Lan
 from keepvip.speaker.metrics import SpeakerMetrics
 from keepvip.speaker.net.vrrp_socket import Received, VrrpSocket
 from keepvip.speaker.runtime import sockets
-from keepvip.speaker.runtime.sockets import SocketPool
+from keepvip.speaker.runtime.sockets import READ_BATCH, SocketPool
 from keepvip.speaker.vrrp.advertisement import Advertisement
 from keepvip.speaker.vrrp.codec import encode
 
@@ -194,3 +194,36 @@ def test_a_queue_filled_between_reads_sends_the_socket_back_to_prompt_reads(lan:
     with node1.sock:
         run_on_node2(lan, scenario)
     assert sockets.LAZY_SUSPEND_SECONDS > 1  # the switch back outlasts this test's last send
+
+
+def test_a_scheduled_read_of_a_flood_serves_the_routers_every_batch(lan: Lan) -> None:
+    """Read in one go, 4,000 packets waited in a router's bounded inbox (bench/flood.py at
+    100,000/s: 11,483 ``inbox_full``); served every `READ_BATCH`, as the prompt reader does."""
+    node1 = Node1(lan)
+    burst = 4000
+    delivered: list[int] = []
+    batches: list[int] = []  # packets delivered since the flush before, at each flush
+
+    async def scenario() -> None:
+        def deliver(_advert: Advertisement, _packet: Received, _arrived: float) -> None:
+            delivered.append(1)
+
+        def flush() -> None:
+            batches.append(len(delivered) - sum(batches))
+
+        pool = SocketPool(SpeakerMetrics())
+        with lan.inside(lan.nodes[1]):
+            pool.subscribe(KEY, name="vip20", vrid=20, deliver=deliver, flush=flush)
+        try:
+            pool.set_lazy(KEY, 20, 0.5)
+            await asyncio.sleep(0.05)
+            for _ in range(burst):
+                node1.send(20, priority=90)
+            assert await wait_for(lambda: len(delivered) >= burst, 10.0)
+        finally:
+            pool.close()
+
+    with node1.sock:
+        asyncio.run(scenario())
+    assert len(delivered) == burst
+    assert max(batches) <= READ_BATCH
