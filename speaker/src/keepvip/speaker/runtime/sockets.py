@@ -400,24 +400,20 @@ class SocketPool:
             return []
         fill = sock.queue_fill() if guard else None
         reached: dict[_Subscription, None] = {}
-        now, wall_now = shared.loop.time(), time.time()
-        earliest = shared.lazy_emptied
+        earliest, now = shared.lazy_emptied, shared.loop.time()
         count = 0
-        receive = sock.receive
         emptied = False
-        for count in range(LAZY_READ_LIMIT):
-            packet = receive()
-            if packet is None:
+        for _ in range(LAZY_READ_LIMIT // READ_BATCH):
+            batch, read = self._read_batch(shared, sock, earliest=earliest, lazily=True)
+            count += read
+            if serve:
+                for subscription in batch:
+                    subscription.flush()
+            else:
+                reached.update(batch)
+            if read < READ_BATCH:
                 emptied = True
                 break
-            arrived = arrival_time(sock.arrived, now=now, wall_now=wall_now, earliest=earliest)
-            subscription = self._dispatch(shared, packet, arrived, lazily=True)
-            if subscription is not None:
-                reached[subscription] = None
-            if serve and count % READ_BATCH == READ_BATCH - 1:
-                for subscription in reached:
-                    subscription.flush()
-                reached.clear()
         if emptied:
             shared.lazy_emptied = now
         self._count_forms(shared)
@@ -501,22 +497,28 @@ class SocketPool:
     def _read(self, shared: _SharedSocket) -> tuple[list[_Subscription], bool]:
         """Read and deliver up to `READ_BATCH` packets: the subscriptions that got any (once
         each), and whether the batch was full (more may be waiting)."""
-        reached: dict[_Subscription, None] = {}  # ordered: flushed in the order first reached
-        sock = shared.sock
+        reached, count = self._read_batch(shared, shared.sock)
+        self._count_forms(shared)
+        return list(reached), count == READ_BATCH
+
+    def _read_batch(
+        self, shared: _SharedSocket, sock: VrrpSocket, *, earliest: float | None = None, lazily: bool = False
+    ) -> tuple[dict[_Subscription, None], int]:
+        """Read and deliver up to `READ_BATCH` packets of ``sock`` (the prompt or the lazy one):
+        the subscriptions reached, in the order first reached, and how many packets were read.
+        ``earliest`` as in `arrival_time`."""
+        reached: dict[_Subscription, None] = {}
         receive = sock.receive
         now, wall_now = shared.loop.time(), time.time()
-        full = True
-        for _ in range(READ_BATCH):
+        for index in range(READ_BATCH):
             packet = receive()
             if packet is None:
-                full = False
-                break
-            arrived = arrival_time(sock.arrived, now=now, wall_now=wall_now)
-            subscription = self._dispatch(shared, packet, arrived)
+                return reached, index
+            arrived = arrival_time(sock.arrived, now=now, wall_now=wall_now, earliest=earliest)
+            subscription = self._dispatch(shared, packet, arrived, lazily=lazily)
             if subscription is not None:
                 reached[subscription] = None
-        self._count_forms(shared)
-        return list(reached), full
+        return reached, READ_BATCH
 
     def _drop(self, key: SocketKey, reason: DropReason, source: IPAddress, name: str = "") -> None:
         self._metrics.advert_dropped.labels(name, key[0], reason.value).inc()
