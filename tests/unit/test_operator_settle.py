@@ -97,14 +97,15 @@ class Story:
         self.entries.update({n.replace("_", "-"): s for n, s in states.items()})
         return self.derive()
 
-    def tick(self, t: float) -> Story:
-        """The periodic re-check at time ``t``, nothing reported."""
+    def tick(self, t: float, copied: dict[str, Any] | None = None) -> Story:
+        """The periodic re-check at time ``t``, nothing reported; ``copied``: the body it
+        copied before it got the VirtualIP's lock (default the current one)."""
         self.now = t
-        return self.derive()
+        return self.derive(copied if copied is not None else self.body(), recheck=True)
 
-    def derive(self) -> Story:
+    def derive(self, body: dict[str, Any] | None = None, *, recheck: bool = False) -> Story:
         before = len(self.kube.patches)
-        aggregate_status(self.ctx, self.body(), self.readiness)
+        aggregate_status(self.ctx, body if body is not None else self.body(), self.readiness, recheck=recheck)
         if not self.lagging and len(self.kube.patches) > before:
             self.stored = self.kube.patches[-1]
         return self
@@ -156,6 +157,15 @@ def test_a_failover_and_back_tells_exactly_two_changes() -> None:
     story.at(20.0, node_a="MASTER").tick(20.5).at(21.0, node_b="BACKUP").tick(25.0)
     assert story.told == ["MasterChanged (none) → node-a", "MasterChanged node-a → node-b",
                           "MasterChanged node-b → node-a"]
+
+
+def test_a_recheck_that_copied_the_body_before_a_takeover_does_not_tell_it_again() -> None:
+    story = elected()
+    copied = story.body()  # the periodic re-check copies the body (node-a MASTER) ...
+    story.at(10.0, node_a="BACKUP", node_b="MASTER")  # ... a watch event tells the takeover ...
+    story.tick(10.1, copied=copied)  # ... and the re-check gets the lock only now
+    assert story.told == ["MasterChanged (none) → node-a", "MasterChanged node-a → node-b"]
+    assert story.status.master == "node-b"
 
 
 def test_the_same_change_seen_again_in_a_lagging_watch_body_is_told_once() -> None:

@@ -266,7 +266,7 @@ def _register_status(registry: kopf.OperatorRegistry, ctx: Context) -> None:
                 readiness = _readiness(kwargs[NODE_INDEX])
                 version = body.get("metadata", {}).get("resourceVersion")
                 if not status_is_quiet(ctx, uid, version, readiness):
-                    await asyncio.to_thread(aggregate_status, ctx, json_copy(body), readiness)
+                    await asyncio.to_thread(aggregate_status, ctx, json_copy(body), readiness, recheck=True)
             except Exception as error:  # a failed tick is retried by the next one
                 log.warning("%s: re-deriving status failed: %s", name, error)
                 metrics.RECONCILE_ERRORS.labels(handler="settle", reason=type(error).__name__).inc()

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from keepvip.api.model import VirtualIPStatus
 from keepvip.operator.settle import Settling
@@ -42,6 +43,11 @@ class Remembered:
     nothing is waiting for its grace period, the periodic re-check has nothing to re-derive."""
     derived_at: float = 0.0
     """Monotonic time of the last derivation."""
+    newest_body: Mapping[str, Any] | None = None
+    """The body the watch (or the spec stage) last delivered. The periodic re-check derives
+    from it, not from the body it copied before waiting for the lock: that copy can be older
+    than one a watch event derived from meanwhile, and deriving from it would replay a
+    takeover already told (``A → B`` told again after ``B → A``)."""
 
     def is_quiet(self, version: str | None, readiness: ReadinessKey, grace: float) -> bool:
         """Whether re-deriving from this body version and node readiness would change nothing.

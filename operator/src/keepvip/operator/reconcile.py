@@ -179,8 +179,13 @@ def settle_and_write_status(
     body: Mapping[str, Any],
     outcome: SpecOutcome | None,
     readiness: Readiness | None,
+    *,
+    recheck: bool = False,
 ) -> VirtualIPStatus | None:
     """Settle, write the derived status if it differs from the stored one, post the events.
+
+    ``recheck``: the periodic re-check, whose ``body`` is only a fallback; it derives from
+    the newest body a watch event or the spec stage delivered (:attr:`Remembered.newest_body`).
 
     A body whose ``resourceVersion`` this process already answered with the same fields
     is not answered again: the watch (and a daemon's body) lags the operator's own patch,
@@ -190,8 +195,12 @@ def settle_and_write_status(
     returned when there is none yet.
     """
     ref = _ref(body)
-    version = body["metadata"].get("resourceVersion")
     with ctx.memory.hold(ref.uid) as memory:
+        if recheck and memory.newest_body is not None:
+            body = memory.newest_body
+        else:
+            memory.newest_body = body
+        version = body["metadata"].get("resourceVersion")
         memory.derived_from, memory.derived_at = (version, readiness_key(readiness)), ctx.monotonic()
         recorded = read_status(body)
         previous = memory.written if memory.written is not None else recorded
@@ -349,11 +358,17 @@ def _unpublish(ctx: Context, virtualip: str, namespace: str, name: str, gone: li
 # --- the status stage -----------------------------------------------------------------
 
 
-def aggregate_status(ctx: Context, body: Mapping[str, Any], readiness: Readiness | None = None) -> bool:
-    """Re-derive status from the speakers' entries; False when there is nothing to do yet."""
+def aggregate_status(
+    ctx: Context, body: Mapping[str, Any], readiness: Readiness | None = None, *, recheck: bool = False
+) -> bool:
+    """Re-derive status from the speakers' entries; False when there is nothing to do yet.
+
+    ``recheck``: called by the periodic re-check, whose body may be older than the one a
+    watch event delivered meanwhile (see :func:`settle_and_write_status`).
+    """
     if body.get("metadata", {}).get("deletionTimestamp"):
         return False
-    return settle_and_write_status(ctx, body, None, readiness) is not None
+    return settle_and_write_status(ctx, body, None, readiness, recheck=recheck) is not None
 
 
 def status_is_quiet(ctx: Context, uid: str, version: str | None, readiness: Readiness | None) -> bool:
