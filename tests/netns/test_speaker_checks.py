@@ -143,6 +143,57 @@ def test_a_master_cut_off_from_the_arbiter_gateway_gives_up_the_vip(lan: Lan, sp
     wait_for_master(lan, VIP4, "node1", timeout=10)  # reachable again, and it pre-empts
 
 
+def test_twenty_virtualips_with_one_arbiter_and_one_check_ping_and_connect_once_per_interval(
+    lan: Lan, speakers: SpeakerSet
+) -> None:
+    # keepalived runs a vrrp_script once for every instance that tracks it; so does keepvip
+    # with a check (or arbiter) that VirtualIPs share: 20 VIPs must not mean 20 pings a
+    # second to the gateway and 20 connections a second to the service, per node.
+    gateway = str(lan.node("client").ipv4.ip)
+    arbiter = {"gateway": gateway, "interval": "200ms", "timeout": "150ms", "fall": 2, "rise": 2}
+    documents = [
+        virtualip(f"web{n}", vrid=100 + n, addresses=[f"198.18.0.{150 + n}/24"], node_priorities=PRIORITIES,
+                  arbiter=arbiter, health_checks=[web_check(weight=-n)])
+        for n in range(20)
+    ]  # fmt: skip
+    speakers.configure(*documents)
+    speakers.start()
+    for n in range(20):  # every VIP was told both answers (its own gauges), whoever asked first
+        for node in speakers.node_names:
+            wait_until(lambda n=n, node=node: told(speakers, node, f"web{n}"), 10, what=f"web{n} on {node}")
+
+    window = 3.0
+    echoes, connects = echo_requests(lan), {node: tcp_active_opens(lan, node) for node in speakers.node_names}
+    time.sleep(window)
+    per_interval = window / 0.2 + 2  # one run per 200 ms, and a run at each edge of the window
+    assert echo_requests(lan) - echoes <= len(speakers.node_names) * per_interval  # 20 each: 15 times that
+    for node, before in connects.items():
+        assert tcp_active_opens(lan, node) - before <= per_interval, node
+
+
+def told(speakers: SpeakerSet, node: str, virtualip: str) -> bool:
+    metrics = speakers.metrics(node)
+    return (metrics.gauge("keepvip_arbiter_reachable", virtualip=virtualip) == 1
+            and metrics.gauge("keepvip_check_status", virtualip=virtualip, check="web") == 1)  # fmt: skip
+
+
+def snmp_counter(lan: Lan, namespace: str, protocol: str, field: str) -> int:
+    """One counter of the namespace's ``/proc/net/snmp`` (its own network stack's)."""
+    lines = [line.split() for line in lan.run(namespace, "cat", "/proc/net/snmp").stdout.splitlines()]
+    names, values = [line for line in lines if line[0] == f"{protocol}:"][:2]
+    return int(values[names.index(field)])
+
+
+def echo_requests(lan: Lan) -> int:
+    """Echo requests the gateway (the client namespace) received, from every node."""
+    return snmp_counter(lan, "client", "IcmpMsg", "InType8")
+
+
+def tcp_active_opens(lan: Lan, node: str) -> int:
+    """Connections opened from the node's namespace: its speaker's tcp checks."""
+    return snmp_counter(lan, node, "Tcp", "ActiveOpens")
+
+
 def wait_for_arbiter(speakers: SpeakerSet, *, reachable: bool) -> None:
     """Wait until every node's arbiter gauge says ``reachable``."""
     expected = 1 if reachable else 0

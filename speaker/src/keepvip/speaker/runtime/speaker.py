@@ -31,9 +31,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from keepvip.speaker.checks.arbiter import ArbiterRunner
-from keepvip.speaker.checks.build import build_runner
-from keepvip.speaker.checks.runner import CheckRunner
+from keepvip.speaker.checks.shared import SharedCheck, SharedChecks
 from keepvip.speaker.checks.tracker import CheckState  # hook (track-sync)
 from keepvip.speaker.desired import NodeIdentity, PlanProblem, RouterPlan, Skipped, desired_routers
 from keepvip.speaker.metrics import SpeakerMetrics
@@ -84,8 +82,8 @@ class _Running:
     """One VirtualIP on this node: its router and the checks that feed it."""
 
     runner: RouterRunner
-    checks: list[CheckRunner] = field(default_factory=list)
-    arbiter: ArbiterRunner | None = None
+    checks: list[SharedCheck] = field(default_factory=list)
+    arbiter: SharedCheck | None = None
 
 
 class Speaker:
@@ -113,6 +111,7 @@ class Speaker:
         self._on_report = on_report
         self._on_forget = on_forget
         self._scripts = scripts or ScriptPolicy.refuse_all()  # exec checks: what may run, as whom
+        self._shared_checks = SharedChecks()  # a check or arbiter asked by many VIPs runs once
         self._pool = SocketPool(metrics)
         self._ownership = ownership  # how this node's VIPs are marked as keepvip's (issue 10)
         self._network = LinuxNetwork(ipr, metrics, garp_refresh, ownership)
@@ -415,12 +414,12 @@ class Speaker:
                         extra={"virtualip": plan.name})  # fmt: skip
             runner.set_fault(FaultReason.ARBITER_LOST, not reachable, "")
 
-        running.checks = [build_runner(check, checks_changed, self._scripts) for check in plan.health_checks]
-        for check in running.checks:
-            check.start()
+        shared = self._shared_checks
+        running.checks = [shared.join_check(c, checks_changed, self._scripts) for c in plan.health_checks]
         if plan.arbiter is not None:
-            running.arbiter = ArbiterRunner(plan.arbiter, runner.ifname, plan.family, arbiter_changed)
-            running.arbiter.start()
+            running.arbiter = shared.join_arbiter(plan.arbiter, runner.ifname, plan.family, arbiter_changed)
+        for joined in [*running.checks, *([running.arbiter] if running.arbiter else [])]:
+            joined.replay()  # a run other VIPs share may have its answer already
 
     async def _stop_checks(self, running: _Running) -> None:
         for check in running.checks:
