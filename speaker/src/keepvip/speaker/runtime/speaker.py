@@ -392,6 +392,7 @@ class Speaker:
             runner.on_faults = lambda: self._sync.reported(plan.name, "")  # hook (track-sync)
             await runner.start(self._health(running), link_down=link_down)  # hook (track-sync): _health
             self._tracking.apply_faults(plan.name, runner)  # hook (track-sync)
+            self._replay_checks(running)
         except Exception:
             await self._stop(plan.name, forget=False)  # no other VirtualIP holds this VRID here: checked
             raise
@@ -418,8 +419,16 @@ class Speaker:
         running.checks = [shared.join_check(c, checks_changed, self._scripts) for c in plan.health_checks]
         if plan.arbiter is not None:
             running.arbiter = shared.join_arbiter(plan.arbiter, runner.ifname, plan.family, arbiter_changed)
+
+    @staticmethod
+    def _replay_checks(running: _Running) -> None:
+        """Tell a started router what the runs it shares with other VIPs already know.
+
+        After the start and the tracking: the router's first health input must carry its
+        tracked interfaces' weights too (``_health``), and an arbiter known lost is a fault.
+        """
         for joined in [*running.checks, *([running.arbiter] if running.arbiter else [])]:
-            joined.replay()  # a run other VIPs share may have its answer already
+            joined.replay()
 
     async def _stop_checks(self, running: _Running) -> None:
         for check in running.checks:
