@@ -34,6 +34,7 @@ from keepvip.speaker.checks import (
 from keepvip.speaker.checks.http_probe import BadResponse, parse_status_line
 from keepvip.speaker.sandbox import ScriptPolicy, resolve_script_user
 from tests.sandbox_helpers import gone
+from tests.unit.scripted_probe import ScriptedProbe
 from tests.unit.virtual_clock import VirtualClock
 
 LOOPBACK = IPv4Address("127.0.0.1")
@@ -356,31 +357,6 @@ def recorder(changes: Changes, clock: VirtualClock) -> Callable[[str, bool, str]
         changes.append((name, passing, detail, clock.now()))
 
     return on_change
-
-
-@dataclass
-class ScriptedProbe:
-    """A probe whose service the test turns up and down; each run takes ``duration``
-    of virtual time and records when it started."""
-
-    clock: VirtualClock
-    up: bool = True
-    duration: float = 0.0
-    active: int = 0
-    most_active: int = 0
-    starts: list[float] = field(default_factory=list)
-    target: str = "scripted"
-
-    async def run(self) -> ProbeResult:
-        self.starts.append(self.clock.now())
-        self.active += 1
-        self.most_active = max(self.most_active, self.active)
-        try:
-            await self.clock.sleep(self.duration)
-        finally:
-            self.active -= 1
-        ok = self.up
-        return ProbeResult(ok=ok, detail="answers" if ok else "connection refused", duration=self.duration)
 
 
 def test_runner_reports_failing_after_fall_failures_and_passing_after_rise() -> None:

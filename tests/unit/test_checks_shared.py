@@ -17,7 +17,7 @@ from keepvip.api.model import Arbiter, HealthCheck
 from keepvip.speaker.checks.runner import CheckRunner, OnChange
 from keepvip.speaker.checks.shared import BuildRunner, SharedChecks, arbiter_question, check_question
 from keepvip.speaker.checks.tracker import CheckState, CheckStatus, CheckTracker
-from tests.unit.test_checks_probes import ScriptedProbe
+from tests.unit.scripted_probe import ScriptedProbe
 from tests.unit.virtual_clock import VirtualClock
 
 Told = list[tuple[str, str, bool, float]]
