@@ -44,11 +44,14 @@ cluster: $(STAMP) system-deps
 	bash hack/get-helm.sh
 	$(VENV)/bin/pytest tests/cluster -q
 
-# One pytest run over every tier, so the closing line counts every test.
+# One pytest run over every tier, so the closing line counts every test. Two workers
+# (pytest-xdist): tests/conftest.py makes the cluster tier one unit of work on one worker,
+# because its tests share the session's cluster; every netns and unit test is dealt to
+# whichever worker is free (each netns test builds its own uniquely named namespaces).
 test: $(STAMP) system-deps lint
 	bash hack/build-k8s.sh
 	bash hack/get-helm.sh
-	$(VENV)/bin/pytest tests -q --durations=40
+	$(VENV)/bin/pytest tests -q --durations=40 -n 2 --dist loadscope
 
 crd: $(STAMP)
 	$(VENV)/bin/keepvip crd > crds/virtualips.keepvip.io.yaml
