@@ -19,8 +19,8 @@ and no tc actions or nftables, so the switch-level faults use the bridge itself)
 * ``shape``: a token bucket (``tc qdisc ... tbf rate 1mbit burst 3000 latency 80ms``) on
   both ends of the node's link: up to 80 ms of queueing delay and tail drops once the
   client's probes and the adverts exceed 1 Mbit/s (netem is not built into this kernel).
-  Healed by raising both buckets to 1 Gbit/s, then removing them once they are empty
-  (:data:`UNSHAPED`): removing a ``tbf`` outright discards what it still queues.
+  Healed by raising both buckets to 1 Gbit/s, where they stay (:data:`UNSHAPED`): removing
+  a ``tbf`` discards what it still queues.
 * ``starve``: the daemon's processes move into a cgroup (v1 ``cpu``) with
   ``cpu.cfs_quota_us`` 2000 per 100000 µs — 2 % of one core — and back out on heal.
 """
@@ -48,12 +48,12 @@ CPU_CGROUP = Path("/sys/fs/cgroup/cpu")
 STARVED_QUOTA_US = 2000  # of a 100000 µs period
 SHAPE = ("tbf", "rate", "1mbit", "burst", "3000", "latency", "80ms")
 UNSHAPED = ("tbf", "rate", "1gbit", "burst", "256kb", "latency", "80ms")
-"""A healed link's buckets for :data:`DRAIN_S` before they go. ``tc qdisc del`` of a ``tbf``
-discards the packets it still queues (up to 80 ms of the probed service's answers): a loss
-the fault did not ask for, which showed as a client gap starting at the heal in either
-daemon's block at random (issue 14, eleventh pass). ``tc qdisc change`` keeps the queue, and
-at 1 Gbit/s it leaves at once."""
-DRAIN_S = 0.05
+"""What a healed link's buckets become, and stay: never removed during a run. Removing them
+(``tc qdisc del``) discarded the packets a ``tbf`` still queued (up to 80 ms of the probed
+service's answers), a loss the fault did not ask for, which showed as a client gap starting
+at the heal in either daemon's block at random (issue 14, eleventh pass); removing them once
+drained still left gaps that began at the removal. ``tc qdisc change`` keeps the queue, at
+1 Gbit/s it leaves at once, and the node's next ``shape`` changes the same buckets back."""
 RESTART_READY_TIMEOUT = 30.0
 
 
@@ -107,6 +107,7 @@ class Injector:
     daemons: dict[str, VrrpDaemon]
     services: Services
     expected_down: set[str] = field(default_factory=set)  # nodes whose daemon the fault stopped
+    _buckets: set[str] = field(default_factory=set)  # nodes whose link ends carry our tbf (see UNSHAPED)
     _cgroups: dict[str, Path] = field(default_factory=dict)
 
     # -- applying ---------------------------------------------------------------------------------
@@ -193,19 +194,16 @@ class Injector:
         return ((self.lan.switch, host.port), (host.netns, host.ifname))
 
     def _shape(self, name: str) -> None:
+        verb = "change" if name in self._buckets else "add"
         for netns, ifname in self._link_ends(name):
-            self.lan.run(netns, "tc", "qdisc", "add", "dev", ifname, "root", *SHAPE)
+            self.lan.run(netns, "tc", "qdisc", verb, "dev", ifname, "root", *SHAPE)
+        self._buckets.add(name)
 
     def _unshape(self, name: str) -> float:
-        """Raise both buckets (see :data:`UNSHAPED`), remove them once empty; when the link was free."""
-        ends = self._link_ends(name)
-        for netns, ifname in ends:
+        """Raise both buckets to :data:`UNSHAPED` and leave them; when the link was free again."""
+        for netns, ifname in self._link_ends(name):
             self.lan.run(netns, "tc", "qdisc", "change", "dev", ifname, "root", *UNSHAPED, check=False)
-        freed = time.monotonic()
-        time.sleep(DRAIN_S)
-        for netns, ifname in ends:
-            self.lan.run(netns, "tc", "qdisc", "del", "dev", ifname, "root", check=False)
-        return freed
+        return time.monotonic()
 
     def _starve(self, node: str) -> None:
         group = CPU_CGROUP / f"{self.lan.prefix}-{node}"

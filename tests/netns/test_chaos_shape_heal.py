@@ -5,11 +5,12 @@ began at the heal: the harness removed the node's token buckets with ``tc qdisc 
 which discards the packets a ``tbf`` still queues (up to 80 ms of the probed service's
 answers), and the client waited for its retry. Whether an answer sat in the queue at that
 instant was chance, so one daemon's block had such a gap and the other's not. The heal now
-raises the buckets to 1 Gbit/s first and removes them once empty
-(``chaos_faults.UNSHAPED``).
+raises the buckets to 1 Gbit/s and leaves them (``chaos_faults.UNSHAPED``); the node's next
+``shape`` changes the same buckets back.
 
-This shapes a node's link through the chaos harness, sends a burst that fits in the bucket
-but takes it ~80 ms to let out, and heals at once: every packet reaches the client.
+This shapes a node's link through the chaos harness twice, each time sending a burst that
+fits in the bucket but takes it ~80 ms to let out and healing at once: every packet reaches
+the client, and between the faults the link runs at 1 Gbit/s.
 """
 
 from __future__ import annotations
@@ -55,15 +56,16 @@ def test_healing_a_shaped_link_delivers_what_its_buckets_still_queued(lan: Lan) 
     node, client = lan.node("node1"), lan.node("client")
     target = str(client.ipv4.ip)
     lan.run(node, "ping", "-c", "1", "-W", "2", target)  # the client's MAC is known before the burst
-    receiver = lan.spawn(client, [sys.executable, "-c", RECEIVER, target, str(PORT)],
-                         stdout=subprocess.PIPE, text=True)  # fmt: skip
-    assert receiver.stdout is not None
-    assert receiver.stdout.readline().strip() == "ready"
     injector = Injector(lan, {}, Services(lan))
-    record = injector.apply(FaultPlan(1, FaultKind.SHAPE, ("node1",), 0.0, 0.5, 1.0))
-    lan.run(node, sys.executable, "-c", SENDER, target, str(PORT), str(BURST))
-    injector.heal(record)
-    received = int(receiver.stdout.readline())
-    receiver.wait(timeout=10)
-    assert received == BURST
-    assert not lan.run(node, "tc", "qdisc", "show", "dev", node.ifname, "root").stdout.count("tbf")
+    for number in (1, 2):  # the first shape adds the buckets, the second changes them back
+        receiver = lan.spawn(client, [sys.executable, "-c", RECEIVER, target, str(PORT + number)],
+                             stdout=subprocess.PIPE, text=True)  # fmt: skip
+        assert receiver.stdout is not None
+        assert receiver.stdout.readline().strip() == "ready"
+        record = injector.apply(FaultPlan(number, FaultKind.SHAPE, ("node1",), 0.0, 0.5, 1.0))
+        assert "rate 1Mbit" in lan.run(node, "tc", "qdisc", "show", "dev", node.ifname).stdout
+        lan.run(node, sys.executable, "-c", SENDER, target, str(PORT + number), str(BURST))
+        injector.heal(record)
+        assert int(receiver.stdout.readline()) == BURST, f"shape #{number}"
+        receiver.wait(timeout=10)
+        assert "rate 1Gbit" in lan.run(node, "tc", "qdisc", "show", "dev", node.ifname).stdout
