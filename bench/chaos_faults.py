@@ -178,8 +178,7 @@ class Injector:
         elif kind is FaultKind.CHECK:
             self.services.start(node, CHECKED_PORT)
         elif kind is FaultKind.SHAPE:
-            record.healed = self._unshape(node)
-            return
+            self._unshape(node)
         elif kind is FaultKind.STARVE:
             self._unstarve(node)
         record.healed = time.monotonic()
@@ -199,11 +198,10 @@ class Injector:
             self.lan.run(netns, "tc", "qdisc", verb, "dev", ifname, "root", *SHAPE)
         self._buckets.add(name)
 
-    def _unshape(self, name: str) -> float:
-        """Raise both buckets to :data:`UNSHAPED` and leave them; when the link was free again."""
+    def _unshape(self, name: str) -> None:
+        """Raise both buckets to :data:`UNSHAPED` and leave them; a failure raises (else still shaped)."""
         for netns, ifname in self._link_ends(name):
-            self.lan.run(netns, "tc", "qdisc", "change", "dev", ifname, "root", *UNSHAPED, check=False)
-        return time.monotonic()
+            self.lan.run(netns, "tc", "qdisc", "change", "dev", ifname, "root", *UNSHAPED)
 
     def _starve(self, node: str) -> None:
         group = CPU_CGROUP / f"{self.lan.prefix}-{node}"
