@@ -34,6 +34,10 @@ and again 0 in 1,440. What is left is a whole speaker off the CPU across
 both deadlines: with a process spinning beside the speakers on this two-CPU machine, 2 of 10
 runs of the new code had 9 in one kill, and 1 of 4 of the old code 12. ``SCHEDULER_NOISE``
 tolerates that and still fails on the grid's 20–40 in every third kill.
+
+Beside the cluster tier on ``make test``'s other worker, one CI run saw 10–16 in three of
+six kills: a CPU that busy decides the race instead of the deadlines, as the old grid did.
+The test is therefore ``quiet``: ``make test`` runs it alone, after the parallel run.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from __future__ import annotations
 import time
 from functools import partial
 
+import pytest
 from speaker_harness import SpeakerSet, virtualip, wait_until
 
 from keepvip.localcluster.lan import Lan
@@ -49,6 +54,8 @@ COUNT = 40
 PRIORITIES = {"node1": 150, "node2": 130, "node3": 120}
 SCHEDULER_NOISE = 10  # lower backups that may still lose the 3.9 ms race to a stalled speaker (see above)
 CYCLES = 6
+
+pytestmark = pytest.mark.quiet
 
 
 def _documents() -> list[dict[str, object]]:

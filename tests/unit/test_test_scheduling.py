@@ -24,6 +24,17 @@ def test_netns_and_unit_tests_are_units_of_their_own_dealt_to_any_free_worker() 
     assert [work_unit(nodeid) for nodeid in others] == others
 
 
+def _make_test_recipe() -> str:
+    return (ROOT / "Makefile").read_text().split("\ntest:", 1)[1].split("\n\n", 1)[0]
+
+
 def test_make_test_asks_for_the_scheduling_this_module_implements() -> None:
-    recipe = (ROOT / "Makefile").read_text().split("\ntest:", 1)[1].split("\n\n", 1)[0]
-    assert "-n 2 --dist loadscope" in recipe
+    assert "-n 2 --dist loadscope" in _make_test_recipe()
+
+
+def test_quiet_tests_leave_the_parallel_run_and_run_alone_after_it() -> None:
+    parallel, alone = [line for line in _make_test_recipe().splitlines() if "bin/pytest" in line]
+    assert '-n 2 --dist loadscope -m "not quiet"' in parallel
+    assert "-m quiet" in alone
+    assert "-n " not in alone
+    assert parallel.rstrip().endswith("|| status=$$?; \\")  # a failure there still runs the second
