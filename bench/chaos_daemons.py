@@ -167,10 +167,12 @@ def make_daemon(
 
 
 def vrrp_pids(daemon: VrrpDaemon) -> list[int]:
-    """The pids that speak VRRP for ``daemon``: the speaker, or keepalived's parent and VRRP child.
+    """The pids that speak VRRP for ``daemon``: each daemon's supervising parent and VRRP child.
 
     A SIGSTOP must reach the process that sends advertisements: keepalived's parent only
-    supervises, its VRRP child (pid file ``-r``) does the work, so both are frozen.
+    supervises, its VRRP child (pid file ``-r``) does the work; keepvip's speaker runs VRRP
+    in the child of the process started (:mod:`keepvip.speaker.supervisor`). Both are
+    frozen, and both starved.
     """
     pids = []
     if daemon.pid is not None:
@@ -178,6 +180,8 @@ def vrrp_pids(daemon: VrrpDaemon) -> list[int]:
     if isinstance(daemon, KeepalivedDaemon):
         with contextlib.suppress(FileNotFoundError, ValueError, IndexError):
             pids.append(int(daemon.pid_files["-r"].read_text().split()[0]))
+    if isinstance(daemon, KeepvipDaemon):
+        pids += daemon.vrrp_children
     return pids
 
 

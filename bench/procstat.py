@@ -1,10 +1,12 @@
 """CPU time and memory of a daemon and its children, read from /proc.
 
 keepalived speaks VRRP from a child of its parent process (and may start a checker
-child); keepvip is one process. Both are measured the same way: the process and
-every descendant, CPU as user + system ticks, memory as the sum of ``VmRSS``. A
-forked child shares pages with its parent, so the RSS sum of keepalived overstates
-what it uses a little: the comparison errs in keepalived's favour, not ours.
+child); so does keepvip since its speaker forks a supervising parent
+(``keepvip.speaker.supervisor``; before that it was one process). Both are measured the
+same way: the process and every descendant, CPU as user + system ticks, memory as the sum
+of ``VmRSS``. A forked child shares pages with its parent, so the RSS sum overstates what
+either daemon uses: keepvip's parent shows about 14 MiB of RSS, of which about 6.5 MiB
+proportional (PSS), measured with one VIP.
 """
 
 from __future__ import annotations

@@ -72,6 +72,11 @@ def _build_parser() -> argparse.ArgumentParser:
         "--state-dir", default="/var/lib/keepvip", metavar="DIR",
         help="where the state-file marker keeps its list (default /var/lib/keepvip, a hostPath)",
     )
+    speaker.add_argument(
+        "--no-supervisor", dest="supervisor", action="store_false",
+        help="run VRRP in this process, without the parent that removes its VIPs the moment "
+        "it is killed (for debuggers and profilers)",
+    )
     speaker.add_argument("--log-format", choices=("text", "json"), default="text")
     speaker.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
 

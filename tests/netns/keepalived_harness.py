@@ -45,6 +45,7 @@ from typing import IO, Any, Protocol
 import yaml
 
 from keepvip.localcluster.lan import Host, Lan
+from keepvip.localcluster.procs import children_of
 
 KEEPVIP = Path(sys.executable).parent / "keepvip"
 KEEPALIVED = "keepalived"
@@ -362,8 +363,25 @@ class KeepvipDaemon:
         return self._proc.reap(signal.SIGTERM, timeout=5)
 
     def crash(self) -> None:
-        """SIGKILL: no priority 0, the VIP stays on the interface until the next start."""
+        """SIGKILL the supervisor and its VRRP child: no priority 0, and the VIP stays on the
+        interface until the next start (as :class:`KeepalivedDaemon`'s parent and child).
+
+        The parent first: a parent that outlived its child would remove the VIPs at once,
+        which is what it is for, but not the crash of the whole daemon this stands for.
+        """
+        children = self.vrrp_children
+        assert self._proc.process is not None
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self._proc.process.pid, signal.SIGKILL)
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGKILL)
         self._proc.reap(signal.SIGKILL, timeout=5)
+
+    @property
+    def vrrp_children(self) -> list[int]:
+        """The speaker's VRRP process: the child of the pid this daemon started (its supervisor)."""
+        return children_of(self.pid) if self.pid is not None else []
 
     def reload(self) -> None:
         """SIGHUP: re-read the configuration file now."""

@@ -44,6 +44,7 @@ from prometheus_client.parser import text_string_to_metric_families
 # The one copy of the waiting helpers (keepvip.localcluster.waiting), re-exported for the tests.
 from keepvip.localcluster import probe, webserver
 from keepvip.localcluster.lan import Lan
+from keepvip.localcluster.procs import children_of
 from keepvip.localcluster.waiting import holds_for, wait_until
 
 KEEPVIP = Path(sys.executable).parent / "keepvip"
@@ -301,6 +302,13 @@ class SpeakerSet:
     def signal_only(self, node: str, sig: int) -> None:
         """Send ``sig`` to the node's running speaker and leave it running (e.g. SIGHUP)."""
         os.kill(self.speakers[node].pid, sig)
+
+    def vrrp_pid(self, node: str) -> int:
+        """The pid of the process that runs VRRP: the child of the node's speaker (its supervisor)."""
+        pid = self.speakers[node].pid
+        children = wait_until(lambda: children_of(pid), 5, what=f"{node}'s speaker to fork")
+        assert len(children) == 1, children
+        return children[0]
 
     def signal(self, node: str, sig: int) -> int:
         """Send ``sig`` to the node's speaker and reap it; its exit code."""

@@ -44,7 +44,7 @@ STANDALONE = """
 import json, sys
 from keepvip.cli import main
 status = main(["speaker", "--config", sys.argv[1], "--node", "n1", "--state-dir", sys.argv[2],
-               "--ownership-marker", "state-file", "--no-script-security"])
+               "--ownership-marker", "state-file", "--no-script-security", "--no-supervisor"])
 loaded = sorted(name for name, module in sys.modules.items() if module is not None)
 import gc
 frozen = gc.get_freeze_count()

@@ -37,6 +37,19 @@ def kill_group(pid: int, sig: int) -> None:
         os.killpg(pid, sig)
 
 
+def children_of(pid: int) -> list[int]:
+    """The pids of ``pid``'s child processes (none if it is gone), from /proc.
+
+    A ``keepvip speaker`` runs VRRP in the child of the process that was started (its
+    supervisor), as keepalived does in its VRRP child: whoever must freeze, starve or kill
+    exactly that process asks here, by pid.
+    """
+    try:
+        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
 def kill_pid(pid: int, sig: int) -> None:
     """Send ``sig`` to the process ``pid`` only; a vanished process is fine."""
     with contextlib.suppress(ProcessLookupError):

@@ -1,0 +1,116 @@
+"""The speaker's parent process (keepvip.speaker.supervisor): a killed speaker's VIPs go at once.
+
+A VRRP process killed by a signal (the OOM killer, a segfault) used to leave its VIPs on
+the node until the next speaker started: beside the backup that took over, a split brain
+as long as the process manager's restart (seconds under a kubelet, minutes in
+CrashLoopBackOff). ``keepvip speaker`` now forks before its imports; the parent removes
+the VIPs the moment the child dies by a signal and exits 128 + the signal's number.
+Each scenario kills only the VRRP child, as the OOM killer does, and watches ``ip addr``
+and the speakers' logs.
+
+At 1 s adverts Master_Down_Interval is about 3.6 s: the parent's sweep (a netlink dump and
+a delete per VIP) must be done long before the backup takes over, so that the VIP is on
+node1 or on node2 but never on both.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from ipaddress import ip_interface
+from pathlib import Path
+
+import pytest
+from speaker_harness import SpeakerSet, holders, virtualip, wait_for_master, wait_until
+
+from keepvip.localcluster.lan import Lan
+
+pytestmark = pytest.mark.timeout(90)
+
+VIPS = [ip_interface(f"198.18.0.{210 + i}/24") for i in range(3)]
+
+
+def _documents(interval: str = "1s") -> list[dict[str, object]]:
+    return [
+        virtualip(f"vip{i}", vrid=70 + i, addresses=[str(vip)], interval=interval,
+                  node_priorities={"node1": 150, "node2": 120})
+        for i, vip in enumerate(VIPS)
+    ]  # fmt: skip
+
+
+def _node1_master_of_all(lan: Lan, speakers: SpeakerSet) -> None:
+    speakers.configure(*_documents())
+    speakers.start("node1")
+    for vip in VIPS:
+        wait_for_master(lan, vip, "node1")
+    speakers.start("node2")
+    speakers.wait_joined("node2")
+
+
+def test_a_killed_vrrp_process_leaves_no_vip_behind_and_the_backup_takes_over_alone(
+    lan: Lan, speakers: SpeakerSet
+) -> None:
+    _node1_master_of_all(lan, speakers)
+    parent = speakers.speakers["node1"]
+    killed_at = time.time()
+    os.kill(speakers.vrrp_pid("node1"), signal.SIGKILL)  # as the OOM killer does: the child only
+
+    both: list[str] = []
+
+    def node2_holds_all() -> bool | None:
+        held = [holders(lan, vip) for vip in VIPS]
+        both.extend(str(vip) for vip, nodes in zip(VIPS, held, strict=True) if len(nodes) > 1)
+        return all(nodes == {"node2"} for nodes in held) or None
+
+    wait_until(node2_holds_all, 20, interval=0.05, what="node2 holds every VIP, node1 none")
+    assert both == [], f"node1 and node2 held these together: {both}"
+    assert parent.wait(5) == 128 + signal.SIGKILL
+    (told,) = speakers.messages("node1", "killed by SIGKILL", since=killed_at)
+    assert told["level"] == "ERROR"
+    assert told["reason"] == "speaker_killed"
+    assert sorted(told["removed"]) == sorted(f"{vip} from {lan.node('node1').ifname}" for vip in VIPS)
+
+
+def test_the_parent_removes_them_before_the_backups_timers_expire(lan: Lan, speakers: SpeakerSet) -> None:
+    _node1_master_of_all(lan, speakers)
+    killed_at = time.monotonic()
+    os.kill(speakers.vrrp_pid("node1"), signal.SIGKILL)
+    wait_until(lambda: all("node1" not in holders(lan, vip) for vip in VIPS) or None, 5, interval=0.02)
+    removed_after = time.monotonic() - killed_at
+    print(f"node1's VIPs gone {1000 * removed_after:.0f} ms after the kill")
+    assert not any("node2" in holders(lan, vip) for vip in VIPS)  # Master_Down (~3.6 s) not yet over
+    for vip in VIPS:
+        wait_for_master(lan, vip, "node2")
+
+
+def test_killing_the_speakers_pid_kills_its_vrrp_process_too(lan: Lan, speakers: SpeakerSet) -> None:
+    # Harnesses, process managers and users signal the pid they started: the child must not
+    # outlive it and keep advertising without anyone to stop it (PR_SET_PDEATHSIG).
+    _node1_master_of_all(lan, speakers)
+    child = speakers.vrrp_pid("node1")
+    speakers.kill("node1")
+    wait_until(lambda: not Path(f"/proc/{child}").exists() or None, 5, what="the VRRP child to die")
+    for i in range(len(VIPS)):  # the VIPs stay on node1 until its next speaker sweeps them (as before)
+        speakers.wait_state("node2", "MASTER", f"vip{i}")
+
+
+def test_sigterm_to_the_parent_reaches_the_speaker_which_hands_over_and_exits_zero(
+    lan: Lan, speakers: SpeakerSet
+) -> None:
+    _node1_master_of_all(lan, speakers)
+    at, code = speakers.terminate("node1")
+    assert code == 0
+    assert speakers.messages("node1", "handing over", since=at)
+    assert speakers.messages("node1", "killed by", since=at) == []
+    for vip in VIPS:
+        assert "node1" not in holders(lan, vip)
+        wait_for_master(lan, vip, "node2")
+
+
+def test_without_the_supervisor_the_speaker_is_one_process(lan: Lan, speakers: SpeakerSet) -> None:
+    speakers.configure(*_documents())
+    speakers.start("node1", extra=["--no-supervisor"])
+    wait_for_master(lan, VIPS[0], "node1")
+    pid = speakers.speakers["node1"].pid
+    assert Path(f"/proc/{pid}/task/{pid}/children").read_text().split() == []
