@@ -9,7 +9,9 @@ through the LAN, the Kubernetes API and the pods' logs.
 
 from __future__ import annotations
 
+import os
 import secrets
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -18,6 +20,7 @@ from typing import Any
 import pytest
 
 from keepvip.localcluster import LocalCluster, wait_until
+from keepvip.localcluster.procs import children_of
 from keepvip.localcluster.scenario import API_VERSION, WEB_PORT, KeepvipOnCluster
 
 pytestmark = pytest.mark.cluster
@@ -124,6 +127,39 @@ def test_deleting_the_masters_speaker_pod_hands_over_with_priority_zero(
     wait_until(lambda: keepvip.running_speakers().get("node-a") not in (None, old_pod)
                and keepvip.speakers_ready(), timeout=60, what="a new ready speaker on node-a")  # fmt: skip
     keepvip.wait_for_answer(address, "node-a", timeout=15)
+
+
+def test_an_oom_killed_speaker_process_leaves_no_vip_beside_the_new_master_while_the_kubelet_restarts_it(
+    keepvip: KeepvipOnCluster, cluster: LocalCluster, virtualip: Callable[[int], tuple[str, str]]
+) -> None:
+    # The OOM killer picks the VRRP process (the big one), not its small parent, the
+    # container's PID 1 (keepvip.speaker.supervisor): the parent removes the VIPs at once
+    # and exits 137, and the kubelet restarts the container after its back-off.
+    _, address = virtualip(8)
+    keepvip.wait_for_answer(address, "node-a", timeout=30)
+    pod = keepvip.running_speakers()["node-a"]
+    parent = cluster.kubelet.container_pid(keepvip.namespace, pod, "speaker")
+    assert parent is not None
+    (vrrp,) = children_of(parent)
+    os.kill(vrrp, signal.SIGKILL)
+    seen: list[list[str]] = []
+
+    def node_b_alone() -> bool | None:
+        seen.append(keepvip.holders(address))
+        return seen[-1] == ["node-b"] or None
+
+    wait_until(node_b_alone, timeout=15, interval=0.02, what="node-b the only holder")
+    assert ["node-a", "node-b"] not in seen, seen
+    assert "the speaker process was killed by SIGKILL" in keepvip.speaker_log("node-a")
+    wait_until(lambda: _restarts(cluster, keepvip.namespace, pod) >= 1 and keepvip.speakers_ready(),
+               timeout=60, what="the kubelet to restart node-a's speaker")  # fmt: skip
+    keepvip.wait_for_answer(address, "node-a", timeout=15)
+
+
+def _restarts(cluster: LocalCluster, namespace: str, pod: str) -> int:
+    found = cluster.objects.get("v1", "Pod", pod, namespace)
+    statuses = found.get("status", {}).get("containerStatuses", []) if found else []
+    return sum(int(c.get("restartCount", 0)) for c in statuses)
 
 
 def test_a_master_cut_off_the_lan_is_replaced_and_no_split_brain_remains_when_it_returns(
