@@ -30,9 +30,10 @@ from __future__ import annotations
 
 import argparse
 import gc
+from functools import partial
 
 from keepvip.speaker.lean_imports import openssl_when_used, pydantic_plugins_off
-from keepvip.speaker.net.early_sweep import sweep
+from keepvip.speaker.net.early_sweep import Leftover, recorded, sweep
 from keepvip.speaker.supervisor import Exited, supervise
 
 
@@ -40,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     """Run ``keepvip speaker`` (see :func:`keepvip.speaker.main.run`)."""
     args.swept = sweep()  # before the imports: a killed speaker's VIPs go at once (see early_sweep)
     if args.supervisor:
-        ended = supervise()
+        ended = supervise(remove=partial(_remove_after_death, args))
         if ended is not None:  # the parent, once the speaker is gone
             return _told(args, ended)
     if not args.kubernetes:
@@ -52,14 +53,33 @@ def run(args: argparse.Namespace) -> int:
     return run_speaker(args)
 
 
+def _remove_after_death(args: argparse.Namespace) -> list[tuple[str, Leftover]]:
+    """What the parent removes once the speaker died by a signal: the marked VIPs at once,
+    then what the state file names (kernels without ``IFA_PROTO``), if it still looks ours."""
+    removed = sweep()
+    _configure_logging(args)
+    from pathlib import Path  # noqa: PLC0415 - after a death only
+
+    from keepvip.speaker.net import state_file  # noqa: PLC0415 - likewise
+
+    entries = state_file.load(Path(args.state_dir) / state_file.FILE_NAME)
+    if entries:
+        removed += sweep(recorded((entry.ifname, entry.address) for entry in entries))
+    return removed
+
+
+def _configure_logging(args: argparse.Namespace) -> None:
+    from keepvip.speaker.logs import configure_logging  # noqa: PLC0415 - only after a death: the parent stays small
+
+    configure_logging(args.log_format, args.log_level)
+
+
 def _told(args: argparse.Namespace, ended: Exited) -> int:
     """Log a speaker killed by a signal and what the parent removed after it; the exit status."""
     if ended.signal is not None:
         import logging  # noqa: PLC0415 - only after a death: the parent stays small
 
-        from keepvip.speaker.logs import configure_logging  # noqa: PLC0415 - likewise
-
-        configure_logging(args.log_format, args.log_level)
+        _configure_logging(args)
         removed = [f"{leftover} from {ifname}" for ifname, leftover in ended.swept]
         logging.getLogger("keepvip.speaker.supervisor").error(
             "the speaker process was killed by %s; removed the %d VIPs it held: %s",

@@ -28,8 +28,9 @@ As a container's PID 1 the parent also reaps the orphans that end up with it.
 
 The child dies with the parent (``PR_SET_PDEATHSIG``): killing the parent's pid, as
 harnesses and ``kill`` do, kills the whole speaker, like SIGKILL to keepalived's parent and
-child. Kernels without ``IFA_PROTO`` (the state-file marker) are swept by the next speaker
-at its start, as before.
+child. What the parent removes is its caller's (``remove``): :mod:`keepvip.speaker.entry`
+sweeps the marked addresses first, then those the state file names on kernels without
+``IFA_PROTO``, if they are present with their prefix and, for IPv4, keepvip's label.
 """
 
 from __future__ import annotations

@@ -12,18 +12,25 @@ address carrying keepvip's ``IFA_PROTO`` mark — the same addresses ``remove_le
 removes first, whatever the marker in use. What a state file names (kernels without
 ``IFA_PROTO``) is still removed there, later; so is anything this sweep could not do.
 
+The speaker's parent (:mod:`keepvip.speaker.supervisor`) runs the same sweep when the VRRP
+process dies by a signal, and passes the state file's entries (:class:`Recorded`): an
+address it names goes too if it is present with that prefix and, for IPv4, keepvip's label,
+as ``remove_leftovers`` believes the file.
+
 It never raises: on any failure it stops and leaves the rest to ``remove_leftovers``.
 """
 
 from __future__ import annotations
 
 import socket
-from ipaddress import ip_address
+from collections.abc import Iterable
+from ipaddress import IPv4Interface, IPv6Interface, ip_address
 from typing import Final, NamedTuple
 
 from keepvip.speaker.net.address_messages import (
     ERRNO,
     IFA_ADDRESS,
+    IFA_LABEL,
     IFA_LOCAL,
     IFA_PROTO,
     IFADDRMSG,
@@ -35,7 +42,7 @@ from keepvip.speaker.net.address_messages import (
     dump_request,
     messages,
 )
-from keepvip.speaker.net.marks import KEEPVIP_ADDRESS_PROTO
+from keepvip.speaker.net.marks import KEEPVIP_ADDRESS_PROTO, address_label
 
 TIMEOUT: Final = 2.0  # seconds for the kernel's answers; then remove_leftovers does the rest
 
@@ -52,18 +59,44 @@ class Leftover(NamedTuple):
         return f"{ip_address(self.address)}/{self.prefixlen}"
 
 
-def leftover_of(payload: bytes) -> Leftover | None:
-    """The address an ``RTM_NEWADDR`` payload describes, if it carries keepvip's mark."""
+class Recorded(NamedTuple):
+    """An address a state file names: removed only if present exactly so (and labelled, IPv4)."""
+
+    ifindex: int
+    prefixlen: int
+    address: bytes  # packed
+    label: bytes | None  # the IPv4 label it must carry (NUL-terminated, as the kernel sends it)
+
+
+def leftover_of(payload: bytes, recorded: frozenset[Recorded] = frozenset()) -> Leftover | None:
+    """The address an ``RTM_NEWADDR`` payload describes, if it carries keepvip's mark or is
+    one of ``recorded`` (with its label, for IPv4)."""
     if len(payload) < IFADDRMSG.size:
         return None
     family, prefixlen, _, _, ifindex = IFADDRMSG.unpack_from(payload)
     found = attributes(payload, IFADDRMSG.size)
-    if found.get(IFA_PROTO) != bytes([KEEPVIP_ADDRESS_PROTO]):
-        return None
     address = found.get(IFA_LOCAL) or found.get(IFA_ADDRESS)
     if address is None or len(address) not in (4, 16):
         return None
+    marked = found.get(IFA_PROTO) == bytes([KEEPVIP_ADDRESS_PROTO])
+    label = found.get(IFA_LABEL) if len(address) == 4 else None
+    if not marked and Recorded(ifindex, prefixlen, address, label) not in recorded:
+        return None
     return Leftover(family, ifindex, prefixlen, address)
+
+
+def recorded(entries: Iterable[tuple[str, IPv4Interface | IPv6Interface]]) -> frozenset[Recorded]:
+    """The state file's (interface name, address) entries as :class:`Recorded`; entries naming
+    an interface that is gone are left out."""
+    found = set()
+    for ifname, address in entries:
+        try:
+            ifindex = socket.if_nametoindex(ifname)
+        except OSError:
+            continue
+        label = address_label(ifname).encode() + b"\0" if address.version == 4 else None
+        found.add(Recorded(ifindex, address.network.prefixlen, address.ip.packed, label))
+    return frozenset(found)
 
 
 def delete_request(seq: int, leftover: Leftover) -> bytes:
@@ -85,8 +118,9 @@ def _receive_until(sock: socket.socket, done: set[int]) -> list[tuple[int, int, 
     return found
 
 
-def sweep() -> list[tuple[str, Leftover]]:
-    """Delete every keepvip-marked address of this network namespace; (interface, address) of each."""
+def sweep(also: frozenset[Recorded] = frozenset()) -> list[tuple[str, Leftover]]:
+    """Delete every keepvip-marked address of this network namespace, and those of ``also``
+    present as recorded; (interface, address) of each."""
     removed: list[tuple[str, Leftover]] = []
     try:
         with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0) as sock:
@@ -96,7 +130,7 @@ def sweep() -> list[tuple[str, Leftover]]:
             leftovers = [
                 found
                 for kind, _, payload in _receive_until(sock, {1})
-                if kind != NLMSG_ERROR and (found := leftover_of(payload)) is not None
+                if kind != NLMSG_ERROR and (found := leftover_of(payload, also)) is not None
             ]
             for seq, leftover in enumerate(leftovers, start=2):
                 sock.send(delete_request(seq, leftover))

@@ -18,3 +18,16 @@ from typing import Final
 # 0x6B is ASCII "k": memorable in `ip -d addr` output ("proto 107"), far from the
 # kernel's 0..3 and from the small values other daemons pick.
 KEEPVIP_ADDRESS_PROTO: Final = 0x6B
+
+IFNAMSIZ: Final = 16  # <linux/if.h>, including the terminating NUL
+
+# Kernels without IFA_PROTO: every IPv4 VIP also carries the address label
+# ``<interface>:kv`` (``ip addr`` shows it), so that a state file's entry is only believed
+# for an address that still looks like ours (:mod:`.ownership`).
+LABEL_SUFFIX: Final = ":kv"
+
+
+def address_label(ifname: str) -> str:
+    """The IPv4 label keepvip gives its VIPs on ``ifname``: ``eth0:kv`` (at most 15 bytes)."""
+    room = IFNAMSIZ - 1 - len(LABEL_SUFFIX)
+    return ifname.encode()[:room].decode(errors="ignore") + LABEL_SUFFIX

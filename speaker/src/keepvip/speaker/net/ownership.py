@@ -44,13 +44,12 @@ from typing import Any, Final
 
 from keepvip.speaker.net import state_file
 from keepvip.speaker.net.interfaces import InterfaceAddress
-from keepvip.speaker.net.marks import KEEPVIP_ADDRESS_PROTO
-from keepvip.speaker.net.state_file import IFNAMSIZ, IPInterface, OwnedAddress
+from keepvip.speaker.net.marks import KEEPVIP_ADDRESS_PROTO, address_label
+from keepvip.speaker.net.state_file import IPInterface, OwnedAddress
 
 log = logging.getLogger("keepvip.speaker.ownership")
 
 PROTO_SINCE: Final = (6, 3)  # Linux release that keeps IFA_PROTO on addresses
-LABEL_SUFFIX: Final = ":kv"
 DEFAULT_STATE_DIR: Final = Path("/var/lib/keepvip")
 
 
@@ -74,12 +73,6 @@ def keeps_proto(release: str) -> bool | None:
     if match is None:
         return None
     return (int(match[1]), int(match[2])) >= PROTO_SINCE
-
-
-def address_label(ifname: str) -> str:
-    """The IPv4 label keepvip gives its VIPs on ``ifname``: ``eth0:kv`` (at most 15 bytes)."""
-    room = IFNAMSIZ - 1 - len(LABEL_SUFFIX)
-    return ifname.encode()[:room].decode(errors="ignore") + LABEL_SUFFIX
 
 
 class Ownership:

@@ -28,6 +28,8 @@ from ipaddress import IPv4Interface, IPv6Interface, ip_interface
 from pathlib import Path
 from typing import Any, Final
 
+from keepvip.speaker.net.marks import IFNAMSIZ
+
 log = logging.getLogger("keepvip.speaker.ownership")
 
 IPInterface = IPv4Interface | IPv6Interface
@@ -35,7 +37,6 @@ IPInterface = IPv4Interface | IPv6Interface
 FILE_NAME: Final = "owned-addresses.json"
 VERSION: Final = 1
 MAX_BYTES: Final = 8 * 1024 * 1024  # ~100,000 entries; anything larger is not ours
-IFNAMSIZ: Final = 16  # <linux/if.h>, including the terminating NUL
 
 
 class StateProblem(enum.Enum):
