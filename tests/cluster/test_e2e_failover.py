@@ -149,7 +149,7 @@ def test_an_oom_killed_speaker_process_leaves_no_vip_beside_the_new_master_while
         return seen[-1] == ["node-b"] or None
 
     wait_until(node_b_alone, timeout=15, interval=0.02, what="node-b the only holder")
-    assert ["node-a", "node-b"] not in seen, seen
+    assert all(len(holders) <= 1 for holders in seen), seen  # never two nodes at once
     assert "the speaker process was killed by SIGKILL" in keepvip.speaker_log("node-a")
     wait_until(lambda: _restarts(cluster, keepvip.namespace, pod) >= 1 and keepvip.speakers_ready(),
                timeout=60, what="the kubelet to restart node-a's speaker")  # fmt: skip

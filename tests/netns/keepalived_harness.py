@@ -370,13 +370,10 @@ class KeepvipDaemon:
         which is what it is for, but not the crash of the whole daemon this stands for.
         """
         children = self.vrrp_children
-        assert self._proc.process is not None
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self._proc.process.pid, signal.SIGKILL)
-        for child in children:
+        self._proc.reap(signal.SIGKILL, timeout=5)
+        for child in children:  # PR_SET_PDEATHSIG has killed it already; this makes it certain
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child, signal.SIGKILL)
-        self._proc.reap(signal.SIGKILL, timeout=5)
 
     @property
     def vrrp_children(self) -> list[int]:

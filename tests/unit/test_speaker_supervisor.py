@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from keepvip.localcluster.procs import children_of
 from keepvip.speaker.supervisor import Exited
 
 SCRIPT = textwrap.dedent(
@@ -44,9 +45,9 @@ def _supervised(child: str, tmp_path: Path) -> subprocess.Popen[str]:
 def _child_of(parent: int, timeout: float = 10.0) -> int:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+        children = children_of(parent)
         if children:
-            return int(children[0])
+            return children[0]
         time.sleep(0.01)
     raise AssertionError("the supervisor never forked")
 

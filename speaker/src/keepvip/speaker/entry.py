@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     if args.supervisor:
         ended = supervise(remove=partial(_remove_after_death, args))
         if ended is not None:  # the parent, once the speaker is gone
-            return _told(args, ended)
+            return _told(ended)
     if not args.kubernetes:
         openssl_when_used()
     pydantic_plugins_off()
@@ -74,12 +74,14 @@ def _configure_logging(args: argparse.Namespace) -> None:
     configure_logging(args.log_format, args.log_level)
 
 
-def _told(args: argparse.Namespace, ended: Exited) -> int:
-    """Log a speaker killed by a signal and what the parent removed after it; the exit status."""
+def _told(ended: Exited) -> int:
+    """Log a speaker killed by a signal and what the parent removed after it; the exit status.
+
+    Logging is configured by then: the parent ran :func:`_remove_after_death` for that death.
+    """
     if ended.signal is not None:
         import logging  # noqa: PLC0415 - only after a death: the parent stays small
 
-        _configure_logging(args)
         removed = [f"{leftover} from {ifname}" for ifname, leftover in ended.swept]
         logging.getLogger("keepvip.speaker.supervisor").error(
             "the speaker process was killed by %s; removed the %d VIPs it held: %s",
