@@ -201,6 +201,18 @@ def test_a_gap_in_which_the_client_sent_no_probe_is_the_observers_not_the_vips()
     assert [v.invariant for v in judge(JUDGE, quiet).violations] == [2]  # not recorded: judged as before
 
 
+def test_a_pause_in_which_every_probe_sent_was_answered_is_no_gap() -> None:
+    # Twelfth pass: the prober got no CPU for 132 ms, then sent the missed probes in a burst,
+    # all answered by the holder. No request failed, so no gap enters the figures.
+    seen = answers("node1", 0, 2) + [Answer(2.13, "node1")] * 5 + answers("node1", 2.14, 10)
+    observed = observe({"node1": [(0, 11)]}, adverts("node1", 0, 10), seen, [])
+    stalled = replace(observed, unanswered={VIP.ip: []})  # recorded, and none went unanswered
+    assert judge(JUDGE, stalled).worst_gaps == {}
+    refused = replace(stalled, unanswered={VIP.ip: [2.05]})  # one probe inside went unanswered
+    assert judge(JUDGE, refused).worst_gaps["calm"].length == pytest.approx(0.15)
+    assert judge(JUDGE, replace(stalled, unanswered={})).worst_gaps["calm"].length == pytest.approx(0.15)
+
+
 def sched(node: str, waits: list[tuple[float, float]], pid: int = 100) -> list[SchedSample]:
     """``node``'s VRRP process's cumulative run-queue wait: [(time, seconds waited so far)]."""
     return [SchedSample(at, node, pid, waited) for at, waited in waits]
