@@ -78,9 +78,11 @@ def _announced(takeover: Takeover) -> float | None:
 
 
 def _worst_gap(kind: str) -> Figure:
+    """The kind's worst gap as a share of its bound (`chaos_invariants.Gap.share`)."""
+
     def figure(block: BlockResult) -> float | None:
         gap = block.verdict.worst_gaps.get(kind)
-        return 0.0 if gap is None else gap.length  # no gap at all: the best reading there is
+        return 0.0 if gap is None else gap.share  # no gap at all: the best reading there is
 
     return figure
 
@@ -89,7 +91,10 @@ def _run_queue(block: BlockResult) -> float | None:
     return block.verdict.cpu_waits[0] if "cpu_waits" in vars(block.verdict) else None
 
 
-# (label, figure, unit): "ms" figures are seconds shown in ms, "s" in seconds, "" counts.
+SHARE = "% of its bound"
+
+# (label, figure, unit): "ms" figures are seconds shown in ms, "s" in seconds, SHARE a fraction
+# shown in percent, "" counts.
 FIGURES: list[tuple[str, Figure, str]] = [
     ("violations, all invariants", lambda b: float(len(b.verdict.violations)), ""),
     ("… of 2 (a client gap past its bound)", lambda b: float(len(b.verdict.by_invariant(2))), ""),
@@ -102,13 +107,15 @@ FIGURES: list[tuple[str, Figure, str]] = [
     ("… p99", _takeover(_announced, 1), "ms"),
     ("… worst", _takeover(_announced, 2), "ms"),
     ("VRRP processes' run-queue wait", _run_queue, "s"),
-    *((f"worst gap: {kind}", _worst_gap(kind), "ms") for kind in ["calm", *(str(k) for k in FaultKind)]),
+    *((f"worst gap: {kind}", _worst_gap(kind), SHARE) for kind in ["calm", *(str(k) for k in FaultKind)]),
 ]
 
 
 def _show(value: float | None, unit: str) -> str:
     if value is None:
         return "—"
+    if unit == SHARE:
+        return f"{value * 100:.1f}"
     if unit == "ms":
         return f"{value * 1000:.0f}" if value >= 0.1 else f"{value * 1000:.1f}"
     return f"{value:.0f}"  # seconds or a count
@@ -153,8 +160,10 @@ def across_runs(blocks: Sequence[BlockResult]) -> str:
         "tables above are the first pair of each interval). Lower is better for every figure. "
         "*lower / equal / higher* counts the pairs in which keepvip's reading was lower than, "
         "equal to (within the cell's rounding) or higher than keepalived's; *median difference* "
-        "is the median over the pairs of keepvip's reading minus keepalived's. A worst gap of 0 "
-        "means that fault kind left no client gap at all.",
+        "is the median over the pairs of keepvip's reading minus keepalived's. A worst gap is "
+        "the gap of that fault kind that came nearest its bound, as a share of that bound "
+        "(bounds differ with the VIP's priority and checks); 0 means that fault kind left no "
+        "client gap at all.",
         "",
     ]
     for interval in intervals:

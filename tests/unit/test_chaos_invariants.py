@@ -213,6 +213,22 @@ def test_a_pause_in_which_every_probe_sent_was_answered_is_no_gap() -> None:
     assert judge(JUDGE, replace(stalled, unanswered={})).worst_gaps["calm"].length == pytest.approx(0.15)
 
 
+def test_the_worst_gap_of_a_kind_is_the_one_nearest_its_bound_not_the_longest_past_it() -> None:
+    # Bounds differ per VIP: a lower-priority backup's Master_Down holds a longer Skew_Time.
+    low = VipPlan(2, 2, "198.18.0.102/24", {"node1": 60, "node2": 55, "node3": 50}, True, None)
+    two = replace(JUDGE, vips=(VIP, low))
+    near = answers("node1", 0, 2) + answers("node1", 2.22, 10)  # VIP: 240 ms
+    far = answers("node1", 0, 5) + answers("node1", 5.26, 10)  # low: 280 ms, under a longer bound
+    observed = observe({"node1": [(0, 11)]}, adverts("node1", 0, 10), near, [])
+    verdict = judge(two, replace(observed, answers={VIP.ip: near, low.ip: far}))
+    bounds = {vip.ip: two.gap_bound(vip, None) for vip in two.vips}
+    assert 0.24 / bounds[VIP.ip] < 0.28 / bounds[low.ip]  # low's gap took more of its bound ...
+    assert 0.24 - bounds[VIP.ip] > 0.28 - bounds[low.ip]  # ... though it stayed further under it
+    worst = verdict.worst_gaps["calm"]
+    assert worst.vip == low.ip
+    assert worst.share == pytest.approx(0.28 / bounds[low.ip])
+
+
 def sched(node: str, waits: list[tuple[float, float]], pid: int = 100) -> list[SchedSample]:
     """``node``'s VRRP process's cumulative run-queue wait: [(time, seconds waited so far)]."""
     return [SchedSample(at, node, pid, waited) for at, waited in waits]
