@@ -11,11 +11,15 @@ below are generous multiples of it, because CI machines are loaded.
 from __future__ import annotations
 
 import json
+import socket
 import time
 from functools import partial
 from ipaddress import IPv4Address, IPv6Address
 
 import pytest
+from scapy.layers.inet import IP
+from scapy.layers.l2 import Ether
+from scapy.layers.vrrp import VRRPv3
 from speaker_harness import (
     VIP4,
     SpeakerSet,
@@ -128,6 +132,39 @@ def test_after_a_partition_heals_the_winner_reannounces_so_clients_leave_a_loser
     wait_until(lambda: client_sees(lan, VIP4) == "node3", 3, what="the client's ARP entry moves to node3",
                describe=lambda: describe_vip(lan, VIP4))  # fmt: skip
     wait_for_master(lan, VIP4, "node3", timeout=3)
+
+
+def test_a_master_that_hears_another_master_leave_reannounces_so_clients_leave_its_mac(
+    lan: Lan, speakers: SpeakerSet
+) -> None:
+    # The chaos slice (issue 14): node2, cut off the LAN, took the VIP. As the cut healed,
+    # one of its repeated announcements reached the client; 30 ms later its arbiter failed
+    # and it left with priority 0 instead of yielding, so the winner heard no losing
+    # advertisement, announced nothing, and the client sent to node2's MAC for 8 s.
+    speakers.configure(virtualip("web", vrid=59, node_priorities={"node1": 150, "node2": 120}))
+    speakers.start("node1")
+    wait_for_master(lan, VIP4, "node1")
+    wait_until(partial(garp_rounds_done, speakers, "node1"), 15, what="node1's announcements end")
+    node2 = lan.node("node2")
+    lan.run("client", "ip", "neigh", "replace", str(VIP4.ip), "lladdr", node2.mac, "dev", "eth0",
+            "nud", "reachable")  # fmt: skip
+    assert client_sees(lan, VIP4) == "node2"
+
+    leaving = (
+        Ether(src=node2.mac, dst="01:00:5e:00:00:12")
+        / IP(src=str(node2.ipv4.ip), dst="224.0.0.18", ttl=255, proto=112)
+        / VRRPv3(vrid=59, priority=0, adv=10, ipcount=1, addrlist=[str(VIP4.ip)])
+    )  # node2 leaves: priority 0 (RFC 9568 §6.4.3), from its own address and MAC
+    with lan.inside("node2"):
+        raw = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+    with raw:
+        raw.bind((node2.ifname, 0))
+        raw.send(bytes(leaving))
+
+    wait_until(lambda: client_sees(lan, VIP4) == "node1", 3, what="the client's ARP entry returns to node1",
+               describe=lambda: describe_vip(lan, VIP4))  # fmt: skip
+    assert speakers.metrics("node1").value("keepvip_pri_zero_rcvd_total", virtualip="web") == 1
+    assert stays_master(lan, VIP4, "node1", 0.5)
 
 
 def garp_rounds_done(speakers: SpeakerSet, node: str) -> bool:

@@ -329,6 +329,18 @@ def test_master_reannounces_its_vips_when_another_master_shows_up_at_most_once_p
     assert [a for a in later if isinstance(a, Announce)] == [Announce((VIP,))]
 
 
+def test_master_reannounces_its_vips_when_another_master_leaves_at_most_once_per_down_interval() -> None:
+    # Only a master sends priority 0: another one held the VIPs and may have announced them,
+    # and it leaves without yielding (so no losing advertisement tells us to announce).
+    router = master(100)
+    down = router.master_down_interval
+    first = router.receive(advert(0), host(200), 500.0)
+    assert [type(a) for a in first] == [SendAdvertisement, Announce]
+    again = router.receive(advert(0), host(200), 500.0 + down / 2)
+    assert not [a for a in again if isinstance(a, Announce)]
+    assert router.state is State.MASTER
+
+
 def test_a_new_master_does_not_reannounce_right_after_its_own_announcement() -> None:
     router = backup(100)
     became = due(router)

@@ -521,7 +521,13 @@ class VirtualRouter:
         """RFC 9568 §6.4.3 / RFC 3768 §6.4.3: an ADVERTISEMENT received as master."""
         if advertisement.priority == PRIORITY_LEAVING:
             # §6.4.3: another master is leaving: advertise at once, reset the Adver_Timer.
-            return [self._send_advertisement(now)]
+            # Only a master sends priority 0, so there were two (a healed split brain whose
+            # loser left instead of yielding: its arbiter or check failed, it shut down).
+            # While it held the VIPs it announced them, and clients may still send to it:
+            # announce them again, as after a losing advertisement (issue 14, the chaos
+            # slice: the loser's last announcement reached the client as the cut healed,
+            # it left 30 ms later, and the client sent to its MAC for 8 s).
+            return [self._send_advertisement(now), *self._reannounce(now)]
         if advertisement.priority > self._priority:
             reason = TransitionReason.HIGHER_PRIORITY_SEEN
         elif advertisement.priority == self._priority and _address_greater(
