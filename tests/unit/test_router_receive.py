@@ -341,6 +341,33 @@ def test_master_reannounces_its_vips_when_another_master_leaves_at_most_once_per
     assert router.state is State.MASTER
 
 
+def test_master_answers_every_leaving_advert_even_right_after_its_own() -> None:
+    # Unlike a losing advert, priority 0 is never left unanswered (no quarter-interval bound):
+    # every backup that hears it waits only Skew_Time (§6.4.2), 8 ms here, and only the
+    # master's answer puts its Master_Down_Timer back. Skipping one would hand the VIPs to a
+    # backup while the master still holds them (here one of priority 254, not pre-empting).
+    router = master(100)
+    ticked = due(router)
+    assert [a.priority for a in sent(router.handle_timer(ticked))] == [100]
+    watcher = VirtualRouter(config(2, 254, preempt=False))
+    watcher.start(T0)
+    watcher.receive(advert(100), host(1), ticked)
+    for step in range(1, 4):
+        now = ticked + step * 0.001
+        answer = sent(router.receive(advert(0), host(200), now))
+        assert [a.priority for a in answer] == [100]
+        watcher.receive(advert(0), host(200), now)
+        watcher.receive(answer[0], host(1), now)
+    assert watcher.next_deadline is not None
+    assert watcher.next_deadline > ticked + 0.003 + 3 * 1.0  # a full Master_Down_Interval again
+    assert watcher.state is State.BACKUP
+    unanswered = VirtualRouter(config(2, 254, preempt=False))
+    unanswered.start(T0)
+    unanswered.receive(advert(100), host(1), ticked)
+    unanswered.receive(advert(0), host(200), ticked + 0.001)
+    assert unanswered.next_deadline == pytest.approx(ticked + 0.001 + (256 - 254) / 256)
+
+
 def test_a_new_master_does_not_reannounce_right_after_its_own_announcement() -> None:
     router = backup(100)
     became = due(router)

@@ -527,6 +527,10 @@ class VirtualRouter:
             # announce them again, as after a losing advertisement (issue 14, the chaos
             # slice: the loser's last announcement reached the client as the cut healed,
             # it left 30 ms later, and the client sent to its MAC for 8 s).
+            # Every one is answered, unlike losing adverts (`_answered_recently`): each sets
+            # every backup's Master_Down_Timer to Skew_Time (§6.4.2, 8 ms for priority 254
+            # at 1 s), which only our answer puts back; a flood of them costs one advert
+            # each, and the announcements stay bounded by `_reannounce`.
             return [self._send_advertisement(now), *self._reannounce(now)]
         if advertisement.priority > self._priority:
             reason = TransitionReason.HIGHER_PRIORITY_SEEN
