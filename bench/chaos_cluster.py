@@ -51,6 +51,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path[:0] = [str(HERE), str(ROOT / "tests" / "netns")]
 
+from chaos_clock import ClockWatch  # noqa: E402
 from chaos_invariants import FaultWindow, Judge, Observation, Verdict, judge  # noqa: E402
 from chaos_observe import PROBE_PERIOD, PROBE_TIMEOUT, HoldSample, favour, read_wire  # noqa: E402
 from chaos_report import INVARIANTS  # noqa: E402
@@ -385,7 +386,7 @@ def run(seed: int, faults: int, vips: int, interval: float, workdir: Path) -> Cl
             captured_from = float("inf")
             try:
                 _wait(lambda: all(len(h) == 1 for h in poller.holders().values()), 60, "every VIP held once")
-                clock_offset = time.time() - time.monotonic()
+                clock_watch = ClockWatch()  # the capture is stamped with the wall clock
                 pcap = workdir / "bridge.pcap"
                 with capture(cluster, pcap):
                     captured_from = time.monotonic()  # readings before this have no capture to judge them by
@@ -435,7 +436,7 @@ def run(seed: int, faults: int, vips: int, interval: float, workdir: Path) -> Cl
         injector.note_speakers()
         logs = {f"{container} {pod}": cluster.container_log(keepvip.namespace, pod, container)
                 for container, pod in sorted(injector.pods_seen)}  # fmt: skip
-        frames = read_wire(pcap, clock_offset)
+        frames = read_wire(pcap, clock_watch.close())
         windows = [
             FaultWindow(fault.label(), fault.kind, (fault.node,) if fault.node else (), started, healed,  # type: ignore[arg-type]
                         records[k + 1][1] if k + 1 < len(records) else observed_end)

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from chaos_clock import ClockWatch, WallClock
 from chaos_daemons import vrrp_pids
 from failover import Prober
 from keepalived_harness import VrrpDaemon
@@ -339,11 +340,11 @@ class NeighbourEvent:
     state: str
 
 
-def parse_neighbour_line(line: str, clock_offset: float) -> NeighbourEvent | None:
+def parse_neighbour_line(line: str, clock: WallClock) -> NeighbourEvent | None:
     """One line of ``ip -ts monitor neigh`` (``[2026-11-30T02:42:05.313207] [Deleted] 198.18.0.101
     dev eth0 lladdr 02:.. REACHABLE``), or None for anything else (IPv6, probes' lines).
 
-    ``clock_offset`` is wall clock - monotonic; ``ip`` prints local time.
+    ``ip`` prints local wall-clock time; ``clock`` puts it on the monotonic clock.
     """
     if not line.startswith("["):
         return None
@@ -360,17 +361,17 @@ def parse_neighbour_line(line: str, clock_offset: float) -> NeighbourEvent | Non
         return None
     mac = words[words.index("lladdr") + 1] if "lladdr" in words else None
     state = "deleted" if deleted else (words[-1] if words[-1].isupper() else "")
-    return NeighbourEvent(wall - clock_offset, words[0], mac, state)
+    return NeighbourEvent(clock.to_monotonic(wall), words[0], mac, state)
 
 
 class NeighbourWatch:
     """``ip -ts monitor neigh dev eth0`` in the client: every change of its neighbour table."""
 
-    def __init__(self, lan: Lan, clock_offset: float) -> None:
+    def __init__(self, lan: Lan, clock: ClockWatch) -> None:
         assert lan.client is not None
         self._lan = lan
-        self._offset = clock_offset
-        self.events: list[NeighbourEvent] = []
+        self._clock = clock
+        self._lines: list[str] = []
         argv = ["ip", "-ts", "monitor", "neigh", "dev", "eth0"]
         self._process = lan.spawn(lan.client, argv, stdout=subprocess.PIPE, text=True)
         favour(self._process.pid)
@@ -380,15 +381,16 @@ class NeighbourWatch:
     def _read(self) -> None:
         assert self._process.stdout is not None
         for line in self._process.stdout:
-            event = parse_neighbour_line(line.strip(), self._offset)
-            if event is not None:
-                self.events.append(event)
+            self._lines.append(line.strip())
 
     def close(self) -> list[NeighbourEvent]:
+        """The events so far, placed with the clock samples taken until now."""
         if self._process.poll() is None:
             self._lan.stop(self._process)
         self._reader.join(timeout=5)
-        return list(self.events)
+        clock = self._clock.clock()
+        events = (parse_neighbour_line(line, clock) for line in list(self._lines))
+        return [event for event in events if event is not None]
 
 
 # -- the wire ------------------------------------------------------------------------------------
@@ -406,8 +408,9 @@ class WireFrame:
     arp_ip: str | None
 
 
-def read_wire(pcap: Path, clock_offset: float) -> list[WireFrame]:
-    """Decode the bridge capture with tshark; ``clock_offset`` = wall clock - monotonic."""
+def read_wire(pcap: Path, clock: WallClock) -> list[WireFrame]:
+    """Decode the bridge capture with tshark; ``clock`` puts its wall-clock stamps on the
+    monotonic clock."""
     fields = ("frame.time_epoch", "eth.src", "ip.src", "vrrp.virt_rtr_id", "vrrp.prio", "arp.src.proto_ipv4")
     argv = ["tshark", "-r", str(pcap), "-Y", "vrrp or arp", "-T", "fields", "-E", "separator=|"]
     for name in fields:
@@ -418,7 +421,7 @@ def read_wire(pcap: Path, clock_offset: float) -> list[WireFrame]:
         at, mac, source, vrid, priority, arp_ip = (line.split("|") + [""] * 6)[:6]
         frames.append(
             WireFrame(
-                float(at) - clock_offset,
+                clock.to_monotonic(float(at)),
                 mac,
                 source or arp_ip,
                 int(vrid) if vrid else None,

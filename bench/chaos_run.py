@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from chaos_clock import ClockWatch
 from chaos_daemons import ARBITER_INTERVAL_S, ARBITER_RISE, CHECKED_PORT, make_daemon
 from chaos_faults import FaultRecord, Injector, Services
 from chaos_invariants import FaultWindow, Judge, Observation, Verdict, judge
@@ -125,7 +126,7 @@ def run_block(
     neighbour_watch: NeighbourWatch | None = None
     neighbours: list[NeighbourEvent] = []
     pcap = block_dir / "bridge.pcap"
-    clock_offset = time.time() - time.monotonic()
+    clock_watch = ClockWatch()  # the capture and the neighbour table are stamped with the wall clock
     _log(f"{implementation} at {plan.interval:g} s: {len(plan.vips)} VIPs, {len(plan.faults)} faults")
     try:
         for daemon in daemons.values():
@@ -133,7 +134,7 @@ def run_block(
         sched_watch.start()  # from the start: it also gives the daemons their priority
         wait_converged(poller, plan, lan, CONVERGE_TIMEOUT)
         with lan.capture(lan.switch, pcap, "ip proto 112 or arp", ifname="br0"):
-            neighbour_watch = NeighbourWatch(lan, clock_offset)
+            neighbour_watch = NeighbourWatch(lan, clock_watch)
             probers = [VipProber(lan, ip) for ip in vip_ips]
             poller.start()
             watch.start()
@@ -162,6 +163,7 @@ def run_block(
     finally:
         if neighbour_watch is not None:
             neighbour_watch.close()
+        wall_clock = clock_watch.close()
         watch.close()
         injector.close()
         for prober in probers:
@@ -179,7 +181,7 @@ def run_block(
             with contextlib.suppress(Exception):
                 if (host.name, CHECKED_PORT) not in services.processes:
                     services.start(host.name, CHECKED_PORT)
-    frames = read_wire(pcap, clock_offset)
+    frames = read_wire(pcap, wall_clock)
     windows = [
         FaultWindow(
             r.plan.label(),

@@ -43,6 +43,7 @@ if __name__ == "__main__":  # as a script: the harness's modules by bare name, a
     HERE = Path(__file__).resolve().parent
     sys.path[:0] = [str(HERE), str(HERE.parent / "tests" / "netns")]
 
+from chaos_clock import WallClock
 from chaos_observe import WireFrame, read_wire
 from gaps import master_down_interval
 
@@ -119,7 +120,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("the file holds more than one block: one capture cannot serve them all")
     block = blocks[0]
     vips = {vip.vrid: vip.ip for vip in block.plan.vips}
-    block.verdict.takeovers = takeovers(read_wire(args.capture, 0.0), block.plan.interval, vips)
+    frames = read_wire(args.capture, WallClock.fixed(0.0))  # times as tshark prints them
+    block.verdict.takeovers = takeovers(frames, block.plan.interval, vips)
     args.saved.write_bytes(pickle.dumps(blocks))
     found = block.verdict.takeovers
     print(f"{len(found)} takeovers; advertised {summary([t.advertised for t in found])} ms, announced "

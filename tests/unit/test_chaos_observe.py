@@ -12,25 +12,27 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT / "bench"), str(ROOT / "tests" / "netns")]
 
+from chaos_clock import WallClock  # noqa: E402
 from chaos_invariants import Judge  # noqa: E402
 from chaos_observe import OBSERVER_NICE, NeighbourEvent, WireFrame, favour_session, parse_neighbour_line  # noqa: E402
 from chaos_schedule import VipPlan  # noqa: E402
 
 STAMP = "2026-11-30T02:42:05.313207"
 WALL = datetime.datetime.fromisoformat(STAMP).timestamp()
+UNIX = WallClock.fixed(0.0)
 
 
 def test_a_changed_entry_is_an_event_on_the_monotonic_clock() -> None:
     line = f"[{STAMP}] 198.18.0.101 dev eth0 lladdr 02:00:00:00:00:02 STALE"
-    assert parse_neighbour_line(line, clock_offset=WALL - 100.0) == NeighbourEvent(
+    assert parse_neighbour_line(line, WallClock.fixed(WALL - 100.0)) == NeighbourEvent(
         100.0, "198.18.0.101", "02:00:00:00:00:02", "STALE"
     )
 
 
 def test_entries_without_an_address_and_deleted_entries_are_kept() -> None:
-    failed = parse_neighbour_line(f"[{STAMP}] 198.18.0.101 dev eth0  FAILED", 0.0)
+    failed = parse_neighbour_line(f"[{STAMP}] 198.18.0.101 dev eth0  FAILED", UNIX)
     gone = f"[{STAMP}] Deleted 198.18.0.102 dev eth0 lladdr 02:00:00:00:00:03 STALE"
-    deleted = parse_neighbour_line(gone, 0.0)
+    deleted = parse_neighbour_line(gone, UNIX)
     assert failed is not None
     assert (failed.mac, failed.state) == (None, "FAILED")
     assert deleted is not None
@@ -39,8 +41,8 @@ def test_entries_without_an_address_and_deleted_entries_are_kept() -> None:
 
 def test_ipv6_and_unstamped_lines_are_skipped() -> None:
     ipv6 = f"[{STAMP}] 2001:db8::1 dev eth0 lladdr 02:00:00:00:00:02 REACHABLE"
-    assert parse_neighbour_line(ipv6, 0.0) is None
-    assert parse_neighbour_line("198.18.0.101 dev eth0 lladdr 02:00:00:00:00:02 REACHABLE", 0.0) is None
+    assert parse_neighbour_line(ipv6, UNIX) is None
+    assert parse_neighbour_line("198.18.0.101 dev eth0 lladdr 02:00:00:00:00:02 REACHABLE", UNIX) is None
 
 
 def test_the_excerpt_interleaves_the_client_entry_with_the_wire() -> None:
