@@ -51,6 +51,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "tests" / "netns")]
 
+from chaos_clock import ClockWatch  # noqa: E402
 from gaps import Answer, failover_window, master_down_interval, percentile, skew_time  # noqa: E402
 from keepalived_harness import (  # noqa: E402
     BACKUP,
@@ -380,8 +381,8 @@ def table(blocks: list[Block]) -> str:
 PHASES = ("detect", "announce", "client", "old_last")
 
 
-def phase_table(blocks: list[Block], frames: list[Frame], lan: Lan, clock_offset: float) -> str:
-    """Median of each phase per block (see timeline.py), in ms."""
+def phase_table(blocks: list[Block], frames: list[Frame], nodes: dict[str, tuple[str, str]]) -> str:
+    """Median of each phase per block (see timeline.py), in ms; ``nodes``: name -> (IPv4, MAC)."""
     rows = [
         "| implementation | interval | case | "
         + " | ".join(f"{name} p50" for name in PHASES)
@@ -393,15 +394,15 @@ def phase_table(blocks: list[Block], frames: list[Frame], lan: Lan, clock_offset
         for trial in block.trials:
             if trial.last_old_answer is None or trial.first_new_answer is None:
                 continue
-            old, new = lan.node(trial.old), lan.node(trial.new)
+            (old_ip, _), (new_ip, new_mac) = nodes[trial.old], nodes[trial.new]
             times = TrialTimes(
                 case=trial.case,
-                injected_at=trial.injected_at + clock_offset,
-                old_ip=str(old.ipv4.ip),
-                new_ip=str(new.ipv4.ip),
-                new_mac=new.mac,
-                last_old_answer=trial.last_old_answer + clock_offset,
-                first_new_answer=trial.first_new_answer + clock_offset,
+                injected_at=trial.injected_at,
+                old_ip=old_ip,
+                new_ip=new_ip,
+                new_mac=new_mac,
+                last_old_answer=trial.last_old_answer,
+                first_new_answer=trial.first_new_answer,
                 normal_priority=PRIORITY,
             )
             split = phases(times, frames)
@@ -459,9 +460,10 @@ def main() -> int:
 
     blocks: list[Block] = []
     started = time.monotonic()
-    clock_offset = time.time() - time.monotonic()  # pcap times are wall-clock
+    watch = ClockWatch()  # pcap times are wall-clock, and that clock may step (timeline.py)
     with tempfile.TemporaryDirectory(prefix="keepvip-bench-") as tmp, testbed(Path(tmp), args.trace) as bed:
-        lan = bed.lan
+        # Read now: the LAN is gone when the phases are worked out.
+        nodes = {host.name: (str(host.ipv4.ip), host.mac) for host in bed.lan.nodes}
         for interval in intervals:
             for implementation in implementations:
                 bed.start_daemons(implementation, interval)
@@ -470,11 +472,12 @@ def main() -> int:
                         blocks.append(run_block(bed, implementation, interval, case, trials))
                 finally:
                     bed.stop_daemons()
+    clock = watch.close()
     print(table(blocks))
     print(f"\n{sum(len(b.trials) for b in blocks)} trials in {time.monotonic() - started:.0f} s")
     if args.trace is not None:
         print("\nWhere the time goes (timeline.py), medians in ms:\n")
-        print(phase_table(blocks, read_frames(args.trace), lan, clock_offset))
+        print(phase_table(blocks, read_frames(args.trace, clock), nodes))
     if args.json is not None:
         dump = [{**b.__dict__, "trials": [t.__dict__ | {"gap": t.gap} for t in b.trials]} for b in blocks]
         args.json.write_text(json.dumps(dump, indent=2))

@@ -15,7 +15,11 @@ switch during the run. For one trial the phases are, in order:
 * ``old_last``: reference → the old master's last answer (negative: it stopped answering
   before the reference).
 
-The pcap's times are wall-clock; the probes' are monotonic: the caller gives the offset.
+The pcap's times are wall-clock; the probes' are monotonic. :func:`read_frames` puts each
+frame on the monotonic clock with the offsets a :class:`chaos_clock.ClockWatch` sampled during
+the run, not one taken at the start: this machine's wall clock has been seen to step 8.8 s
+ahead in the middle of a run (issue 14, fourteenth pass), after which one offset would place
+every later frame seconds late.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from chaos_clock import WallClock
+
 FIELDS = ("frame.time_epoch", "eth.src", "ip.src", "vrrp.prio", "arp.isgratuitous")
 
 
@@ -32,14 +38,14 @@ FIELDS = ("frame.time_epoch", "eth.src", "ip.src", "vrrp.prio", "arp.isgratuitou
 class Frame:
     """A VRRP advertisement (``priority`` set) or a gratuitous ARP (``priority`` None)."""
 
-    at: float  # wall clock, seconds
+    at: float  # monotonic clock, seconds
     mac: str
     source: str
     priority: int | None
 
 
-def read_frames(pcap: Path) -> list[Frame]:
-    """VRRP adverts and gratuitous ARPs of the capture, in order."""
+def read_frames(pcap: Path, clock: WallClock) -> list[Frame]:
+    """VRRP adverts and gratuitous ARPs of the capture, in order, stamped on the monotonic clock."""
     argv = [
         "tshark",
         "-r",
@@ -57,13 +63,13 @@ def read_frames(pcap: Path) -> list[Frame]:
     frames = []
     for line in output.splitlines():
         at, mac, source, priority, _gratuitous = line.split("|")
-        frames.append(Frame(float(at), mac, source, int(priority) if priority else None))
+        frames.append(Frame(clock.to_monotonic(float(at)), mac, source, int(priority) if priority else None))
     return frames
 
 
 @dataclass(frozen=True)
 class TrialTimes:
-    """One trial in wall-clock seconds: the injection and the client's window."""
+    """One trial in monotonic seconds: the injection and the client's window."""
 
     case: str
     injected_at: float
