@@ -26,6 +26,7 @@ import argparse
 import os
 import pickle
 import platform
+import signal
 import subprocess
 import sys
 import tempfile
@@ -113,6 +114,18 @@ def meta(seed: str, faults: int, argv: list[str]) -> dict[str, str]:
     }
 
 
+def stop_cleanly_on_signals() -> None:
+    """SIGTERM and SIGINT end the run through its ``finally`` blocks, which stop the daemons and
+    remove the namespaces. By default SIGTERM ends Python at once, leaving both behind, and a
+    run started in the background of a non-interactive shell ignores SIGINT."""
+
+    def stop(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=14)
@@ -142,6 +155,7 @@ def main() -> int:
     parser.add_argument("--merge", type=Path, nargs="+",
                         help="write one report from blocks saved by earlier runs, run nothing")  # fmt: skip
     args = parser.parse_args()
+    stop_cleanly_on_signals()
     if not 3 <= args.vips <= 30:
         parser.error("--vips must be 3 to 30")
     implementations = [name for name in args.implementations.split(",") if name]
