@@ -133,10 +133,18 @@ def test_an_oom_killed_speaker_process_leaves_no_vip_beside_the_new_master_while
     keepvip: KeepvipOnCluster, cluster: LocalCluster, virtualip: Callable[[int], tuple[str, str]]
 ) -> None:
     # The OOM killer picks the VRRP process (the big one), not its small parent, the
-    # container's PID 1 (keepvip.speaker.supervisor): the parent removes the VIPs at once
-    # and exits 137, and the kubelet restarts the container after its back-off.
-    _, address = virtualip(8)
+    # container's PID 1 (keepvip.speaker.supervisor): the parent removes the VIPs at once,
+    # sends the priority 0 the child kept ready (keepvip.speaker.net.handover) so node-b
+    # takes over after Skew_Time, and exits 137; the kubelet restarts the container after
+    # its back-off.
+    name, address = virtualip(8)
     keepvip.wait_for_answer(address, "node-a", timeout=30)
+
+    def told_priority_zero() -> int:
+        return sum(name in line and "priority_zero_received" in line
+                   for line in keepvip.speaker_log("node-b").splitlines())  # fmt: skip
+
+    before = told_priority_zero()
     pod = keepvip.running_speakers()["node-a"]
     parent = cluster.kubelet.container_pid(keepvip.namespace, pod, "speaker")
     assert parent is not None
@@ -151,6 +159,9 @@ def test_an_oom_killed_speaker_process_leaves_no_vip_beside_the_new_master_while
     wait_until(node_b_alone, timeout=15, interval=0.02, what="node-b the only holder")
     assert all(len(holders) <= 1 for holders in seen), seen  # never two nodes at once
     assert "the speaker process was killed by SIGKILL" in keepvip.speaker_log("node-a")
+    # node-b took over on the parent's priority 0, not after a Master_Down_Interval's wait:
+    wait_until(lambda: told_priority_zero() > before or None, timeout=5, what="node-b's MASTER line")
+    assert told_priority_zero() == before + 1
     wait_until(lambda: _restarts(cluster, keepvip.namespace, pod) >= 1 and keepvip.speakers_ready(),
                timeout=60, what="the kubelet to restart node-a's speaker")  # fmt: skip
     keepvip.wait_for_answer(address, "node-a", timeout=15)

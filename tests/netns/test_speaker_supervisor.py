@@ -11,6 +11,11 @@ and the speakers' logs.
 At 1 s adverts Master_Down_Interval is about 3.6 s: the parent's sweep (a netlink dump and
 a delete per VIP) must be done long before the backup takes over, so that the VIP is on
 node1 or on node2 but never on both.
+
+Then the parent sends the priority-0 advertisements the child kept ready in memory they
+share (keepvip.speaker.net.handover), so the backup takes over after Skew_Time, as after a
+SIGTERM, and not after Master_Down_Interval: checked on the wire with tshark and in the
+backup's own reason for becoming master.
 """
 
 from __future__ import annotations
@@ -18,35 +23,55 @@ from __future__ import annotations
 import os
 import signal
 import time
-from ipaddress import ip_interface
+from collections.abc import Sequence
+from ipaddress import IPv4Interface, IPv6Address, IPv6Interface, ip_interface
 from pathlib import Path
 
 import pytest
 from speaker_harness import SpeakerSet, holders, virtualip, wait_for_master, wait_until
+from test_net_announce import tshark_fields
 
 from keepvip.localcluster.lan import Lan
 from keepvip.localcluster.procs import children_of
 
 pytestmark = pytest.mark.timeout(90)
 
+IPInterface = IPv4Interface | IPv6Interface
+
 VIPS = [ip_interface(f"198.18.0.{210 + i}/24") for i in range(3)]
+VIPS6 = [ip_interface(f"2001:db8::{0x210 + i:x}/64") for i in range(3)]  # sent from node1's link-local
 
 
-def _documents(interval: str = "1s") -> list[dict[str, object]]:
+def _documents(interval: str = "1s", vips: Sequence[IPInterface] = VIPS) -> list[dict[str, object]]:
     return [
         virtualip(f"vip{i}", vrid=70 + i, addresses=[str(vip)], interval=interval,
                   node_priorities={"node1": 150, "node2": 120})
-        for i, vip in enumerate(VIPS)
+        for i, vip in enumerate(vips)
     ]  # fmt: skip
 
 
-def _node1_master_of_all(lan: Lan, speakers: SpeakerSet, *extra: str) -> None:
-    speakers.configure(*_documents())
+def _node1_master_of_all(
+    lan: Lan, speakers: SpeakerSet, *extra: str, interval: str = "1s", vips: Sequence[IPInterface] = VIPS
+) -> None:
+    speakers.configure(*_documents(interval, vips))
     speakers.start("node1", extra=extra)
-    for vip in VIPS:
+    for vip in vips:
         wait_for_master(lan, vip, "node1")
     speakers.start("node2")
     speakers.wait_joined("node2")
+
+
+def _wait_until_node2_alone_holds(lan: Lan, vips: Sequence[IPInterface], *, timeout: float) -> list[str]:
+    """Poll ``ip addr`` until node2 alone holds every VIP; the VIPs seen on two nodes meanwhile."""
+    both: list[str] = []
+
+    def node2_holds_all() -> bool | None:
+        held = [holders(lan, vip) for vip in vips]
+        both.extend(str(vip) for vip, nodes in zip(vips, held, strict=True) if len(nodes) > 1)
+        return all(nodes == {"node2"} for nodes in held) or None
+
+    wait_until(node2_holds_all, timeout, interval=0.05, what="node2 holds every VIP, node1 none")
+    return both
 
 
 @pytest.mark.parametrize("marker", ["proto", "state-file"])
@@ -59,14 +84,7 @@ def test_a_killed_vrrp_process_leaves_no_vip_behind_and_the_backup_takes_over_al
     killed_at = time.time()
     os.kill(speakers.vrrp_pid("node1"), signal.SIGKILL)  # as the OOM killer does: the child only
 
-    both: list[str] = []
-
-    def node2_holds_all() -> bool | None:
-        held = [holders(lan, vip) for vip in VIPS]
-        both.extend(str(vip) for vip, nodes in zip(VIPS, held, strict=True) if len(nodes) > 1)
-        return all(nodes == {"node2"} for nodes in held) or None
-
-    wait_until(node2_holds_all, 20, interval=0.05, what="node2 holds every VIP, node1 none")
+    both = _wait_until_node2_alone_holds(lan, VIPS, timeout=20)
     assert both == [], f"node1 and node2 held these together: {both}"
     assert parent.wait(5) == 128 + signal.SIGKILL
     (told,) = speakers.messages("node1", "killed by SIGKILL", since=killed_at)
@@ -85,6 +103,45 @@ def test_the_parent_removes_them_before_the_backups_timers_expire(lan: Lan, spea
     assert not any("node2" in holders(lan, vip) for vip in VIPS)  # Master_Down (~3.6 s) not yet over
     for vip in VIPS:
         wait_for_master(lan, vip, "node2")
+
+
+@pytest.mark.parametrize("vips", [VIPS, VIPS6], ids=["ipv4", "ipv6"])
+def test_the_parent_sends_the_killed_masters_priority_zero_so_the_backup_takes_over_after_skew_time(
+    lan: Lan, speakers: SpeakerSet, tmp_path: Path, vips: list[IPInterface]
+) -> None:
+    # At 2 s adverts node2 (priority 120) waits Master_Down_Interval = 3 x 2 + Skew_Time = 7.06 s
+    # after node1's last advertisement; told priority 0, Skew_Time = (256 - 120) / 256 x 2 = 1.06 s.
+    _node1_master_of_all(lan, speakers, interval="2s", vips=vips)
+    node1 = lan.node("node1")
+    source = str(node1.ipv4.ip) if vips is VIPS else str(link_local(lan, "node1"))
+    with lan.capture("node2", tmp_path / "vrrp.pcap", "ip proto 112 or ip6 proto 112") as pcap:
+        killed_at, killed_wall = time.monotonic(), time.time()
+        os.kill(speakers.vrrp_pid("node1"), signal.SIGKILL)  # the child only, as the OOM killer does
+        both = _wait_until_node2_alone_holds(lan, vips, timeout=15)
+        took = time.monotonic() - killed_at
+    print(f"node2 held every VIP {1000 * took:.0f} ms after the kill")
+
+    assert both == []
+    assert took < 4.0  # Skew_Time (1.06 s) and a loaded machine; Master_Down_Interval would be 7.06 s
+    frames = tshark_fields(pcap, "frame.time_epoch", "ip.src", "ipv6.src", "vrrp.virt_rtr_id", "vrrp.prio")
+    leaving = {
+        int(vrid)
+        for at, source4, source6, vrid, priority in frames
+        if source in (source4, source6) and priority == "0" and float(at) > killed_wall
+    }
+    assert leaving == {70, 71, 72}
+    (told,) = speakers.messages("node1", "killed by SIGKILL", since=killed_wall)
+    assert told["handed_over"] == len(vips)
+    for i in range(len(vips)):
+        (transition,) = speakers.transitions("node2", f"vip{i}", since=killed_wall)
+        assert (transition.state, transition.reason) == ("MASTER", "priority_zero_received")
+
+
+def link_local(lan: Lan, node: str) -> IPv6Address:
+    """The node's IPv6 link-local address: the source of its VRRPv3 advertisements (RFC 9568 §5.1.2.1)."""
+    host = lan.node(node)
+    found = [a.ip for a in lan.addresses(host, host.ifname) if isinstance(a.ip, IPv6Address)]
+    return next(address for address in found if address.is_link_local)
 
 
 def test_killing_the_speakers_pid_kills_its_vrrp_process_too(lan: Lan, speakers: SpeakerSet) -> None:

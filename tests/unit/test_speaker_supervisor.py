@@ -111,7 +111,8 @@ def _state(pid: int) -> str:
 
 def test_the_parent_imports_nothing_heavy_before_it_forks() -> None:
     loaded = subprocess.run(
-        [sys.executable, "-c", "import sys, keepvip.cli, keepvip.speaker.entry; print(*sys.modules)"],
+        [sys.executable, "-c",
+         "import sys, keepvip.cli, keepvip.speaker.entry, keepvip.speaker.net.handover; print(*sys.modules)"],
         capture_output=True, text=True, check=True,
     ).stdout.split()  # fmt: skip
     heavy = {"asyncio", "pydantic", "yaml", "logging", "kubernetes", "ssl", "keepvip.speaker.main"}

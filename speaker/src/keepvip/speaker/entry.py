@@ -14,8 +14,9 @@ Before all that, the VIPs a killed predecessor left on the node are removed
 backup that took over, and the imports are most of a restart.
 
 Then, unless ``--no-supervisor``, the process forks (:mod:`keepvip.speaker.supervisor`): the
-parent stays this small and removes the VIPs at once if the speaker is killed; the child
-goes on.
+parent stays this small and, if the speaker is killed, sends the priority-0 advertisements
+of the routers it was master of (:mod:`keepvip.speaker.net.handover`, from memory the two
+share) and removes the VIPs at once; the child goes on.
 
 Then the imported modules' objects (~42,000 of a speaker's ~110,000 at 1,000 VIPs) are
 moved out of the garbage collector's generations (:func:`gc.freeze`): they live as long
@@ -41,9 +42,12 @@ def run(args: argparse.Namespace) -> int:
     """Run ``keepvip speaker`` (see :func:`keepvip.speaker.main.run`)."""
     args.swept = sweep()  # before the imports: a killed speaker's VIPs go at once (see early_sweep)
     if args.supervisor:
+        from keepvip.speaker.net import handover  # noqa: PLC0415 - after the sweep, which must come first
+
+        args.handover = handover.Region.create()  # before the fork: shared with the child
         ended = supervise(remove=partial(_remove_after_death, args))
         if ended is not None:  # the parent, once the speaker is gone
-            return _told(ended)
+            return _told(ended, args)
     if not args.kubernetes:
         openssl_when_used()
     pydantic_plugins_off()
@@ -54,17 +58,24 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _remove_after_death(args: argparse.Namespace) -> list[tuple[str, Leftover]]:
-    """What the parent removes once the speaker died by a signal: the marked VIPs at once,
-    then what the state file names (kernels without ``IFA_PROTO``), if it still looks ours."""
+    """What the parent does once the speaker died by a signal: it removes the marked VIPs at
+    once, then what the state file names (kernels without ``IFA_PROTO``), if it still looks
+    ours, and then sends the priority-0 advertisements of the routers the speaker was master
+    of, so the backups take over after Skew_Time (RFC 9568 §6.4.3) instead of
+    Master_Down_Interval; what it removed. VIPs first: no backup is prompted before they
+    are gone, so none holds them beside this node."""
     removed = sweep()
     _configure_logging(args)
     from pathlib import Path  # noqa: PLC0415 - after a death only
 
     from keepvip.speaker.net import state_file  # noqa: PLC0415 - likewise
+    from keepvip.speaker.net.handover import send  # noqa: PLC0415 - imported by run() already
 
     entries = state_file.load(Path(args.state_dir) / state_file.FILE_NAME)
     if entries:
         removed += sweep(recorded((entry.ifname, entry.address) for entry in entries))
+    records, args.handover_malformed = args.handover.read()
+    args.handed_over, args.handover_refused = send(records)
     return removed
 
 
@@ -74,8 +85,8 @@ def _configure_logging(args: argparse.Namespace) -> None:
     configure_logging(args.log_format, args.log_level)
 
 
-def _told(ended: Exited) -> int:
-    """Log a speaker killed by a signal and what the parent removed after it; the exit status.
+def _told(ended: Exited, args: argparse.Namespace) -> int:
+    """Log a speaker killed by a signal and what the parent sent and removed after it; the exit status.
 
     Logging is configured by then: the parent ran :func:`_remove_after_death` for that death.
     """
@@ -83,9 +94,19 @@ def _told(ended: Exited) -> int:
         import logging  # noqa: PLC0415 - only after a death: the parent stays small
 
         removed = [f"{leftover} from {ifname}" for ifname, leftover in ended.swept]
-        logging.getLogger("keepvip.speaker.supervisor").error(
-            "the speaker process was killed by %s; removed the %d VIPs it held: %s",
-            ended.signal.name, len(removed), ", ".join(removed) or "none",
-            extra={"reason": "speaker_killed", "signal": ended.signal.name, "removed": removed},
-        )
+        log = logging.getLogger("keepvip.speaker.supervisor")
+        log.error(
+            "the speaker process was killed by %s; sent %d priority-0 advertisements for it, "
+            "removed the %d VIPs it held: %s",
+            ended.signal.name, args.handed_over, len(removed), ", ".join(removed) or "none",
+            extra={"reason": "speaker_killed", "signal": ended.signal.name, "removed": removed,
+                   "handed_over": args.handed_over},
+        )  # fmt: skip
+        if args.handover_refused or args.handover_malformed:
+            log.warning(
+                "priority 0 not sent for the killed speaker: %d refused by the kernel (%s), %s",
+                len(args.handover_refused), "; ".join(sorted({str(e) for e in args.handover_refused})) or "-",
+                "the rest of its table malformed" if args.handover_malformed else "its table whole",
+                extra={"reason": "handover_incomplete"},
+            )  # fmt: skip
     return ended.exit_code

@@ -36,6 +36,7 @@ from keepvip.speaker.metrics import SpeakerMetrics
 from keepvip.speaker.net.links import LinkMonitor
 from keepvip.speaker.net.ownership import Ownership
 from keepvip.speaker.notify import Notifier
+from keepvip.speaker.runtime.handover_table import HandoverTable
 from keepvip.speaker.runtime.speaker import NodeReport, Speaker
 from keepvip.speaker.sandbox import ScriptPolicy, insecure_reason
 from keepvip.speaker.script_options import script_policy
@@ -180,6 +181,7 @@ async def _serve(
             on_forget=on_forget,
             garp_refresh=args.garp_refresh,
             ownership=args.ownership,
+            handover=HandoverTable(getattr(args, "handover", None)),  # by keepvip.speaker.entry
         )
         await speaker.start()
         background = [

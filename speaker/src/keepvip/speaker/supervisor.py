@@ -13,8 +13,10 @@ supervises its VRRP child. The parent stays this small module: it forwards the s
 process manager or a user sends (SIGTERM and SIGINT hand over with priority 0 in the child,
 SIGHUP re-reads the configuration), waits for the child, and if the child was killed by a
 signal, deletes every address carrying keepvip's ``IFA_PROTO`` mark at once, the early
-sweep's own code, before anything else. The backups then take over after
-Master_Down_Interval (RFC 9568 §6.4.2), and the VIP is on one node again. The parent then
+sweep's own code, before anything else. Then it sends the priority-0 advertisements the
+child kept ready for each router it was master of (:mod:`.net.handover`), so the backups
+take over after Skew_Time, as after a SIGTERM, instead of Master_Down_Interval (RFC 9568
+§6.4.2), and the VIP is on one node again. The parent then
 exits with the child's status, 128 + the signal's number as a shell reports it, and the
 process manager restarts the speaker as before: the parent does not respawn it, so restart
 counts and back-off stay visible where users look for them.

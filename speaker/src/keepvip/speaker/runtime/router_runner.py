@@ -56,7 +56,9 @@ from keepvip.speaker.checks.tracker import CheckState, effective_priority, fault
 from keepvip.speaker.desired import RouterPlan
 from keepvip.speaker.logs import RateLimiter
 from keepvip.speaker.metrics import SpeakerMetrics
+from keepvip.speaker.net.handover import Record
 from keepvip.speaker.net.vrrp_socket import Received, VrrpSocket
+from keepvip.speaker.runtime.handover_table import HandoverTable
 from keepvip.speaker.runtime.sockets import SocketKey, SocketPool
 from keepvip.speaker.runtime.timers import timers_for
 from keepvip.speaker.vrrp.actions import (
@@ -196,6 +198,7 @@ class RouterRunner:
         metrics: SpeakerMetrics,
         reporter: Reporter,
         node: str,
+        handover: HandoverTable | None = None,
     ) -> None:
         self.plan = plan
         self.ifname = ifname
@@ -205,6 +208,7 @@ class RouterRunner:
         self._metrics = metrics
         self._reporter = reporter
         self._node = node
+        self._handover = handover or HandoverTable(None)  # what the parent sends if we are killed
         self._router = VirtualRouter(build_router_config(plan, primary))
         self._published = self._router.state
         self._inbox: deque[_Input] = deque()
@@ -341,6 +345,7 @@ class RouterRunner:
             with contextlib.suppress(asyncio.CancelledError):
                 await busy
         self._timers.disarm(self)
+        self._handover.left(self.plan.name)
         self._pool.unsubscribe(self.socket_key, self.plan.vrid)
         self._network.cancel_announcements(self.plan.name)
 
@@ -697,7 +702,10 @@ class RouterRunner:
         self._forms.update({vip.ip: vip for vip in plan.addresses})
         priority, _ = effective_priority(plan.priority, self._checks)
         self._metrics.priority.labels(plan.name).set(plan.priority)
-        return self._router.reconfigure(build_router_config(plan, self.primary), now, priority)
+        actions = self._router.reconfigure(build_router_config(plan, self.primary), now, priority)
+        if self._handover.enabled and self._published is State.MASTER and self._router.state is State.MASTER:
+            self._handover.master(plan.name, self._handover_records())  # new addresses, group or peers
+        return actions
 
     # ------------------------------------------------------------------ actions
 
@@ -822,12 +830,13 @@ class RouterRunner:
         self._retries.append(self._loop.call_later(delay, self._enqueue, _Release(tuple(failed))))
         raise OSError(errors[0].errno, f"{errors[0]}; retrying in {delay:.0f} s")
 
+    def _destinations(self) -> tuple[IPAddress, ...]:
+        """The multicast group, or the unicast peers."""
+        return (self.plan.group,) if self.plan.group is not None else self.plan.unicast_peers
+
     def _send(self, advertisement: Advertisement) -> None:
         assert self._socket is not None
-        destinations: tuple[IPAddress, ...] = (
-            (self.plan.group,) if self.plan.group is not None else self.plan.unicast_peers
-        )
-        for destination in destinations:
+        for destination in self._destinations():
             payload = encode(advertisement, source=self.primary, destination=destination,
                              checksum=self.plan.checksum)  # fmt: skip
             self._socket.send(payload, source=self.primary, destination=destination)
@@ -842,9 +851,12 @@ class RouterRunner:
         self._reason = change.reason.value
         if change.new is State.MASTER:
             self._metrics.become_master.labels(name).inc()
+            if self._handover.enabled:
+                self._handover.master(name, self._handover_records())
         if change.old is State.MASTER:
             self._metrics.release_master.labels(name).inc()
             self._network.cancel_announcements(name)
+            self._handover.left(name)
         self._metrics.transitions.labels(name, change.new.value, change.reason.value).inc()
         self._publish_state()
         log.info(
@@ -863,6 +875,17 @@ class RouterRunner:
             },
         )
         self._report()
+
+    def _handover_records(self) -> list[Record]:
+        """The priority-0 advertisements the parent sends in our place if this process is killed
+        while master (keepvip.speaker.net.handover), one per destination."""
+        assert self._socket is not None
+        leaving = self._router.leaving_advertisement()
+        return [
+            Record(self._socket.ifindex, self.primary.packed, destination.packed,
+                   encode(leaving, source=self.primary, destination=destination, checksum=self.plan.checksum))
+            for destination in self._destinations()
+        ]  # fmt: skip
 
     def _publish_state(self) -> None:
         self._metrics.vrrp_state.labels(self.plan.name, self.ifname, str(self.plan.vrid)).set(

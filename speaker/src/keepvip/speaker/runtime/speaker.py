@@ -48,6 +48,7 @@ from keepvip.speaker.notify import Notifier
 from keepvip.speaker.runtime import gc_policy
 from keepvip.speaker.runtime.conflicts import NodeAddresses, conflicts_in, read_node_addresses
 from keepvip.speaker.runtime.failures import ApplyError, Failure, FailureReport, classify
+from keepvip.speaker.runtime.handover_table import HandoverTable
 from keepvip.speaker.runtime.network import LinuxNetwork
 from keepvip.speaker.runtime.router_runner import RouterReport, RouterRunner
 from keepvip.speaker.runtime.sockets import SocketPool
@@ -102,6 +103,7 @@ class Speaker:
         garp_refresh: float = 0.0,
         scripts: ScriptPolicy | None = None,
         ownership: Ownership = PROTO_ONLY,
+        handover: HandoverTable | None = None,
     ) -> None:
         self.node = node
         self._ipr = ipr
@@ -114,6 +116,7 @@ class Speaker:
         self._shared_checks = SharedChecks()  # a check or arbiter asked by many VIPs runs once
         self._pool = SocketPool(metrics)
         self._ownership = ownership  # how this node's VIPs are marked as keepvip's (issue 10)
+        self._handover = handover  # the masters' priority 0, for the parent if we are killed
         self._network = LinuxNetwork(ipr, metrics, garp_refresh, ownership)
         self._running: dict[str, _Running] = {}
         self._snapshot: ConfigSnapshot | None = None
@@ -380,6 +383,7 @@ class Speaker:
             metrics=self._metrics,
             reporter=self._report,
             node=self.node.name,
+            handover=self._handover,
         )
         running = _Running(runner)
         self._running[plan.name] = running

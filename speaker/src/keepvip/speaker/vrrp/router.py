@@ -673,6 +673,12 @@ class VirtualRouter:
         self._advertised_at = now
         return SendAdvertisement(self._advertisement())
 
+    def leaving_advertisement(self) -> Advertisement:
+        """The priority-0 ADVERTISEMENT this router sends when it stops as master (§6.4.3),
+        for a process that must send it in the router's place: the speaker's parent, once
+        the VRRP process was killed (keepvip.speaker.net.handover)."""
+        return self._advertisement(priority=PRIORITY_LEAVING)
+
     def _leaving_advertisement(self) -> SendAdvertisement:
         """§6.4.3 Shutdown: an ADVERTISEMENT with Priority = 0."""
         return SendAdvertisement(self._advertisement(priority=PRIORITY_LEAVING))
