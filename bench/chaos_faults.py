@@ -3,9 +3,9 @@
 How each :class:`~chaos_schedule.FaultKind` is made real (this kernel has no ``sch_netem``
 and no tc actions or nftables, so the switch-level faults use the bridge itself):
 
-* ``kill`` / ``term``: SIGKILL (keepalived: parent and VRRP child) / SIGTERM through the
-  daemon harness; healed by starting the daemon again. A killed keepvip leaves its VIPs
-  on the interface, as a crashed process does; a reboot is not simulated.
+* ``kill`` / ``term``: SIGKILL (parent and VRRP child together, ``crash_together``) /
+  SIGTERM through the daemon harness; healed by starting the daemon again. A killed daemon
+  leaves its VIPs on the interface, as a crashed process does; a reboot is not simulated.
 * ``freeze``: SIGSTOP to every VRRP process for longer than Master_Down, then SIGCONT.
 * ``link``: ``ip link set eth0 down`` inside the node; healed by ``up``.
 * ``cut``: the node's veth end in the switch leaves the bridge (``nomaster``): the node's

@@ -45,7 +45,7 @@ from typing import IO, Any, Protocol
 import yaml
 
 from keepvip.localcluster.lan import Host, Lan
-from keepvip.localcluster.procs import children_of
+from keepvip.localcluster.procs import children_of, crash_together
 
 KEEPVIP = Path(sys.executable).parent / "keepvip"
 KEEPALIVED = "keepalived"
@@ -268,14 +268,13 @@ class KeepalivedDaemon:
         return self._proc.reap(signal.SIGTERM, timeout=5)
 
     def crash(self) -> None:
-        """SIGKILL the VRRP child and the parent, so nothing is sent and nothing cleaned up."""
-        vrrp_child = _read_pid(self.pid_files["-r"])
+        """SIGKILL the VRRP child and the parent, so nothing is sent and nothing cleaned up
+        (:func:`crash_together`: the parent's death would otherwise SIGTERM a live child)."""
         assert self._proc.process is not None
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self._proc.process.pid, signal.SIGKILL)
-        if vrrp_child is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(vrrp_child, signal.SIGKILL)
+        children = [
+            pid for pid in (_read_pid(self.pid_files[flag]) for flag in ("-r", "-c")) if pid is not None
+        ]
+        crash_together(self._proc.process.pid, children)
         self._proc.reap(signal.SIGKILL, timeout=5)
         for path in self.pid_files.values():
             path.unlink(missing_ok=True)
@@ -366,14 +365,14 @@ class KeepvipDaemon:
         """SIGKILL the supervisor and its VRRP child: no priority 0, and the VIP stays on the
         interface until the next start (as :class:`KeepalivedDaemon`'s parent and child).
 
-        The parent first: a parent that outlived its child would remove the VIPs at once,
-        which is what it is for, but not the crash of the whole daemon this stands for.
+        Both at once (:func:`crash_together`): a parent that outlived its child would remove
+        the VIPs and send its priority 0, and a child that outlived its parent would hand
+        over as after SIGTERM; either is what the process is for, not the crash of the whole
+        daemon this stands for.
         """
-        children = self.vrrp_children
+        assert self._proc.process is not None
+        crash_together(self._proc.process.pid, self.vrrp_children)
         self._proc.reap(signal.SIGKILL, timeout=5)
-        for child in children:  # PR_SET_PDEATHSIG has killed it already; this makes it certain
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(child, signal.SIGKILL)
 
     @property
     def vrrp_children(self) -> list[int]:

@@ -44,7 +44,7 @@ from prometheus_client.parser import text_string_to_metric_families
 # The one copy of the waiting helpers (keepvip.localcluster.waiting), re-exported for the tests.
 from keepvip.localcluster import probe, webserver
 from keepvip.localcluster.lan import Lan
-from keepvip.localcluster.procs import children_of
+from keepvip.localcluster.procs import children_of, crash_together
 from keepvip.localcluster.waiting import holds_for, wait_until
 
 KEEPVIP = Path(sys.executable).parent / "keepvip"
@@ -315,8 +315,11 @@ class SpeakerSet:
         return self.lan.stop(self.speakers[node], sig)
 
     def kill(self, node: str) -> float:
-        """SIGKILL the node's speaker (a crash); the wall-clock time of the kill."""
+        """SIGKILL the node's speaker, parent and VRRP process together (a crash: neither acts on
+        the other's death, ``crash_together``); the wall-clock time of the kill."""
         at = time.time()
+        parent = self.speakers[node].pid
+        crash_together(parent, children_of(parent))
         self.signal(node, signal.SIGKILL)
         return at
 

@@ -91,15 +91,29 @@ def test_a_signal_to_the_parent_reaches_the_child_and_the_parent_stays(
     assert out.strip() == f"status={40 + signum} code={40 + signum} swept=0"
 
 
-def test_the_child_dies_with_its_parent(tmp_path: Path) -> None:
-    process = _supervised("time.sleep(60)", tmp_path)
+def test_a_child_whose_parent_is_killed_is_told_sigterm_and_stops_as_after_any_sigterm(
+    tmp_path: Path,
+) -> None:
+    # As keepalived's VRRP child (PR_SET_PDEATHSIG, SIGTERM): the speaker hands over and exits.
+    told = tmp_path / "told"
+    process = _supervised(
+        f"""
+        signal.signal(signal.SIGTERM, lambda *_: (open({str(told)!r}, "w").write("SIGTERM"), os._exit(0)))
+        print("ready", flush=True)
+        time.sleep(60)
+        """,
+        tmp_path,
+    )
     child = _child_of(process.pid)
+    assert process.stdout is not None
+    assert process.stdout.readline().strip() == "ready"
     process.kill()
     process.wait(timeout=10)
     deadline = time.monotonic() + 10
     while Path(f"/proc/{child}").exists() and _state(child) != "Z" and time.monotonic() < deadline:
         time.sleep(0.01)
     assert not Path(f"/proc/{child}").exists() or _state(child) == "Z"
+    assert told.read_text() == "SIGTERM"
 
 
 def _state(pid: int) -> str:

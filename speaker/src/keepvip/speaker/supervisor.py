@@ -28,9 +28,12 @@ predecessor's parent.
 
 As a container's PID 1 the parent also reaps the orphans that end up with it.
 
-The child dies with the parent (``PR_SET_PDEATHSIG``): killing the parent's pid, as
-harnesses and ``kill`` do, kills the whole speaker, like SIGKILL to keepalived's parent and
-child. What the parent removes is its caller's (``remove``): :mod:`keepvip.speaker.entry`
+The child does not outlive the parent (``PR_SET_PDEATHSIG``): when the parent dies, the
+kernel sends the child SIGTERM, as keepalived's VRRP child asks for (``start_vrrp_child``),
+and the child stops as after any SIGTERM: priority 0, VIPs released, exit. A parent killed
+alone (``kill -9`` of the pid a user or a process manager knows) therefore leaves no VIP
+behind and makes no backup wait out Master_Down_Interval. Both killed at once (a
+container's cgroup killed) is a crash, and the next start sweeps. What the parent removes is its caller's (``remove``): :mod:`keepvip.speaker.entry`
 sweeps the marked addresses first, then those the state file names on kernels without
 ``IFA_PROTO``, if they are present with their prefix and, for IPv4, keepvip's label.
 """
@@ -115,11 +118,12 @@ def _forwarder(child: int) -> Callable[[int, object], None]:
 
 
 def _die_with(parent: int) -> None:
-    """Have the kernel SIGKILL this process when ``parent`` dies; exit now if it already has."""
+    """Have the kernel SIGTERM this process when ``parent`` dies (the speaker then hands over
+    and exits); exit now if it already has (nothing is bound yet)."""
     import ctypes  # noqa: PLC0415 - in the child only: the parent stays small
 
     libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "PR_SET_PDEATHSIG")
     if os.getppid() != parent:
-        os._exit(128 + signal.SIGKILL)  # the parent died before the line above: so do we
+        os._exit(128 + signal.SIGTERM)  # the parent died before the line above: so do we
