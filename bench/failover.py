@@ -17,6 +17,10 @@ Cases, injected on whichever node is master:
   the service — reachable on the old node, and the client would see no outage at all).
   Restored as a reboot would: VIP removed, port up, daemon started.
 * ``planned``: SIGTERM to the master's daemon (priority 0 handover, VIP released).
+* ``oom``: SIGKILL to the master's VRRP process alone, as the OOM killer picks the big one:
+  keepalived's VRRP child (its parent starts a new one), keepvip's speaker process (its
+  parent removes the VIP, sends the priority 0 the speaker kept ready and exits; the bench
+  starts the daemon again, as a process manager would).
 * ``health``: the master's web server stops; a TCP check (keepvip ``tcp`` check, keepalived
   ``vrrp_script`` doing the same connect from bash), interval 1 s, timeout 1 s, rise 1,
   fall 1, weight -20, takes the master's priority to 80, below the backup's 100.
@@ -36,7 +40,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import random
+import signal
 import subprocess
 import sys
 import tempfile
@@ -76,7 +82,7 @@ PRIORITY = 100
 PORT = 8080
 CHECK_INTERVAL_S = 1
 CHECK_WEIGHT = -20
-CASES = ("crash", "planned", "health")
+CASES = ("crash", "planned", "health", "oom")
 IMPLEMENTATIONS = ("keepvip", "keepalived")
 PHASE_SPREAD_S = 1.0  # a multiple of every advertisement interval and of the check interval
 STABLE_PROBES = 20  # the last 100 ms of answers all from one node: steady state
@@ -238,7 +244,7 @@ def rfc_bound(case: str, interval: float) -> float:
     """What RFC 9568 allows a priority-100 backup, in seconds."""
     if case == "planned":
         return skew_time(interval, PRIORITY)
-    if case == "crash":
+    if case in ("crash", "oom"):  # oom: RFC 9568 knows no priority 0 from a killed process
         return master_down_interval(interval, PRIORITY)
     return CHECK_INTERVAL_S + master_down_interval(interval, PRIORITY)
 
@@ -279,6 +285,8 @@ def run_trial(bed: Testbed, case: str, interval: float) -> Trial:
         daemon.crash()
     elif case == "planned":
         daemon.stop()
+    elif case == "oom":
+        kill_vrrp_process(daemon)
     else:
         bed.stop_server(host)
     took_over = bed.prober.wait_for_answer(new, injected_at, timeout=3 * rfc_bound(case, interval) + 5)
@@ -288,14 +296,26 @@ def run_trial(bed: Testbed, case: str, interval: float) -> Trial:
     if case == "crash":
         remove_address(bed.lan, host, VIP)
         bed.lan.set_port(host, up=True)
-    if case in ("crash", "planned"):
-        daemon.start()
+    if case in ("crash", "planned", "oom"):
+        if not daemon.running:  # keepalived's parent has started a new VRRP child itself
+            daemon.start()
         wait_for_state(daemon, BACKUP, timeout=10)
         time.sleep(interval + 0.3)  # it has heard the new master: a steady backup
     else:
         bed.start_server(host)
         time.sleep(CHECK_INTERVAL_S + 0.5)  # its check passed again: priority back to 100
     return trial
+
+
+def kill_vrrp_process(daemon: VrrpDaemon) -> None:
+    """SIGKILL the process that speaks VRRP and not its parent, as the OOM killer would."""
+    if isinstance(daemon, KeepalivedDaemon):
+        pids = [int(daemon.pid_files["-r"].read_text().split()[0])]
+    else:
+        assert isinstance(daemon, KeepvipDaemon)
+        pids = daemon.vrrp_children
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
 
 
 @dataclass
@@ -370,9 +390,8 @@ def table(blocks: list[Block]) -> str:
                 else f"{mine[0] / theirs[0]:.2f} / {mine[1] / theirs[1]:.2f}"
             )
             bound = _ms(rfc_bound(case, interval))
-            bound_text = {"crash": f"{bound} (Master_Down)", "planned": f"{bound} (Skew)"}.get(
-                case, f"{bound} (check + Master_Down)"
-            )
+            named = {"crash": "Master_Down", "oom": "Master_Down", "planned": "Skew"}
+            bound_text = f"{bound} ({named.get(case, 'check + Master_Down')})"
             row = [case, f"{interval * 1000:.0f} ms", *cells, ratio, bound_text, "+".join(counts)]
             rows.append("| " + " | ".join(row) + " |")
     return "\n".join(rows)
