@@ -33,9 +33,11 @@ kernel sends the child SIGTERM, as keepalived's VRRP child asks for (``start_vrr
 and the child stops as after any SIGTERM: priority 0, VIPs released, exit. A parent killed
 alone (``kill -9`` of the pid a user or a process manager knows) therefore leaves no VIP
 behind and makes no backup wait out Master_Down_Interval. Both killed at once (a
-container's cgroup killed) is a crash, and the next start sweeps. What the parent removes is its caller's (``remove``): :mod:`keepvip.speaker.entry`
-sweeps the marked addresses first, then those the state file names on kernels without
-``IFA_PROTO``, if they are present with their prefix and, for IPv4, keepvip's label.
+container's cgroup killed) is a crash, and the next start sweeps.
+
+What the parent removes is its caller's (``remove``): :mod:`keepvip.speaker.entry` sweeps the
+marked addresses first, then those the state file names on kernels without ``IFA_PROTO``, if
+they are present with their prefix and, for IPv4, keepvip's label.
 """
 
 from __future__ import annotations
