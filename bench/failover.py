@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import random
 import signal
 import subprocess
@@ -58,6 +57,7 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "tests" / "netns")]
 
 from chaos_clock import ClockWatch  # noqa: E402
+from chaos_daemons import vrrp_pids  # noqa: E402
 from gaps import Answer, failover_window, master_down_interval, percentile, skew_time  # noqa: E402
 from keepalived_harness import (  # noqa: E402
     BACKUP,
@@ -75,6 +75,7 @@ from timeline import Frame, TrialTimes, phases, read_frames  # noqa: E402
 
 from keepvip.localcluster import probe, webserver  # noqa: E402
 from keepvip.localcluster.lan import Host, Lan  # noqa: E402
+from keepvip.localcluster.procs import kill_pid  # noqa: E402
 
 VIP = "198.18.0.100/24"
 VRID = 51
@@ -309,13 +310,9 @@ def run_trial(bed: Testbed, case: str, interval: float) -> Trial:
 
 def kill_vrrp_process(daemon: VrrpDaemon) -> None:
     """SIGKILL the process that speaks VRRP and not its parent, as the OOM killer would."""
-    if isinstance(daemon, KeepalivedDaemon):
-        pids = [int(daemon.pid_files["-r"].read_text().split()[0])]
-    else:
-        assert isinstance(daemon, KeepvipDaemon)
-        pids = daemon.vrrp_children
-    for pid in pids:
-        os.kill(pid, signal.SIGKILL)
+    for pid in vrrp_pids(daemon):
+        if pid != daemon.pid:
+            kill_pid(pid, signal.SIGKILL)
 
 
 @dataclass

@@ -12,13 +12,15 @@ import asyncio
 import mmap
 import os
 import signal
-from collections.abc import Iterator
+import socket
+from collections.abc import Iterable, Iterator
 from ipaddress import IPv4Address, IPv6Address
 
 import pytest
 
 from keepvip.speaker.net import handover
-from keepvip.speaker.net.handover import HALF_BYTES, Record, Region
+from keepvip.speaker.net.handover import HALF_BYTES, Record, Region, pack
+from keepvip.speaker.net.vrrp_send import send_target
 from keepvip.speaker.runtime.handover_table import HandoverTable
 from keepvip.speaker.vrrp.advertisement import Advertisement
 from keepvip.speaker.vrrp.codec import decode, encode
@@ -133,16 +135,17 @@ def test_sending_without_records_opens_nothing() -> None:
     assert handover.send([]) == (0, [])
 
 
-def test_the_table_is_written_once_per_turn_of_the_loop() -> None:
+def test_the_table_is_written_once_per_turn_of_the_loop_from_pieces_packed_once() -> None:
     region = Region.create()
     writes: list[int] = []
-    original = region.write
+    original = region.write_packed
 
-    def counting(records: list[Record]) -> int:
-        writes.append(len(records))
-        return original(records)
+    def counting(pieces: Iterable[bytes]) -> int:
+        listed = list(pieces)
+        writes.append(len(listed))
+        return original(listed)
 
-    region.write = counting  # type: ignore[method-assign]
+    region.write_packed = counting  # type: ignore[method-assign]
     table = HandoverTable(region)
 
     async def scenario() -> None:
@@ -161,12 +164,33 @@ def test_the_table_is_written_once_per_turn_of_the_loop() -> None:
     assert sorted(r.payload for r in records) == sorted(record(v).payload for v in range(3, 101))
 
 
-def test_without_a_region_the_table_keeps_nothing() -> None:
+def test_without_a_region_the_table_writes_nothing() -> None:
     table = HandoverTable(None)
 
     async def scenario() -> None:
         table.master("vip1", [record(1)])
         await asyncio.sleep(0)
 
-    asyncio.run(scenario())
-    assert table.names == frozenset()
+    asyncio.run(scenario())  # no write scheduled: a write to no region would raise
+    assert not table.enabled
+
+
+def test_a_router_with_several_destinations_is_one_piece_kept_or_left_out_whole() -> None:
+    region = Region.create()
+    peers = [record(vrid) for vrid in (1, 2, 3)]  # e.g. three unicast peers of one router
+    big = [record(9)] * ((HALF_BYTES - len(pack(peers))) // len(pack([record(9)])) + 1)
+
+    assert region.write_packed([pack(peers), pack(big)]) == 1
+    assert region.read() == (peers, 0)
+
+
+def test_the_send_target_pins_interface_and_source_and_scopes_link_local_destinations() -> None:
+    ancillary, _, address = send_target(socket.AF_INET6, 7, SOURCE6.packed, GROUP6.packed)
+    assert address == ("ff02::12", 0, 0, 7)
+    assert ancillary == [
+        (socket.IPPROTO_IPV6, socket.IPV6_PKTINFO, SOURCE6.packed + (7).to_bytes(4, "little"))
+    ]
+    _, _, global_address = send_target(socket.AF_INET6, 7, SOURCE6.packed, IPv6Address("2001:db8::1").packed)
+    assert global_address == ("2001:db8::1", 0, 0, 0)
+    _, _, address4 = send_target(socket.AF_INET, 7, SOURCE.packed, GROUP.packed)
+    assert address4 == ("224.0.0.18", 0)

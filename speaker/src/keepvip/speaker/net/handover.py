@@ -18,8 +18,14 @@ other half, then flips that byte (a single store: a SIGKILL lands before it or a
 The parent reads the half the byte names, checks every length (nothing read from memory
 another process wrote is trusted), and sends what is well formed.
 
+The child packs a router's records once, when the router becomes master (:func:`pack`),
+and a rewrite joins the packed pieces: 0.05 ms for 1,000 masters, against 0.54 ms when every
+record was encoded at every rewrite, which made 1,000 routers taking over one after the
+other half a second of CPU in the middle of a mass takeover.
+
 The parent stays small (the supervisor's rule): this module imports ``mmap``, ``socket``
-and ``struct`` and the VRRP constants only, and builds nothing until a child has died.
+and ``struct``, the VRRP constants and :mod:`.vrrp_send` only, and builds nothing until a
+child has died.
 Sending never raises: a record the kernel refuses is counted and the rest go on.
 """
 
@@ -31,7 +37,8 @@ import struct
 from collections.abc import Iterable
 from typing import Final, NamedTuple
 
-from keepvip.speaker.vrrp.constants import IPPROTO_VRRP, VRRP_TTL
+from keepvip.speaker.net.vrrp_send import send_target, set_send_options
+from keepvip.speaker.vrrp.constants import IPPROTO_VRRP
 
 HALF_BYTES: Final = 2 * 1024 * 1024  # ~70,000 single-address IPv4 records; pages are only used once written
 _ACTIVE: Final = 0  # offset of the byte naming the whole half (0 or 1)
@@ -39,7 +46,6 @@ _HALVES: Final = 8  # the halves start here, each with its used length first
 _LENGTH: Final = struct.Struct("=I")
 _RECORD: Final = struct.Struct("=iBBH")  # ifindex, source length, destination length, payload length
 _ADDRESS_LENGTHS: Final = {4: socket.AF_INET, 16: socket.AF_INET6}
-_IP_PKTINFO: Final = 8  # linux/in.h (absent from Python's socket module)
 _MAX_PAYLOAD: Final = 1500
 
 
@@ -65,26 +71,25 @@ class Region:
 
     def write(self, records: Iterable[Record]) -> int:
         """Make ``records`` the table; how many fitted (the rest are left out, in order)."""
+        return self.write_packed(pack((record,)) for record in records)
+
+    def write_packed(self, pieces: Iterable[bytes]) -> int:
+        """Make the ``pieces`` (each from :func:`pack`) the table; how many fitted whole (the
+        rest are left out, in order)."""
+        fitting: list[bytes] = []
+        used = 0
+        for piece in pieces:
+            if used + len(piece) > HALF_BYTES:
+                break
+            fitting.append(piece)
+            used += len(piece)
         memory = self._memory
         half = 1 - memory[_ACTIVE]
         start = _HALVES + half * (_LENGTH.size + HALF_BYTES)
-        offset = start + _LENGTH.size
-        end = offset + HALF_BYTES
-        written = 0
-        for record in records:
-            size = _RECORD.size + len(record.source) + len(record.destination) + len(record.payload)
-            if offset + size > end:
-                break
-            _RECORD.pack_into(memory, offset, record.ifindex, len(record.source), len(record.destination),
-                              len(record.payload))  # fmt: skip
-            offset += _RECORD.size
-            for part in (record.source, record.destination, record.payload):
-                memory[offset : offset + len(part)] = part
-                offset += len(part)
-            written += 1
-        _LENGTH.pack_into(memory, start, offset - start - _LENGTH.size)
+        _LENGTH.pack_into(memory, start, used)
+        memory[start + _LENGTH.size : start + _LENGTH.size + used] = b"".join(fitting)
         memory[_ACTIVE] = half  # the one store that makes the new table the table
-        return written
+        return len(fitting)
 
     def read(self) -> tuple[list[Record], int]:
         """The table, and how many malformed entries ended the reading of it (0 or 1)."""
@@ -120,6 +125,17 @@ class Region:
         return records, 0
 
 
+def pack(records: Iterable[Record]) -> bytes:
+    """``records`` as the region holds them: each a header, the two addresses, the payload."""
+    return b"".join(
+        _RECORD.pack(r.ifindex, len(r.source), len(r.destination), len(r.payload))
+        + r.source
+        + r.destination
+        + r.payload
+        for r in records
+    )
+
+
 def send(records: Iterable[Record]) -> tuple[int, list[OSError]]:
     """Send each record as the speaker sends its advertisements (TTL/hop limit 255, RFC 9568
     §5.1.1.3 / §5.1.2.3, from its source on its interface); (sent, the kernel's refusals)."""
@@ -130,7 +146,9 @@ def send(records: Iterable[Record]) -> tuple[int, list[OSError]]:
             try:
                 family = _ADDRESS_LENGTHS[len(record.source)]
                 sock = sockets.get(family) or sockets.setdefault(family, _open(family))
-                sock.sendmsg([record.payload], *_target(family, record))
+                sock.sendmsg(
+                    [record.payload], *send_target(family, record.ifindex, record.source, record.destination)
+                )
                 sent += 1
             except OSError as error:
                 refused.append(error)
@@ -142,30 +160,9 @@ def send(records: Iterable[Record]) -> tuple[int, list[OSError]]:
 
 def _open(family: int) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_RAW, IPPROTO_VRRP)
-    if family == socket.AF_INET:
-        sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, VRRP_TTL)
-        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, VRRP_TTL)
-        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
-    else:
-        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, VRRP_TTL)
-        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, VRRP_TTL)
-        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0)
+    try:
+        set_send_options(sock, family)
+    except OSError:
+        sock.close()
+        raise
     return sock
-
-
-def _target(family: int, record: Record) -> tuple[list[tuple[int, int, bytes]], int, tuple[object, ...]]:
-    """sendmsg's ancillary data and address: the interface and source pinned per packet
-    (``IP_PKTINFO`` / ``IPV6_PKTINFO``), as :mod:`.vrrp_socket` does."""
-    destination = socket.inet_ntop(family, record.destination)
-    if family == socket.AF_INET:
-        pktinfo = struct.pack("i4s4s", record.ifindex, record.source, b"\0\0\0\0")
-        return [(socket.IPPROTO_IP, _IP_PKTINFO, pktinfo)], 0, (destination, 0)
-    pktinfo = struct.pack("16si", record.source, record.ifindex)
-    scope = record.ifindex if _needs_scope(record.destination) else 0
-    return [(socket.IPPROTO_IPV6, socket.IPV6_PKTINFO, pktinfo)], 0, (destination, 0, 0, scope)
-
-
-def _needs_scope(address: bytes) -> bool:
-    """Link-local unicast (fe80::/10) or multicast of link-local scope or less (RFC 4291)."""
-    link_local = address[0] == 0xFE and address[1] & 0xC0 == 0x80
-    return link_local or (address[0] == 0xFF and address[1] & 0x0F <= 2)

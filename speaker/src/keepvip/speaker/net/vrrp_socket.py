@@ -68,10 +68,10 @@ from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Final
 
 from keepvip.inet import IPAddress
+from keepvip.speaker.net.vrrp_send import IP_PKTINFO, Ancillary, Target, send_target, set_send_options
 from keepvip.speaker.vrrp.constants import IPPROTO_VRRP, VRRP_TTL
 
-# <linux/in.h>, <linux/in6.h>: not all exported by Python's socket module.
-IP_PKTINFO: Final = 8
+# <linux/in.h>, <linux/in6.h>: not all exported by Python's socket module (IP_PKTINFO: vrrp_send).
 IP_MULTICAST_ALL: Final = 49
 IPV6_MULTICAST_ALL: Final = 29
 # <asm-generic/socket.h>, <linux/filter.h>
@@ -172,7 +172,7 @@ class VrrpSocket:
         self._buffers = [self._buffer]
         self._view = memoryview(self._buffer)
         self._seen: dict[bytes, Received | None] = {}  # IPv4: packet key -> what it was
-        self._targets: dict[tuple[IPAddress, IPAddress], tuple[Ancillary, int, tuple[object, ...]]] = {}
+        self._targets: dict[tuple[IPAddress, IPAddress], Target] = {}
 
     # -- opening -------------------------------------------------------------------
 
@@ -280,27 +280,22 @@ class VrrpSocket:
             target = self._target(source, destination)
         self._sock.sendmsg([payload], *target)
 
-    def _target(self, source: IPAddress, destination: IPAddress) -> tuple[Ancillary, int, tuple[object, ...]]:
+    def _target(self, source: IPAddress, destination: IPAddress) -> Target:
         """Ancillary data and address for (``source``, ``destination``), built once and remembered."""
-        ancillary: list[tuple[int, int, bytes]]
-        address: tuple[object, ...]
         if isinstance(source, IPv4Address) and isinstance(destination, IPv4Address):
             self._check_family(4, source, destination)
-            pktinfo = struct.pack("i4s4s", self.ifindex, source.packed, b"\0\0\0\0")
-            ancillary = [(socket.IPPROTO_IP, IP_PKTINFO, pktinfo)]
-            address = (str(destination), 0)
+            family = socket.AF_INET
         elif isinstance(source, IPv6Address) and isinstance(destination, IPv6Address):
             self._check_family(6, source, destination)
-            pktinfo = struct.pack("16si", source.packed, self.ifindex)
-            ancillary = [(socket.IPPROTO_IPV6, socket.IPV6_PKTINFO, pktinfo)]
-            scope = self.ifindex if _needs_scope(destination) else 0
-            address = (str(destination), 0, 0, scope)
+            family = socket.AF_INET6
         else:
             self._check_family(0, source, destination)
             raise AssertionError("unreachable: mixed families are refused above")
         if len(self._targets) >= _CACHED_ADDRESSES:
             self._targets.clear()
-        target = self._targets[(source, destination)] = (ancillary, 0, address)
+        target = self._targets[(source, destination)] = send_target(
+            family, self.ifindex, source.packed, destination.packed
+        )
         return target
 
     def _check_family(self, version: int, source: IPAddress, destination: IPAddress) -> None:
@@ -387,10 +382,6 @@ def _set_once(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
-def _needs_scope(address: IPv6Address) -> bool:
-    return address.is_link_local or (address.is_multicast and (address.packed[1] & 0x0F) <= 2)
-
-
 def _open_raw(version: int, ifname: str, ifindex: int, receive_buffer: int) -> socket.socket:
     """A raw protocol-112 socket with every option VRRP needs set, not yet bound."""
     family = socket.AF_INET if version == 4 else socket.AF_INET6
@@ -398,18 +389,13 @@ def _open_raw(version: int, ifname: str, ifindex: int, receive_buffer: int) -> s
     try:
         sock.setblocking(False)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, ifname.encode())
+        set_send_options(sock, family)
         if family == socket.AF_INET:
-            sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, VRRP_TTL)
-            sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, VRRP_TTL)
-            sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
             sock.setsockopt(socket.IPPROTO_IP, IP_MULTICAST_ALL, 0)
             mreqn = struct.pack("4s4si", b"\0\0\0\0", b"\0\0\0\0", ifindex)
             sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, mreqn)
             sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)  # ifindex of received packets
         else:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, VRRP_TTL)
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, VRRP_TTL)
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0)
             sock.setsockopt(socket.IPPROTO_IPV6, IPV6_MULTICAST_ALL, 0)
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, ifindex)
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
@@ -430,8 +416,6 @@ def _raise_receive_buffer(sock: socket.socket, size: int) -> None:
     except PermissionError:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
 
-
-Ancillary = list[tuple[int, int, bytes]]
 
 _ADDRESSES: dict[bytes | str, IPAddress] = {}
 

@@ -1,9 +1,9 @@
 """The child's side of :mod:`keepvip.speaker.net.handover`: what its parent sends if it is killed.
 
 Each router that is MASTER (its VIPs bound) has its priority-0 advertisements here, one per
-destination; a router that stops being master is taken out. The table is written to the
-shared region once per turn of the event loop, however many routers changed in it: 1,000
-routers taking over together write it once, not 1,000 times (about 30 bytes a router).
+destination, packed once when it became master (about 30 bytes a router); a router that
+stops being master is taken out. The table is written to the shared region once per turn
+of the event loop, however many routers changed in it, and a write joins the packed pieces.
 Until that write the region still holds the table from before the turn; a child killed in
 between costs at most one router's handover, or one needless priority 0 that the router's
 new master answers (RFC 9568 §6.4.3).
@@ -15,7 +15,7 @@ import asyncio
 import logging
 from collections.abc import Iterable
 
-from keepvip.speaker.net.handover import Record, Region
+from keepvip.speaker.net.handover import Record, Region, pack
 
 log = logging.getLogger("keepvip.speaker.handover")
 
@@ -25,7 +25,7 @@ class HandoverTable:
 
     def __init__(self, region: Region | None) -> None:
         self._region = region
-        self._records: dict[str, tuple[Record, ...]] = {}
+        self._packed: dict[str, bytes] = {}  # per VirtualIP, its records as the region holds them
         self._scheduled = False
         self._told_full = False
 
@@ -37,18 +37,13 @@ class HandoverTable:
     def master(self, name: str, records: Iterable[Record]) -> None:
         """``name``'s router is master (again, or with a new configuration): these are its records."""
         if self._region is not None:
-            self._records[name] = tuple(records)
+            self._packed[name] = pack(records)
             self._schedule()
 
     def left(self, name: str) -> None:
         """``name``'s router is no longer master, or stopped."""
-        if self._records.pop(name, None) is not None:
+        if self._packed.pop(name, None) is not None:
             self._schedule()
-
-    @property
-    def names(self) -> frozenset[str]:
-        """The VirtualIPs whose records the next write holds."""
-        return frozenset(self._records)
 
     def _schedule(self) -> None:
         if not self._scheduled:
@@ -60,9 +55,9 @@ class HandoverTable:
         self._scheduled = False
         if self._region is None:
             return
-        records = [record for group in self._records.values() for record in group]
-        written = self._region.write(records)
-        if written < len(records) and not self._told_full:
+        written = self._region.write_packed(self._packed.values())
+        if written < len(self._packed) and not self._told_full:
             self._told_full = True
-            log.warning("the handover region holds %d of %d priority-0 advertisements: the rest are "
-                        "not sent if this process is killed", written, len(records))  # fmt: skip
+            log.warning("the handover region holds the priority-0 advertisements of %d of %d masters: "
+                        "the rest are not sent if this process is killed",
+                        written, len(self._packed))  # fmt: skip
